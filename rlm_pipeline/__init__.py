@@ -1,0 +1,94 @@
+"""rlm_pipeline: Recursive Language Models over dataframes and Spark.
+
+The root model sees the question and the table's metadata, explores the table
+with checked SQL tools, and fans semantic sub-calls out as map tasks.  Nothing
+the model writes is executed.
+
+Names are imported lazily, so ``import rlm_pipeline`` is cheap and never
+starts a JVM.
+
+Examples
+--------
+>>> import rlm_pipeline as rp
+>>> rp.Budget(max_calls=10).max_calls
+10
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LLM",
+    "RLM",
+    "Budget",
+    "BudgetExceededError",
+    "EngineError",
+    "Estimate",
+    "ExpressionError",
+    "InputError",
+    "LLMError",
+    "LLMResponseParseError",
+    "Price",
+    "RLMPipelineError",
+    "RLMResult",
+    "UnsupportedExpressionError",
+    "Usage",
+    "classify",
+    "estimate",
+    "llm_map",
+]
+
+_LAZY = {
+    "LLM": "rlm_pipeline.llm.config",
+    "Budget": "rlm_pipeline.llm.config",
+    "Price": "rlm_pipeline.llm.config",
+    "Usage": "rlm_pipeline.llm.usage",
+    "RLM": "rlm_pipeline.rlm.api",
+    "RLMResult": "rlm_pipeline.rlm.api",
+    "classify": "rlm_pipeline.ops.api",
+    "llm_map": "rlm_pipeline.ops.api",
+    "estimate": "rlm_pipeline.ops.api",
+    "Estimate": "rlm_pipeline.ops.api",
+    "RLMPipelineError": "rlm_pipeline.errors",
+    "InputError": "rlm_pipeline.errors",
+    "ExpressionError": "rlm_pipeline.errors",
+    "UnsupportedExpressionError": "rlm_pipeline.errors",
+    "EngineError": "rlm_pipeline.errors",
+    "LLMError": "rlm_pipeline.errors",
+    "LLMResponseParseError": "rlm_pipeline.errors",
+    "BudgetExceededError": "rlm_pipeline.errors",
+}
+
+if TYPE_CHECKING:
+    from rlm_pipeline.errors import (
+        BudgetExceededError,
+        EngineError,
+        ExpressionError,
+        InputError,
+        LLMError,
+        LLMResponseParseError,
+        RLMPipelineError,
+        UnsupportedExpressionError,
+    )
+    from rlm_pipeline.llm.config import LLM, Budget, Price
+    from rlm_pipeline.llm.usage import Usage
+    from rlm_pipeline.ops.api import Estimate, classify, estimate, llm_map
+    from rlm_pipeline.rlm.api import RLM, RLMResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'rlm_pipeline' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

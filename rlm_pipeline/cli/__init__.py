@@ -1,0 +1,1 @@
+"""The ``rlm-pipeline`` command line: the only place that prints."""

@@ -1,0 +1,63 @@
+"""Entry point of ``rlm-pipeline``: argument parsing and error-to-exit-code mapping.
+
+Each command lives in its own module exposing ``add_parser(subparsers)`` and
+``run(args) -> int``.  Errors print one line on stderr (a traceback only with
+``--debug``): exit 2 for bad arguments or input, 1 for model/runtime failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from rlm_pipeline.errors import ExpressionError, InputError, RLMPipelineError
+
+COMMANDS = ("classify", "ask", "demo", "sim_server", "trace_cmd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="rlm-pipeline",
+        description="Recursive Language Models over dataframes and Spark.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"rlm_pipeline.cli.{name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (InputError, ExpressionError) as exc:
+        return _fail(args, exc, 2)
+    except RLMPipelineError as exc:
+        return _fail(args, exc, 1)
+    except Exception as exc:
+        return _fail(args, exc, 1, unexpected=True)
+
+
+def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False) -> int:
+    if args.debug:
+        traceback.print_exc()
+    prefix = "internal error" if unexpected else "error"
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    hint = " (run with --debug for details)" if unexpected and not args.debug else ""
+    print(f"rlm-pipeline: {prefix}: {first_line}{hint}", file=sys.stderr)
+    return code

@@ -1,0 +1,195 @@
+"""Frozen, picklable configuration for model access.
+
+:class:`LLM` is what users build and pass around; it is shipped as-is to Spark
+executors, where each task builds its own client from it.  It holds no client,
+no socket and no lock.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Mapping
+
+__all__ = [
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_PRICES",
+    "DEFAULT_TIMEOUT_S",
+    "LLM",
+    "Budget",
+    "Price",
+]
+
+DEFAULT_MAX_CONCURRENCY = 32
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_RETRIES = 6
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per one million tokens."""
+
+    input_per_mtok: float
+    output_per_mtok: float
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Cost in USD of a call with these token counts."""
+        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+
+
+#: List prices (USD per 1M tokens) for common models; override with ``LLM(prices=...)``.
+DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
+    {
+        "gpt-4.1": Price(2.00, 8.00),
+        "gpt-4.1-mini": Price(0.40, 1.60),
+        "gpt-4.1-nano": Price(0.10, 0.40),
+        "gpt-4o": Price(2.50, 10.00),
+        "gpt-4o-mini": Price(0.15, 0.60),
+        "gpt-5": Price(1.25, 10.00),
+        "gpt-5-mini": Price(0.25, 2.00),
+        "gpt-5-nano": Price(0.05, 0.40),
+    }
+)
+
+
+@dataclass(frozen=True)
+class LLM:
+    """How to reach a model: endpoint, limits, retries, cache and prices.
+
+    Frozen and picklable; build it once and pass it to :func:`classify`,
+    :class:`RLM` or a Spark job.  ``api_key`` and ``base_url`` fall back to
+    ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` when not given.
+
+    Parameters
+    ----------
+    model
+        Model name sent to the endpoint.
+    base_url
+        OpenAI-compatible endpoint, e.g. ``http://127.0.0.1:8000/v1``.
+    api_key
+        API key; local servers accept any non-empty string.
+    max_concurrency
+        Requests in flight at once, for the whole job (shared out over Spark tasks).
+    timeout_s
+        Per-request timeout in seconds.
+    max_retries
+        Retries after the first attempt on 429, 5xx, connection errors and timeouts.
+    rpm, tpm
+        Optional requests / tokens per minute, for the whole job.
+    cache_path
+        SQLite file for the response cache; ``None`` disables caching.
+    temperature
+        Sampling temperature.
+    prices
+        Extra or overriding price table entries (model name -> :class:`Price`).
+
+    Examples
+    --------
+    >>> llm = LLM(model="gpt-4.1-mini", base_url="http://127.0.0.1:8000/v1", api_key="x")
+    >>> llm.price().input_per_mtok
+    0.4
+    """
+
+    model: str = "gpt-4.1-mini"
+    base_url: str | None = None
+    api_key: str | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    max_retries: int = DEFAULT_MAX_RETRIES
+    rpm: int | None = None
+    tpm: int | None = None
+    cache_path: str | None = None
+    temperature: float = 0.0
+    prices: Mapping[str, Price] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from rlm_pipeline.errors import InputError
+
+        if self.max_concurrency < 1:
+            msg = f"max_concurrency must be >= 1, got {self.max_concurrency}"
+            raise InputError(msg)
+        if self.timeout_s <= 0:
+            msg = f"timeout_s must be > 0, got {self.timeout_s}"
+            raise InputError(msg)
+        if self.max_retries < 0:
+            msg = f"max_retries must be >= 0, got {self.max_retries}"
+            raise InputError(msg)
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                msg = f"{name} must be >= 1 or None, got {value}"
+                raise InputError(msg)
+        object.__setattr__(self, "prices", dict(self.prices))
+
+    def resolved_base_url(self) -> str | None:
+        """The endpoint: ``base_url`` or ``OPENAI_BASE_URL``."""
+        return self.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def resolved_api_key(self) -> str:
+        """The API key: ``api_key``, ``OPENAI_API_KEY``, or a placeholder for local servers."""
+        return self.api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key"
+
+    def price(self) -> Price:
+        """Price of this model: ``prices`` first, then :data:`DEFAULT_PRICES`, else free."""
+        table = {**DEFAULT_PRICES, **self.prices}
+        if self.model in table:
+            return table[self.model]
+        for name in sorted(table, key=len, reverse=True):
+            if self.model.startswith(name):
+                return table[name]
+        return Price(0.0, 0.0)
+
+    def share(self, parts: int) -> LLM:
+        """A copy whose concurrency, rpm and tpm are this config's divided by ``parts``.
+
+        Used to give each of ``parts`` concurrent Spark tasks its share, so the
+        whole job never exceeds the configured limits.
+        """
+        parts = max(1, parts)
+
+        def cut(value: int | None) -> int | None:
+            return None if value is None else max(1, value // parts)
+
+        return replace(
+            self,
+            max_concurrency=max(1, self.max_concurrency // parts),
+            rpm=cut(self.rpm),
+            tpm=cut(self.tpm),
+        )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Spending limits for one call of :func:`classify` or :meth:`RLM.run`.
+
+    ``None`` means no limit.  A run stops cleanly before it would pass a limit.
+
+    Examples
+    --------
+    >>> Budget(max_calls=100).max_calls
+    100
+    """
+
+    max_calls: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+
+    def __post_init__(self) -> None:
+        from rlm_pipeline.errors import InputError
+
+        for name in ("max_calls", "max_tokens", "max_cost_usd"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                msg = f"{name} must be >= 0 or None, got {value}"
+                raise InputError(msg)
+
+    def share(self, parts: int) -> Budget:
+        """This budget divided evenly over ``parts`` independent workers."""
+        parts = max(1, parts)
+        return Budget(
+            max_calls=None if self.max_calls is None else self.max_calls // parts,
+            max_tokens=None if self.max_tokens is None else self.max_tokens // parts,
+            max_cost_usd=None if self.max_cost_usd is None else self.max_cost_usd / parts,
+        )
