@@ -63,6 +63,11 @@ _LAZY = {
     "BudgetExceededError": "rlm_pipeline.errors",
 }
 
+# Registers ``pl.col(...).rlm``, ``df.rlm`` and ``lf.rlm`` (imports polars, not pyspark).
+from rlm_pipeline import polars_ns as _polars_ns  # noqa: E402,F401
+
+_SUBMODULES = ("spark",)
+
 if TYPE_CHECKING:
     from rlm_pipeline.errors import (
         BudgetExceededError,
@@ -81,6 +86,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rlm_pipeline.{name}")
     module = _LAZY.get(name)
     if module is None:
         msg = f"module 'rlm_pipeline' has no attribute {name!r}"

@@ -1,0 +1,200 @@
+"""Scheduled, incremental classification of daily ticket partitions (Polars).
+
+Input: a directory of Hive-style date partitions, one per day as it arrives::
+
+    RAW/date=2024-03-01/*.parquet
+    RAW/date=2024-03-02/*.parquet
+
+Output: the same partitions, classified, each published atomically with a
+``_SUCCESS`` marker::
+
+    OUT/date=2024-03-01/part-0.parquet
+    OUT/date=2024-03-01/_SUCCESS        # JSON: rows, input fingerprint, labels
+
+A run processes only the partitions that are not done yet (no ``_SUCCESS``, or
+a ``_SUCCESS`` whose input fingerprint no longer matches because the day was
+re-delivered).  Each partition is written to a temporary folder next to the
+output and renamed into place, so a crash never leaves a half-written
+partition; the next run cleans the leftovers and redoes that day.  Answers are
+in the response cache (``--cache``), so re-running costs nothing for rows
+already answered and a second run over finished days sends no model calls.
+
+A partition with rows that failed for a transient reason (``api_error``,
+``budget_exceeded``) is written but not marked done, so the next run retries
+just those rows.
+
+Usage::
+
+    python jobs/daily_tickets.py --input RAW --output OUT --column question \\
+        --labels billing,technical,account,other --base-url http://127.0.0.1:8000/v1 \\
+        --cache /var/cache/rlm/responses.sqlite
+
+Exit codes: 0 all partitions done, 1 some partition failed validation or has
+transient failures left, 2 bad arguments or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+import rlm_pipeline as rp
+from rlm_pipeline.errors import InputError, RLMPipelineError
+
+log = logging.getLogger("daily_tickets")
+
+SUCCESS = "_SUCCESS"
+TRANSIENT = ("api_error", "budget_exceeded")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    partition: str
+    status: str  # "skipped" | "done" | "retry" | "invalid"
+    rows: int
+
+
+def input_partitions(raw: Path) -> dict[str, Path]:
+    """Date partition name (``date=...``) -> its input folder, sorted by name."""
+    if not raw.is_dir():
+        msg = f"input folder not found: {raw}"
+        raise InputError(msg)
+    parts = {p.name: p for p in sorted(raw.iterdir()) if p.is_dir() and "=" in p.name}
+    return {name: path for name, path in parts.items() if any(path.glob("*.parquet"))}
+
+
+def fingerprint(folder: Path) -> str:
+    """sha256 over the names, sizes and mtimes of a partition's Parquet files."""
+    entries = [
+        [f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.glob("*.parquet"))
+    ]
+    return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
+
+
+def is_done(out_dir: Path, fp: str) -> bool:
+    marker = out_dir / SUCCESS
+    if not marker.is_file():
+        return False
+    try:
+        return bool(json.loads(marker.read_text())["input_fingerprint"] == fp)
+    except (ValueError, KeyError):
+        return False
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a finished partition folder into place (old copy removed after the swap)."""
+    old = final.with_name(f".old-{final.name}")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def process(
+    name: str, src: Path, out: Path, args: argparse.Namespace, llm: rp.LLM, labels: list[str]
+) -> Outcome:
+    final = out / name
+    fp = fingerprint(src)
+    if is_done(final, fp):
+        return Outcome(name, "skipped", 0)
+    frame = pl.read_parquet(sorted(src.glob("*.parquet")))
+    result = rp.classify(
+        frame,
+        column=args.column,
+        labels=labels,
+        llm=llm,
+        batch_size=args.batch_size,
+        instructions=args.instructions,
+    )
+    from rlm_pipeline.validate import validate_classified
+
+    report = validate_classified(
+        result, input_rows=frame.height, labels=labels, output_column="label", id_column=args.id_column
+    )
+    if not report.success:
+        log.error("%s: validation failed: %s", name, "; ".join(report.failures))
+        return Outcome(name, "invalid", frame.height)
+    errors = result.get_column("label_error").drop_nulls()
+    transient = int(errors.str.contains(f"^({'|'.join(TRANSIENT)})").sum())
+    tmp = out / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    result.write_parquet(tmp / "part-0.parquet")
+    if transient == 0:
+        marker = {
+            "rows": result.height,
+            "input_fingerprint": fp,
+            "labels": labels,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (tmp / SUCCESS).write_text(json.dumps(marker, sort_keys=True))
+    publish(tmp, final)
+    return Outcome(name, "done" if transient == 0 else "retry", result.height)
+
+
+def clean_leftovers(out: Path) -> None:
+    """Remove temporary folders a crashed run left behind."""
+    for leftover in out.glob(".tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.glob(".old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, type=Path, help="folder of date=YYYY-MM-DD partitions")
+    p.add_argument("--output", required=True, type=Path, help="output folder")
+    p.add_argument("--column", default="question", help="text column to classify")
+    p.add_argument("--labels", required=True, help="comma-separated labels")
+    p.add_argument("--id-column", default=None, help="column that must stay unique (checked)")
+    p.add_argument("--model", default=os.environ.get("RLM_MODEL", "gpt-4.1-mini"))
+    p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    p.add_argument("--cache", default=None, help="response cache (SQLite); strongly advised")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--instructions", default=None)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+    llm = rp.LLM(
+        model=args.model,
+        base_url=args.base_url,
+        max_concurrency=args.concurrency,
+        cache_path=args.cache,
+    )
+    try:
+        parts = input_partitions(args.input)
+        args.output.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(args.output)
+        outcomes = [process(n, p, args.output, args, llm, labels) for n, p in parts.items()]
+    except InputError as exc:
+        print(f"daily_tickets: error: {exc}", file=sys.stderr)
+        return 2
+    except RLMPipelineError as exc:
+        print(f"daily_tickets: error: {exc}", file=sys.stderr)
+        return 1
+    for o in outcomes:
+        print(f"{o.partition}: {o.status} ({o.rows} rows)")
+    return 0 if all(o.status in ("done", "skipped") for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""The ``rlm`` namespace on Polars expressions, DataFrames and LazyFrames.
+
+Registered when ``rlm_pipeline`` is imported, so a transform reads naturally::
+
+    import polars as pl
+    import rlm_pipeline as rp
+
+    llm = rp.LLM(base_url="http://127.0.0.1:8000/v1")
+    df = df.with_columns(label=pl.col("question").rlm.classify(["billing", "other"], llm=llm))
+    res = df.lazy().rlm.ask("How many questions are about billing?", llm=llm)
+
+Where the fan-out happens: ``pl.col(...).rlm.classify`` is a ``map_batches``
+over the *whole column*, not a per-row Python UDF.  Polars hands the column to
+:func:`rlm_pipeline.classify` once; it deduplicates the texts, batches them
+and sends the batches concurrently on an asyncio loop (bounded by
+``llm.max_concurrency``), then joins the answers back in row order.  Use
+``df.rlm.classify(...)`` when you also want the ``<output_column>_error``
+column that says why a label is null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+if TYPE_CHECKING:
+    from rlm_pipeline.llm.config import LLM
+    from rlm_pipeline.rlm.api import RLMResult
+
+__all__ = ["RLMExprNamespace", "RLMFrameNamespace", "RLMLazyFrameNamespace"]
+
+_TEXT = "__rlm_text"
+
+
+@pl.api.register_expr_namespace("rlm")
+class RLMExprNamespace:
+    """``pl.col(...).rlm``: semantic operators on a text column."""
+
+    def __init__(self, expr: pl.Expr) -> None:
+        self._expr = expr
+
+    def classify(
+        self,
+        labels: Sequence[str],
+        *,
+        llm: LLM,
+        instructions: str | None = None,
+        batch_size: int = 16,
+    ) -> pl.Expr:
+        """One label per row (null where the model gave none; see ``df.rlm.classify``).
+
+        Examples
+        --------
+        >>> pl.col("question").rlm.classify(["a", "b"], llm=rp.LLM())  # doctest: +SKIP
+        """
+        labels = list(labels)
+
+        def run(series: pl.Series) -> pl.Series:
+            from rlm_pipeline.ops.api import classify
+
+            out = classify(
+                pl.DataFrame({_TEXT: series}),
+                column=_TEXT,
+                labels=labels,
+                llm=llm,
+                instructions=instructions,
+                batch_size=batch_size,
+                output_column="label",
+            )
+            return out.get_column("label").alias(series.name)
+
+        return self._expr.map_batches(run, return_dtype=pl.String)
+
+    def llm_map(
+        self,
+        instruction: str,
+        *,
+        llm: LLM,
+        output_type: str = "string",
+        batch_size: int = 16,
+    ) -> pl.Expr:
+        """One model answer per row for ``instruction`` (null where none)."""
+        dtypes: dict[str, Any] = {
+            "string": pl.String,
+            "integer": pl.Int64,
+            "number": pl.Float64,
+            "boolean": pl.Boolean,
+        }
+        if output_type not in dtypes:
+            from rlm_pipeline.errors import InputError
+
+            msg = f"output_type must be one of {sorted(dtypes)}, got {output_type!r}"
+            raise InputError(msg)
+
+        def run(series: pl.Series) -> pl.Series:
+            from rlm_pipeline.ops.api import llm_map
+
+            out = llm_map(
+                pl.DataFrame({_TEXT: series}),
+                column=_TEXT,
+                instruction=instruction,
+                llm=llm,
+                output_type=output_type,
+                batch_size=batch_size,
+            )
+            return out.get_column("value").alias(series.name)
+
+        return self._expr.map_batches(run, return_dtype=dtypes[output_type])
+
+
+class _FrameMethods:
+    _frame: pl.DataFrame | pl.LazyFrame
+
+    def classify(
+        self,
+        column: str,
+        labels: Sequence[str],
+        *,
+        llm: LLM,
+        instructions: str | None = None,
+        batch_size: int = 16,
+        output_column: str = "label",
+    ) -> Any:
+        """:func:`rlm_pipeline.classify` on this frame (label and error columns)."""
+        from rlm_pipeline.ops.api import classify
+
+        return classify(
+            self._frame,
+            column=column,
+            labels=list(labels),
+            llm=llm,
+            instructions=instructions,
+            batch_size=batch_size,
+            output_column=output_column,
+        )
+
+    def ask(
+        self,
+        question: str,
+        *,
+        llm: LLM,
+        sub: LLM | None = None,
+        text_column: str | None = None,
+        max_steps: int = 30,
+        max_depth: int = 2,
+    ) -> RLMResult:
+        """Answer ``question`` over this frame with :class:`rlm_pipeline.RLM`."""
+        from rlm_pipeline.rlm.api import RLM
+
+        rlm = RLM(root=llm, sub=sub, max_steps=max_steps, max_depth=max_depth)
+        return rlm.run(question, self._frame, text_column=text_column)
+
+
+@pl.api.register_dataframe_namespace("rlm")
+class RLMFrameNamespace(_FrameMethods):
+    """``df.rlm``: :func:`classify` and :meth:`RLM.run` on a DataFrame."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self._frame = frame
+
+
+@pl.api.register_lazyframe_namespace("rlm")
+class RLMLazyFrameNamespace(_FrameMethods):
+    """``lf.rlm``: :func:`classify` and :meth:`RLM.run` on a LazyFrame."""
+
+    def __init__(self, frame: pl.LazyFrame) -> None:
+        self._frame = frame

@@ -1,0 +1,77 @@
+"""Spark-native entry points, shaped for ``DataFrame.transform``.
+
+Examples
+--------
+>>> import rlm_pipeline as rp
+>>> step = rp.spark.classify("question", ["billing", "other"], llm=rp.LLM())
+>>> callable(step)
+True
+
+``df.transform(step)`` returns a new Spark DataFrame with ``label`` and
+``label_error``; the model calls run in ``mapInArrow`` tasks on the executors
+when an action runs.  pyspark is imported only when the step is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rlm_pipeline.llm.config import LLM
+
+__all__ = ["classify", "llm_map"]
+
+
+def classify(
+    column: str,
+    labels: Sequence[str],
+    *,
+    llm: LLM,
+    instructions: str | None = None,
+    batch_size: int = 16,
+    output_column: str = "label",
+) -> Callable[[Any], Any]:
+    """A ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column."""
+    labels = list(labels)
+
+    def step(df: Any) -> Any:
+        from rlm_pipeline.ops.api import classify as classify_frame
+
+        return classify_frame(
+            df,
+            column=column,
+            labels=labels,
+            llm=llm,
+            instructions=instructions,
+            batch_size=batch_size,
+            output_column=output_column,
+            engine="spark",
+        )
+
+    return step
+
+
+def llm_map(
+    column: str,
+    instruction: str,
+    *,
+    llm: LLM,
+    output_type: str = "string",
+    batch_size: int = 16,
+) -> Callable[[Any], Any]:
+    """A ``DataFrame -> DataFrame`` step that adds ``value`` and ``value_error``."""
+
+    def step(df: Any) -> Any:
+        from rlm_pipeline.ops.api import llm_map as map_frame
+
+        return map_frame(
+            df,
+            column=column,
+            instruction=instruction,
+            llm=llm,
+            output_type=output_type,
+            batch_size=batch_size,
+            engine="spark",
+        )
+
+    return step
