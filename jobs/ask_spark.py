@@ -1,0 +1,95 @@
+"""Answer one question over a Parquet table with the RLM operator on Spark.
+
+::
+
+    spark-submit jobs/ask_spark.py --input IN --question "How many ... ?" \\
+        --answer OUT/answer.json --trace OUT/trace.jsonl --text-column question \\
+        --model gpt-4.1-mini --base-url http://127.0.0.1:8000/v1
+
+The root model sees only the question and the table's metadata; its filters
+and SQL run as Spark plans, its classify / map sub-calls as ``mapInArrow``
+tasks.  Writes the answer as JSON (``schemas/answer.schema.json``) and the
+trace as JSONL (``schemas/trace.schema.json``).
+
+Exit codes: 0 answered, 1 model failure or budget hit, 2 bad arguments or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import rlm_pipeline as rp
+from rlm_pipeline.errors import InputError, RLMPipelineError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--input", required=True, help="Parquet file, folder or glob")
+    p.add_argument("--question", required=True)
+    p.add_argument("--answer", required=True, type=Path, help="where to write the answer JSON")
+    p.add_argument("--trace", type=Path, default=None, help="where to write the JSONL trace")
+    p.add_argument("--text-column", default=None)
+    p.add_argument("--model", default=os.environ.get("RLM_MODEL", "gpt-4.1-mini"))
+    p.add_argument("--sub-model", default=None)
+    p.add_argument("--base-url", default=None)
+    p.add_argument("--cache", default=None)
+    p.add_argument("--max-steps", type=int, default=30)
+    p.add_argument("--max-depth", type=int, default=2)
+    p.add_argument("--master", default=None, help="Spark master when not run by spark-submit")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("rlm_pipeline-ask")
+    if args.master:
+        builder = builder.master(args.master)
+    spark = builder.getOrCreate()
+    try:
+        df = spark.read.parquet(args.input)
+    except Exception as exc:
+        raise InputError(f"cannot read Parquet input {args.input!r}: {str(exc).splitlines()[0]}") from exc
+    root = rp.LLM(model=args.model, base_url=args.base_url, cache_path=args.cache)
+    sub = rp.LLM(model=args.sub_model, base_url=args.base_url, cache_path=args.cache) if args.sub_model else None
+    rlm = rp.RLM(root=root, sub=sub, engine="spark", max_steps=args.max_steps, max_depth=args.max_depth)
+    if args.trace:
+        args.trace.parent.mkdir(parents=True, exist_ok=True)
+    res = rlm.run(
+        args.question,
+        df,
+        text_column=args.text_column,
+        trace_path=str(args.trace) if args.trace else None,
+    )
+    doc = {
+        "answer": res.answer,
+        "value": res.value,
+        "usage": res.usage.to_dict(),
+        "trace_path": str(args.trace) if args.trace else None,
+    }
+    args.answer.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.answer.with_name(args.answer.name + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, default=str))
+    os.replace(tmp, args.answer)
+    print(f"ask_spark: {res.answer}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except InputError as exc:
+        print(f"ask_spark: error: {exc}", file=sys.stderr)
+        return 2
+    except RLMPipelineError as exc:
+        print(f"ask_spark: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
