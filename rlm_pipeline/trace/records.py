@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Literal, cast, get_args
+from typing import Any, Final, Literal, get_args
 
 from rlm_pipeline.errors import InputError
 
@@ -55,9 +55,9 @@ def summarize(text: str | None, limit: int = MAX_SUMMARY_CHARS) -> str | None:
     Examples
     --------
     >>> summarize("x" * 30, limit=20)
-    'xxxxxxx… [+23 chars]'
-    >>> summarize("short") is None
-    False
+    'xxxx… [+26 chars]'
+    >>> summarize("short")
+    'short'
     """
     if text is None or len(text) <= limit:
         return text
@@ -163,7 +163,7 @@ class TraceRecord:
             msg = f"trace record has unknown fields: {', '.join(unknown)}"
             raise InputError(msg)
         try:
-            return cls(**cast(dict[str, Any], data))
+            return cls(**data)
         except TypeError as exc:
             msg = f"trace record is incomplete: {exc}"
             raise InputError(msg) from exc

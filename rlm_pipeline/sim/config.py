@@ -1,0 +1,121 @@
+"""Knobs of the simulator: latency, concurrency cap, fault rates, structured mode."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from rlm_pipeline.errors import InputError
+
+__all__ = ["STRUCTURED_MODES", "SimConfig"]
+
+#: How the simulator treats ``response_format``, mimicking real servers:
+#: ``json_schema`` (OpenAI, vLLM: everything accepted), ``json_object``
+#: (llama.cpp: ``json_schema`` rejected with HTTP 500, ``json_object`` + schema
+#: accepted), ``text`` (neither: any ``response_format`` gets HTTP 400).
+STRUCTURED_MODES = ("json_schema", "json_object", "text")
+
+_RATES = ("fault_429", "fault_500", "fault_timeout", "fault_malformed", "fault_wrong_ids")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Configuration of a :class:`~rlm_pipeline.sim.server.SimServer`.
+
+    Parameters
+    ----------
+    latency_ms
+        Time each request takes inside the server (while holding a concurrency slot).
+    max_concurrency
+        Requests answered at once; further requests queue, as on a real server.
+    fault_429, fault_500, fault_timeout
+        Per-request probabilities of a 429 (with ``Retry-After``), a 500, or a
+        reply delayed by ``timeout_delay_s`` (past the client's timeout).  The
+        three are exclusive; their sum must be at most 1.
+    timeout_delay_s
+        Delay of a "timeout" reply.
+    fault_malformed
+        Probability that a structured reply's JSON is cut short.
+    fault_wrong_ids
+        Probability that a batch reply drops, duplicates or invents a row id.
+    structured_mode
+        One of :data:`STRUCTURED_MODES`.
+    seed
+        Seed of the fault generator: the same seed gives the same fault sequence.
+    require_api_key
+        When set, requests whose bearer token differs get HTTP 401.
+    retry_after_s
+        ``(low, high)`` range of the ``Retry-After`` sent with a 429.
+    models
+        Model names listed by ``GET /v1/models`` (any name is accepted).
+    max_log
+        Most entries kept in the ``requests_log`` of the stats.
+
+    Examples
+    --------
+    >>> SimConfig(latency_ms=50, fault_429=0.1).max_concurrency
+    64
+    """
+
+    latency_ms: float = 0.0
+    max_concurrency: int = 64
+    fault_429: float = 0.0
+    fault_500: float = 0.0
+    fault_timeout: float = 0.0
+    timeout_delay_s: float = 5.0
+    fault_malformed: float = 0.0
+    fault_wrong_ids: float = 0.0
+    structured_mode: str = "json_schema"
+    seed: int = 0
+    require_api_key: str | None = None
+    retry_after_s: tuple[float, float] = (0.05, 0.2)
+    models: tuple[str, ...] = ("sim-1", "gpt-4.1-mini", "gpt-4.1-nano")
+    max_log: int = 1_000_000
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "retry_after_s", tuple(self.retry_after_s))
+        object.__setattr__(self, "models", tuple(self.models))
+        for name in _RATES:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+                msg = f"{name} must be a rate between 0 and 1, got {value!r}"
+                raise InputError(msg)
+        if self.fault_429 + self.fault_500 + self.fault_timeout > 1.0 + 1e-9:
+            msg = "fault_429 + fault_500 + fault_timeout must be at most 1"
+            raise InputError(msg)
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 1:
+            msg = f"max_concurrency must be an integer >= 1, got {self.max_concurrency!r}"
+            raise InputError(msg)
+        for name in ("latency_ms", "timeout_delay_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                msg = f"{name} must be a number >= 0, got {value!r}"
+                raise InputError(msg)
+        if self.structured_mode not in STRUCTURED_MODES:
+            msg = f"structured_mode must be one of {STRUCTURED_MODES}, got {self.structured_mode!r}"
+            raise InputError(msg)
+        low, high = (self.retry_after_s + (0.0, 0.0))[:2]
+        if len(self.retry_after_s) != 2 or not 0 <= low <= high:
+            msg = f"retry_after_s must be (low, high) with 0 <= low <= high, got {self.retry_after_s}"
+            raise InputError(msg)
+        if self.max_log < 0:
+            msg = f"max_log must be >= 0, got {self.max_log}"
+            raise InputError(msg)
+
+    def updated(self, changes: dict[str, Any]) -> SimConfig:
+        """A copy with ``changes`` applied; unknown names raise :class:`InputError`."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            msg = f"unknown simulator setting(s): {', '.join(unknown)}"
+            raise InputError(msg)
+        try:
+            return replace(self, **changes)
+        except TypeError as exc:
+            msg = f"bad simulator setting: {exc}"
+            raise InputError(msg) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

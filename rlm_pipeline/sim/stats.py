@@ -1,0 +1,120 @@
+"""Traffic counters of the simulator.
+
+All updates happen on the server's event loop thread without awaiting in
+between, so no lock is needed; readers get a copy through ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+__all__ = ["SimStats"]
+
+
+class SimStats:
+    """Counts of requests, statuses, tokens, concurrency and request kinds.
+
+    Examples
+    --------
+    >>> stats = SimStats()
+    >>> token = stats.begin()
+    >>> stats.finish(token, 200, "classify_batch", input_tokens=10, output_tokens=3, rows=2)
+    >>> stats.snapshot()["ok"], stats.snapshot()["rows_classified"]
+    (1, 2)
+    """
+
+    def __init__(self, max_log: int = 1_000_000) -> None:
+        self.max_log = max_log
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero every counter (requests still in flight keep being tracked)."""
+        in_flight = getattr(self, "in_flight", 0)
+        active = getattr(self, "active", 0)
+        self.requests = 0
+        self.ok = 0
+        self.errors_by_status: Counter[str] = Counter()
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.in_flight = in_flight
+        self.active = active
+        self.peak_in_flight = in_flight
+        self.peak_active = active
+        self.by_kind: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.rows_classified = 0
+        self.rows_mapped = 0
+        self.requests_log: list[tuple[float, float, int, str]] = []
+        self.started_at = time.time()
+
+    def begin(self) -> float:
+        """A request arrived; returns its start time (pass it to :meth:`finish`)."""
+        self.requests += 1
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        return time.time()
+
+    def enter_active(self) -> None:
+        """The request got a concurrency slot."""
+        self.active += 1
+        if self.active > self.peak_active:
+            self.peak_active = self.active
+
+    def leave_active(self) -> None:
+        """The request gave its slot back."""
+        self.active -= 1
+
+    def fault(self, name: str) -> None:
+        """Count one injected fault."""
+        self.faults[name] += 1
+
+    def finish(
+        self,
+        started: float,
+        status: int,
+        kind: str,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        rows: int = 0,
+    ) -> None:
+        """The request was answered with ``status``; tokens count only for 200."""
+        self.in_flight -= 1
+        self.by_kind[kind] += 1
+        if status == 200:
+            self.ok += 1
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+            if kind.startswith("classify"):
+                self.rows_classified += rows
+            elif kind.startswith("map"):
+                self.rows_mapped += rows
+        else:
+            self.errors_by_status[str(status)] += 1
+        if len(self.requests_log) < self.max_log:
+            self.requests_log.append((started, time.time(), status, kind))
+
+    def snapshot(self, *, log: bool = True) -> dict[str, Any]:
+        """JSON-ready copy of every counter (``requests_log`` only when ``log``)."""
+        out: dict[str, Any] = {
+            "requests": self.requests,
+            "ok": self.ok,
+            "errors_by_status": dict(self.errors_by_status),
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "in_flight": self.in_flight,
+            "active": self.active,
+            "peak_in_flight": self.peak_in_flight,
+            "peak_active": self.peak_active,
+            "by_kind": dict(self.by_kind),
+            "faults": dict(self.faults),
+            "rows_classified": self.rows_classified,
+            "rows_mapped": self.rows_mapped,
+            "started_at": self.started_at,
+        }
+        if log:
+            out["requests_log"] = [list(entry) for entry in self.requests_log]
+        return out
