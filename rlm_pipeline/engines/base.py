@@ -1,0 +1,128 @@
+"""The one narrow protocol every engine implements.
+
+An engine holds a registry of *views*: names chosen by the host (``context``)
+or by the model (``billing``, ``by_user``...) mapped to lazily evaluated plans
+(a Polars ``LazyFrame`` or a Spark ``DataFrame``).  Model-facing operations
+take SQL text, which the engine hands to :mod:`rlm_pipeline.expr` to check and
+compile; nothing the model writes reaches anything but registered views.
+
+Everything crosses this boundary as plain Python values or Arrow tables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from rlm_pipeline.llm.config import LLM, Budget
+    from rlm_pipeline.llm.usage import UsageMeter
+
+__all__ = ["Engine"]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """A registry of named, lazily evaluated views over one engine.
+
+    Implementations: :class:`~rlm_pipeline.engines.polars.PolarsEngine` and
+    :class:`~rlm_pipeline.engines.spark.SparkEngine`; build one with
+    :func:`~rlm_pipeline.engines.load.open_engine`.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from rlm_pipeline.engines import open_engine
+    >>> eng = open_engine(pl.DataFrame({"x": [1, 2, 3]}))
+    >>> eng.name, eng.views(), eng.count("context")
+    ('polars', ['context'], 3)
+    """
+
+    #: ``"polars"`` or ``"spark"``.
+    name: str
+
+    def register(self, name: str, data: Any, *, replace: bool = False) -> None:
+        """Register ``data`` (a native frame of this engine, or an Arrow table) as view ``name``.
+
+        Host-side call: unlike the model-facing operations it may create ``context``.
+
+        Parameters
+        ----------
+        name
+            View name: letters, digits and ``_``, not starting with a digit.
+        data
+            A ``LazyFrame``/``DataFrame`` (Polars), a Spark ``DataFrame``, or a ``pa.Table``.
+        replace
+            Allow replacing an existing view of that name.
+        """
+        ...
+
+    def views(self) -> list[str]:
+        """Names of the registered views, in registration order."""
+        ...
+
+    def schema(self, view: str) -> dict[str, str]:
+        """Column name -> neutral type name (``string``, ``int64``, ``float64``, ``bool``,
+        ``date``, ``timestamp``, or ``other:<engine type>``)."""
+        ...
+
+    def count(self, view: str) -> int:
+        """Number of rows of ``view``, computed without collecting the rows."""
+        ...
+
+    def head(self, view: str, n: int = 5, columns: list[str] | None = None) -> pa.Table:
+        """First ``n`` rows (at most 20) of ``view``, each text cell cut to ~200 characters."""
+        ...
+
+    def filter(self, view: str, where: str, name: str) -> int:
+        """Register the rows of ``view`` where the SQL condition ``where`` holds as ``name``.
+
+        Returns the new view's row count.
+        """
+        ...
+
+    def partition(
+        self, view: str, by: str | None = None, n: int | None = None, *, name: str
+    ) -> dict[str, int]:
+        """Register ``view`` plus a string column ``partition`` as view ``name``.
+
+        Give exactly one of ``by`` (a column or SQL expression; each distinct value is a
+        partition, nulls go to ``"(null)"``) or ``n`` (that many balanced chunks of
+        contiguous rows, labelled ``"0"``.. zero-padded).  Returns partition -> rows,
+        sorted by partition.
+        """
+        ...
+
+    def sql(self, query: str, name: str) -> int:
+        """Run a checked read-only SELECT over registered views; register it as ``name``.
+
+        Returns the new view's row count.
+        """
+        ...
+
+    def to_arrow(self, view: str) -> pa.Table:
+        """All rows of ``view`` as an Arrow table (collects: mind the size)."""
+        ...
+
+    def frame(self, view: str) -> Any:
+        """The native plan of ``view``: a Polars ``LazyFrame`` or a Spark ``DataFrame``."""
+        ...
+
+    def map_llm(
+        self,
+        view: str,
+        spec: Any,
+        llm: LLM,
+        name: str,
+        *,
+        meter: UsageMeter | None = None,
+        budget: Budget | None = None,
+    ) -> Any:
+        """Fan one model sub-call per row batch of ``view`` out (see :mod:`rlm_pipeline.ops`)
+        and register the result as ``name``; returns the operator's stats."""
+        ...
+
+    def close(self) -> None:
+        """Drop every view (Spark: the session's temp views this engine made)."""
+        ...

@@ -1,0 +1,114 @@
+"""A shareable budget guard: stop before a limit would be passed, even under concurrency.
+
+:class:`BudgetGuard` joins a :class:`~rlm_pipeline.llm.config.Budget` (the
+limits) and a :class:`~rlm_pipeline.llm.usage.UsageMeter` (what was spent).
+Before a request is sent, the client *reserves* its projected spend (one call,
+estimated prompt tokens + reply allowance, their cost).  A reservation is
+refused when spent + already-reserved + this projection would pass a limit, so
+32 requests in flight cannot jointly overshoot.  When the reply arrives the
+client records the real usage in the meter and releases the reservation.
+
+One guard may serve several clients (the RLM root and sub models) and several
+threads; its state is guarded by a :class:`threading.Lock`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from rlm_pipeline.errors import BudgetExceededError
+from rlm_pipeline.llm.config import Budget
+from rlm_pipeline.llm.usage import UsageMeter
+
+__all__ = ["BudgetGuard", "Reservation"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Projected spend of one in-flight request."""
+
+    tokens: int
+    cost_usd: float
+
+
+class BudgetGuard:
+    """Refuse requests whose projected spend would pass the budget.
+
+    Parameters
+    ----------
+    budget
+        The limits; ``None`` fields are unlimited.
+    meter
+        Where real usage is recorded (shared with the clients using this guard).
+
+    Examples
+    --------
+    >>> guard = BudgetGuard(Budget(max_calls=1), UsageMeter())
+    >>> r = guard.reserve(tokens=10, cost_usd=0.0)
+    >>> try:
+    ...     guard.reserve(tokens=10, cost_usd=0.0)
+    ... except BudgetExceededError as exc:
+    ...     print(exc.what)
+    calls
+    >>> guard.release(r)
+    """
+
+    def __init__(self, budget: Budget, meter: UsageMeter) -> None:
+        self.budget = budget
+        self.meter = meter
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._tokens = 0
+        self._cost = 0.0
+
+    def reserve(self, *, tokens: int, cost_usd: float) -> Reservation:
+        """Book one request's projected spend, or raise :class:`BudgetExceededError`.
+
+        Parameters
+        ----------
+        tokens
+            Projected prompt + reply tokens.
+        cost_usd
+            Projected cost of the request.
+        """
+        budget = self.budget
+        with self._lock:
+            spent = self.meter.snapshot()
+            if budget.max_calls is not None:
+                committed = spent.calls + self._calls
+                if committed + 1 > budget.max_calls:
+                    self._refuse("calls", committed, budget.max_calls)
+            if budget.max_tokens is not None:
+                committed_tokens = spent.total_tokens + self._tokens
+                if committed_tokens + tokens > budget.max_tokens:
+                    self._refuse("tokens", committed_tokens, budget.max_tokens)
+            if budget.max_cost_usd is not None:
+                committed_cost = spent.cost_usd + self._cost
+                if committed_cost + cost_usd > budget.max_cost_usd:
+                    self._refuse("cost_usd", committed_cost, budget.max_cost_usd)
+            self._calls += 1
+            self._tokens += tokens
+            self._cost += cost_usd
+        return Reservation(tokens=tokens, cost_usd=cost_usd)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop a reservation (after its real usage was recorded, or it failed)."""
+        with self._lock:
+            self._calls -= 1
+            self._tokens -= reservation.tokens
+            self._cost -= reservation.cost_usd
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a reservation right now."""
+        with self._lock:
+            return self._calls
+
+    @staticmethod
+    def _refuse(what: str, committed: float, limit: float) -> None:
+        logger.debug("budget: refusing request, %s committed %g of %g", what, committed, limit)
+        raise BudgetExceededError(what, committed, limit)
