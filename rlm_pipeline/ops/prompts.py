@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec
+from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
 
 __all__ = ["PROMPT_VERSION", "build_messages", "reply_name", "reply_schema", "single_row"]
 
@@ -107,7 +107,6 @@ def _user_prompt(spec: OpSpec, texts: Sequence[str]) -> str:
     if isinstance(spec, ClassifySpec):
         head = ["Classify each row."]
     else:
-        assert isinstance(spec, MapSpec)  # narrowing only; OpSpec has two members
         head = [f"Instruction: {spec.instruction}"]
     rows = [json.dumps({"id": i, "text": text}, ensure_ascii=False) for i, text in enumerate(texts)]
     return "\n".join([*head, "Rows:", *rows])
