@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
-    "LLM",
-    "RLM",
     "Budget",
     "BudgetExceededError",
     "EngineError",
     "Estimate",
     "ExpressionError",
     "InputError",
+    "LLM",
     "LLMError",
     "LLMResponseParseError",
     "Price",
+    "RLM",
     "RLMPipelineError",
     "RLMResult",
     "UnsupportedExpressionError",
