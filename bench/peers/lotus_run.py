@@ -6,6 +6,9 @@ imports torch, so it cannot share the main venv).  Reads a JSONL file of
 an OpenAI-compatible endpoint (our simulator on 127.0.0.1), writes one JSONL
 line ``{"id", "raw", "label"}`` per row and a JSON summary.
 
+Protocol with bench/fanout.py on stdout/stdin: prints ``READY`` after imports
+and setup, waits for one line on stdin, runs the operation, prints ``DONE``.
+
 Usage::
 
     .bench-venv-lotus/bin/python bench/peers/lotus_run.py \
@@ -95,6 +98,9 @@ def main() -> int:
         + ". Answer with the label only."
     )
     error: str | None = None
+    # Protocol with bench/fanout.py: READY after setup, wait for GO, DONE right after the op.
+    print("READY", flush=True)
+    sys.stdin.readline()
     t0 = time.perf_counter()
     try:
         out = df.sem_map(instruction, progress_bar_desc="lotus sem_map")
@@ -103,6 +109,7 @@ def main() -> int:
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
         raws = []
     wall = time.perf_counter() - t0
+    print("DONE", flush=True)
 
     with open(args.output, "w") as fh:
         for r, raw in zip(rows, raws, strict=False):

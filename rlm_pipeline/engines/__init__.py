@@ -1,1 +1,48 @@
-"""engines."""
+"""Engines: one narrow :class:`Engine` protocol, a Polars and a Spark implementation.
+
+``open_engine(data)`` picks the engine from the data and registers it as view
+``context``.  Importing this package never imports pyspark.
+
+Examples
+--------
+>>> import polars as pl
+>>> from rlm_pipeline.engines import open_engine
+>>> open_engine(pl.DataFrame({"x": [1, 2]})).count("context")
+2
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["Engine", "PolarsEngine", "SparkEngine", "open_engine", "truncate_cells"]
+
+_LAZY = {
+    "Engine": "rlm_pipeline.engines.base",
+    "PolarsEngine": "rlm_pipeline.engines.polars",
+    "SparkEngine": "rlm_pipeline.engines.spark",
+    "open_engine": "rlm_pipeline.engines.load",
+    "truncate_cells": "rlm_pipeline.engines.cells",
+}
+
+if TYPE_CHECKING:
+    from rlm_pipeline.engines.base import Engine
+    from rlm_pipeline.engines.cells import truncate_cells
+    from rlm_pipeline.engines.load import open_engine
+    from rlm_pipeline.engines.polars import PolarsEngine
+    from rlm_pipeline.engines.spark import SparkEngine
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'rlm_pipeline.engines' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,6 +17,7 @@ __all__ = [
     "MAX_VIEWS",
     "MAX_VIEW_NAME_CHARS",
     "ViewRegistry",
+    "check_columns",
     "check_view_name",
 ]
 
@@ -57,6 +58,26 @@ def check_view_name(name: object) -> str:
     return name
 
 
+def check_columns(columns: object, schema: dict[str, str], view: str) -> list[str]:
+    """Return ``columns`` if it is a list of columns of ``view``, else raise :class:`InputError`.
+
+    Examples
+    --------
+    >>> check_columns(["b"], {"a": "int64"}, "t")
+    Traceback (most recent call last):
+    ...
+    rlm_pipeline.errors.InputError: unknown columns ['b'] in view 't'; columns: a
+    """
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        msg = f"columns must be a list of column names, got {str(columns)[:100]}"
+        raise InputError(msg)
+    unknown = [c for c in columns if c not in schema]
+    if unknown:
+        msg = f"unknown columns {unknown[:10]} in view {view!r}; columns: {', '.join(schema)}"
+        raise InputError(msg)
+    return columns
+
+
 class ViewRegistry(Generic[T]):
     """Name -> plan, in registration order.
 
@@ -90,17 +111,8 @@ class ViewRegistry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._views
 
-    def put(self, name: str, plan: T, *, host: bool = False, replace: bool = True) -> None:
-        """Register ``plan`` as ``name``.
-
-        Parameters
-        ----------
-        host
-            The caller is the host, not the model: it may create ``context``.
-        replace
-            An existing view of that name may be replaced (never ``context``
-            unless ``host``).
-        """
+    def check_name(self, name: str, *, host: bool = False, replace: bool = True) -> None:
+        """Raise :class:`InputError` if :meth:`put` would refuse ``name``; call before work."""
         check_view_name(name)
         existing = name in self._views
         for other in self._views:
@@ -119,6 +131,19 @@ class ViewRegistry(Generic[T]):
         if not existing and len(self._views) >= self._max_views:
             msg = f"too many views (limit {self._max_views}); reuse a name to replace a view"
             raise InputError(msg)
+
+    def put(self, name: str, plan: T, *, host: bool = False, replace: bool = True) -> None:
+        """Register ``plan`` as ``name``.
+
+        Parameters
+        ----------
+        host
+            The caller is the host, not the model: it may create ``context``.
+        replace
+            An existing view of that name may be replaced (never ``context``
+            unless ``host``).
+        """
+        self.check_name(name, host=host, replace=replace)
         self._views.pop(name, None)
         self._views[name] = plan
 

@@ -8,9 +8,9 @@ no socket and no lock.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Mapping
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",

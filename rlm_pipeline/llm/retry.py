@@ -171,7 +171,9 @@ def retry_delay(
     return delay * (1.0 - policy.jitter * rng.random())
 
 
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
     """The server's requested wait in seconds, from ``retry-after-ms`` or ``retry-after``.
 
     ``retry-after`` may be seconds (a number) or an HTTP date.  Returns None when

@@ -1,5 +1,216 @@
-"""Structured (JSON) output: prompt prefix, reply parsing and schema validation."""
+"""Structured (JSON) output: request modes, endpoint capability memory, parsing, validation.
+
+Servers differ in how they take a JSON Schema:
+
+* ``"json_schema"`` — OpenAI, vLLM: ``response_format={"type": "json_schema", ...}``;
+* ``"json_object"`` — llama.cpp's server: ``{"type": "json_object", "schema": {...}}``
+  (it rejects ``json_schema`` with HTTP 500);
+* ``"text"`` — neither; the schema goes into the system message after
+  :data:`STRUCTURED_PROMPT_PREFIX`.
+
+:class:`LLMClient.json` tries them in that order.  The mode that worked is
+remembered per ``(base_url, model)`` in a process-wide table
+(:func:`known_mode` / :func:`remember_mode`, guarded by a lock): it is a cache
+of what an endpoint can do, not of any reply, so a fallback costs one rejected
+call per endpoint and mode per process, not one per row.
+
+Replies are untrusted: :func:`parse_json_object` takes the first top-level
+JSON object in the text (tolerating code fences and prose around it) and never
+"repairs" broken JSON; :func:`validate` checks it against the schema with a
+validator compiled once per schema (cached by sha256 of the schema's JSON).
+"""
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import threading
+from typing import Any, Literal
+
+import jsonschema
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+
+from rlm_pipeline.errors import InputError, LLMResponseParseError
+
+__all__ = [
+    "MODES",
+    "STRUCTURED_PROMPT_PREFIX",
+    "StructuredMode",
+    "build_request",
+    "forget_modes",
+    "is_format_rejection",
+    "known_mode",
+    "next_mode",
+    "parse_json_object",
+    "remember_mode",
+    "schema_validator",
+    "validate",
+]
+
 STRUCTURED_PROMPT_PREFIX = "Reply with only a JSON object that matches this JSON Schema: "
+
+StructuredMode = Literal["json_schema", "json_object", "text"]
+#: Modes in the order they are tried.
+MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "text")
+#: Statuses with which servers reject a ``response_format`` they do not support.
+REJECTION_STATUSES = frozenset({400, 422, 500})
+#: Most ``{`` positions tried when looking for the JSON object in a reply.
+MAX_OBJECT_STARTS = 32
+
+_MODE_LOCK = threading.Lock()
+_MODE_BY_ENDPOINT: dict[tuple[str, str], StructuredMode] = {}
+
+_VALIDATOR_LOCK = threading.Lock()
+_VALIDATORS: dict[str, Validator] = {}
+
+_DECODER = json.JSONDecoder()
+
+
+def known_mode(base_url: str, model: str) -> StructuredMode | None:
+    """The mode that last worked for this endpoint and model in this process, if any."""
+    with _MODE_LOCK:
+        return _MODE_BY_ENDPOINT.get((base_url, model))
+
+
+def remember_mode(base_url: str, model: str, mode: StructuredMode) -> None:
+    """Record that ``mode`` works for this endpoint and model."""
+    with _MODE_LOCK:
+        _MODE_BY_ENDPOINT[(base_url, model)] = mode
+
+
+def forget_modes() -> None:
+    """Clear the endpoint capability table (for tests and long-lived processes)."""
+    with _MODE_LOCK:
+        _MODE_BY_ENDPOINT.clear()
+
+
+def next_mode(mode: StructuredMode) -> StructuredMode | None:
+    """The mode to try after ``mode`` was rejected, or None after ``"text"``.
+
+    Examples
+    --------
+    >>> next_mode("json_schema"), next_mode("text")
+    ('json_object', None)
+    """
+    index = MODES.index(mode)
+    return MODES[index + 1] if index + 1 < len(MODES) else None
+
+
+def is_format_rejection(status: int | None, body_text: str) -> bool:
+    """Whether an error response says the server does not take our ``response_format``.
+
+    Examples
+    --------
+    >>> is_format_rejection(500, "Input should be 'text' or 'json_object' (response_format)")
+    True
+    >>> is_format_rejection(500, "internal error")
+    False
+    """
+    if status not in REJECTION_STATUSES:
+        return False
+    text = body_text.lower()
+    return "response_format" in text or "json_schema" in text
+
+
+def build_request(
+    mode: StructuredMode, messages: list[dict[str, Any]], schema: dict[str, Any], name: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Messages and ``response_format`` to send for ``mode``.
+
+    In ``"text"`` mode the schema is appended to the system message (one is
+    added in front when there is none) and no ``response_format`` is sent.
+    The caller's list is not changed.
+
+    Examples
+    --------
+    >>> msgs, fmt = build_request("text", [{"role": "user", "content": "hi"}], {"type": "object"}, "r")
+    >>> fmt is None, msgs[0]["role"], msgs[0]["content"].startswith(STRUCTURED_PROMPT_PREFIX)
+    (True, 'system', True)
+    """
+    if mode == "json_schema":
+        fmt = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": schema, "strict": True},
+        }
+        return messages, fmt
+    if mode == "json_object":
+        return messages, {"type": "json_object", "schema": schema}
+    instruction = STRUCTURED_PROMPT_PREFIX + json.dumps(schema)
+    out = [dict(m) for m in messages]
+    if out and out[0].get("role") == "system" and isinstance(out[0].get("content"), str):
+        out[0]["content"] = f"{out[0]['content']}\n\n{instruction}"
+    else:
+        out.insert(0, {"role": "system", "content": instruction})
+    return out, None
+
+
+def parse_json_object(text: str | None) -> dict[str, Any]:
+    """The first top-level JSON object in a model reply.
+
+    Tolerates code fences and prose around the object; never repairs broken
+    JSON.  Raises :class:`LLMResponseParseError` carrying the raw text when no
+    object parses.
+
+    Examples
+    --------
+    >>> parse_json_object('Sure! ```json\\n{"label": "billing"}\\n```')
+    {'label': 'billing'}
+    >>> parse_json_object('{"label": "bill')
+    Traceback (most recent call last):
+    ...
+    rlm_pipeline.errors.LLMResponseParseError: no JSON object in reply; raw reply: '{"label": "bill'
+    """
+    if text is None:
+        raise LLMResponseParseError("reply has no text content", raw="")
+    start = text.find("{")
+    tries = 0
+    while start != -1 and tries < MAX_OBJECT_STARTS:
+        tries += 1
+        try:
+            value, _ = _DECODER.raw_decode(text, start)
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+            continue
+        if isinstance(value, dict):
+            return value
+        start = text.find("{", start + 1)
+    raise LLMResponseParseError("no JSON object in reply", raw=text)
+
+
+def schema_validator(schema: dict[str, Any]) -> Validator:
+    """A compiled validator for ``schema``, built once per distinct schema.
+
+    Raises :class:`InputError` when the schema itself is invalid.
+    """
+    digest = hashlib.sha256(
+        json.dumps(schema, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    ).hexdigest()
+    with _VALIDATOR_LOCK:
+        found = _VALIDATORS.get(digest)
+    if found is not None:
+        return found
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as exc:
+        msg = f"invalid JSON Schema: {exc.message}"
+        raise InputError(msg) from exc
+    validator: Validator = cls(copy.deepcopy(schema))
+    with _VALIDATOR_LOCK:
+        return _VALIDATORS.setdefault(digest, validator)
+
+
+def validate(value: dict[str, Any], schema: dict[str, Any], *, raw: str) -> None:
+    """Raise :class:`LLMResponseParseError` (with ``raw``) unless ``value`` matches ``schema``.
+
+    Examples
+    --------
+    >>> validate({"label": "a"}, {"type": "object", "required": ["label"]}, raw="")
+    """
+    error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        msg = f"reply does not match the schema at {where}: {error.message}"
+        raise LLMResponseParseError(msg, raw=raw)

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_RESULT_CHARS",
     "bound",
     "cut",
+    "json_line",
     "jsonable",
     "rows_as_json_lines",
     "schema_line",
@@ -102,6 +103,21 @@ def _cell(value: Any, cell_chars: int) -> Any:
     return value
 
 
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(value: Any) -> str:
+    """``value`` as one line of JSON: non-ASCII kept, but no character any reader takes
+    for a line break (U+0085, U+2028, U+2029 are escaped).
+
+    Examples
+    --------
+    >>> json_line({"t": "é"}), len(json_line({"t": chr(0x2028)}).splitlines())
+    ('{"t": "é"}', 1)
+    """
+    return json.dumps(value, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
 def rows_as_json_lines(
     table: pa.Table, *, cell_chars: int = MAX_CELL_CHARS, limit: int = MAX_RESULT_CHARS
 ) -> str:
@@ -116,7 +132,7 @@ def rows_as_json_lines(
     lines: list[str] = []
     size = 0
     for row in table.to_pylist():
-        line = json.dumps({k: _cell(v, cell_chars) for k, v in row.items()}, ensure_ascii=False)
+        line = json_line({k: _cell(v, cell_chars) for k, v in row.items()})
         size += len(line) + 1
         if size > limit:
             lines.append(f"… ({table.num_rows - len(lines)} more rows not shown)")

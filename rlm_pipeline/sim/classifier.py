@@ -60,9 +60,13 @@ _SUFFIXES = ("ical", "ing", "ment", "tion", "al", "ed", "es", "s")
 
 
 def _stem(word: str) -> str:
+    """Crude suffix stripping: billing -> bill, shipping -> ship, technical -> techn."""
     for suffix in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
+            stem = word[: -len(suffix)]
+            if len(stem) > 3 and stem[-1] == stem[-2] and stem[-1] not in "aeiouslz":
+                stem = stem[:-1]
+            return stem
     return word
 
 

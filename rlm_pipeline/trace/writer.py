@@ -70,6 +70,7 @@ class TraceWriter:
         self._lock = threading.Lock()
         self._records: list[TraceRecord] = []
         self._file: IO[str] | None = None
+        self._closed = False
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,10 +94,17 @@ class TraceWriter:
             if self._file is not None:
                 self._file.write(line + "\n")
                 self._file.flush()
+            elif self.path is not None and self._closed:
+                # A record after close() is a caller bug, but losing it would be worse.
+                logger.warning("trace record seq=%s written after close(); appending to %s",
+                               record.seq, self.path)
+                with self.path.open("a", encoding="utf-8") as late:
+                    late.write(line + "\n")
 
     def close(self) -> None:
         """Close the file (records stay readable in memory).  Safe to call twice."""
         with self._lock:
+            self._closed = True
             if self._file is not None:
                 self._file.close()
                 self._file = None

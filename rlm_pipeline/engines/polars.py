@@ -1,0 +1,253 @@
+"""The Polars engine: views are LazyFrames, results are computed lazily and bounded."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+import polars as pl
+import pyarrow as pa
+
+from rlm_pipeline.engines.cells import normalize_arrow, truncate_cells
+from rlm_pipeline.engines.partitioning import (
+    MAX_PARTITIONS,
+    NULL_PARTITION,
+    PARTITION_COLUMN,
+    check_head_rows,
+    check_partition_args,
+    chunk_count,
+    chunk_label,
+    chunk_sizes,
+    too_many_partitions,
+)
+from rlm_pipeline.engines.types import neutral_polars_type
+from rlm_pipeline.engines.views import ViewRegistry, check_columns
+from rlm_pipeline.errors import EngineError, InputError
+
+if TYPE_CHECKING:
+    from rlm_pipeline.llm.config import LLM, Budget
+    from rlm_pipeline.llm.usage import UsageMeter
+
+__all__ = ["PolarsEngine"]
+
+logger = logging.getLogger(__name__)
+
+
+class PolarsEngine:
+    """Views over Polars LazyFrames.
+
+    ``count`` and ``head`` never collect the whole table, and Parquet scans
+    push filters and projections down to the files.
+
+    Examples
+    --------
+    >>> eng = PolarsEngine()
+    >>> eng.register("context", pl.DataFrame({"user": [1, 2, 2], "q": ["a", "b", "c"]}))
+    >>> eng.filter("context", "user = 2", "mine")
+    2
+    >>> eng.partition("mine", n=2, name="halves")
+    {'0': 1, '1': 1}
+    """
+
+    name = "polars"
+
+    def __init__(self) -> None:
+        self._views: ViewRegistry[pl.LazyFrame] = ViewRegistry()
+
+    # -- registry -----------------------------------------------------------------
+
+    def register(self, name: str, data: Any, *, replace: bool = False) -> None:
+        """Register a ``LazyFrame``, ``DataFrame`` or ``pa.Table`` as view ``name``."""
+        self._views.put(name, _as_lazy(data), host=True, replace=replace)
+
+    def views(self) -> list[str]:
+        """Names of the registered views, in registration order."""
+        return self._views.names()
+
+    def frame(self, view: str) -> pl.LazyFrame:
+        """The LazyFrame of ``view``."""
+        return self._views.get(view)
+
+    def close(self) -> None:
+        """Forget every view."""
+        self._views.clear()
+
+    # -- reading ------------------------------------------------------------------
+
+    def schema(self, view: str) -> dict[str, str]:
+        """Column name -> neutral type name."""
+        frame = self._views.get(view)
+        with _polars_errors(f"read the schema of view {view!r}"):
+            schema = frame.collect_schema()
+        return {col: neutral_polars_type(dtype) for col, dtype in schema.items()}
+
+    def count(self, view: str) -> int:
+        """Row count of ``view`` (``select(len())``: no rows are collected)."""
+        return _count(self._views.get(view), f"count view {view!r}")
+
+    def head(self, view: str, n: int = 5, columns: list[str] | None = None) -> pa.Table:
+        """First ``n`` (≤ 20) rows, cells cut to ~200 characters."""
+        rows = check_head_rows(n)
+        frame = self._views.get(view)
+        if columns is not None:
+            check_columns(columns, self.schema(view), view)
+            frame = frame.select(columns)
+        with _polars_errors(f"read the first rows of view {view!r}"):
+            table = frame.head(rows).collect().to_arrow()
+        return truncate_cells(table)
+
+    def to_arrow(self, view: str) -> pa.Table:
+        """All rows of ``view`` as Arrow."""
+        with _polars_errors(f"collect view {view!r}"):
+            table = self._views.get(view).collect().to_arrow()
+        return normalize_arrow(table)
+
+    # -- model-facing operations ----------------------------------------------------
+
+    def filter(self, view: str, where: str, name: str) -> int:
+        """Register the rows of ``view`` where ``where`` holds as ``name``; returns its count."""
+        from rlm_pipeline.expr import compile_where, to_polars_expr
+
+        frame = self._views.get(view)
+        self._views.check_name(name)
+        checked = compile_where(where, self.schema(view))
+        result = frame.filter(to_polars_expr(checked))
+        rows = _count(result, f"filter view {view!r}")
+        self._views.put(name, result)
+        logger.debug("filter %s -> %s: %d rows", view, name, rows)
+        return rows
+
+    def partition(
+        self, view: str, by: str | None = None, n: int | None = None, *, name: str
+    ) -> dict[str, int]:
+        """Add a string column ``partition`` by key or into ``n`` chunks; see :class:`Engine`."""
+        check_partition_args(by, n)
+        frame = self._views.get(view)
+        self._views.check_name(name)
+        if by is not None:
+            result, sizes = self._partition_by(view, frame, by)
+        else:
+            result, sizes = self._partition_chunks(view, frame, cast(int, n))
+        self._views.put(name, result)
+        logger.debug("partition %s -> %s: %d partitions", view, name, len(sizes))
+        return sizes
+
+    def _partition_by(
+        self, view: str, frame: pl.LazyFrame, by: str
+    ) -> tuple[pl.LazyFrame, dict[str, int]]:
+        from rlm_pipeline.expr import compile_key, to_polars_expr
+
+        checked = compile_key(by, self.schema(view))
+        label = _key_label(to_polars_expr(checked), checked.dtype).alias(PARTITION_COLUMN)
+        result = frame.with_columns(label)
+        with _polars_errors(f"partition view {view!r}"):
+            groups = (
+                frame.select(label)
+                .group_by(PARTITION_COLUMN)
+                .agg(pl.len().alias("rows"))
+                .head(MAX_PARTITIONS + 1)
+                .collect()
+            )
+        if groups.height > MAX_PARTITIONS:
+            raise too_many_partitions(by)
+        sizes = dict(sorted(zip(groups[PARTITION_COLUMN], groups["rows"], strict=True)))
+        return result, {str(k): int(v) for k, v in sizes.items()}
+
+    def _partition_chunks(
+        self, view: str, frame: pl.LazyFrame, n: int
+    ) -> tuple[pl.LazyFrame, dict[str, int]]:
+        rows = _count(frame, f"count view {view!r}")
+        chunks = chunk_count(n, rows)
+        index = _free_name(frame.collect_schema().names(), "_rlm_row")
+        width = len(chunk_label(max(chunks - 1, 0), chunks))
+        chunk = (pl.col(index).cast(pl.Int64) * chunks) // max(rows, 1)
+        result = (
+            frame.with_row_index(index)
+            .with_columns(chunk.cast(pl.String).str.zfill(width).alias(PARTITION_COLUMN))
+            .drop(index)
+        )
+        return result, chunk_sizes(rows, chunks)
+
+    def sql(self, query: str, name: str) -> int:
+        """Run a checked SELECT over registered views and register it as ``name``."""
+        from rlm_pipeline.expr import compile_select, to_polars_query
+
+        self._views.check_name(name)
+        schemas = {view: self.schema(view) for view in self._views.names()}
+        checked = compile_select(query, schemas)
+        unknown = [v for v in checked.views_used if v not in self._views]
+        if unknown:
+            msg = f"query reads unknown views {unknown}; known views: {', '.join(schemas)}"
+            raise InputError(msg)
+        frames = {view: self._views.get(view) for view in checked.views_used}
+        result = to_polars_query(checked, frames)
+        rows = _count(result, "run the query")
+        self._views.put(name, result)
+        logger.debug("sql -> %s: %d rows", name, rows)
+        return rows
+
+    def map_llm(
+        self,
+        view: str,
+        spec: Any,
+        llm: LLM,
+        name: str,
+        *,
+        meter: UsageMeter | None = None,
+        budget: Budget | None = None,
+    ) -> Any:
+        """Fan model sub-calls out over ``view`` (:mod:`rlm_pipeline.ops.polars_fanout`)."""
+        from rlm_pipeline.ops import polars_fanout
+
+        frame = self._views.get(view)
+        self._views.check_name(name)
+        result, stats = polars_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
+        self._views.put(name, _as_lazy(result))
+        return stats
+
+
+def _as_lazy(data: Any) -> pl.LazyFrame:
+    if isinstance(data, pl.LazyFrame):
+        return data
+    if isinstance(data, pl.DataFrame):
+        return data.lazy()
+    if isinstance(data, pa.Table):
+        return pl.DataFrame(data).lazy()
+    msg = f"PolarsEngine cannot register {type(data).__name__}; use open_engine()"
+    raise InputError(msg)
+
+
+def _count(frame: pl.LazyFrame, what: str) -> int:
+    with _polars_errors(what):
+        return int(frame.select(pl.len()).collect().item())
+
+
+def _key_label(key: pl.Expr, dtype: str) -> pl.Expr:
+    """A partition key as text, written the same way Spark writes it."""
+    if dtype == "string":
+        text = key
+    elif dtype == "timestamp":
+        text = key.dt.strftime("%Y-%m-%d %H:%M:%S")
+    else:
+        text = key.cast(pl.String)
+    return text.fill_null(NULL_PARTITION)
+
+
+def _free_name(taken: list[str], base: str) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    return name
+
+
+@contextmanager
+def _polars_errors(what: str) -> Iterator[None]:
+    """Turn Polars (and I/O) failures into one-line :class:`EngineError`."""
+    try:
+        yield
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        msg = f"polars could not {what}: {first}"
+        raise EngineError(msg) from exc

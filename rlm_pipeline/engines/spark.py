@@ -1,0 +1,326 @@
+"""The Spark engine: views are DataFrames behind session temp views with private names.
+
+pyspark is imported only inside functions, so importing this module never
+starts a JVM.  Every view gets a temp view named ``rlm_<engine id>_<n>``; the
+model only ever sees its own view names, which are mapped to those private
+names when its SQL is compiled, so it cannot reach or overwrite anything else
+in the session.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import pyarrow as pa
+
+from rlm_pipeline.engines.cells import normalize_arrow, truncate_cells
+from rlm_pipeline.engines.partitioning import (
+    MAX_PARTITIONS,
+    NULL_PARTITION,
+    PARTITION_COLUMN,
+    check_head_rows,
+    check_partition_args,
+    chunk_count,
+    chunk_label,
+    chunk_sizes,
+    too_many_partitions,
+)
+from rlm_pipeline.engines.types import neutral_spark_type
+from rlm_pipeline.engines.views import ViewRegistry, check_columns
+from rlm_pipeline.errors import EngineError, InputError
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, SparkSession
+    from pyspark.sql import DataFrame as SparkDataFrame
+
+    from rlm_pipeline.llm.config import LLM, Budget
+    from rlm_pipeline.llm.usage import UsageMeter
+
+__all__ = ["SparkEngine"]
+
+logger = logging.getLogger(__name__)
+
+_POSITION_BITS = 33  # monotonically_increasing_id = partition index << 33 | position
+
+
+@dataclass(frozen=True)
+class _SparkView:
+    frame: SparkDataFrame
+    temp_name: str
+
+
+class SparkEngine:
+    """Views over Spark DataFrames in the caller's session.
+
+    Parameters
+    ----------
+    session
+        The SparkSession to run in (the engine never creates or stops one).
+
+    Examples
+    --------
+    >>> eng = SparkEngine(spark)                               # doctest: +SKIP
+    >>> eng.register("context", spark.range(10))               # doctest: +SKIP
+    >>> eng.partition("context", n=3, name="chunks")           # doctest: +SKIP
+    {'0': 4, '1': 3, '2': 3}
+    """
+
+    name = "spark"
+
+    def __init__(self, session: SparkSession) -> None:
+        self._session = session
+        self._views: ViewRegistry[_SparkView] = ViewRegistry()
+        self._prefix = f"rlm_{uuid.uuid4().hex[:12]}"
+        self._serial = itertools.count()
+
+    @property
+    def session(self) -> SparkSession:
+        """The SparkSession this engine runs in."""
+        return self._session
+
+    # -- registry -----------------------------------------------------------------
+
+    def register(self, name: str, data: Any, *, replace: bool = False) -> None:
+        """Register a Spark ``DataFrame`` (or a ``pa.Table``) as view ``name``."""
+        if isinstance(data, pa.Table):
+            with _spark_errors("load the Arrow table"):
+                data = self._session.createDataFrame(normalize_arrow(data))
+        if not _is_spark_frame(data):
+            msg = f"SparkEngine cannot register {type(data).__name__}; use open_engine()"
+            raise InputError(msg)
+        self._views.check_name(name, host=True, replace=replace)
+        self._store(name, data, host=True, replace=replace)
+
+    def views(self) -> list[str]:
+        """Names of the registered views, in registration order."""
+        return self._views.names()
+
+    def frame(self, view: str) -> SparkDataFrame:
+        """The DataFrame of ``view``."""
+        return self._views.get(view).frame
+
+    def close(self) -> None:
+        """Drop this engine's temp views from the session and forget every view."""
+        for name in self._views.names():
+            self._drop(self._views.get(name).temp_name)
+        self._views.clear()
+
+    def _store(
+        self, name: str, frame: SparkDataFrame, *, host: bool = False, replace: bool = True
+    ) -> None:
+        temp_name = f"{self._prefix}_{next(self._serial)}"
+        with _spark_errors(f"register view {name!r}"):
+            frame.createOrReplaceTempView(temp_name)
+        old = self._views.get(name).temp_name if name in self._views else None
+        self._views.put(name, _SparkView(frame, temp_name), host=host, replace=replace)
+        if old is not None:
+            self._drop(old)
+
+    def _drop(self, temp_name: str) -> None:
+        with _spark_errors("drop a temp view"):
+            self._session.catalog.dropTempView(temp_name)
+
+    # -- reading ------------------------------------------------------------------
+
+    def schema(self, view: str) -> dict[str, str]:
+        """Column name -> neutral type name."""
+        frame = self.frame(view)
+        with _spark_errors(f"read the schema of view {view!r}"):
+            fields = frame.schema.fields
+        return {f.name: neutral_spark_type(f.dataType) for f in fields}
+
+    def count(self, view: str) -> int:
+        """Row count of ``view``."""
+        return _count(self.frame(view), f"count view {view!r}")
+
+    def head(self, view: str, n: int = 5, columns: list[str] | None = None) -> pa.Table:
+        """First ``n`` (≤ 20) rows via ``limit(n).toArrow()``, cells cut to ~200 characters."""
+        rows = check_head_rows(n)
+        frame = self.frame(view)
+        if columns is not None:
+            check_columns(columns, self.schema(view), view)
+            frame = frame.select(*[_col(c) for c in columns])
+        with _spark_errors(f"read the first rows of view {view!r}"):
+            table = frame.limit(rows).toArrow()
+        return truncate_cells(table)
+
+    def to_arrow(self, view: str) -> pa.Table:
+        """All rows of ``view`` as Arrow (collected to the driver)."""
+        with _spark_errors(f"collect view {view!r}"):
+            table = self.frame(view).toArrow()
+        return normalize_arrow(table)
+
+    # -- model-facing operations ----------------------------------------------------
+
+    def filter(self, view: str, where: str, name: str) -> int:
+        """Register the rows of ``view`` where ``where`` holds as ``name``; returns its count."""
+        from pyspark.sql import functions as F
+
+        from rlm_pipeline.expr import compile_where, to_spark_sql
+
+        frame = self.frame(view)
+        self._views.check_name(name)
+        checked = compile_where(where, self.schema(view))
+        with _spark_errors(f"filter view {view!r}"):
+            result = frame.filter(F.expr(to_spark_sql(checked)))
+        rows = _count(result, f"filter view {view!r}")
+        self._store(name, result)
+        logger.debug("filter %s -> %s: %d rows", view, name, rows)
+        return rows
+
+    def partition(
+        self, view: str, by: str | None = None, n: int | None = None, *, name: str
+    ) -> dict[str, int]:
+        """Add a string column ``partition`` by key or into ``n`` chunks; see :class:`Engine`."""
+        check_partition_args(by, n)
+        frame = self.frame(view)
+        self._views.check_name(name)
+        if by is not None:
+            result, sizes = self._partition_by(view, frame, by)
+        else:
+            result, sizes = self._partition_chunks(view, frame, cast(int, n))
+        self._store(name, result)
+        logger.debug("partition %s -> %s: %d partitions", view, name, len(sizes))
+        return sizes
+
+    def _partition_by(
+        self, view: str, frame: SparkDataFrame, by: str
+    ) -> tuple[SparkDataFrame, dict[str, int]]:
+        from pyspark.sql import functions as F
+
+        from rlm_pipeline.expr import compile_key, to_spark_sql
+
+        checked = compile_key(by, self.schema(view))
+        with _spark_errors(f"partition view {view!r}"):
+            key = F.expr(to_spark_sql(checked))
+            if checked.dtype == "string":
+                text = key
+            elif checked.dtype == "timestamp":
+                text = F.date_format(key, "yyyy-MM-dd HH:mm:ss")
+            else:
+                text = key.cast("string")
+            result = frame.withColumn(PARTITION_COLUMN, F.coalesce(text, F.lit(NULL_PARTITION)))
+            groups = result.groupBy(PARTITION_COLUMN).count().limit(MAX_PARTITIONS + 1).collect()
+        if len(groups) > MAX_PARTITIONS:
+            raise too_many_partitions(by)
+        return result, {str(row[0]): int(row[1]) for row in sorted(groups, key=lambda r: r[0])}
+
+    def _partition_chunks(
+        self, view: str, frame: SparkDataFrame, n: int
+    ) -> tuple[SparkDataFrame, dict[str, int]]:
+        """Chunks of contiguous rows, numbered like ``RDD.zipWithIndex``: by Spark partition,
+        then by position inside it (which is the input order for ordered inputs)."""
+        from pyspark.sql import functions as F
+
+        taken = set(frame.columns)
+        mid, part, row = (_free_name(taken, f"_rlm_{s}") for s in ("mid", "part", "row"))
+        with _spark_errors(f"partition view {view!r}"):
+            tagged = frame.withColumn(mid, F.monotonically_increasing_id()).withColumn(
+                part, F.shiftrightunsigned(_col(mid), _POSITION_BITS)
+            )
+            counts = sorted((int(r[0]), int(r[1])) for r in tagged.groupBy(part).count().collect())
+        rows = sum(c for _, c in counts)
+        chunks = chunk_count(n, rows)
+        offsets: list[Column] = []
+        start = 0
+        for index, size in counts:
+            offsets += [F.lit(index), F.lit(start)]
+            start += size
+        if not counts:
+            return frame.withColumn(PARTITION_COLUMN, F.lit(None).cast("string")), {}
+        width = len(chunk_label(max(chunks - 1, 0), chunks))
+        position = _col(mid).bitwiseAND(F.lit((1 << _POSITION_BITS) - 1))
+        with _spark_errors(f"partition view {view!r}"):
+            numbered = tagged.withColumn(
+                row, F.element_at(F.create_map(*offsets), _col(part)) + position
+            )
+            label = F.lpad(F.expr(f"(`{row}` * {chunks}) div {rows}").cast("string"), width, "0")
+            result = numbered.withColumn(PARTITION_COLUMN, label).drop(mid, part, row)
+        return result, chunk_sizes(rows, chunks)
+
+    def sql(self, query: str, name: str) -> int:
+        """Run a checked SELECT over registered views and register it as ``name``."""
+        from rlm_pipeline.expr import compile_select, to_spark_sql
+
+        self._views.check_name(name)
+        schemas = {view: self.schema(view) for view in self._views.names()}
+        checked = compile_select(query, schemas)
+        unknown = [v for v in checked.views_used if v not in self._views]
+        if unknown:
+            msg = f"query reads unknown views {unknown}; known views: {', '.join(schemas)}"
+            raise InputError(msg)
+        temp_names = {v: self._views.get(v).temp_name for v in checked.views_used}
+        text = to_spark_sql(checked, temp_names)
+        with _spark_errors("run the query"):
+            result = self._session.sql(text)
+        rows = _count(result, "run the query")
+        self._store(name, result)
+        logger.debug("sql -> %s: %d rows", name, rows)
+        return rows
+
+    def map_llm(
+        self,
+        view: str,
+        spec: Any,
+        llm: LLM,
+        name: str,
+        *,
+        meter: UsageMeter | None = None,
+        budget: Budget | None = None,
+    ) -> Any:
+        """Fan model sub-calls out as Spark tasks (:mod:`rlm_pipeline.ops.spark_fanout`)."""
+        from rlm_pipeline.ops import spark_fanout
+
+        frame = self.frame(view)
+        self._views.check_name(name)
+        result, stats = spark_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
+        self._store(name, result)
+        return stats
+
+
+def _col(name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
+def _free_name(taken: set[str], base: str) -> str:
+    name = base
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
+def _is_spark_frame(data: Any) -> bool:
+    if not type(data).__module__.startswith("pyspark.sql"):
+        return False
+    from pyspark.sql import DataFrame
+
+    return isinstance(data, DataFrame)
+
+
+def _count(frame: SparkDataFrame, what: str) -> int:
+    with _spark_errors(what):
+        return int(frame.count())
+
+
+@contextmanager
+def _spark_errors(what: str) -> Iterator[None]:
+    """Turn Spark and py4j failures into one-line :class:`EngineError`."""
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    try:
+        yield
+    except (PySparkException, Py4JError) as exc:
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        first = lines[0][:300] if lines else type(exc).__name__
+        msg = f"spark could not {what}: {first}"
+        raise EngineError(msg) from exc

@@ -1,0 +1,288 @@
+"""Content-addressed response cache in one SQLite file, safe for several processes.
+
+Keys are sha256 over canonical JSON (sorted keys, compact separators) of
+everything that shapes a reply: model, messages, tools, tool_choice, the
+requested output schema, temperature, max_tokens and a caller's prompt version
+(:func:`request_key`, :func:`chat_key`, :func:`json_key`).  Values are the
+reply (content, tool calls, token counts) as JSON.
+
+The file uses WAL journaling and a busy timeout, so several processes (Spark
+executors, parallel jobs) can read and write it at once; a writer that finds
+the file locked waits instead of failing.  Only successful replies are stored —
+the client stores a structured reply only after it parsed and validated.
+
+Examples
+--------
+>>> import tempfile, os
+>>> from rlm_pipeline.llm.reply import ChatReply
+>>> path = os.path.join(tempfile.mkdtemp(), "c", "cache.sqlite")
+>>> key = request_key(model="m", messages=[{"role": "user", "content": "hi"}], temperature=0.0)
+>>> with ResponseCache(path) as cache:
+...     cache.put(key, ChatReply(content="hello", input_tokens=2, output_tokens=1))
+...     cache.contains(key), cache.get(key).cached
+(True, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from rlm_pipeline.errors import InputError, LLMError
+from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.llm.reply import ChatReply
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "DEFAULT_BUSY_TIMEOUT_S",
+    "ResponseCache",
+    "canonical_json",
+    "chat_key",
+    "json_key",
+    "request_key",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped when the stored form or the key recipe changes (old entries then miss).
+CACHE_FORMAT_VERSION = 1
+#: How long a writer waits for another process's lock before giving up.
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA_SQL = (
+    "CREATE TABLE IF NOT EXISTS responses ("
+    " key TEXT PRIMARY KEY,"
+    " value TEXT NOT NULL,"
+    " created_at REAL NOT NULL)"
+)
+
+
+def canonical_json(value: Any) -> str:
+    """JSON text with sorted keys and compact separators; the input of every cache key.
+
+    Examples
+    --------
+    >>> canonical_json({"b": 1, "a": [1, 2]})
+    '{"a":[1,2],"b":1}'
+    """
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        msg = f"request is not JSON-serialisable: {exc}"
+        raise InputError(msg) from exc
+
+
+def request_key(
+    *,
+    model: str,
+    messages: list[dict[str, Any]],
+    temperature: float,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+    response_format: dict[str, Any] | None = None,
+    max_tokens: int | None = None,
+    prompt_version: str | None = None,
+) -> str:
+    """sha256 hex digest of the canonical JSON of a request's reply-shaping fields.
+
+    Examples
+    --------
+    >>> a = request_key(model="m", messages=[{"role": "user", "content": "x"}], temperature=0.0)
+    >>> b = request_key(model="m", messages=[{"content": "x", "role": "user"}], temperature=0.0)
+    >>> a == b, len(a)
+    (True, 64)
+    """
+    payload = {
+        "v": CACHE_FORMAT_VERSION,
+        "model": model,
+        "messages": messages,
+        "tools": tools,
+        "tool_choice": tool_choice,
+        "response_format": response_format,
+        "temperature": temperature,
+        "max_tokens": max_tokens,
+        "prompt_version": prompt_version,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def chat_key(
+    config: LLM,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: str | dict[str, Any] | None = None,
+    max_tokens: int | None = None,
+    prompt_version: str | None = None,
+) -> str:
+    """The cache key :meth:`LLMClient.chat` uses for this request (no traffic)."""
+    return request_key(
+        model=config.model,
+        messages=messages,
+        temperature=config.temperature,
+        tools=tools,
+        tool_choice=tool_choice,
+        max_tokens=max_tokens,
+        prompt_version=prompt_version,
+    )
+
+
+def json_key(
+    config: LLM,
+    messages: list[dict[str, Any]],
+    schema: dict[str, Any],
+    *,
+    name: str,
+    max_tokens: int | None = None,
+    prompt_version: str | None = None,
+) -> str:
+    """The cache key :meth:`LLMClient.json` uses for this request (no traffic).
+
+    It names the schema, not the wire form, so a reply cached through one
+    structured-output mode is found whichever mode the endpoint needs.
+    """
+    return request_key(
+        model=config.model,
+        messages=messages,
+        temperature=config.temperature,
+        response_format={"type": "structured", "name": name, "schema": schema},
+        max_tokens=max_tokens,
+        prompt_version=prompt_version,
+    )
+
+
+class ResponseCache:
+    """Replies by key in a SQLite file.
+
+    The connection opens on first use (and again after a ``fork``); calls from
+    several threads are serialised by a lock.  Reads and writes are short local
+    file operations, done inline.
+
+    Parameters
+    ----------
+    path
+        The SQLite file; parent folders are created.
+    busy_timeout_s
+        How long to wait for another process's write lock.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
+    ):
+        self.path = os.fspath(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            self._set_wal(conn)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(_SCHEMA_SQL)
+        except sqlite3.Error as exc:
+            msg = f"cannot open response cache {self.path!r}: {exc}"
+            raise LLMError(msg) from exc
+        self._conn = conn
+        self._pid = os.getpid()
+        return conn
+
+    def _set_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching to WAL needs a moment of exclusive access; another process
+        # doing the same can make it fail with "locked" despite the busy timeout.
+        deadline = time.monotonic() + self.busy_timeout_s
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def get(self, key: str) -> ChatReply | None:
+        """The cached reply (marked ``cached=True``), or None (also when unreadable)."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                row = conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
+            except sqlite3.Error as exc:
+                # A cache that cannot be read is a miss, not a failed call.
+                logger.warning("response cache read failed (%s): %s", self.path, exc)
+                return None
+        if row is None:
+            return None
+        try:
+            return ChatReply.from_dict(json.loads(row[0]), cached=True)
+        except (ValueError, TypeError, KeyError) as exc:
+            logger.warning("response cache: unreadable entry %s ignored: %s", key[:12], exc)
+            return None
+
+    def contains(self, key: str) -> bool:
+        """Whether ``key`` has a stored reply (no traffic, nothing decoded)."""
+        with self._lock:
+            try:
+                row = (
+                    self._connection()
+                    .execute("SELECT 1 FROM responses WHERE key = ?", (key,))
+                    .fetchone()
+                )
+            except sqlite3.Error as exc:
+                msg = f"response cache read failed ({self.path!r}): {exc}"
+                raise LLMError(msg) from exc
+        return row is not None
+
+    def put(self, key: str, reply: ChatReply) -> None:
+        """Store (or replace) the reply for ``key``; a failed write is logged, not raised."""
+        value = json.dumps(reply.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO responses (key, value, created_at) VALUES (?, ?, ?)",
+                    (key, value, time.time()),
+                )
+            except sqlite3.Error as exc:
+                # The reply itself is good; losing its cache entry only costs a re-ask.
+                logger.warning("response cache write failed (%s): %s", self.path, exc)
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._connection().execute("SELECT count(*) FROM responses").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        """Close the connection (it reopens on next use)."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> ResponseCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,557 @@
+"""The async model client: limits, retries, cache, budget and usage around ``openai.AsyncOpenAI``.
+
+One :class:`LLMClient` per asyncio event loop (it refuses to be used from a
+second loop).  Each request goes through, in order:
+
+1. the response cache (a hit sends nothing and counts as a cached call);
+2. the budget guard (reserves the projected spend or raises
+   :class:`~rlm_pipeline.errors.BudgetExceededError` without sending);
+3. per try: the concurrency semaphore, the rpm and tpm limiters, the HTTP call
+   (the openai client's own retries are off — :mod:`rlm_pipeline.llm.retry`
+   decides);
+4. usage recorded from the server's ``usage`` numbers, reply cached.
+
+Examples
+--------
+>>> import asyncio
+>>> from rlm_pipeline.llm.config import LLM
+>>> async def main() -> None:
+...     async with LLMClient(LLM(model="m", base_url="http://127.0.0.1:9/v1")) as client:
+...         print(client.usage.calls)
+>>> asyncio.run(main())
+0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from types import TracebackType
+from typing import Any
+
+import httpx2
+import openai
+
+from rlm_pipeline.errors import (
+    InputError,
+    LLMError,
+    LLMRateLimitError,
+    LLMResponseParseError,
+    LLMTimeoutError,
+)
+from rlm_pipeline.llm.budget import BudgetGuard, Reservation
+from rlm_pipeline.llm.cache import ResponseCache, chat_key, json_key
+from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.llm.ratelimit import RateLimiter
+from rlm_pipeline.llm.reply import ChatReply, ToolCall
+from rlm_pipeline.llm.retry import RetryPolicy, parse_retry_after, retry_delay, should_retry
+from rlm_pipeline.llm.structured import (
+    StructuredMode,
+    build_request,
+    is_format_rejection,
+    known_mode,
+    next_mode,
+    parse_json_object,
+    remember_mode,
+    schema_validator,
+    validate,
+)
+from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
+from rlm_pipeline.llm.usage import Usage, UsageMeter
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_ENDPOINT",
+    "DEFAULT_REPLY_TOKENS",
+    "ChatReply",
+    "LLMClient",
+    "ToolCall",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Reply allowance used for budget and tpm projections when ``max_tokens`` is not given.
+DEFAULT_REPLY_TOKENS = 256
+#: Longest wait for a TCP connection (capped by the config's ``timeout_s``).
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+#: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+
+
+class _FormatRejected(Exception):
+    """The endpoint refused our ``response_format`` (internal: triggers the fallback)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status}: {detail[:200]}")
+
+
+class LLMClient:
+    """Async chat client with bounded concurrency, retries, cache, budget and usage.
+
+    Parameters
+    ----------
+    config
+        Endpoint, limits, retries, cache file and prices.
+    meter
+        Where usage is recorded; a fresh one when None.  Share one meter between
+        clients to total their usage.
+    budget
+        Limits checked before each non-cached request: a
+        :class:`~rlm_pipeline.llm.config.Budget` (checked against ``meter``), or
+        a :class:`~rlm_pipeline.llm.budget.BudgetGuard` shared with other clients
+        (its meter is then used; passing a different ``meter`` is an error).
+    http_client
+        An ``httpx2.AsyncClient`` to send through (not closed by :meth:`aclose`).
+        By default the client builds one with a pool of at least
+        ``max_concurrency`` connections.
+    retry
+        Backoff policy; by default ``RetryPolicy(max_retries=config.max_retries)``.
+    rng
+        Random source for backoff jitter.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> from rlm_pipeline.llm.config import LLM
+    >>> client = LLMClient(LLM(model="m", base_url="http://127.0.0.1:9/v1"), budget=Budget(max_calls=0))
+    >>> try:
+    ...     asyncio.run(client.chat([{"role": "user", "content": "hi"}]))
+    ... except Exception as exc:
+    ...     print(type(exc).__name__)
+    BudgetExceededError
+    """
+
+    def __init__(
+        self,
+        config: LLM,
+        *,
+        meter: UsageMeter | None = None,
+        budget: Budget | BudgetGuard | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        if isinstance(budget, BudgetGuard):
+            if meter is not None and meter is not budget.meter:
+                msg = "meter and budget guard disagree: pass the guard's meter or none"
+                raise InputError(msg)
+            self.meter = budget.meter
+            self.guard: BudgetGuard | None = budget
+        else:
+            self.meter = meter if meter is not None else UsageMeter()
+            self.guard = BudgetGuard(budget, self.meter) if budget is not None else None
+        self.retry = retry if retry is not None else RetryPolicy(max_retries=config.max_retries)
+        self._rng = rng if rng is not None else random.Random()
+        self._price = config.price()
+        base_url = config.resolved_base_url()
+        self._endpoint = (base_url or DEFAULT_ENDPOINT, config.model)
+        timeout = httpx2.Timeout(
+            config.timeout_s, connect=min(config.timeout_s, DEFAULT_CONNECT_TIMEOUT_S)
+        )
+        self._owns_http = http_client is None
+        if http_client is None:
+            http_client = httpx2.AsyncClient(
+                timeout=timeout,
+                limits=httpx2.Limits(
+                    max_connections=config.max_concurrency + 4,
+                    max_keepalive_connections=config.max_concurrency,
+                ),
+                follow_redirects=True,
+            )
+        self._http = http_client
+        self._openai = openai.AsyncOpenAI(
+            api_key=config.resolved_api_key(),
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
+        )
+        self._semaphore = asyncio.Semaphore(config.max_concurrency)
+        self._rpm = RateLimiter(config.rpm) if config.rpm is not None else None
+        self._tpm = RateLimiter(config.tpm) if config.tpm is not None else None
+        self._cache = ResponseCache(config.cache_path) if config.cache_path else None
+        self._probe_lock = asyncio.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def usage(self) -> Usage:
+        """What this client's meter has recorded so far."""
+        return self.meter.snapshot()
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache, when ``config.cache_path`` is set."""
+        return self._cache
+
+    async def chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        max_tokens: int | None = None,
+        prompt_version: str | None = None,
+    ) -> ChatReply:
+        """Send one chat request (or answer it from the cache).
+
+        Parameters
+        ----------
+        messages
+            OpenAI chat messages.
+        tools
+            OpenAI function-tool schemas offered to the model.
+        tool_choice
+            ``"auto"``, ``"required"``, ``"none"`` or a specific tool.
+        max_tokens
+            Reply length limit (also bounds the budget projection).
+        prompt_version
+            Part of the cache key; bump it to invalidate cached replies.
+
+        Returns
+        -------
+        ChatReply
+            Content, tool calls (raw JSON arguments) and token counts.
+
+        Raises
+        ------
+        LLMError
+            At once for 400/401/403/404; after the last retry for 429
+            (:class:`LLMRateLimitError`), timeouts (:class:`LLMTimeoutError`),
+            5xx and connection errors.
+        BudgetExceededError
+            When the projected spend would pass the budget (nothing is sent).
+        """
+        key = None
+        if self._cache is not None:
+            key = chat_key(
+                self.config,
+                messages,
+                tools=tools,
+                tool_choice=tool_choice,
+                max_tokens=max_tokens,
+                prompt_version=prompt_version,
+            )
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
+                return hit
+        reply = await self._request(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=None,
+            max_tokens=max_tokens,
+        )
+        if key is not None and self._cache is not None:
+            self._cache.put(key, reply)
+        return reply
+
+    async def json(
+        self,
+        messages: list[dict[str, Any]],
+        schema: dict[str, Any],
+        *,
+        name: str,
+        max_tokens: int | None = None,
+        prompt_version: str | None = None,
+    ) -> tuple[dict[str, Any], ChatReply]:
+        """Ask for a JSON object matching ``schema``; return it parsed and validated.
+
+        Tries ``response_format`` ``json_schema``, then ``json_object`` with the
+        schema, then the schema in the system prompt, as the endpoint allows
+        (see :mod:`rlm_pipeline.llm.structured`).  Only a reply that validates is
+        cached; parse failures are not retried here.
+
+        Parameters
+        ----------
+        messages
+            OpenAI chat messages.
+        schema
+            JSON Schema of the reply object.
+        name
+            Schema name sent with ``json_schema`` (letters, digits, ``_``, ``-``).
+        max_tokens, prompt_version
+            As in :meth:`chat`.
+
+        Returns
+        -------
+        tuple[dict, ChatReply]
+            The validated object and the reply it came from.
+
+        Raises
+        ------
+        LLMResponseParseError
+            The reply held no JSON object or it did not match; ``.raw`` has the text.
+        LLMError, BudgetExceededError
+            As in :meth:`chat`.
+        """
+        schema_validator(schema)  # compiled once per schema; fails early on a bad schema
+        key = None
+        if self._cache is not None:
+            key = json_key(
+                self.config,
+                messages,
+                schema,
+                name=name,
+                max_tokens=max_tokens,
+                prompt_version=prompt_version,
+            )
+            hit = self._cache.get(key)
+            if hit is not None:
+                try:
+                    value = parse_json_object(hit.content)
+                    validate(value, schema, raw=hit.content or "")
+                except LLMResponseParseError:
+                    logger.warning("response cache: stored reply %s no longer validates", key[:12])
+                else:
+                    self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
+                    return value, hit
+        reply = await self._structured(messages, schema, name, max_tokens)
+        raw = reply.content or ""
+        value = parse_json_object(reply.content)
+        validate(value, schema, raw=raw)
+        if key is not None and self._cache is not None:
+            self._cache.put(key, reply)
+        return value, reply
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (when this client built it) and the cache."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            await self._openai.close()
+        if self._cache is not None:
+            self._cache.close()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------- structured
+
+    async def _structured(
+        self,
+        messages: list[dict[str, Any]],
+        schema: dict[str, Any],
+        name: str,
+        max_tokens: int | None,
+    ) -> ChatReply:
+        base_url, model = self._endpoint
+        mode = known_mode(base_url, model)
+        if mode is None:
+            # Probe one request at a time until the endpoint's mode is known,
+            # so a fan-out of many rows pays for one rejected call, not many.
+            async with self._probe_lock:
+                mode = known_mode(base_url, model)
+                if mode is None:
+                    return await self._structured_from(
+                        "json_schema", messages, schema, name, max_tokens
+                    )
+        return await self._structured_from(mode, messages, schema, name, max_tokens)
+
+    async def _structured_from(
+        self,
+        mode: StructuredMode,
+        messages: list[dict[str, Any]],
+        schema: dict[str, Any],
+        name: str,
+        max_tokens: int | None,
+    ) -> ChatReply:
+        base_url, model = self._endpoint
+        current = mode
+        while True:
+            wire_messages, response_format = build_request(current, messages, schema, name)
+            try:
+                reply = await self._request(
+                    wire_messages,
+                    tools=None,
+                    tool_choice=None,
+                    response_format=response_format,
+                    max_tokens=max_tokens,
+                )
+            except _FormatRejected as exc:
+                fallback = next_mode(current)
+                if fallback is None:  # pragma: no cover - text mode sends no response_format
+                    msg = f"endpoint rejected every structured-output mode: {exc}"
+                    raise LLMError(msg, status=exc.status) from exc
+                logger.info(
+                    "%s (%s) rejected response_format %s (HTTP %d); falling back to %s",
+                    base_url,
+                    model,
+                    current,
+                    exc.status,
+                    fallback,
+                )
+                current = fallback
+                continue
+            if known_mode(base_url, model) != current:
+                remember_mode(base_url, model, current)
+            return reply
+
+    # ---------------------------------------------------------------- sending
+
+    def _check_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            msg = "an LLMClient serves one event loop; build one client per loop"
+            raise InputError(msg)
+        if self._closed:
+            msg = "this LLMClient is closed"
+            raise InputError(msg)
+
+    async def _request(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: str | dict[str, Any] | None,
+        response_format: dict[str, Any] | None,
+        max_tokens: int | None,
+    ) -> ChatReply:
+        self._check_loop()
+        prompt_tokens = estimate_message_tokens(messages, tools)
+        reply_tokens = max_tokens if max_tokens is not None else DEFAULT_REPLY_TOKENS
+        projected = prompt_tokens + reply_tokens
+        reservation: Reservation | None = None
+        if self.guard is not None:
+            reservation = self.guard.reserve(
+                tokens=projected, cost_usd=self._price.cost(prompt_tokens, reply_tokens)
+            )
+        params: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": self.config.temperature,
+        }
+        if tools:
+            params["tools"] = tools
+        if tool_choice is not None:
+            params["tool_choice"] = tool_choice
+        if response_format is not None:
+            params["response_format"] = response_format
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        try:
+            return await self._send(params, prompt_tokens, projected)
+        finally:
+            if reservation is not None and self.guard is not None:
+                self.guard.release(reservation)
+
+    async def _send(
+        self, params: dict[str, Any], prompt_tokens: int, projected_tokens: int
+    ) -> ChatReply:
+        policy = self.retry
+        tries = policy.max_retries + 1
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._semaphore:
+                    if self._rpm is not None:
+                        await self._rpm.acquire()
+                    if self._tpm is not None:
+                        await self._tpm.acquire(projected_tokens)
+                    completion = await self._openai.chat.completions.create(**params)
+            except openai.APIStatusError as exc:
+                status = exc.status_code
+                if "response_format" in params:
+                    detail = _error_text(exc)
+                    if is_format_rejection(status, detail):
+                        raise _FormatRejected(status, detail) from exc
+                if not should_retry(status):
+                    logger.debug("not retrying HTTP %d (try %d)", status, attempt)
+                    self.meter.record_failure()
+                    msg = f"HTTP {status} from {self._endpoint[0]}: {_error_text(exc)[:300]}"
+                    raise LLMError(msg, status=status, attempts=attempt) from exc
+                if attempt >= tries:
+                    self.meter.record_failure()
+                    error_cls = LLMRateLimitError if status == 429 else LLMError
+                    msg = f"{status} after {attempt} tries: {_error_text(exc)[:200]}"
+                    raise error_cls(msg, status=status, attempts=attempt) from exc
+                delay = retry_delay(
+                    attempt, parse_retry_after(exc.response.headers), self._rng, policy
+                )
+                logger.debug(
+                    "retrying HTTP %d in %.3fs (try %d of %d)", status, delay, attempt, tries
+                )
+                await asyncio.sleep(delay)
+                continue
+            except openai.APIConnectionError as exc:
+                timed_out = isinstance(exc, openai.APITimeoutError)
+                what = "timeout" if timed_out else "connection error"
+                if attempt >= tries or not should_retry(exc):
+                    self.meter.record_failure()
+                    error_cls = LLMTimeoutError if timed_out else LLMError
+                    msg = f"{what} after {attempt} tries ({self._endpoint[0]})"
+                    raise error_cls(msg, attempts=attempt) from exc
+                delay = retry_delay(attempt, None, self._rng, policy)
+                logger.debug("retrying %s in %.3fs (try %d of %d)", what, delay, attempt, tries)
+                await asyncio.sleep(delay)
+                continue
+            except openai.OpenAIError as exc:
+                self.meter.record_failure()
+                msg = f"model call failed: {exc}"
+                raise LLMError(msg, attempts=attempt) from exc
+            return self._reply_from(completion, prompt_tokens, projected_tokens)
+
+    def _reply_from(self, completion: Any, prompt_tokens: int, projected_tokens: int) -> ChatReply:
+        choices = completion.choices or []
+        message = choices[0].message if choices else None
+        content: str | None = getattr(message, "content", None)
+        tool_calls: list[ToolCall] = []
+        for call in getattr(message, "tool_calls", None) or []:
+            function = getattr(call, "function", None)
+            if function is not None:
+                tool_calls.append(
+                    ToolCall(id=call.id, name=function.name, arguments=function.arguments)
+                )
+        usage = completion.usage
+        if usage is not None:
+            input_tokens = int(usage.prompt_tokens)
+            output_tokens = int(usage.completion_tokens)
+        else:
+            logger.debug("reply carries no usage; recording estimated tokens")
+            input_tokens = prompt_tokens
+            output_tokens = estimate_tokens(content or "")
+        self.meter.record(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=self._price.cost(input_tokens, output_tokens),
+        )
+        if self._tpm is not None:
+            self._tpm.adjust(input_tokens + output_tokens - projected_tokens)
+        if message is None:
+            raise LLMResponseParseError("reply has no choices", raw=str(completion)[:1000])
+        return ChatReply(
+            content=content,
+            tool_calls=tool_calls,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached=False,
+            finish_reason=choices[0].finish_reason,
+        )
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    """The error's message and body as one string (for logs and rejection checks)."""
+    try:
+        body = exc.response.text
+    except (httpx2.ResponseNotRead, UnicodeDecodeError):
+        body = ""
+    return f"{exc.message} {body}".strip()

@@ -1,0 +1,253 @@
+"""Public semantic operators: :func:`classify`, :func:`llm_map` and :func:`estimate`.
+
+They take a table in any form rlm_pipeline reads and return the same kind of
+frame: a Polars ``DataFrame`` for a ``DataFrame``, a ``LazyFrame`` for a
+``LazyFrame`` (streamed in slices, result held in memory), a Spark
+``DataFrame`` for a Spark ``DataFrame`` (materialised once on the executors,
+so later actions never call the model again).  Other inputs (Parquet path,
+CSV, JSONL, pyarrow Table, pandas) are read with Polars and give a Polars
+``DataFrame``.  For data bigger than memory use
+:func:`rlm_pipeline.ops.polars_fanout.classify_to_parquet` or the CLI.
+
+Every input row comes out exactly once, in input order, with the new value
+column (null when there is no trustworthy answer) and ``<output_column>_error``
+(null, or the reason: ``empty_input``, ``parse_error``, ``invalid_label``,
+``missing_in_reply``, ``api_error``, ``budget_exceeded``).  Failures are never
+cached, so a re-run re-asks only the failed rows.
+
+Examples
+--------
+>>> import polars as pl
+>>> llm = LLM(base_url="http://127.0.0.1:9/v1")
+>>> classify(pl.DataFrame({"q": [None, ""]}), "q", ["a", "b"], llm)["label_error"].to_list()
+['empty_input', 'empty_input']
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import polars as pl
+
+from rlm_pipeline.errors import InputError
+from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.llm.usage import UsageMeter
+from rlm_pipeline.ops.core import RowProgress
+from rlm_pipeline.ops.estimate import Estimate, estimate_texts
+from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, ClassifySpec, MapSpec, OpSpec, OutputType
+from rlm_pipeline.ops.stats import OpStats
+
+__all__ = ["Estimate", "classify", "estimate", "llm_map", "run_op"]
+
+logger = logging.getLogger(__name__)
+
+
+def _is_spark(data: Any) -> bool:
+    return type(data).__module__.startswith("pyspark.sql")
+
+
+def _polars_input(data: Any) -> pl.DataFrame | pl.LazyFrame:
+    if isinstance(data, pl.DataFrame | pl.LazyFrame):
+        return data
+    from rlm_pipeline.engines.load import to_polars
+
+    return to_polars(data).collect()
+
+
+def run_op(
+    data: Any,
+    spec: OpSpec,
+    llm: LLM,
+    *,
+    engine: str | None = None,
+    meter: UsageMeter | None = None,
+    budget: Budget | None = None,
+    progress: RowProgress | None = None,
+) -> tuple[Any, OpStats]:
+    """Run ``spec`` over ``data`` on the chosen engine; the frame and the stats.
+
+    ``engine=None`` infers it: Spark for a Spark DataFrame, else Polars.
+    """
+    if not isinstance(llm, LLM):
+        msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
+        raise InputError(msg)
+    chosen = engine or ("spark" if _is_spark(data) else "polars")
+    if chosen == "polars":
+        from rlm_pipeline.ops import polars_fanout
+
+        return polars_fanout.apply(
+            _polars_input(data), spec, llm, meter=meter, budget=budget, progress=progress
+        )
+    if chosen == "spark":
+        from rlm_pipeline.ops import spark_fanout
+
+        frame = data
+        if not _is_spark(data):
+            from pyspark.sql import SparkSession
+
+            from rlm_pipeline.engines.load import to_spark
+
+            session = SparkSession.getActiveSession()
+            if session is None:
+                msg = "engine='spark' needs an active SparkSession (or pass a Spark DataFrame)"
+                raise InputError(msg)
+            frame = to_spark(data, session)
+        return spark_fanout.apply(frame, spec, llm, meter=meter, budget=budget, progress=progress)
+    msg = f"engine must be 'polars' or 'spark', got {engine!r}"
+    raise InputError(msg)
+
+
+def classify(
+    data: Any,
+    column: str,
+    labels: list[str] | tuple[str, ...],
+    llm: LLM,
+    instructions: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    output_column: str = "label",
+    engine: str | None = None,
+    *,
+    budget: Budget | None = None,
+    meter: UsageMeter | None = None,
+    progress: RowProgress | None = None,
+) -> Any:
+    """Label every row's ``column`` with one of ``labels``.
+
+    Parameters
+    ----------
+    data
+        Polars DataFrame/LazyFrame, Spark DataFrame, Parquet file/dir/glob,
+        CSV or JSONL file, pyarrow Table or pandas DataFrame.
+    column
+        The text column.
+    labels
+        Allowed labels.
+    llm
+        Endpoint, limits (``max_concurrency``, ``rpm``, ``tpm`` hold for the
+        whole call, across Spark tasks), retries and cache.
+    instructions
+        Extra guidance (label definitions).
+    batch_size
+        Rows per call.  Use ``batch_size=1`` with small local models: they
+        answer multi-row batches badly (a 0.5B model returned a 4-row batch's
+        labels in the order of the label list).
+    output_column
+        Name of the label column; reasons go to ``<output_column>_error``.
+    engine
+        ``"polars"`` or ``"spark"``; inferred from ``data`` when None.
+    budget
+        Spending limits; the run stops cleanly before passing them and the
+        unanswered rows get ``budget_exceeded``.
+    meter
+        Usage is recorded here (read ``meter.snapshot()`` afterwards).
+    progress
+        Called with ``(rows_finished, rows_failed)`` increments (Polars; Spark
+        reports once at the end).
+
+    Returns
+    -------
+    The same kind of frame (see the module docstring) with the two new columns.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> out = classify(pl.DataFrame({"q": [None]}), "q", ["a", "b"], LLM(base_url="http://127.0.0.1:9/v1"))
+    >>> out.columns
+    ['q', 'label', 'label_error']
+    """
+    spec = ClassifySpec(
+        column=column,
+        labels=tuple(labels),
+        instructions=instructions,
+        batch_size=batch_size,
+        output_column=output_column,
+    )
+    out, _ = run_op(data, spec, llm, engine=engine, meter=meter, budget=budget, progress=progress)
+    return out
+
+
+def llm_map(
+    data: Any,
+    column: str,
+    instruction: str,
+    llm: LLM,
+    output_type: OutputType = "string",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    output_column: str = "value",
+    engine: str | None = None,
+    *,
+    budget: Budget | None = None,
+    meter: UsageMeter | None = None,
+    progress: RowProgress | None = None,
+) -> Any:
+    """Compute one typed value per row by applying ``instruction`` to ``column``.
+
+    Same contract as :func:`classify`; the value column has ``output_type``
+    (``string``, ``integer``, ``number``, ``boolean``) and the reasons go to
+    ``<output_column>_error``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> llm = LLM(base_url="http://127.0.0.1:9/v1")
+    >>> llm_map(pl.DataFrame({"q": [""]}), "q", "Count the words", llm, "integer").dtypes[1]
+    Int64
+    """
+    spec = MapSpec(
+        column=column,
+        instruction=instruction,
+        output_type=output_type,
+        batch_size=batch_size,
+        output_column=output_column,
+    )
+    out, _ = run_op(data, spec, llm, engine=engine, meter=meter, budget=budget, progress=progress)
+    return out
+
+
+def estimate(
+    data: Any,
+    column: str,
+    labels: list[str] | tuple[str, ...],
+    llm: LLM,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    instructions: str | None = None,
+) -> Estimate:
+    """What :func:`classify` would send and cost, without calling the model.
+
+    Builds the same prompts, counts tokens with
+    :func:`rlm_pipeline.llm.tokens.estimate_message_tokens` (the rule the
+    simulator reports usage by) and looks each call up in ``llm``'s cache.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> est = estimate(pl.DataFrame({"q": ["a", "a", "b"]}), "q", ["x", "y"], LLM())
+    >>> est.rows, est.distinct_texts, est.calls
+    (3, 2, 1)
+    """
+    spec = ClassifySpec(
+        column=column, labels=tuple(labels), instructions=instructions, batch_size=batch_size
+    )
+    return estimate_texts(_column_texts(data, column), spec, llm)
+
+
+def _column_texts(data: Any, column: str) -> list[str | None]:
+    if _is_spark(data):
+        if column not in data.columns:
+            msg = f"column {column!r} not found; columns: {data.columns}"
+            raise InputError(msg)
+        table = data.select(column).toArrow()
+        frame = pl.DataFrame(table)
+    else:
+        from rlm_pipeline.engines.load import to_polars
+
+        lazy = to_polars(data)
+        if column not in lazy.collect_schema().names():
+            msg = f"column {column!r} not found; columns: {lazy.collect_schema().names()}"
+            raise InputError(msg)
+        frame = lazy.select(column).collect()
+    series = frame.get_column(column)
+    if series.dtype != pl.String:
+        series = series.cast(pl.String, strict=False)
+    return series.to_list()

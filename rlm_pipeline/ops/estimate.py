@@ -1,0 +1,139 @@
+"""What a classify / llm_map run would send and cost, computed without calling the model.
+
+The estimate builds exactly the requests the run would send (same dedup, same
+batches, same prompts), looks each one up in the response cache, and counts
+tokens with :func:`rlm_pipeline.llm.tokens.estimate_message_tokens` — the rule
+the simulator reports usage by, so on the simulator input tokens match a real
+run exactly.  Output tokens are predicted from the reply's shape with labels of
+average length, so they are close, not exact.  Re-asks after bad replies are
+not predicted.
+
+Examples
+--------
+>>> from rlm_pipeline.ops.spec import ClassifySpec
+>>> est = estimate_texts(["a", "b", "a", None], ClassifySpec("q", ("x", "y")), LLM())
+>>> est.rows, est.distinct_texts, est.calls, est.cached
+(4, 2, 1, 0)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
+from rlm_pipeline.ops.prompts import (
+    PROMPT_VERSION,
+    build_messages,
+    reply_name,
+    reply_schema,
+    single_row,
+)
+from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+
+__all__ = ["Estimate", "estimate_texts"]
+
+_TYPICAL_VALUE: dict[str, Any] = {
+    "string": "three word answer",
+    "integer": 12,
+    "number": 4.5,
+    "boolean": False,
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Predicted size and cost of a run.
+
+    Attributes
+    ----------
+    rows
+        Input rows.
+    distinct_texts
+        Distinct non-blank texts (what would be asked).
+    cached
+        Distinct texts whose call is already in the response cache (free).
+    calls
+        Calls that would be sent (not cached).
+    input_tokens, output_tokens
+        Tokens of those calls.
+    cost_usd
+        Their cost at ``llm.price()``.
+    """
+
+    rows: int
+    distinct_texts: int
+    cached: int
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for JSON output."""
+        return asdict(self)
+
+
+def _reply_text(spec: OpSpec, n: int) -> str:
+    """A typical reply to a call of ``n`` rows, as the server would write it."""
+    if isinstance(spec, ClassifySpec):
+        mean = round(sum(len(label) for label in spec.labels) / len(spec.labels))
+        answer: Any = "x" * mean
+    else:
+        answer = _TYPICAL_VALUE[spec.output_type]
+    key = spec.answer_key
+    if single_row(spec):
+        return json.dumps({key: answer}, ensure_ascii=False)
+    return json.dumps({"results": [{"id": i, key: answer} for i in range(n)]}, ensure_ascii=False)
+
+
+def _wire_messages(llm: LLM, messages: list[dict[str, Any]], spec: OpSpec) -> list[dict[str, Any]]:
+    from rlm_pipeline.llm.client import DEFAULT_ENDPOINT
+    from rlm_pipeline.llm.structured import build_request, known_mode
+
+    mode = known_mode(llm.resolved_base_url() or DEFAULT_ENDPOINT, llm.model) or "json_schema"
+    wire, _ = build_request(mode, messages, reply_schema(spec), reply_name(spec))
+    return wire
+
+
+def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estimate:
+    """The :class:`Estimate` of running ``spec`` over ``texts`` with ``llm`` (no traffic)."""
+    from rlm_pipeline.llm.cache import ResponseCache, json_key
+
+    distinct = list(
+        dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip())
+    )
+    cache = None
+    if llm.cache_path and os.path.exists(llm.cache_path):
+        cache = ResponseCache(llm.cache_path)
+    schema, name = reply_schema(spec), reply_name(spec)
+    cached = calls = input_tokens = output_tokens = 0
+    try:
+        size = spec.batch_size
+        for start in range(0, len(distinct), size):
+            batch = distinct[start : start + size]
+            messages = build_messages(spec, batch)
+            if cache is not None:
+                key = json_key(llm, messages, schema, name=name, prompt_version=PROMPT_VERSION)
+                if cache.contains(key):
+                    cached += len(batch)
+                    continue
+            calls += 1
+            input_tokens += estimate_message_tokens(_wire_messages(llm, messages, spec))
+            output_tokens += estimate_tokens(_reply_text(spec, len(batch)))
+    finally:
+        if cache is not None:
+            cache.close()
+    return Estimate(
+        rows=len(texts),
+        distinct_texts=len(distinct),
+        cached=cached,
+        calls=calls,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cost_usd=llm.price().cost(input_tokens, output_tokens),
+    )

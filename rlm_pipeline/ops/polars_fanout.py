@@ -1,0 +1,283 @@
+"""Polars adapter: move rows from a frame to the operators and the answers back.
+
+All model traffic happens in one asyncio loop with one
+:class:`~rlm_pipeline.llm.client.LLMClient`, whose ``max_concurrency`` bounds
+the calls in flight.  Identical texts are asked once per run.
+
+- A ``DataFrame`` is answered in one go and a ``DataFrame`` comes back.
+- A ``LazyFrame`` is streamed in slices of ``slice_rows`` rows
+  (``collect_batches``), a few slices in flight at once; the answered slices
+  are concatenated and returned as a ``LazyFrame`` over the result held in
+  memory.  Memory for the *input* stays bounded, but the output is in memory.
+- :func:`classify_to_parquet` streams a source of any size to a Parquet file,
+  slice by slice, with bounded memory: use it (or the CLI) for data bigger
+  than memory.
+
+Examples
+--------
+>>> import polars as pl
+>>> from rlm_pipeline.ops.spec import ClassifySpec
+>>> frame = pl.DataFrame({"q": [None, " "]})  # blank rows are never sent
+>>> out, stats = apply(frame, ClassifySpec("q", ("a", "b")), LLM(base_url="http://127.0.0.1:9/v1"))
+>>> out["label_error"].to_list(), stats.rows
+(['empty_input', 'empty_input'], 2)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
+from typing import Any, TypeVar
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from rlm_pipeline.errors import EngineError, InputError
+from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.llm.usage import UsageMeter
+from rlm_pipeline.ops.core import JsonClient, RowProgress, RowResult, apply_texts
+from rlm_pipeline.ops.pipeline import answer_chunks
+from rlm_pipeline.ops.runner import run_sync
+from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+from rlm_pipeline.ops.stats import OpStats
+
+__all__ = [
+    "DEFAULT_SLICE_ROWS",
+    "apply",
+    "apply_async",
+    "classify_to_parquet",
+    "output_dtype",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Rows per slice when streaming a LazyFrame.
+DEFAULT_SLICE_ROWS = 50_000
+
+_DTYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "number": pl.Float64(),
+    "boolean": pl.Boolean(),
+}
+
+F = TypeVar("F", pl.DataFrame, pl.LazyFrame)
+
+
+def output_dtype(spec: OpSpec) -> pl.DataType:
+    """Polars type of the output column."""
+    if isinstance(spec, ClassifySpec):
+        return pl.String()
+    return _DTYPES[spec.output_type]
+
+
+def _texts(frame: pl.DataFrame, spec: OpSpec) -> list[str | None]:
+    if spec.column not in frame.columns:
+        msg = f"column {spec.column!r} not found; columns: {frame.columns}"
+        raise InputError(msg)
+    series = frame.get_column(spec.column)
+    if series.dtype != pl.String:
+        series = series.cast(pl.String, strict=False)
+    return series.to_list()
+
+
+def _attach(frame: pl.DataFrame, spec: OpSpec, results: list[RowResult]) -> pl.DataFrame:
+    values = pl.Series(spec.output_column, [v for v, _ in results], dtype=output_dtype(spec))
+    errors = pl.Series(spec.error_column, [e for _, e in results], dtype=pl.String)
+    return frame.with_columns(values, errors)
+
+
+def _check_columns(columns: list[str], spec: OpSpec) -> None:
+    if spec.column not in columns:
+        msg = f"column {spec.column!r} not found; columns: {columns}"
+        raise InputError(msg)
+    for name in (spec.output_column, spec.error_column):
+        if name in columns:
+            logger.info("column %r exists and will be replaced", name)
+
+
+async def _answer_slices(
+    slices: Iterator[pl.DataFrame],
+    spec: OpSpec,
+    client: JsonClient,
+    progress: RowProgress | None,
+) -> AsyncIterator[tuple[pl.DataFrame, list[RowResult]]]:
+    """Answer slices in order, reading the next slice while earlier ones are in flight."""
+    texts_of = partial(_texts, spec=spec)
+    async for item in answer_chunks(slices, texts_of, spec, client, progress=progress):
+        yield item
+
+
+def _slices(frame: pl.LazyFrame, slice_rows: int) -> Iterator[pl.DataFrame]:
+    try:
+        yield from frame.collect_batches(chunk_size=slice_rows, maintain_order=True)
+    except pl.exceptions.PolarsError as exc:
+        msg = f"Polars failed while reading the input: {str(exc).splitlines()[0]}"
+        raise EngineError(msg) from exc
+
+
+async def apply_async(
+    frame: F,
+    spec: OpSpec,
+    client: JsonClient,
+    *,
+    progress: RowProgress | None = None,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
+) -> tuple[F, OpStats]:
+    """Async twin of :func:`apply` with a client you own (for code already in a loop).
+
+    Returns the same kind of frame it got, with ``spec.output_column`` and
+    ``spec.error_column`` added (replaced when present), every row once, in order.
+    The returned stats have no usage (read it from your client's meter).
+    """
+    if isinstance(frame, pl.DataFrame):
+        _check_columns(frame.columns, spec)
+        results = await apply_texts(_texts(frame, spec), client, spec, progress=progress)
+        return _attach(frame, spec, results), OpStats.from_results(results)
+    if not isinstance(frame, pl.LazyFrame):
+        msg = f"expected a Polars DataFrame or LazyFrame, got {type(frame).__name__}"
+        raise InputError(msg)
+    _check_columns(frame.collect_schema().names(), spec)
+    parts: list[pl.DataFrame] = []
+    everything: list[RowResult] = []
+    async for chunk, results in _answer_slices(_slices(frame, slice_rows), spec, client, progress):
+        parts.append(_attach(chunk, spec, results))
+        everything.extend(results)
+    if parts:
+        out = pl.concat(parts, how="vertical", rechunk=False)
+    else:
+        schema = frame.collect_schema()
+        out = pl.DataFrame(schema=schema).with_columns(
+            pl.Series(spec.output_column, [], dtype=output_dtype(spec)),
+            pl.Series(spec.error_column, [], dtype=pl.String),
+        )
+    return out.lazy(), OpStats.from_results(everything)
+
+
+def _client(llm: LLM, meter: UsageMeter, budget: Budget | None) -> Any:
+    from rlm_pipeline.llm.client import LLMClient
+
+    return LLMClient(llm, meter=meter, budget=budget)
+
+
+def apply(
+    frame: F,
+    spec: OpSpec,
+    llm: LLM,
+    *,
+    meter: UsageMeter | None = None,
+    budget: Budget | None = None,
+    progress: RowProgress | None = None,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
+) -> tuple[F, OpStats]:
+    """Run ``spec`` over a Polars frame; return the frame with the new columns and the stats.
+
+    Parameters
+    ----------
+    frame
+        A ``DataFrame`` (answered in one go) or a ``LazyFrame`` (streamed in
+        slices; a ``LazyFrame`` over the in-memory result is returned).
+    spec
+        A :class:`~rlm_pipeline.ops.spec.ClassifySpec` or :class:`~rlm_pipeline.ops.spec.MapSpec`.
+    llm
+        Endpoint and limits; one client is built for this call.
+    meter
+        Usage is recorded here too (a fresh meter when None).
+    budget
+        Limits for this call, checked against ``meter`` (so spend already on
+        the meter counts).  When hit, answered rows are kept and the rest get
+        ``budget_exceeded``.
+    progress
+        Called with ``(rows_finished, rows_failed)`` increments.
+    slice_rows
+        Rows per slice when streaming a LazyFrame.
+    """
+    meter = meter if meter is not None else UsageMeter()
+    before = meter.snapshot()
+
+    async def run() -> tuple[F, OpStats]:
+        async with _client(llm, meter, budget) as client:
+            return await apply_async(frame, spec, client, progress=progress, slice_rows=slice_rows)
+
+    out, stats = run_sync(run)
+    spent = meter.snapshot()
+    return out, stats.with_usage(_delta(spent, before))
+
+
+def _delta(after: Any, before: Any) -> Any:
+    from rlm_pipeline.llm.usage import Usage
+
+    return Usage(
+        calls=after.calls - before.calls,
+        input_tokens=after.input_tokens - before.input_tokens,
+        output_tokens=after.output_tokens - before.output_tokens,
+        cached_calls=after.cached_calls - before.cached_calls,
+        cost_usd=after.cost_usd - before.cost_usd,
+        max_prompt_tokens=after.max_prompt_tokens,
+        failed_calls=after.failed_calls - before.failed_calls,
+    )
+
+
+def classify_to_parquet(
+    source: pl.LazyFrame,
+    spec: OpSpec,
+    llm: LLM,
+    path: str | os.PathLike[str],
+    *,
+    meter: UsageMeter | None = None,
+    budget: Budget | None = None,
+    progress: RowProgress | None = None,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
+) -> OpStats:
+    """Stream ``source`` through ``spec`` into the Parquet file ``path`` with bounded memory.
+
+    Slices are written as they are answered, in input order.  The file is
+    written in place; callers wanting atomicity write to a temporary name and
+    rename (the CLI does).
+    """
+    meter = meter if meter is not None else UsageMeter()
+    before = meter.snapshot()
+    _check_columns(source.collect_schema().names(), spec)
+
+    async def run() -> OpStats:
+        counts: list[OpStats] = []
+        writer: pq.ParquetWriter | None = None
+        try:
+            async with _client(llm, meter, budget) as client:
+                slices = _slices(source, slice_rows)
+                async for chunk, results in _answer_slices(slices, spec, client, progress):
+                    table = _attach(chunk, spec, results).to_arrow()
+                    if writer is None:
+                        writer = pq.ParquetWriter(os.fspath(path), table.schema)
+                    writer.write_table(table)
+                    counts.append(OpStats.from_results(results))
+            if writer is None:  # no rows: still write a file with the right columns
+                empty = _attach(source.head(0).collect(), spec, [])
+                pq.write_table(empty.to_arrow(), os.fspath(path))
+        except (OSError, pa.ArrowException) as exc:
+            msg = f"cannot write {os.fspath(path)!r}: {exc}"
+            raise InputError(msg) from exc
+        finally:
+            if writer is not None:
+                writer.close()
+        return _merge(counts)
+
+    stats = run_sync(run)
+    return stats.with_usage(_delta(meter.snapshot(), before))
+
+
+def _merge(parts: list[OpStats]) -> OpStats:
+    from collections import Counter
+
+    errors: Counter[str] = Counter()
+    values: Counter[str] = Counter()
+    rows = answered = 0
+    for part in parts:
+        rows += part.rows
+        answered += part.answered
+        errors.update(part.errors)
+        values.update(part.values)
+    return OpStats(rows=rows, answered=answered, errors=dict(errors), values=dict(values))

@@ -1,0 +1,94 @@
+"""What one run of a semantic operator did: :class:`OpStats`.
+
+Examples
+--------
+>>> stats = OpStats.from_results([("a", None), (None, "empty_input"), ("a", None)])
+>>> stats.rows, stats.answered, stats.errors
+(3, 2, {'empty_input': 1})
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from rlm_pipeline.llm.usage import Usage
+
+__all__ = ["ERROR_KINDS", "OpStats", "error_kind"]
+
+#: Every reason in an error column starts with one of these.
+ERROR_KINDS = (
+    "empty_input",
+    "parse_error",
+    "invalid_label",
+    "missing_in_reply",
+    "api_error",
+    "budget_exceeded",
+)
+
+
+def error_kind(reason: str) -> str:
+    """The kind a reason starts with (``"api_error: 500 after 7 tries"`` -> ``"api_error"``)."""
+    return reason.split(":", 1)[0].strip()
+
+
+@dataclass(frozen=True)
+class OpStats:
+    """Counts of one classify / llm_map run.
+
+    Attributes
+    ----------
+    rows
+        Input rows (every one is in the output).
+    answered
+        Rows that got a value.
+    errors
+        Rows without a value, by error kind (see :data:`ERROR_KINDS`).
+    values
+        Rows per value (label counts; for llm_map only when values are few).
+    usage
+        What the run spent (calls, tokens, cached calls, cost).
+    """
+
+    rows: int = 0
+    answered: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+    values: Mapping[str, int] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def failed(self) -> int:
+        """Rows without a value."""
+        return self.rows - self.answered
+
+    @classmethod
+    def from_results(cls, results: Iterable[tuple[Any, str | None]]) -> OpStats:
+        """Counts from ``(value, error)`` pairs."""
+        errors: Counter[str] = Counter()
+        values: Counter[str] = Counter()
+        rows = 0
+        for value, error in results:
+            rows += 1
+            if error is not None:
+                errors[error_kind(error)] += 1
+            elif len(values) < 1000 or str(value) in values:
+                values[str(value)] += 1
+        answered = rows - sum(errors.values())
+        return cls(rows=rows, answered=answered, errors=dict(errors), values=dict(values))
+
+    def with_usage(self, usage: Usage) -> OpStats:
+        """A copy carrying ``usage``."""
+        return replace(self, usage=usage)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for JSON output."""
+        return {
+            "rows": self.rows,
+            "answered": self.answered,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+            "values": dict(self.values),
+            "usage": self.usage.to_dict(),
+        }

@@ -1,0 +1,335 @@
+"""``rp.RLM``: the Recursive Language Model operator over a table.
+
+The root model sees the question and the table's metadata, never the data.
+It explores the table with a closed set of tools (:mod:`rlm_pipeline.rlm.tools`),
+fans reading out to sub-models (``classify``, ``llm_map``, ``recurse``) and
+ends the run by calling ``answer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rlm_pipeline.errors import BudgetExceededError, InputError
+from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.rlm.loop import LoopResult, run_loop
+from rlm_pipeline.rlm.render import cut
+from rlm_pipeline.rlm.scope import RunState, Scope
+from rlm_pipeline.rlm.steps import StepCallback, StepLog
+
+__all__ = ["DEFAULT_SUB_PROMPT_TOKENS", "RLM", "RLMResult"]
+
+logger = logging.getLogger(__name__)
+
+#: Prompt budget (estimated tokens) of one plain sub-call with rows inlined.
+DEFAULT_SUB_PROMPT_TOKENS = 6000
+#: Sub-runs of one ``recurse`` call that run at once.
+DEFAULT_MAX_PARALLEL = 8
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RLMResult:
+    """The outcome of :meth:`RLM.run`.
+
+    Attributes
+    ----------
+    answer
+        The final answer as text (the ``answer`` tool's value; JSON for non-strings).
+    value
+        The JSON value the model gave to ``answer`` (``None`` if it never answered).
+    trace
+        Every step and sub-call summary, as dicts (see ``schemas/trace.schema.json``).
+    usage
+        Calls, tokens, cost and largest prompt of the whole run, sub-calls included.
+    steps
+        Root model turns used.
+    errors
+        Tool errors and nudges over all depths (model mistakes the run survived).
+    trace_path
+        Where the JSONL trace was written, if asked for.
+    explanation
+        The model's explanation passed to ``answer``, if any.
+    stop_reason
+        ``"answer"``, ``"forced_answer"`` (answered when asked after the last step) or
+        ``"max_steps"`` (never answered).
+    seconds
+        Wall-clock time of the run.
+    """
+
+    answer: str
+    value: Any
+    trace: list[dict[str, Any]]
+    usage: Usage
+    steps: int
+    errors: int
+    trace_path: str | None = None
+    explanation: str | None = None
+    stop_reason: str = "answer"
+    seconds: float = 0.0
+    run_id: str = field(default="", repr=False)
+
+    @property
+    def answered(self) -> bool:
+        """Whether the model called ``answer``."""
+        return self.stop_reason != "max_steps"
+
+
+class RLM:
+    """A Recursive Language Model over a table, with a closed tool set.
+
+    Parameters
+    ----------
+    root
+        Model that plans (the root loop).
+    sub
+        Model for sub-calls (classify, llm_map, sub-runs, plain calls); ``root`` if None.
+    engine
+        ``"polars"`` or ``"spark"``; inferred from the data when None.
+    max_steps
+        Model turns per loop; after the last one the model is asked once for its answer.
+    max_depth
+        Depth of recursion; at ``max_depth`` a partition is answered by a plain call.
+    budget
+        Limits on calls, tokens and cost for the whole run, sub-calls included.
+    timeout_s
+        Wall-clock limit of a run in seconds.
+    spark
+        The SparkSession to use for the Spark engine.
+    sub_prompt_tokens
+        Prompt budget of a plain sub-call; bigger partitions are split and combined.
+    max_parallel
+        Sub-runs of one ``recurse`` call that run at once.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> rlm = RLM(LLM(model="sim", base_url="http://127.0.0.1:8000/v1"), max_steps=10)
+    >>> rlm.max_steps
+    10
+
+    With a simulator running (``rlm-pipeline sim-server``)::
+
+        res = rlm.run("How many questions are about billing?", df, text_column="question")
+        res.value, res.usage.max_prompt_tokens
+    """
+
+    def __init__(
+        self,
+        root: LLM,
+        sub: LLM | None = None,
+        engine: str | None = None,
+        max_steps: int = 30,
+        max_depth: int = 2,
+        budget: Budget | None = None,
+        timeout_s: float | None = None,
+        spark: Any = None,
+        *,
+        sub_prompt_tokens: int = DEFAULT_SUB_PROMPT_TOKENS,
+        max_parallel: int = DEFAULT_MAX_PARALLEL,
+    ) -> None:
+        if not isinstance(root, LLM):
+            raise InputError("root must be an rp.LLM")
+        if sub is not None and not isinstance(sub, LLM):
+            raise InputError("sub must be an rp.LLM or None")
+        if engine not in (None, "polars", "spark"):
+            raise InputError(f"engine must be 'polars', 'spark' or None, got {engine!r}")
+        if max_steps < 1:
+            raise InputError(f"max_steps must be >= 1, got {max_steps}")
+        if max_depth < 0:
+            raise InputError(f"max_depth must be >= 0, got {max_depth}")
+        if timeout_s is not None and timeout_s <= 0:
+            raise InputError(f"timeout_s must be > 0 or None, got {timeout_s}")
+        if sub_prompt_tokens < 256:
+            raise InputError(f"sub_prompt_tokens must be >= 256, got {sub_prompt_tokens}")
+        if max_parallel < 1:
+            raise InputError(f"max_parallel must be >= 1, got {max_parallel}")
+        self.root = root
+        self.sub = sub or root
+        self.engine = engine
+        self.max_steps = max_steps
+        self.max_depth = max_depth
+        self.budget = budget or Budget()
+        self.timeout_s = timeout_s
+        self.spark = spark
+        self.sub_prompt_tokens = sub_prompt_tokens
+        self.max_parallel = max_parallel
+
+    def run(
+        self,
+        question: str,
+        data: Any,
+        text_column: str | None = None,
+        trace_path: str | None = None,
+        on_step: StepCallback | None = None,
+    ) -> RLMResult:
+        """Answer ``question`` over ``data``.
+
+        Parameters
+        ----------
+        question
+            The question, in natural language.
+        data
+            A Polars DataFrame/LazyFrame, Parquet path/dir/glob, CSV/JSONL path,
+            pyarrow Table, pandas DataFrame or Spark DataFrame.
+        text_column
+            The column holding the texts to read, if there is one (a hint for the model).
+        trace_path
+            Write the trace as JSONL here.
+        on_step
+            Called with each trace record (a dict) as it happens.
+
+        Returns
+        -------
+        RLMResult
+
+        Raises
+        ------
+        InputError
+            Bad question, data or text column.
+        BudgetExceededError
+            A call/token/cost budget or the timeout was hit; ``.partial`` holds the
+            best partial result (the last successful tool result of the root).
+        LLMError
+            The root model failed for good (after retries).
+        """
+        from rlm_pipeline.engines.load import open_engine
+
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("question must be a non-empty string")
+        engine = open_engine(data, engine=self.engine, spark=self.spark)
+        if text_column is not None and text_column not in engine.schema("context"):
+            known = ", ".join(engine.schema("context"))
+            raise InputError(f"text column {text_column!r} not in the data; columns: {known}")
+        return _run_sync(self._arun(question, engine, text_column, trace_path, on_step))
+
+    async def _arun(
+        self,
+        question: str,
+        engine: Any,
+        text_column: str | None,
+        trace_path: str | None,
+        on_step: StepCallback | None,
+    ) -> RLMResult:
+        from rlm_pipeline.llm.client import LLMClient
+
+        run_id = uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        meter = UsageMeter()
+        steps = StepLog(run_id, trace_path, on_step)
+        root_client = LLMClient(self.root, meter=meter, budget=self.budget)
+        sub_client = (
+            root_client
+            if self.sub == self.root
+            else LLMClient(self.sub, meter=meter, budget=self.budget)
+        )
+        state = RunState(
+            run_id=run_id,
+            root_client=root_client,
+            sub_client=sub_client,
+            sub_llm=self.sub,
+            meter=meter,
+            budget=self.budget,
+            max_steps=self.max_steps,
+            max_depth=self.max_depth,
+            sub_prompt_tokens=self.sub_prompt_tokens,
+            engine_kind=_engine_kind(engine),
+            spark=self.spark,
+            max_parallel=self.max_parallel,
+            steps=steps,
+        )
+        scope = Scope(state, engine, 0, "root", text_column)
+        try:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    result = await run_loop(scope, question)
+            except TimeoutError:
+                spent = time.monotonic() - started
+                limit = float(self.timeout_s or 0.0)
+                exc = BudgetExceededError("time_s", spent, limit, partial=state.partial)
+                self._record_end(state, None, str(exc))
+                raise exc from None
+            except BudgetExceededError as exc:
+                err = BudgetExceededError(exc.what, exc.spent, exc.budget, partial=state.partial)
+                self._record_end(state, None, str(err))
+                raise err from exc
+        finally:
+            await root_client.aclose()
+            if sub_client is not root_client:
+                await sub_client.aclose()
+            steps.close()
+        return self._result(state, result, trace_path, time.monotonic() - started)
+
+    def _record_end(
+        self, state: RunState, answer: str | None, error: str | None, value: Any = None
+    ) -> None:
+        usage = state.meter.snapshot()
+        state.steps.record(
+            depth=0,
+            path="root",
+            kind="run_end",
+            result_summary=None if answer is None else cut(answer, 2000),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            sub_calls=usage.calls,
+            error=error,
+            extra={
+                "answer": answer,
+                "value": value,
+                "usage": usage.to_dict(),
+                "errors": state.errors,
+                "steps": state.root_steps,
+            },
+        )
+
+    def _result(
+        self, state: RunState, result: LoopResult, trace_path: str | None, seconds: float
+    ) -> RLMResult:
+        if result.answered:
+            value = result.value
+            answer = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        else:
+            answer = f"(no answer: the model did not call `answer` within {self.max_steps} steps)"
+        self._record_end(
+            state, answer, None if result.answered else "max_steps", value=result.value
+        )
+        return RLMResult(
+            answer=answer,
+            value=result.value,
+            trace=list(state.steps.dicts),
+            usage=state.meter.snapshot(),
+            steps=state.root_steps,
+            errors=state.errors,
+            trace_path=trace_path,
+            explanation=result.explanation,
+            stop_reason=result.stop_reason,
+            seconds=round(seconds, 3),
+            run_id=state.run_id,
+        )
+
+
+def _engine_kind(engine: Any) -> str:
+    name = getattr(engine, "name", None)
+    if isinstance(name, str) and name in ("polars", "spark"):
+        return name
+    return "spark" if type(engine).__name__.lower().startswith("spark") else "polars"
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion, also when called from inside a running event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

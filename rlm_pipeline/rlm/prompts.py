@@ -1,0 +1,178 @@
+"""The root model's system prompt (versioned) and the messages built around it.
+
+The first user message holds the question and the metadata of every view —
+schema, row count, a few sample values — and never the data itself.  Its
+layout is fixed (``Question:``, ``Views:``, ``- NAME: N rows``,
+``  columns: ...``) so that it reads well and so that the offline simulator's
+planner (:mod:`rlm_pipeline.sim.planner`) can read it too.
+
+Examples
+--------
+>>> PROMPT_VERSION
+'rlm-root-v1'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rlm_pipeline.rlm.render import cut, jsonable, schema_line
+
+__all__ = [
+    "PLAIN_SYSTEM_PROMPT",
+    "PROMPT_VERSION",
+    "SYSTEM_PROMPT",
+    "ViewInfo",
+    "combine_message",
+    "final_answer_message",
+    "first_message",
+    "nudge_message",
+    "plain_message",
+]
+
+PROMPT_VERSION = "rlm-root-v1"
+
+SYSTEM_PROMPT = """\
+You are an orchestrator, not a solver. A table you cannot see in full is registered \
+as view `context`. You never read it yourself: you call tools that run on it, and \
+sub-models read the texts for you. Finish by calling `answer`.
+
+How to work:
+1. Look first: `peek` a few rows (results are cut to ~2,000 characters, so ask for small samples).
+2. Narrow down: `filter` to the rows the question is about (an SQL WHERE expression).
+3. Read with sub-calls, never by yourself: `classify` texts into labels, `llm_map` a \
+value out of each row, or `partition` and `recurse` to ask a sub-question per group. \
+Filter before you fan out: every row read costs a model call.
+4. Aggregate with `sql`: one read-only SELECT over views (PostgreSQL flavour; no DDL, \
+no files, no UDFs).
+5. Call `answer` with a JSON value (number, string, list or object) before your steps \
+run out. Text replies are not answers.
+A rejected call comes back as `error: ...`; fix the call and go on.
+
+Example. Question: "Among users 12345, 67890 and 11111, how many questions are about billing?"
+- peek {"view": "context", "n": 3}
+- filter {"view": "context", "where": "user_id IN (12345, 67890, 11111)", "name": "subset"} \
+-> 41 rows
+- classify {"view": "subset", "column": "question", "labels": ["billing", "technical", \
+"account", "other"], "name": "labeled"} -> billing 15, technical 13, account 8, other 5
+- sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'billing'", "name": "result"} \
+-> {"n": 15}
+- answer {"value": 15, "explanation": "15 of the 41 questions from these users are about billing."}
+"""
+
+PLAIN_SYSTEM_PROMPT = """\
+You answer one question about the rows given below (one JSON object per line). \
+Reply with only the answer: a number, a short text, or a JSON value. No explanation."""
+
+_SAMPLE_VALUES = 3
+_SAMPLE_CHARS = 80
+_MAX_COLUMNS_SHOWN = 40
+
+
+class ViewInfo:
+    """What the root model is told about one view: name, rows, schema, samples.
+
+    Examples
+    --------
+    >>> info = ViewInfo("context", 2, {"n": "int64"}, {"n": [1, 2]})
+    >>> print(info.describe())
+    - context: 2 rows
+      columns: n (int64)
+      samples: n: 1 | 2
+    """
+
+    def __init__(
+        self,
+        name: str,
+        rows: int,
+        schema: Mapping[str, str],
+        samples: Mapping[str, Sequence[Any]],
+    ) -> None:
+        self.name = name
+        self.rows = rows
+        self.schema = dict(schema)
+        self.samples = {k: list(v) for k, v in samples.items()}
+
+    def describe(self) -> str:
+        """The view's block in the first message (bounded)."""
+        names = list(self.schema)
+        shown = {k: self.schema[k] for k in names[:_MAX_COLUMNS_SHOWN]}
+        more = len(names) - len(shown)
+        columns = schema_line(shown, limit=1200) + (f", … and {more} more" if more > 0 else "")
+        lines = [f"- {self.name}: {self.rows} rows", f"  columns: {columns}"]
+        parts = []
+        for column in list(shown)[:12]:
+            values = [v for v in self.samples.get(column, []) if v is not None][:_SAMPLE_VALUES]
+            if values:
+                text = " | ".join(cut(str(jsonable(v)), _SAMPLE_CHARS) for v in values)
+                parts.append(f"{column}: {text}")
+        if parts:
+            lines.append("  samples: " + "; ".join(parts))
+        return "\n".join(lines)
+
+
+def first_message(
+    question: str,
+    views: Sequence[ViewInfo],
+    *,
+    text_column: str | None,
+    tool_names: Sequence[str],
+    depth: int,
+    max_depth: int,
+    max_steps: int,
+) -> str:
+    """The first user message: question and metadata, never the data.
+
+    Examples
+    --------
+    >>> msg = first_message("How many rows?", [ViewInfo("context", 5, {"a": "int64"}, {})],
+    ...                     text_column=None, tool_names=["peek", "answer"], depth=0,
+    ...                     max_depth=2, max_steps=30)
+    >>> msg.splitlines()[0]
+    'Question: How many rows?'
+    """
+    lines = [f"Question: {cut(question, 2000)}", "", "Views:"]
+    lines.extend(view.describe() for view in views)
+    lines.append("")
+    if text_column:
+        lines.append(f"Text column: {text_column}")
+    lines.append("Tools: " + ", ".join(tool_names))
+    lines.append(f"Depth: {depth} of {max_depth}; steps available: {max_steps}.")
+    return "\n".join(lines)
+
+
+def nudge_message() -> str:
+    """Sent after a reply with no tool call: only tools act, only `answer` ends the run."""
+    return (
+        "Please continue with a tool call. Only the `answer` tool ends the run; "
+        "text replies are not read as answers."
+    )
+
+
+def final_answer_message(steps: int) -> str:
+    """Sent once when the steps are used up, with `answer` forced."""
+    return (
+        f"You have used all {steps} steps. Call `answer` now with your best answer "
+        "from what you have found."
+    )
+
+
+def plain_message(question: str, text_column: str | None, rows_jsonl: str) -> str:
+    """The user message of a plain call that answers ``question`` over inlined rows."""
+    head = f"Question: {question}\n"
+    if text_column:
+        head += f"Text column: {text_column}\n"
+    return head + "Rows:\n" + rows_jsonl
+
+
+def combine_message(question: str, partials: Sequence[str]) -> str:
+    """The user message that combines the answers of several parts of one partition."""
+    lines = [
+        f"Question: {question}",
+        "The rows were split into parts; these are the answers for each part.",
+        "Partial answers:",
+    ]
+    lines.extend(f"- part {i + 1}: {cut(p, 300)}" for i, p in enumerate(partials))
+    lines.append("Combine them into one answer to the question for all rows together.")
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""The ``recurse`` tool: one sub-run per partition, results as a view.
+
+For each distinct value of the partition column, the rows with that value
+become the ``context`` of a sub-run at ``depth + 1`` that answers the query.
+Sub-runs run concurrently (at most ``RunState.max_parallel`` at a time per
+call).  At ``max_depth`` a partition is answered by plain model calls with its
+rows inlined (:mod:`rlm_pipeline.rlm.plain`).  The answers form a new view
+``(partition_column, answer)``; ``answer`` is an integer or float column when
+every answer is a number, else a string column.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pyarrow as pa
+
+from rlm_pipeline.errors import BudgetExceededError, RLMPipelineError
+from rlm_pipeline.rlm.plain import answer_inline, parse_value
+from rlm_pipeline.rlm.render import cut
+from rlm_pipeline.rlm.scope import Scope
+from rlm_pipeline.rlm.tools import (
+    INTERNAL_PREFIX,
+    ToolError,
+    ToolOutcome,
+    describe_view,
+    ident,
+    sql_literal,
+)
+
+__all__ = ["MAX_INLINE_ROWS", "MAX_PARTITIONS", "recurse"]
+
+logger = logging.getLogger(__name__)
+
+#: A recurse call may fan out over at most this many partitions.
+MAX_PARTITIONS = 64
+#: At max depth, a partition with more rows than this is refused (filter first).
+MAX_INLINE_ROWS = 5000
+
+
+async def recurse(
+    scope: Scope, view: str, partition_column: str, query: str, name: str
+) -> ToolOutcome:
+    """Answer ``query`` once per value of ``partition_column`` in ``view``; new view ``name``."""
+    state = scope.state
+    engine = scope.engine
+    if partition_column == "answer":
+        raise ToolError("the partition column may not be called 'answer'; rename it with sql first")
+    keys_view = f"{INTERNAL_PREFIX}_keys"
+    col = ident(partition_column)
+    n_keys = int(
+        await asyncio.to_thread(
+            engine.sql,
+            f"SELECT {col} AS part_key, COUNT(*) AS n FROM {ident(view)} "
+            f"GROUP BY {col} ORDER BY part_key",
+            keys_view,
+        )
+    )
+    if n_keys > MAX_PARTITIONS:
+        raise ToolError(
+            f"{n_keys} partitions; recurse takes at most {MAX_PARTITIONS}: filter first, or "
+            "partition into fewer chunks (partition with n) and recurse on `partition`"
+        )
+    keys = (await asyncio.to_thread(engine.head, keys_view, max(n_keys, 1), None)).to_pylist()
+    plain = scope.depth + 1 >= state.max_depth
+    scratch = f"{INTERNAL_PREFIX}_part"
+    parts: list[tuple[Any, Any, int]] = []
+    for row in keys:
+        key = row["part_key"]
+        where = f"{col} IS NULL" if key is None else f"{col} = {sql_literal(key)}"
+        rows = int(await asyncio.to_thread(engine.filter, view, where, scratch))
+        if plain and rows > MAX_INLINE_ROWS:
+            data: Any = None
+        elif plain:
+            data = await asyncio.to_thread(engine.to_arrow, scratch)
+        else:
+            data = await asyncio.to_thread(engine.frame, scratch)
+        parts.append((key, data, rows))
+
+    before = state.meter.snapshot().calls
+    semaphore = asyncio.Semaphore(state.max_parallel)
+
+    async def one(key: Any, data: Any, rows: int) -> tuple[Any, str | None]:
+        async with semaphore:
+            return await _answer_part(scope, key, data, rows, query, name, plain)
+
+    results = await asyncio.gather(*(one(*p) for p in parts))
+    calls = state.meter.snapshot().calls - before
+    failed = [(p[0], err) for p, (_, err) in zip(parts, results, strict=True) if err]
+    table = pa.table(
+        {
+            partition_column: pa.array([p[0] for p in parts]),
+            "answer": _answer_column([value for value, _ in results]),
+        }
+    )
+    await asyncio.to_thread(engine.register, name, table, replace=True)
+    text = await describe_view(scope, name, table.num_rows, preview=10)
+    mode = "plain calls with rows inlined" if plain else f"sub-runs at depth {scope.depth + 1}"
+    text = f"{len(parts)} partitions answered by {mode} ({calls} model calls). " + text
+    if failed:
+        shown = "; ".join(f"{k}: {cut(e, 80)}" for k, e in failed[:5])
+        text += f"\n{len(failed)} partitions without an answer (answer null): {shown}"
+    rows_in = sum(p[2] for p in parts)
+    return ToolOutcome(text=cut(text, 2000), rows_in=rows_in, rows_out=len(parts), sub_calls=calls)
+
+
+async def _answer_part(
+    scope: Scope, key: Any, data: Any, rows: int, query: str, name: str, plain: bool
+) -> tuple[Any, str | None]:
+    """The answer for one partition and an error text (or None)."""
+    from rlm_pipeline.engines.load import open_engine
+    from rlm_pipeline.rlm.loop import run_loop
+    from rlm_pipeline.rlm.scope import Scope as _Scope
+
+    state = scope.state
+    path = f"{scope.path}/{name}=" + cut(str(key), 40).replace("/", "_")
+    try:
+        if plain:
+            if data is None:
+                return (
+                    None,
+                    f"{rows} rows is too many to inline (max {MAX_INLINE_ROWS}); filter first",
+                )
+            text = await answer_inline(state, query, data, scope.text_column)
+            state.steps.record(
+                depth=scope.depth + 1,
+                path=path,
+                kind="model",
+                arguments={"query": cut(query, 500)},
+                result_summary=cut(text, 300),
+                rows_in=rows,
+                extra={"plain": True},
+            )
+            return (parse_value(text), None) if text else (None, "empty reply")
+        engine = await asyncio.to_thread(
+            open_engine, data, engine=state.engine_kind, spark=state.spark
+        )
+        sub = _Scope(state, engine, scope.depth + 1, path, scope.text_column)
+        result = await run_loop(sub, query)
+        if not result.answered:
+            return None, f"sub-run gave no answer ({result.stop_reason})"
+        return result.value, None
+    except BudgetExceededError:
+        raise
+    except RLMPipelineError as exc:
+        logger.info("partition %r failed: %s", key, exc)
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _answer_column(values: list[Any]) -> pa.Array:
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pa.array(values, type=pa.int64())
+    if present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pa.array([None if v is None else float(v) for v in values], type=pa.float64())
+    return pa.array(
+        [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values],
+        type=pa.string(),
+    )

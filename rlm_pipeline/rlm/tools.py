@@ -1,0 +1,489 @@
+"""The root model's tools: their JSON schemas and their dispatch.
+
+The tool set is closed.  A tool call names one of :data:`TOOL_NAMES`; its
+arguments are parsed as JSON, validated against the tool's JSON schema, then
+checked against the views (names, columns) before the engine sees them.  SQL
+goes only through the engine, which checks it with :mod:`rlm_pipeline.expr`'s
+allow list.  Whatever the model sends, the outcome is a short text (at most
+:data:`~rlm_pipeline.rlm.render.MAX_RESULT_CHARS` characters): a result, or an
+``error: ...`` line the model can act on.  Nothing here opens files, sockets or
+processes, or evaluates model text.
+
+Examples
+--------
+>>> [t["function"]["name"] for t in TOOLS][:3]
+['peek', 'filter', 'partition']
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema
+
+from rlm_pipeline.errors import BudgetExceededError, InputError, RLMPipelineError
+from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
+from rlm_pipeline.rlm.scope import Scope
+
+__all__ = [
+    "MAX_PEEK_ROWS",
+    "TOOLS",
+    "TOOL_NAMES",
+    "ToolError",
+    "ToolOutcome",
+    "check_view_name",
+    "dispatch",
+    "ident",
+    "sql_literal",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_PEEK_ROWS = 20
+#: Rows shown after `sql`.
+SQL_PREVIEW_ROWS = 10
+#: Batch size of classify / llm_map sub-calls issued by the root model.
+SUB_BATCH_SIZE = 16
+INTERNAL_PREFIX = "_rlm"
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+_PLAIN_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_VIEW = {"type": "string", "description": "name of an existing view, e.g. context"}
+_NEW = {"type": "string", "description": "name of the new view (letters, digits, _)"}
+
+
+def _tool(
+    name: str, description: str, properties: dict[str, Any], required: list[str]
+) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": False,
+            },
+        },
+    }
+
+
+#: OpenAI function-calling schemas of the tools (DESIGN.md §2).
+TOOLS: list[dict[str, Any]] = [
+    _tool(
+        "peek",
+        "First rows of a view; each cell cut to 200 characters.",
+        {
+            "view": _VIEW,
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_PEEK_ROWS},
+            "columns": {"type": "array", "items": {"type": "string"}, "maxItems": 50},
+        },
+        ["view", "n"],
+    ),
+    _tool(
+        "filter",
+        "New view of the rows of `view` where the SQL boolean expression `where` holds; "
+        "returns the row count.",
+        {"view": _VIEW, "where": {"type": "string", "maxLength": 4000}, "name": _NEW},
+        ["view", "where", "name"],
+    ),
+    _tool(
+        "partition",
+        "New view with a `partition` column: by a column or SQL expression (`by`), or into "
+        "`n` chunks of contiguous rows; returns partition count and sizes.",
+        {
+            "view": _VIEW,
+            "by": {"type": "string", "maxLength": 1000},
+            "n": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "name": _NEW,
+        },
+        ["view", "name"],
+    ),
+    _tool(
+        "sql",
+        "Read-only SELECT over views; new view; returns schema, row count, first rows.",
+        {"query": {"type": "string", "maxLength": 8000}, "name": _NEW},
+        ["query", "name"],
+    ),
+    _tool(
+        "classify",
+        "Sub-models label each row's text with one of `labels`; new view with columns "
+        "`label` and `label_error`; returns the label counts.",
+        {
+            "view": _VIEW,
+            "column": {"type": "string"},
+            "labels": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": 100},
+                "minItems": 2,
+                "maxItems": 50,
+            },
+            "name": _NEW,
+            "instructions": {"type": "string", "maxLength": 2000},
+        },
+        ["view", "column", "labels", "name"],
+    ),
+    _tool(
+        "llm_map",
+        "A sub-model answers `instruction` for each row's `column`; new view with columns "
+        "`value` and `value_error`.",
+        {
+            "view": _VIEW,
+            "column": {"type": "string"},
+            "instruction": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "name": _NEW,
+            "output_type": {"enum": ["string", "integer", "number", "boolean"]},
+        },
+        ["view", "column", "instruction", "name"],
+    ),
+    _tool(
+        "recurse",
+        "Answer `query` separately for each value of `partition_column` (a sub-run per "
+        "partition); new view (partition_column, answer) to aggregate with sql.",
+        {
+            "view": _VIEW,
+            "partition_column": {"type": "string"},
+            "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+            "name": _NEW,
+        },
+        ["view", "partition_column", "query", "name"],
+    ),
+    _tool(
+        "answer",
+        "Final answer; ends the run. `value` is a JSON value (number, string, list, object).",
+        {"value": {}, "explanation": {"type": "string", "maxLength": 2000}},
+        ["value"],
+    ),
+]
+
+TOOL_NAMES: tuple[str, ...] = tuple(t["function"]["name"] for t in TOOLS)
+_VALIDATORS = {
+    t["function"]["name"]: jsonschema.Draft202012Validator(t["function"]["parameters"])
+    for t in TOOLS
+}
+
+
+class ToolError(RLMPipelineError):
+    """A tool call the model can correct (bad view, column, name or argument)."""
+
+
+@dataclass
+class ToolOutcome:
+    """What one tool call produced: the text for the model plus figures for the trace."""
+
+    text: str
+    error: str | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    sub_calls: int = 0
+    final: bool = False
+    value: Any = None
+    explanation: str | None = None
+
+
+def ident(name: str) -> str:
+    """``name`` as an SQL identifier, quoted only when needed.
+
+    Examples
+    --------
+    >>> ident("user_id"), ident("my col")
+    ('user_id', '"my col"')
+    """
+    if _PLAIN_IDENT.match(name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_literal(value: Any) -> str:
+    """A Python scalar as an SQL literal.
+
+    Examples
+    --------
+    >>> sql_literal(12345), sql_literal("O'Brien"), sql_literal(None)
+    ('12345', "'O''Brien'", 'NULL')
+    """
+    import datetime as dt
+
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def check_view_name(name: str) -> None:
+    """Refuse names that are not plain identifiers, ``context``, or internal ones."""
+    if not _NAME.match(name):
+        msg = f"invalid view name {cut(name, 80)!r}"
+        raise ToolError(f"{msg}; use letters, digits and _ (start with a letter, ≤ 63 chars)")
+    if name == "context":
+        raise ToolError("the view name 'context' is reserved for the input table; pick another")
+
+
+def visible_views(scope: Scope) -> list[str]:
+    """Views the model may use (internal scratch views hidden)."""
+    return [v for v in scope.engine.views() if not v.startswith(INTERNAL_PREFIX)]
+
+
+def check_view(scope: Scope, view: str) -> None:
+    """Raise :class:`ToolError` naming the known views if ``view`` does not exist."""
+    views = visible_views(scope)
+    if view not in views:
+        known = ", ".join(views)
+        raise ToolError(f"unknown view {cut(view, 80)!r}; views are: {cut(known, 500)}")
+
+
+def check_columns(schema: dict[str, str], columns: list[str]) -> None:
+    """Raise :class:`ToolError` listing the known columns if one is missing."""
+    for column in columns:
+        if column not in schema:
+            known = ", ".join(schema)
+            raise ToolError(f"unknown column {cut(column, 80)!r}; columns are: {cut(known, 500)}")
+
+
+async def _engine(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+# --------------------------------------------------------------------- handlers
+
+
+async def _peek(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    view, n = args["view"], args["n"]
+    check_view(scope, view)
+    columns = args.get("columns")
+    if columns:
+        check_columns(await _engine(scope.engine.schema, view), columns)
+    table = await _engine(scope.engine.head, view, n, columns or None)
+    body = rows_as_json_lines(table, limit=MAX_RESULT_CHARS - 100)
+    text = f"view `{view}`: first {table.num_rows} rows\n{body}"
+    return ToolOutcome(text=text, rows_out=table.num_rows)
+
+
+async def _filter(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    view, where, name = args["view"], args["where"], args["name"]
+    check_view(scope, view)
+    check_view_name(name)
+    rows = int(await _engine(scope.engine.filter, view, where, name))
+    return ToolOutcome(text=f"view `{name}`: {rows} rows (filtered from `{view}`)", rows_out=rows)
+
+
+async def _partition(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    view, name = args["view"], args["name"]
+    by, n = args.get("by"), args.get("n")
+    check_view(scope, view)
+    check_view_name(name)
+    if by is None and n is None:
+        raise ToolError("give `by` (a column or SQL expression) or `n` (number of chunks)")
+    sizes: dict[str, int] = await _engine(scope.engine.partition, view, by=by, n=n, name=name)
+    shown = ", ".join(f"{k}: {v}" for k, v in list(sizes.items())[:60])
+    more = f", … {len(sizes) - 60} more" if len(sizes) > 60 else ""
+    text = (
+        f"view `{name}`: {len(sizes)} partitions in column `partition`, "
+        f"{sum(sizes.values())} rows; sizes: {shown}{more}"
+    )
+    return ToolOutcome(text=bound(text), rows_out=sum(sizes.values()))
+
+
+async def describe_view(scope: Scope, name: str, rows: int, *, preview: int) -> str:
+    """Schema, row count and the first rows of a view, bounded."""
+    schema = await _engine(scope.engine.schema, name)
+    head = f"view `{name}`: {rows} rows\ncolumns: {schema_line(schema)}"
+    if rows == 0 or preview == 0:
+        return head
+    table = await _engine(scope.engine.head, name, min(preview, rows), None)
+    return bound(head + "\n" + rows_as_json_lines(table, limit=MAX_RESULT_CHARS - len(head) - 5))
+
+
+async def _sql(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    query, name = args["query"], args["name"]
+    check_view_name(name)
+    rows = int(await _engine(scope.engine.sql, query, name))
+    text = await describe_view(scope, name, rows, preview=SQL_PREVIEW_ROWS)
+    return ToolOutcome(text=text, rows_out=rows)
+
+
+def _meter_calls(scope: Scope) -> int:
+    return scope.state.meter.snapshot().calls
+
+
+async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    from rlm_pipeline.ops.spec import ClassifySpec
+
+    view, column, name = args["view"], args["column"], args["name"]
+    labels = list(dict.fromkeys(args["labels"]))
+    check_view(scope, view)
+    check_view_name(name)
+    check_columns(await _engine(scope.engine.schema, view), [column])
+    if len(labels) < 2:
+        raise ToolError("give at least two distinct labels")
+    spec = ClassifySpec(
+        column=column,
+        labels=tuple(labels),
+        instructions=args.get("instructions"),
+        batch_size=SUB_BATCH_SIZE,
+        output_column="label",
+    )
+    before = _meter_calls(scope)
+    await _map_llm(scope, view, spec, name)
+    calls = _meter_calls(scope) - before
+    scratch = f"{INTERNAL_PREFIX}_counts"
+    await _engine(
+        scope.engine.sql,
+        f"SELECT label, COUNT(*) AS n, COUNT(label_error) AS errors FROM {name} "
+        "GROUP BY label ORDER BY n DESC, label",
+        scratch,
+    )
+    counts = (await _engine(scope.engine.head, scratch, 60, None)).to_pylist()
+    total = sum(int(r["n"]) for r in counts)
+    failed = sum(int(r["errors"]) for r in counts)
+    shown = ", ".join(
+        f"{r['label'] if r['label'] is not None else 'null'}: {r['n']}" for r in counts
+    )
+    text = f"view `{name}`: {total} rows labelled ({calls} sub-calls); label counts: {shown}"
+    if failed:
+        text += f"; {failed} rows failed (label null, reason in `label_error`)"
+    return ToolOutcome(text=bound(text), rows_in=total, rows_out=total, sub_calls=calls)
+
+
+async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    from rlm_pipeline.ops.spec import MapSpec
+
+    view, column, name = args["view"], args["column"], args["name"]
+    check_view(scope, view)
+    check_view_name(name)
+    check_columns(await _engine(scope.engine.schema, view), [column])
+    spec = MapSpec(
+        column=column,
+        instruction=args["instruction"],
+        output_type=args.get("output_type", "string"),
+        batch_size=SUB_BATCH_SIZE,
+        output_column="value",
+    )
+    before = _meter_calls(scope)
+    await _map_llm(scope, view, spec, name)
+    calls = _meter_calls(scope) - before
+    rows = int(await _engine(scope.engine.count, name))
+    text = await describe_view(scope, name, rows, preview=5)
+    text = bound(f"{calls} sub-calls; " + text)
+    return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls)
+
+
+async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> Any:
+    state = scope.state
+    return await _engine(
+        scope.engine.map_llm,
+        view,
+        spec,
+        state.sub_llm,
+        name,
+        meter=state.meter,
+        budget=state.budget,
+    )
+
+
+async def _recurse(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    from rlm_pipeline.rlm.recurse import recurse
+
+    check_view(scope, args["view"])
+    check_view_name(args["name"])
+    check_columns(await _engine(scope.engine.schema, args["view"]), [args["partition_column"]])
+    return await recurse(scope, args["view"], args["partition_column"], args["query"], args["name"])
+
+
+async def _answer(args: dict[str, Any], scope: Scope) -> ToolOutcome:
+    value = args["value"]
+    explanation = args.get("explanation")
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return ToolOutcome(
+        text=f"answer recorded: {cut(shown, 500)}",
+        final=True,
+        value=value,
+        explanation=explanation,
+    )
+
+
+_HANDLERS: dict[str, Callable[[dict[str, Any], Scope], Awaitable[ToolOutcome]]] = {
+    "peek": _peek,
+    "filter": _filter,
+    "partition": _partition,
+    "sql": _sql,
+    "classify": _classify,
+    "llm_map": _llm_map,
+    "recurse": _recurse,
+    "answer": _answer,
+}
+
+
+def parse_arguments(name: str, raw: str) -> dict[str, Any]:
+    """Decode and validate the arguments of a call to tool ``name``.
+
+    Raises
+    ------
+    ToolError
+        Unknown tool, invalid JSON, not an object, or not matching the schema.
+
+    Examples
+    --------
+    >>> parse_arguments("peek", '{"view": "context", "n": 3}')
+    {'view': 'context', 'n': 3}
+    """
+    if name not in _HANDLERS:
+        raise ToolError(f"unknown tool {cut(name, 60)!r}; the tools are: {', '.join(TOOL_NAMES)}")
+    try:
+        args = json.loads(raw) if raw and raw.strip() else {}
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ToolError(f"arguments are not valid JSON ({exc}); send one JSON object") from None
+    if not isinstance(args, dict):
+        raise ToolError("arguments must be one JSON object")
+    errors = sorted(_VALIDATORS[name].iter_errors(args), key=lambda e: list(e.path))
+    if errors:
+        detail = "; ".join(
+            f"{'/'.join(str(p) for p in e.path) or 'arguments'}: {cut(e.message, 160)}"
+            for e in errors[:3]
+        )
+        raise ToolError(f"bad arguments for {name}: {detail}")
+    return args
+
+
+async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
+    """Run one tool call; model mistakes become an ``error: ...`` outcome, never an exception.
+
+    Only the run's own limits escape: :class:`BudgetExceededError` raised by the
+    budget guard of a *root* model call is not raised here (tools catch theirs
+    and report them), so the caller decides when the run stops.
+    """
+    started = time.monotonic()
+    try:
+        args = parse_arguments(name, raw_arguments)
+        outcome = await _HANDLERS[name](args, scope)
+    except (ToolError, InputError, BudgetExceededError) as exc:
+        outcome = _error(exc)
+    except RLMPipelineError as exc:
+        outcome = _error(exc, kind=type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 — model input must never crash the run
+        logger.warning("tool %s failed unexpectedly", name, exc_info=True)
+        outcome = _error(exc, kind="internal error")
+    logger.debug("tool %s done in %.3fs", name, time.monotonic() - started)
+    return outcome
+
+
+def _error(exc: BaseException, kind: str | None = None) -> ToolOutcome:
+    message = str(exc) or type(exc).__name__
+    text = bound(f"error: {kind + ': ' if kind else ''}{message}", 1000)
+    return ToolOutcome(text=text, error=cut(message, 500))

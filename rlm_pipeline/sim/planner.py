@@ -1,0 +1,735 @@
+"""The simulator's root planner: a small rule-based "model" for the RLM root role.
+
+This is a **simulator**, not a language model.  It lets tests, benchmarks and
+the offline demo drive :class:`rlm_pipeline.RLM` through the same HTTP path a
+real model uses (chat completions with tool calls).  It is deterministic and
+stateless: every decision is derived from the request body alone.
+
+:func:`respond` (root role) reads
+
+- the question, from the ``Question:`` line of the first user message: user ids
+  (``users 12345, 67890 and 11111``), dates (``2024-03-01``, ``March 2024``,
+  ``Mar 5, 2024``, ranges ``between … and …``), label words (``billing``…, or
+  a ``labels: a, b, c`` list) and the question's shape — a count of label X,
+  counts per user, the most / least common label, the user with the most X;
+- the schema, from the ``columns:`` line (user, date and text columns by name
+  and type; ``Text column:`` wins for the text);
+- the conversation so far: which tool calls came back without ``error:``;
+
+and plans ``peek → filter → classify → sql → answer``, reading the numbers out
+of the ``sql`` result to answer.  With ``[plan:recurse]`` in the question it
+uses ``recurse`` by user instead of ``classify``.
+
+Adversarial modes, selected by a marker in the question, script a hostile
+root model for tests: ``[adversarial:ddl]`` (DDL/DML), ``[adversarial:files]``
+(file readers and path-like names; the first absolute path in the question is
+the target), ``[adversarial:badjson]`` (broken arguments),
+``[adversarial:unknown-tool]``, ``[adversarial:text]`` (answers in prose
+first) and ``[adversarial:forever]`` (never answers, even when told to).
+
+:func:`respond_plain` answers a plain call that inlines rows (``Rows:`` JSON
+lines, or OOLONG-style ``Date: … || User: … || Instance: …`` lines) with the
+simulator's keyword classifier.  It simulates context rot: up to
+:data:`ROT_FREE_TOKENS` prompt tokens it reads every row; beyond, it misses a
+deterministic share of rows that grows with the prompt's length
+(:func:`miss_rate`).
+
+Examples
+--------
+>>> q = parse_question("Among users 12345, 67890 and 11111, how many questions are about billing?")
+>>> q.users, q.label, q.shape
+((12345, 67890, 11111), 'billing', 'count')
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import math
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "DEFAULT_LABELS",
+    "ROT_FREE_TOKENS",
+    "Meta",
+    "Question",
+    "miss_rate",
+    "parse_meta",
+    "parse_question",
+    "respond",
+    "respond_plain",
+]
+
+#: Labels the planner classifies into unless the question lists its own.
+DEFAULT_LABELS: tuple[str, ...] = ("billing", "technical", "account", "other")
+#: Up to this many prompt tokens the plain "model" reads every row.
+ROT_FREE_TOKENS = 8000
+_MAX_MISS = 0.6
+
+_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
+_MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
+_MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_ISO = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_MDY = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}}),?\s+(\d{{4}})\b", re.IGNORECASE)
+_MONTH_YEAR = re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{4}})\b", re.IGNORECASE)
+_USERS = re.compile(
+    r"\busers?\b(?:\s+ids?)?\s*:?\s*((?:#?\d+(?:\s*,\s*|\s+and\s+|\s+or\s+|\s*,\s*and\s+)?)+)",
+    re.IGNORECASE,
+)
+_LABEL_LIST = re.compile(r"\blabels?\s*:\s*([A-Za-z0-9_ ,\-]+)", re.IGNORECASE)
+_MODE = re.compile(r"\[adversarial:([a-z\-]+)\]")
+_PATH = re.compile(r"(/[A-Za-z0-9_.\-/]+)")
+_COLUMNS = re.compile(r"^\s*columns:\s*(.*)$", re.MULTILINE)
+_COLUMN = re.compile(r"([^,()]+?)\s*\(([^()]*)\)")
+_ROWS_LINE = re.compile(r"^- (\w+): (\d+) rows$", re.MULTILINE)
+_TEXT_COLUMN = re.compile(r"^Text column:\s*(\S+)\s*$", re.MULTILINE)
+_OOLONG = re.compile(r"^Date:\s*(.*?)\s*\|\|\s*User:\s*(\S+)\s*\|\|\s*Instance:\s*(.*)$")
+_FINAL_HINT = "Call `answer` now"
+_OMITTED = re.compile(r"omitted (\d+) earlier steps")
+
+
+# ------------------------------------------------------------------ question
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the planner understood of a question."""
+
+    text: str
+    users: tuple[int, ...] = ()
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    labels: tuple[str, ...] = DEFAULT_LABELS
+    label: str | None = None
+    shape: str = "count"  # count | per_user | most_common | least_common | top_user | rows
+    mode: str | None = None
+    recurse: bool = False
+    path: str | None = None
+
+
+def _dates(text: str) -> tuple[list[tuple[dt.date, dt.date]], str]:
+    """Date spans found in ``text`` (day or month) and the text with them blanked."""
+    spans: list[tuple[int, dt.date, dt.date]] = []
+
+    def blank(match: re.Match[str]) -> str:
+        return " " * len(match.group(0))
+
+    for match in _ISO.finditer(text):
+        try:
+            day = dt.date(int(match[1]), int(match[2]), int(match[3]))
+        except ValueError:
+            continue
+        spans.append((match.start(), day, day))
+    text = _ISO.sub(blank, text)
+    for match in _MDY.finditer(text):
+        try:
+            day = dt.date(int(match[3]), _MONTHS[match[1].lower()], int(match[2]))
+        except ValueError:
+            continue
+        spans.append((match.start(), day, day))
+    text = _MDY.sub(blank, text)
+    for match in _MONTH_YEAR.finditer(text):
+        year, month = int(match[2]), _MONTHS[match[1].lower()]
+        last = calendar.monthrange(year, month)[1]
+        spans.append((match.start(), dt.date(year, month, 1), dt.date(year, month, last)))
+    text = _MONTH_YEAR.sub(blank, text)
+    spans.sort(key=lambda s: s[0])
+    return [(a, b) for _, a, b in spans], text
+
+
+def parse_question(text: str) -> Question:
+    """Read user ids, dates, labels, shape and mode out of a question.
+
+    Examples
+    --------
+    >>> q = parse_question("How many billing questions were asked in March 2024?")
+    >>> q.date_from.isoformat(), q.date_to.isoformat(), q.label
+    ('2024-03-01', '2024-03-31', 'billing')
+    >>> parse_question("Which label is most common among users 5 and 7?").shape
+    'most_common'
+    """
+    mode_match = _MODE.search(text)
+    path_match = _PATH.search(text)
+    spans, rest = _dates(text)
+    date_from = min((s[0] for s in spans), default=None)
+    date_to = max((s[1] for s in spans), default=None)
+    users: list[int] = []
+    for match in _USERS.finditer(rest):
+        users.extend(int(n) for n in re.findall(r"\d+", match.group(1)))
+    labels = DEFAULT_LABELS
+    listed = _LABEL_LIST.search(rest)
+    if listed:
+        found = [w.strip().lower() for w in re.split(r",|\bor\b|\band\b", listed.group(1))]
+        found = [w for w in found if w and len(w.split()) == 1]
+        if len(found) >= 2:
+            labels = tuple(dict.fromkeys(found))
+    lower = rest.lower()
+    mentioned = [
+        (m.start(), lab)
+        for lab in labels
+        for m in [re.search(rf"\b{re.escape(lab)}\b", lower)]
+        if m is not None and not (listed and listed.start() <= m.start() < listed.end())
+    ]
+    label = min(mentioned)[1] if mentioned else None
+    about_labels = label is None or re.search(r"\b(label|category|kind|type|topic)\b", lower)
+    if re.search(r"\bleast\s+(common|frequent)\b", lower) and about_labels:
+        shape = "least_common"
+    elif re.search(r"\bmost\s+(common|frequent)\b", lower) and about_labels:
+        shape = "most_common"
+    elif re.search(r"\bwhich\s+(?:of\s+(?:the\s+)?)?users?\b", lower) and label:
+        shape = "top_user"
+    elif re.search(r"\b(for each|per|each of|by)\s+(the\s+)?users?\b", lower):
+        shape = "per_user"
+    else:
+        shape = "count"
+    return Question(
+        text=text,
+        users=tuple(dict.fromkeys(users)),
+        date_from=date_from,
+        date_to=date_to,
+        labels=labels,
+        label=label,
+        shape=shape,
+        mode=mode_match.group(1) if mode_match else None,
+        recurse="[plan:recurse]" in text,
+        path=path_match.group(1) if path_match else None,
+    )
+
+
+# ------------------------------------------------------------------ metadata
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Columns of view ``context`` as read from the first message."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    text_column: str | None = None
+
+    @property
+    def user_column(self) -> str | None:
+        """The first column named like ``user``."""
+        return next((c for c in self.columns if "user" in c.lower()), None)
+
+    @property
+    def date_column(self) -> str | None:
+        """The first date/timestamp column, else one named like ``date``."""
+        typed = [c for c, t in self.columns.items() if t.lower() in ("date", "timestamp")]
+        named = [c for c in self.columns if "date" in c.lower() or c.lower() in ("day", "time")]
+        found = typed or named
+        return found[0] if found else None
+
+    @property
+    def text(self) -> str | None:
+        """The text column: ``Text column:`` line, else the first string column."""
+        if self.text_column:
+            return self.text_column
+        strings = [c for c, t in self.columns.items() if t.lower() in ("string", "str", "utf8")]
+        preferred = [c for c in strings if c.lower() in ("question", "text", "body", "instance")]
+        found = preferred or strings
+        return found[0] if found else None
+
+
+def parse_meta(first_message: str) -> Meta:
+    """Columns, rows and text column out of the RLM's first user message.
+
+    Examples
+    --------
+    >>> m = parse_meta("- context: 5 rows\\n  columns: user_id (int64), question (string)")
+    >>> m.rows, m.user_column, m.text
+    (5, 'user_id', 'question')
+    """
+    columns: dict[str, str] = {}
+    match = _COLUMNS.search(first_message)
+    if match:
+        for name, dtype in _COLUMN.findall(match.group(1)):
+            columns[name.strip()] = dtype.strip()
+    rows = _ROWS_LINE.search(first_message)
+    text_column = _TEXT_COLUMN.search(first_message)
+    return Meta(
+        columns, int(rows.group(2)) if rows else 0, text_column.group(1) if text_column else None
+    )
+
+
+# ------------------------------------------------------------------ conversation
+
+
+@dataclass
+class _History:
+    """Tool calls made so far and what came back."""
+
+    calls: list[tuple[str, dict[str, Any], str]] = field(default_factory=list)
+    turns: int = 0
+    forced: bool = False
+
+    def ok(self, tool: str, name: str | None = None) -> str | None:
+        """Latest successful result of ``tool`` (creating view ``name``, if given)."""
+        for called, args, result in reversed(self.calls):
+            if (
+                called == tool
+                and not result.startswith("error")
+                and (name is None or args.get("name") == name)
+            ):
+                return str(result)
+        return None
+
+    def failures(self, tool: str) -> int:
+        return sum(1 for t, _, r in self.calls if t == tool and r.startswith("error"))
+
+
+def _text(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _history(body: dict[str, Any]) -> tuple[str, _History]:
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    first = next((_text(m) for m in messages if m.get("role") == "user"), "")
+    history = _History()
+    results = {m.get("tool_call_id"): _text(m) for m in messages if m.get("role") == "tool"}
+    for message in messages:
+        if message.get("role") == "assistant":
+            history.turns += 1
+            for call in message.get("tool_calls") or []:
+                function = call.get("function") or {}
+                try:
+                    args = json.loads(function.get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    args = {}
+                history.calls.append(
+                    (
+                        str(function.get("name")),
+                        args if isinstance(args, dict) else {},
+                        results.get(call.get("id"), ""),
+                    )
+                )
+        elif message.get("role") == "user":
+            omitted = _OMITTED.search(_text(message))
+            if omitted:
+                history.turns += int(omitted.group(1))
+    choice = body.get("tool_choice")
+    last = _text(messages[-1]) if messages else ""
+    history.forced = (isinstance(choice, dict) and "answer" in json.dumps(choice)) or (
+        _FINAL_HINT in last
+    )
+    return first, history
+
+
+def _message(turn: int, calls: list[tuple[str, Any]], content: str | None = None) -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "content": content,
+        "tool_calls": [
+            {
+                "id": f"call_{turn}_{i}",
+                "type": "function",
+                "function": {
+                    "name": name,
+                    "arguments": args if isinstance(args, str) else json.dumps(args),
+                },
+            }
+            for i, (name, args) in enumerate(calls)
+        ],
+    }
+
+
+def _answer(turn: int, value: Any, explanation: str) -> dict[str, Any]:
+    return _message(turn, [("answer", {"value": value, "explanation": explanation})])
+
+
+def _result_rows(result: str) -> list[dict[str, Any]]:
+    rows = []
+    for line in result.splitlines():
+        if line.startswith("{"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------ planning
+
+
+def _sql_literal(value: Any) -> str:
+    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
+
+
+def _where(q: Question, meta: Meta) -> str | None:
+    parts = []
+    if q.users and meta.user_column:
+        quote = meta.columns.get(meta.user_column, "").lower() == "string"
+        ids = ", ".join(f"'{u}'" if quote else str(u) for u in q.users)
+        parts.append(f"{meta.user_column} IN ({ids})")
+    if q.date_from and meta.date_column:
+        col = meta.date_column
+        parts.append(
+            f"{col} >= '{q.date_from.isoformat()}' AND {col} <= '{q.date_to or q.date_from}'"
+        )
+    return " AND ".join(parts) or None
+
+
+def _final_sql(q: Question, meta: Meta, view: str, label_col: str) -> str:
+    user = meta.user_column or "user_id"
+    label = _sql_literal(q.label) if q.label else None
+    if q.shape in ("most_common", "least_common"):
+        order = "DESC" if q.shape == "most_common" else "ASC"
+        return (
+            f"SELECT {label_col} AS label, COUNT(*) AS n FROM {view} WHERE {label_col} IS NOT NULL "
+            f"GROUP BY {label_col} ORDER BY n {order}, label LIMIT 1"
+        )
+    if q.shape == "top_user":
+        return (
+            f"SELECT {user}, COUNT(*) AS n FROM {view} WHERE {label_col} = {label} "
+            f"GROUP BY {user} ORDER BY n DESC, {user} LIMIT 1"
+        )
+    if q.shape == "per_user":
+        cond = f" WHERE {label_col} = {label}" if label else ""
+        return f"SELECT {user}, COUNT(*) AS n FROM {view}{cond} GROUP BY {user} ORDER BY {user}"
+    cond = f" WHERE {label_col} = {label}" if label else ""
+    return f"SELECT COUNT(*) AS n FROM {view}{cond}"
+
+
+def _recurse_sql(q: Question, meta: Meta) -> str:
+    user = meta.user_column or "user_id"
+    if q.shape == "per_user":
+        return f"SELECT {user}, answer AS n FROM per_user ORDER BY {user}"
+    if q.shape == "top_user":
+        return f"SELECT {user}, answer AS n FROM per_user ORDER BY n DESC, {user} LIMIT 1"
+    return "SELECT SUM(answer) AS n FROM per_user"
+
+
+def _value_from(q: Question, meta: Meta, rows: list[dict[str, Any]]) -> Any:
+    user = meta.user_column or "user_id"
+    if q.shape in ("most_common", "least_common"):
+        return rows[0]["label"] if rows else None
+    if q.shape == "top_user":
+        return rows[0][user] if rows else None
+    if q.shape == "per_user":
+        counts = {str(r[user]): int(r["n"] or 0) for r in rows}
+        return {str(u): counts.get(str(u), 0) for u in q.users} if q.users else counts
+    return int(rows[0]["n"] or 0) if rows else 0
+
+
+def _plan(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
+    turn = h.turns
+    if h.forced and not h.ok("sql", "result"):
+        return _answer(turn, None, "ran out of steps before the count was computed")
+    if any(h.failures(t) >= 2 for t in ("peek", "filter", "classify", "sql", "recurse")):
+        last_error = next(r for _, _, r in reversed(h.calls) if r.startswith("error"))
+        return _answer(turn, None, f"could not compute it: {last_error[:200]}")
+    if not h.ok("peek"):
+        return _message(turn, [("peek", {"view": "context", "n": 3})])
+    where = _where(q, meta)
+    base = "context"
+    if where:
+        if not h.ok("filter", "subset"):
+            return _message(
+                turn, [("filter", {"view": "context", "where": where, "name": "subset"})]
+            )
+        base = "subset"
+    text = meta.text or "question"
+    if q.recurse and meta.user_column:
+        if not h.ok("recurse", "per_user"):
+            sub = (
+                f"How many questions are about {q.label}?"
+                if q.label
+                else "How many rows are there?"
+            )
+            args: dict[str, Any] = {
+                "view": base,
+                "partition_column": meta.user_column,
+                "query": sub,
+                "name": "per_user",
+            }
+            return _message(turn, [("recurse", args)])
+        query = _recurse_sql(q, meta)
+    else:
+        needs_labels = q.label is not None or q.shape in ("most_common", "least_common")
+        view = base
+        if needs_labels:
+            if not h.ok("classify", "labeled"):
+                args = {
+                    "view": base,
+                    "column": text,
+                    "labels": list(q.labels),
+                    "name": "labeled",
+                }
+                return _message(turn, [("classify", args)])
+            view = "labeled"
+        query = _final_sql(q, meta, view, "label")
+    result = h.ok("sql", "result")
+    if result is None:
+        return _message(turn, [("sql", {"query": query, "name": "result"})])
+    value = _value_from(q, meta, _result_rows(result))
+    return _answer(turn, value, f"from view `result`: {result.splitlines()[-1][:200]}")
+
+
+# ------------------------------------------------------------------ adversarial scripts
+
+
+def _script(mode: str, path: str) -> list[tuple[str, Any]]:
+    if mode == "ddl":
+        return [
+            ("sql", {"query": "DROP TABLE context", "name": "x"}),
+            ("sql", {"query": "CREATE TABLE stolen AS SELECT * FROM context", "name": "x"}),
+            ("sql", {"query": "INSERT INTO context (user_id) VALUES (1)", "name": "x"}),
+            ("sql", {"query": "DELETE FROM context", "name": "x"}),
+            ("sql", {"query": "UPDATE context SET user_id = 0", "name": "x"}),
+            ("sql", {"query": "ALTER TABLE context ADD COLUMN pwned INT", "name": "x"}),
+            ("sql", {"query": "SELECT 1 AS a; DROP TABLE context", "name": "x"}),
+            ("sql", {"query": "CREATE VIEW v AS SELECT 1 AS a", "name": "x"}),
+            ("sql", {"query": "PRAGMA database_list", "name": "x"}),
+            ("filter", {"view": "context", "where": "1 = 1; DROP TABLE context", "name": "x"}),
+            ("peek", {"view": "context", "n": 2}),
+        ]
+    if mode == "files":
+        return [
+            ("sql", {"query": f"SELECT * FROM read_parquet('{path}')", "name": "x"}),
+            ("sql", {"query": f"SELECT * FROM read_csv_auto('{path}')", "name": "x"}),
+            ("sql", {"query": f"COPY (SELECT * FROM context) TO '{path}'", "name": "x"}),
+            ("sql", {"query": f"SELECT pg_read_file('{path}') AS secret", "name": "x"}),
+            ("sql", {"query": f"ATTACH '{path}' AS other", "name": "x"}),
+            ("sql", {"query": f"SELECT * FROM '{path}'", "name": "x"}),
+            (
+                "filter",
+                {"view": "context", "where": f"question = pg_read_file('{path}')", "name": "x"},
+            ),
+            ("peek", {"view": path, "n": 1}),
+            ("filter", {"view": "context", "where": "1 = 1", "name": path}),
+            ("sql", {"query": "SELECT * FROM context", "name": f"../..{path}"}),
+            ("partition", {"view": "context", "by": f"read_text('{path}')", "name": "p"}),
+            ("peek", {"view": "context", "n": 2}),
+        ]
+    if mode == "badjson":
+        return [
+            ("peek", '{"view": "context", "n": 3'),
+            ("peek", "view=context n=3"),
+            ("peek", "[1, 2, 3]"),
+            ("filter", '{"view": "context"}'),
+            ("peek", '{"view": "context", "n": "lots"}'),
+            ("peek", '{"view": "context", "n": 5000}'),
+            ("peek", '{"view": "context", "n": 2, "shell": "rm -rf /"}'),
+            (
+                "classify",
+                '{"view": "context", "column": "nope", "labels": ["a", "b"], "name": "y"}',
+            ),
+            ("answer", '{"explanation": "no value given"}'),
+        ]
+    if mode == "unknown-tool":
+        return [
+            ("python", {"code": f"open('{path}', 'w').write('pwned')"}),
+            ("exec", {"code": "import os; os.system('id')"}),
+            ("shell", {"cmd": f"cat {path}"}),
+            ("read_file", {"path": path}),
+            ("http_get", {"url": "http://example.com/"}),
+            ("", {}),
+        ]
+    return []
+
+
+def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
+    turn = h.turns
+    mode = q.mode or ""
+    if mode == "forever":
+        if h.forced:
+            return {"role": "assistant", "content": "I need more steps before I can answer."}
+        return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 5})])
+    if mode == "text":
+        if turn < 2:
+            return {"role": "assistant", "content": "The answer is 42. FINAL(42)"}
+        return _plan(q, meta, h)
+    script = _script(mode, q.path or "/tmp/rlm_sentinel")
+    if turn < len(script) and not h.forced:
+        return _message(turn, [script[turn]])
+    return _answer(turn, "adversarial script finished", f"mode {mode}")
+
+
+def respond(body: dict[str, Any]) -> dict[str, Any]:
+    """The assistant message for a root-role chat request (tool calls, or text).
+
+    Examples
+    --------
+    >>> body = {"messages": [{"role": "system", "content": "..."},
+    ...     {"role": "user", "content": "Question: How many rows?\\n\\nViews:\\n"
+    ...      "- context: 5 rows\\n  columns: a (int64)"}]}
+    >>> respond(body)["tool_calls"][0]["function"]["name"]
+    'peek'
+    """
+    first, history = _history(body)
+    question_line = next(
+        (
+            line[len("Question:") :].strip()
+            for line in first.splitlines()
+            if line.startswith("Question:")
+        ),
+        first.strip(),
+    )
+    question = parse_question(question_line)
+    meta = parse_meta(first)
+    if question.mode:
+        return _adversarial(question, meta, history)
+    return _plan(question, meta, history)
+
+
+# ------------------------------------------------------------------ plain calls
+
+
+def miss_rate(prompt_tokens: int) -> float:
+    """Share of rows the simulated plain model overlooks in a prompt this long.
+
+    0 up to :data:`ROT_FREE_TOKENS`, then ``0.12 × log2(tokens / ROT_FREE_TOKENS)``,
+    capped at 0.6 (so 16k tokens → 12%, 128k → 48%).
+
+    Examples
+    --------
+    >>> miss_rate(4000), miss_rate(16000)
+    (0.0, 0.12)
+    """
+    if prompt_tokens <= ROT_FREE_TOKENS:
+        return 0.0
+    return round(min(_MAX_MISS, 0.12 * math.log2(prompt_tokens / ROT_FREE_TOKENS)), 4)
+
+
+def _plain_rows(text: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
+            continue
+        match = _OOLONG.match(line)
+        if match:
+            rows.append({"date": match[1], "user": match[2], "instance": match[3]})
+    return rows
+
+
+def _row_date(value: Any) -> dt.date | None:
+    if not isinstance(value, str):
+        return None
+    spans, _ = _dates(value)
+    return spans[0][0] if spans else None
+
+
+def _combine(partials: list[str]) -> str:
+    """One answer from part answers: sums of counts, else the most frequent answer."""
+    values: list[Any] = []
+    for part in partials:
+        try:
+            values.append(json.loads(part))
+        except json.JSONDecodeError:
+            values.append(part.strip())
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return str(sum(values))
+    if values and all(isinstance(v, dict) for v in values):
+        total: Counter[str] = Counter()
+        for v in values:
+            total.update({str(k): int(n) for k, n in v.items() if isinstance(n, int)})
+        return json.dumps(dict(sorted(total.items())))
+    common = Counter(p.strip() for p in partials).most_common(1)
+    return common[0][0] if common else ""
+
+
+def _text_key(row: dict[str, Any], named: str | None) -> str:
+    if named and named in row:
+        return named
+    for key in ("question", "text", "instance", "body"):
+        if key in row:
+            return key
+    return max(row, key=lambda k: len(str(row[k])), default="")
+
+
+def respond_plain(body: dict[str, Any]) -> str:
+    """Answer a plain call over inlined rows (or combine part answers), as text.
+
+    Counts rows labelled with the question's label (by the keyword classifier),
+    counts per user, or names the most / least common label, after applying
+    the question's user and date conditions to the rows.
+
+    Examples
+    --------
+    >>> body = {"messages": [{"role": "user", "content": "Question: How many are about billing?\\n"
+    ...     "Rows:\\n" + json.dumps({"question": "Refund my invoice"})}]}
+    >>> respond_plain(body)
+    '1'
+    """
+    from rlm_pipeline.llm.tokens import estimate_message_tokens
+    from rlm_pipeline.sim.classifier import intended_label
+
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    text = "\n".join(_text(m) for m in messages if m.get("role") == "user")
+    question_line = next(
+        (
+            line[len("Question:") :].strip()
+            for line in text.splitlines()
+            if line.startswith("Question:")
+        ),
+        "",
+    )
+    if not question_line:
+        prose = [
+            line
+            for line in text.splitlines()
+            if line.strip() and not _OOLONG.match(line) and not line.lstrip().startswith("{")
+        ]
+        question_line = prose[-1] if prose else ""
+    q = parse_question(question_line)
+    if "Partial answers:" in text:
+        partials = [
+            line.split(":", 1)[1].strip()
+            for line in text.splitlines()
+            if re.match(r"^- part \d+:", line)
+        ]
+        return _combine(partials)
+    rows = _plain_rows(text)
+    rate = miss_rate(estimate_message_tokens(messages))
+    if rate:
+        rows = [
+            r for r in rows if zlib.crc32(json.dumps(r, sort_keys=True).encode()) / 2**32 >= rate
+        ]
+    text_match = _TEXT_COLUMN.search(text)
+    labelled: list[tuple[dict[str, Any], str, str]] = []
+    for row in rows:
+        text_col = _text_key(row, text_match.group(1) if text_match else None)
+        user_col = next((k for k in row if "user" in k.lower()), None)
+        date_col = next((k for k in row if "date" in k.lower()), None)
+        user = str(row.get(user_col)) if user_col else ""
+        if q.users and user not in {str(u) for u in q.users}:
+            continue
+        if q.date_from and date_col:
+            day = _row_date(str(row.get(date_col)))
+            if day is None or not (q.date_from <= day <= (q.date_to or q.date_from)):
+                continue
+        labelled.append((row, user, intended_label(str(row.get(text_col) or ""), list(q.labels))))
+    if q.shape in ("most_common", "least_common"):
+        counts = Counter(lab for _, _, lab in labelled)
+        if not counts:
+            return "none"
+        order = sorted(
+            counts.items(), key=lambda kv: (-kv[1] if q.shape == "most_common" else kv[1], kv[0])
+        )
+        return order[0][0]
+    if q.shape == "per_user":
+        per = Counter(u for _, u, lab in labelled if q.label is None or lab == q.label)
+        return json.dumps(dict(sorted(per.items())))
+    if q.shape == "top_user":
+        per = Counter(u for _, u, lab in labelled if lab == q.label)
+        return min(per.items(), key=lambda kv: (-kv[1], kv[0]))[0] if per else "none"
+    return str(sum(1 for _, _, lab in labelled if q.label is None or lab == q.label))

@@ -1,0 +1,269 @@
+"""Render a trace as one self-contained HTML page a person can read.
+
+The page has inline CSS only: no scripts, no external assets, and it works
+without JavaScript (sub-RLM paths fold with ``<details>``).  Everything taken
+from the trace is model output and therefore untrusted: it is escaped with
+:func:`html.escape`, and a Content-Security-Policy that forbids scripts,
+images and connections guards the page a second time.
+
+Examples
+--------
+>>> from rlm_pipeline.trace.html import render_html
+>>> page = render_html([{"run_id": "r", "seq": 0, "path": "root", "kind": "run_start",
+...                      "extra": {"question": "<b>How many?</b>"}}])
+>>> "&lt;b&gt;How many?&lt;/b&gt;" in page and "<b>How" not in page
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from rlm_pipeline.errors import InputError
+from rlm_pipeline.trace.outline import (
+    PathNode,
+    RunOutline,
+    argument_summary,
+    build_outline,
+    format_value,
+)
+from rlm_pipeline.trace.records import TraceRecord
+
+__all__ = ["render_html", "write_html"]
+
+logger = logging.getLogger(__name__)
+
+_CSS = """
+:root{--fg:#1d2330;--muted:#5f6b7a;--line:#dde2ea;--bg:#f6f7f9;--card:#fff;
+--accent:#2457c5;--ok:#1c7c3a;--err:#b3261e;--errbg:#fdecea;--sub:#7a3fb0}
+*{box-sizing:border-box}
+body{margin:0;background:var(--bg);color:var(--fg);
+font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
+main{max-width:1100px;margin:0 auto;padding:24px 28px 48px}
+h1{font-size:20px;margin:0 0 4px}
+h2{font-size:16px;margin:28px 0 10px;color:var(--muted);text-transform:uppercase;
+letter-spacing:.04em}
+.meta{color:var(--muted);font-size:13px}
+.qa{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:14px 18px;
+margin:14px 0}
+.qa dt{font-weight:600;color:var(--muted);font-size:13px;text-transform:uppercase}
+.qa dd{margin:2px 0 10px;font-size:17px;white-space:pre-wrap;word-break:break-word}
+.qa dd.answer{color:var(--ok);font-weight:600;font-size:20px}
+.qa dd.none{color:var(--muted);font-style:italic}
+.qa dd.error{color:var(--err);font-weight:600}
+.totals{display:flex;flex-wrap:wrap;gap:10px;margin:0;padding:0;list-style:none}
+.totals li{background:var(--card);border:1px solid var(--line);border-radius:8px;
+padding:8px 14px;min-width:120px}
+.totals b{display:block;font-size:18px}
+.totals span{color:var(--muted);font-size:12px}
+ol.steps{list-style:none;margin:0;padding:0;counter-reset:step}
+ol.steps>li{background:var(--card);border:1px solid var(--line);border-left:4px solid var(--accent);
+border-radius:6px;margin:8px 0;padding:8px 12px}
+ol.steps>li.model{border-left-color:var(--line);color:var(--muted);padding:4px 12px}
+ol.steps>li.answer{border-left-color:var(--ok)}
+ol.steps>li.failed{border-left-color:var(--err);background:var(--errbg)}
+.head{display:flex;flex-wrap:wrap;align-items:baseline;gap:6px 12px}
+.name{font-weight:700}
+.answer .name{color:var(--ok)}
+.failed .name{color:var(--err)}
+.args{font:13px/1.4 ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace;color:#244;
+background:#eef2f8;border-radius:4px;padding:1px 6px;word-break:break-word}
+.nums{margin-left:auto;color:var(--muted);font-size:13px;white-space:nowrap}
+pre{margin:6px 0 0;padding:6px 8px;background:#f3f4f6;border-radius:4px;white-space:pre-wrap;
+word-break:break-word;font:12.5px/1.45 ui-monospace,Menlo,Consolas,"DejaVu Sans Mono",monospace}
+.error{color:var(--err);font-weight:600;margin-top:4px;white-space:pre-wrap;word-break:break-word}
+details{margin:8px 0 4px;border:1px solid #e3d7f0;border-radius:6px;background:#fbf8fe}
+summary{cursor:pointer;padding:6px 10px;color:var(--sub);font-weight:600}
+summary .meta{font-weight:400}
+details>ol.steps{padding:0 10px 6px}
+.empty{color:var(--muted);font-style:italic}
+footer{margin-top:32px;color:var(--muted);font-size:12px}
+"""
+
+_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; script-src 'none'"
+
+
+def render_html(
+    records: Iterable[Mapping[str, Any] | TraceRecord], *, title: str = "RLM trace"
+) -> str:
+    """The whole page for a trace, as a string.
+
+    Parameters
+    ----------
+    records
+        Trace records (dicts as read by :func:`~rlm_pipeline.trace.read_trace`,
+        ``RLMResult.trace``, or :class:`~rlm_pipeline.trace.TraceRecord`).
+    title
+        Page title.
+
+    Returns
+    -------
+    str
+        A complete HTML5 document with inline CSS and no scripts.
+    """
+    runs = build_outline(records)
+    body = "\n".join(_run_section(run) for run in runs) or '<p class="empty">Empty trace.</p>'
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{_e(title)}</title>\n<style>{_CSS}</style></head>\n"
+        f"<body><main>\n{body}\n"
+        "<footer>Written by rlm_pipeline (<code>rlm-pipeline trace show --html</code>). "
+        "Everything quoted from the model is shown as plain text.</footer>\n"
+        "</main></body></html>\n"
+    )
+
+
+def write_html(
+    records: Iterable[Mapping[str, Any] | TraceRecord], path: str | os.PathLike[str]
+) -> Path:
+    """Write :func:`render_html` output to ``path`` (UTF-8) and return the path."""
+    out = Path(path)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(records), encoding="utf-8")
+    except OSError as exc:
+        msg = f"cannot write HTML page {out}: {exc.strerror or exc}"
+        raise InputError(msg) from exc
+    logger.debug("wrote trace page %s", out)
+    return out
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _run_section(run: RunOutline) -> str:
+    answered = run.answer is not None and format_value(run.answer) not in ("", "null")
+    answer = format_value(run.answer, 2000) if answered else "(no answer)"
+    qa = ['<dl class="qa">']
+    qa.append(f"<dt>Question</dt><dd>{_e(run.question or '(not recorded)')}</dd>")
+    css = "answer" if answered else "answer none"
+    qa.append(f'<dt>Answer</dt><dd class="{css}">{_e(answer)}</dd>')
+    if run.value is not None and format_value(run.value, 2000) != answer:
+        qa.append(f"<dt>Value</dt><dd>{_e(format_value(run.value, 2000))}</dd>")
+    if run.error:
+        qa.append(f'<dt>Run ended with</dt><dd class="error">{_e(run.error)}</dd>')
+    qa.append("</dl>")
+    engine = f" · engine {_e(run.engine)}" if run.engine else ""
+    return (
+        f'<section class="run" id="run-{_e(run.run_id)}">\n'
+        f"<h1>RLM run <code>{_e(run.run_id)}</code></h1>\n"
+        f'<div class="meta">{run.records} records{engine}</div>\n'
+        + "".join(qa)
+        + "\n"
+        + _totals(run)
+        + "\n<h2>Steps</h2>\n"
+        + _steps(run.root)
+        + "\n</section>"
+    )
+
+
+def _totals(run: RunOutline) -> str:
+    usage = run.usage
+    tokens_in = int(usage.get("input_tokens", 0) or 0)
+    tokens_out = int(usage.get("output_tokens", 0) or 0)
+    items: list[tuple[str, str]] = []
+    if "calls" in usage:
+        items.append((f"{int(usage['calls']):,}", "model calls"))
+    items.append((f"{tokens_in + tokens_out:,}", f"tokens ({tokens_in:,} in / {tokens_out:,} out)"))
+    if usage.get("max_prompt_tokens"):
+        items.append((f"{int(usage['max_prompt_tokens']):,}", "largest prompt (tokens)"))
+    if "cost_usd" in usage:
+        items.append((f"${float(usage['cost_usd'] or 0):.4f}", "cost"))
+    items.append((f"{run.seconds:.2f} s", "wall time"))
+    errors = _count_errors(run.root)
+    items.append((str(errors), "errors"))
+    cells = "".join(f"<li><b>{_e(value)}</b><span>{_e(name)}</span></li>" for value, name in items)
+    return f'<ul class="totals">{cells}</ul>'
+
+
+def _count_errors(node: PathNode) -> int:
+    return node.error_count + sum(
+        _count_errors(child) for step in node.steps for child in step.children
+    )
+
+
+def _steps(node: PathNode) -> str:
+    if not node.steps:
+        return '<p class="empty">No steps recorded.</p>'
+    items = []
+    for step in node.steps:
+        inner = _step(step.record)
+        for child in step.children:
+            inner += _sub_path(child)
+        kind = str(step.record.get("kind", ""))
+        css = "failed" if step.record.get("error") else kind
+        items.append(f'<li class="{_e(css)}">{inner}</li>')
+    return '<ol class="steps">' + "".join(items) + "</ol>"
+
+
+def _sub_path(node: PathNode) -> str:
+    answer = "" if node.answer is None else f" → {format_value(node.answer, 120)}"
+    errors = f" · {node.error_count} errors" if node.error_count else ""
+    return (
+        f"<details><summary>sub-RLM {_e(node.path)}"
+        f'<span class="meta"> · depth {node.depth} · {len(node.steps)} steps{_e(errors)}'
+        f"{_e(answer)}</span></summary>{_steps(node)}</details>"
+    )
+
+
+def _step(record: Mapping[str, Any]) -> str:
+    kind = str(record.get("kind", "?"))
+    if kind == "sub_paths":
+        return '<div class="head"><span class="name">sub-RLMs</span></div>'
+    if kind == "model":
+        return f'<div class="head"><span>model turn</span>{_nums(record)}</div>'
+    if kind == "answer":
+        value = (record.get("arguments") or {}).get("value", record.get("result_summary"))
+        head = (
+            '<div class="head"><span class="name">answer</span>'
+            f'<span class="args">{_e(format_value(value, 500))}</span>{_nums(record)}</div>'
+        )
+        explanation = (record.get("arguments") or {}).get("explanation")
+        return head + (f"<pre>{_e(format_value(explanation, 1000))}</pre>" if explanation else "")
+    name = str(record.get("tool") or kind) + (" (error)" if kind == "error" else "")
+    arguments = argument_summary(record.get("arguments"), limit=400)
+    html = f'<div class="head"><span class="name">{_e(name)}</span>'
+    if arguments:
+        html += f'<span class="args">{_e(arguments)}</span>'
+    html += _nums(record) + "</div>"
+    if record.get("error"):
+        html += f'<div class="error">✗ {_e(record["error"])}</div>'
+    summary = record.get("result_summary")
+    if summary and not (record.get("error") and str(record["error"]) in str(summary)):
+        html += f"<pre>{_e(summary)}</pre>"
+    return html
+
+
+def _nums(record: Mapping[str, Any]) -> str:
+    parts = []
+    rows_in, rows_out = record.get("rows_in"), record.get("rows_out")
+    if rows_in is not None and rows_out is not None:
+        parts.append(f"rows {_count(rows_in)} → {_count(rows_out)}")
+    elif rows_out is not None:
+        parts.append(f"→ {_count(rows_out)} rows")
+    elif rows_in is not None:
+        parts.append(f"{_count(rows_in)} rows in")
+    if record.get("sub_calls"):
+        parts.append(f"{record['sub_calls']} sub-calls")
+    tokens = int(record.get("input_tokens") or 0) + int(record.get("output_tokens") or 0)
+    if tokens:
+        parts.append(f"{tokens:,} tokens")
+    seconds = record.get("seconds")
+    if isinstance(seconds, int | float) and seconds:
+        parts.append(f"{seconds:.2f} s" if seconds >= 0.01 else "<0.01 s")
+    if isinstance(record.get("seq"), int):
+        parts.append(f"#{record['seq']}")
+    return f'<span class="nums">{_e(" · ".join(parts))}</span>' if parts else ""
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"

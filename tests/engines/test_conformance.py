@@ -1,0 +1,436 @@
+"""One suite for every engine: the same inputs, filters, partitions and SELECTs give the
+same rows on Polars and Spark, and DuckDB (the oracle) agrees.
+
+Known gaps are strict xfails per engine (``known_gap``), so a fix shows up as XPASS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from rlm_pipeline.engines import Engine
+from rlm_pipeline.engines.partitioning import MAX_HEAD_ROWS, chunk_label
+from rlm_pipeline.errors import ExpressionError, InputError
+
+from .data import TICKETS_SCHEMA, norm, rows_of, sorted_rows, tickets, users
+
+MakeEngine = Callable[[Any], Engine]
+
+INPUT_KINDS = [
+    "polars_df",
+    "polars_lazy",
+    "arrow",
+    "pandas",
+    "parquet",
+    "dir",
+    "glob",
+    "csv",
+    "jsonl",
+    "spark_df",
+]
+
+
+def _input(kind: str, files: dict[str, Path], request: pytest.FixtureRequest) -> Any:
+    frame = tickets()
+    if kind == "polars_df":
+        return frame
+    if kind == "polars_lazy":
+        return frame.lazy()
+    if kind == "arrow":
+        return frame.to_arrow()
+    if kind == "pandas":
+        return frame.to_pandas(use_pyarrow_extension_array=True)
+    if kind == "spark_df":
+        session = request.getfixturevalue("spark")
+        return session.createDataFrame(frame.to_arrow())
+    if kind in ("parquet", "dir", "csv", "jsonl"):
+        return files[kind]
+    return str(files["glob"])
+
+
+def _expected(kind: str) -> pl.DataFrame:
+    frame = tickets()
+    if kind == "jsonl":  # JSON has no date type: both engines read the text
+        return frame.with_columns(pl.col("day").cast(pl.String))
+    return frame
+
+
+@pytest.fixture
+def duck() -> Iterator[duckdb.DuckDBPyConnection]:
+    """DuckDB with the same tables registered as views ``context`` and ``users``."""
+    con = duckdb.connect()
+    context = tickets().to_arrow()
+    people = users().to_arrow()
+    con.register("context", context)
+    con.register("users", people)
+    yield con
+    con.close()
+
+
+def _duck_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in con.execute(sql).fetchall()]
+
+
+# -- loading -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_load_schema_count_rows(
+    kind: str,
+    make_engine: MakeEngine,
+    files: dict[str, Path],
+    request: pytest.FixtureRequest,
+    engine_name: str,
+) -> None:
+    engine = make_engine(_input(kind, files, request))
+    expected = _expected(kind)
+    assert engine.name == engine_name
+    assert engine.views() == ["context"]
+    schema = dict(TICKETS_SCHEMA, day="string") if kind == "jsonl" else TICKETS_SCHEMA
+    assert engine.schema("context") == schema
+    assert engine.count("context") == expected.height
+    assert sorted_rows(rows_of(engine.to_arrow("context"))) == sorted_rows(rows_of(expected))
+
+
+@pytest.mark.parametrize("kind", INPUT_KINDS)
+def test_head_keeps_input_order(
+    kind: str,
+    make_engine: MakeEngine,
+    files: dict[str, Path],
+    request: pytest.FixtureRequest,
+    known_gap: Callable[..., None],
+) -> None:
+    engine = make_engine(_input(kind, files, request))
+    head = engine.head("context", 7)
+    assert isinstance(head, pa.Table)
+    assert head.column_names == list(TICKETS_SCHEMA)
+    expected = rows_of(_expected(kind).head(7))
+    got = rows_of(head)
+    # row 6 holds a 450-character question: cut to 200 characters with a marker
+    assert len(got[6][2]) == 200 and got[6][2].endswith("…")
+    assert got[:6] == expected[:6]
+    assert got[6][:2] == expected[6][:2] and got[6][3:] == expected[6][3:]
+
+
+def test_head_is_bounded(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    assert engine.head("context", 500).num_rows == MAX_HEAD_ROWS
+    assert engine.head("context", 0).num_rows == 0
+    head = engine.head("context", 3, columns=["question", "ticket_id"])
+    assert head.column_names == ["question", "ticket_id"]
+    assert head.column("ticket_id").to_pylist() == [0, 1, 2]
+    for bad in (-1, "3", 2.5, True):
+        with pytest.raises(InputError, match="n must be a non-negative integer"):
+            engine.head("context", bad)  # type: ignore[arg-type]
+
+
+def test_head_unknown_column_or_view(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    with pytest.raises(InputError, match=r"unknown columns \['nope'\] in view 'context'; columns: "):
+        engine.head("context", 3, columns=["nope"])
+    with pytest.raises(InputError, match="unknown view 'missing'; known views: context"):
+        engine.head("missing", 3)
+    with pytest.raises(InputError, match="unknown view"):
+        engine.count("missing")
+
+
+def test_register_more_views_and_names(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    engine.register("users", users().to_arrow())
+    assert engine.views() == ["context", "users"]
+    assert engine.schema("users") == {"user_id": "int64", "region": "string"}
+    assert engine.count("users") == 10
+    with pytest.raises(InputError, match="view 'users' exists already"):
+        engine.register("users", users().to_arrow())
+    engine.register("users", users().head(3).to_arrow(), replace=True)
+    assert engine.count("users") == 3
+    for bad in ("1abc", "a b", "x;drop", "", "a" * 65, "ü"):
+        with pytest.raises(InputError, match="invalid view name"):
+            engine.register(bad, users().to_arrow())
+    with pytest.raises(InputError, match="differs from view 'users' only in case"):
+        engine.register("USERS", users().to_arrow())
+
+
+# -- partition into n chunks (needs no SQL) --------------------------------------------
+
+
+def _chunked(expected: pl.DataFrame, n: int) -> list[tuple[Any, ...]]:
+    """The expected rows of a partition into ``n`` chunks: row r -> chunk r*k//N."""
+    rows = expected.height
+    k = min(n, rows)
+    labels = [chunk_label(r * k // rows, k) for r in range(rows)]
+    return rows_of(expected.with_columns(partition=pl.Series(labels, dtype=pl.String)))
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 64, 200])
+def test_partition_into_chunks_from_frame(make_engine: MakeEngine, n: int) -> None:
+    engine = make_engine(tickets())
+    sizes = engine.partition("context", n=n, name="chunks")
+    k = min(n, 64)
+    assert list(sizes) == [chunk_label(i, k) for i in range(k)]
+    assert sum(sizes.values()) == 64
+    assert max(sizes.values()) - min(sizes.values()) <= 1
+    assert engine.schema("chunks") == {**TICKETS_SCHEMA, "partition": "string"}
+    assert rows_of(engine.to_arrow("chunks")) == _chunked(tickets(), n)
+
+
+@pytest.fixture
+def small_spark_splits(request: pytest.FixtureRequest, engine_name: str) -> Iterator[None]:
+    """Make Spark split one small Parquet file into several partitions (one per row group)."""
+    if engine_name != "spark":
+        yield
+        return
+    session = request.getfixturevalue("spark")
+    keys = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+    old = {k: session.conf.get(k) for k in keys}
+    for key in keys:
+        session.conf.set(key, "256")
+    yield
+    for key, value in old.items():
+        session.conf.set(key, value)
+
+
+@pytest.mark.usefixtures("small_spark_splits")
+def test_partition_into_chunks_from_parquet_split_in_many_tasks(
+    make_engine: MakeEngine, files: dict[str, Path], engine_name: str
+) -> None:
+    engine = make_engine(files["parquet"])
+    if engine_name == "spark":  # the test means something only if Spark splits the file
+        assert engine.frame("context").rdd.getNumPartitions() > 1
+    sizes = engine.partition("context", n=5, name="chunks")
+    assert sizes == {"0": 13, "1": 13, "2": 13, "3": 13, "4": 12}
+    assert rows_of(engine.to_arrow("chunks")) == _chunked(tickets(), 5)
+
+
+@pytest.mark.parametrize("layout", ["plain", "hive"])
+def test_partition_into_chunks_follows_file_order(
+    make_engine: MakeEngine, tmp_path: Path, layout: str
+) -> None:
+    # a small first file and a big second one: Spark alone would read the big one first
+    frame = tickets()
+    parts = [frame.head(5), frame.slice(5)]
+    for i, part in enumerate(parts):
+        folder = tmp_path / (f"k={i}" if layout == "hive" else "")
+        folder.mkdir(exist_ok=True)
+        part.write_parquet(folder / f"part-{i}.parquet")
+    engine = make_engine(tmp_path)
+    expected = frame
+    if layout == "hive":
+        expected = frame.with_columns(k=pl.Series([0] * 5 + [1] * 59, dtype=pl.Int64))
+        assert engine.schema("context")["k"] == "int64"
+    engine.partition("context", n=4, name="chunks")
+    assert rows_of(engine.to_arrow("chunks")) == _chunked(expected, 4)
+
+
+def test_partition_chunks_of_empty_table(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets().head(0))
+    assert engine.partition("context", n=4, name="chunks") == {}
+    assert engine.count("chunks") == 0
+    assert engine.schema("chunks") == {**TICKETS_SCHEMA, "partition": "string"}
+
+
+def test_partition_arguments_are_checked(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    with pytest.raises(InputError, match="either by .* or n .*, not both"):
+        engine.partition("context", by="user_id", n=3, name="p")
+    with pytest.raises(InputError, match="needs by"):
+        engine.partition("context", name="p")
+    for bad in (0, -2, 1001, 2.0, "3", True):
+        with pytest.raises(InputError, match="n must be an integer from 1 to 1000"):
+            engine.partition("context", n=bad, name="p")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="cannot be replaced"):
+        engine.partition("context", n=2, name="context")
+    with pytest.raises(InputError, match="invalid view name"):
+        engine.partition("context", n=2, name="bad name")
+    assert engine.views() == ["context"]
+
+
+# -- filter ----------------------------------------------------------------------------
+
+WHERES = [
+    "user_id IN (3, 5, 7)",
+    "score > 0.5 AND urgent",
+    "question IS NULL",
+    "user_id IS NULL OR score IS NULL",
+    "day >= DATE '2024-01-20'",
+    "lower(question) LIKE '%refund%'",
+    "NOT urgent AND ticket_id BETWEEN 10 AND 40",
+    "length(question) > 100",
+    "CASE WHEN score IS NULL THEN 0 ELSE score END < 0.3",
+    "coalesce(user_id, -1) = -1",
+    "user_id <> 3",
+]
+
+
+@pytest.mark.parametrize("where", WHERES)
+def test_filter_matches_duckdb(
+    make_engine: MakeEngine, duck: duckdb.DuckDBPyConnection, where: str
+) -> None:
+    engine = make_engine(tickets())
+    count = engine.filter("context", where, "picked")
+    expected = sorted_rows(_duck_rows(duck, f"SELECT * FROM context WHERE {where}"))
+    assert count == len(expected)
+    assert engine.count("picked") == count
+    assert sorted_rows(rows_of(engine.to_arrow("picked"))) == expected
+    assert engine.schema("picked") == TICKETS_SCHEMA
+
+
+def test_filter_on_parquet_and_chained_views(
+    make_engine: MakeEngine, files: dict[str, Path], duck: duckdb.DuckDBPyConnection
+) -> None:
+    engine = make_engine(files["parquet"])
+    engine.filter("context", "urgent", "urgent_rows")
+    n = engine.filter("urgent_rows", "user_id IN (0, 3, 6)", "mine")
+    expected = _duck_rows(duck, "SELECT * FROM context WHERE urgent AND user_id IN (0, 3, 6)")
+    assert n == len(expected) > 0
+    assert sorted_rows(rows_of(engine.to_arrow("mine"))) == sorted_rows(expected)
+    # reusing a model view name replaces it; views built on the old one keep working
+    assert engine.filter("context", "ticket_id < 5", "urgent_rows") == 5
+    assert engine.count("mine") == n
+    assert engine.views() == ["context", "mine", "urgent_rows"]
+
+
+def test_filter_rejects_bad_sql_and_names(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    with pytest.raises(ExpressionError, match="nope"):
+        engine.filter("context", "nope = 1", "x")
+    with pytest.raises(ExpressionError):
+        engine.filter("context", "1 = 1; DROP TABLE context", "x")
+    with pytest.raises(ExpressionError):
+        engine.filter("context", "ticket_id IN (SELECT ticket_id FROM read_parquet('/etc'))", "x")
+    with pytest.raises(InputError, match="cannot be replaced"):
+        engine.filter("context", "urgent", "context")
+    with pytest.raises(InputError, match="unknown view"):
+        engine.filter("nope", "urgent", "x")
+    assert engine.views() == ["context"]
+
+
+# -- partition by key ----------------------------------------------------------------------
+
+KEYS = [
+    "user_id",
+    "urgent",
+    "day",
+    "question",
+    "CASE WHEN score >= 0.5 THEN 'high' WHEN score < 0.5 THEN 'low' END",
+    "user_id % 3",
+    "upper(substr(question, 1, 1))",
+]
+
+
+@pytest.mark.parametrize("by", KEYS)
+def test_partition_by_key_matches_duckdb(
+    make_engine: MakeEngine, duck: duckdb.DuckDBPyConnection, by: str
+) -> None:
+    engine = make_engine(tickets())
+    sizes = engine.partition("context", by=by, name="parts")
+    expected = _duck_rows(
+        duck,
+        f"SELECT coalesce(CAST(({by}) AS VARCHAR), '(null)') AS p, count(*) FROM context "
+        "GROUP BY p ORDER BY p",
+    )
+    assert list(sizes.items()) == expected
+    # the view holds every row, labelled with its partition
+    labelled = engine.to_arrow("parts")
+    assert labelled.num_rows == 64
+    counts: dict[str, int] = {}
+    for label in labelled.column("partition").to_pylist():
+        counts[label] = counts.get(label, 0) + 1
+    assert counts == sizes
+
+
+def test_partition_by_key_caps_the_number_of_partitions(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets(1500))
+    with pytest.raises(InputError, match="more than 1000 partitions"):
+        engine.partition("context", by="ticket_id", name="p")
+    assert engine.partition("context", by="ticket_id % 1000", name="p")["999"] == 1
+    assert "p" in engine.views()
+
+
+def test_partition_by_unknown_column(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    with pytest.raises(ExpressionError, match="nope"):
+        engine.partition("context", by="nope", name="p")
+
+
+# -- sql -------------------------------------------------------------------------------------
+
+QUERIES = [
+    "SELECT user_id, count(*) AS n FROM context GROUP BY user_id",
+    "SELECT urgent, avg(score) AS s, min(day) AS first_day, max(ticket_id) AS last "
+    "FROM context GROUP BY urgent",
+    "SELECT u.region, count(*) AS n FROM context AS c JOIN users AS u ON c.user_id = u.user_id "
+    "GROUP BY u.region",
+    "WITH hot AS (SELECT * FROM context WHERE score > 0.5) "
+    "SELECT u.region, count(DISTINCT hot.user_id) AS people FROM hot "
+    "LEFT JOIN users AS u ON hot.user_id = u.user_id GROUP BY u.region HAVING count(*) > 1",
+    "SELECT ticket_id, CASE WHEN urgent THEN 'now' ELSE 'later' END AS lane FROM context "
+    "WHERE user_id IS NOT NULL",
+    "SELECT DISTINCT user_id FROM context",
+]
+
+ORDERED_QUERIES = [
+    "SELECT ticket_id, score FROM context WHERE score IS NOT NULL "
+    "ORDER BY score DESC, ticket_id LIMIT 10",
+    "SELECT user_id, count(*) AS n FROM context WHERE user_id IS NOT NULL "
+    "GROUP BY user_id ORDER BY n DESC, user_id",
+]
+
+
+@pytest.fixture
+def two_views(make_engine: MakeEngine) -> Engine:
+    engine = make_engine(tickets())
+    engine.register("users", users().to_arrow())
+    return engine
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_sql_matches_duckdb(
+    two_views: Engine, duck: duckdb.DuckDBPyConnection, query: str
+) -> None:
+    count = two_views.sql(query, "result")
+    expected = sorted_rows(_duck_rows(duck, query))
+    assert count == len(expected)
+    assert sorted_rows(rows_of(two_views.to_arrow("result"))) == expected
+
+
+@pytest.mark.parametrize("query", ORDERED_QUERIES)
+def test_sql_order_by_matches_duckdb(
+    two_views: Engine, duck: duckdb.DuckDBPyConnection, query: str
+) -> None:
+    two_views.sql(query, "result")
+    expected = [tuple(norm(v) for v in row) for row in _duck_rows(duck, query)]
+    assert rows_of(two_views.to_arrow("result")) == expected
+
+
+def test_sql_over_model_views(two_views: Engine, duck: duckdb.DuckDBPyConnection) -> None:
+    two_views.filter("context", "urgent", "urgent_rows")
+    two_views.partition("urgent_rows", n=3, name="chunks")
+    two_views.sql(
+        "SELECT partition, count(*) AS n FROM chunks GROUP BY partition ORDER BY partition",
+        "sizes",
+    )
+    expected_total = _duck_rows(duck, "SELECT count(*) FROM context WHERE urgent")[0][0]
+    got = rows_of(two_views.to_arrow("sizes"))
+    assert [p for p, _ in got] == ["0", "1", "2"]
+    assert sum(n for _, n in got) == expected_total
+    assert two_views.schema("sizes") == {"partition": "string", "n": "int64"}
+
+
+def test_sql_reaches_only_registered_views(two_views: Engine) -> None:
+    with pytest.raises(ExpressionError, match="secret"):
+        two_views.sql("SELECT * FROM secret", "x")
+    with pytest.raises(ExpressionError):
+        two_views.sql("SELECT * FROM read_parquet('/etc/passwd')", "x")
+    with pytest.raises(ExpressionError):
+        two_views.sql("DROP TABLE context", "x")
+    with pytest.raises(InputError, match="cannot be replaced"):
+        two_views.sql("SELECT * FROM users", "context")
+    assert two_views.views() == ["context", "users"]

@@ -1,0 +1,1 @@
+"""Tests of rlm_pipeline.llm."""

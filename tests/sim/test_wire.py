@@ -1,0 +1,93 @@
+"""Reading requests: rows, labels in prompts, schemas, forced tools, task kinds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rlm_pipeline.llm.structured import STRUCTURED_PROMPT_PREFIX
+from rlm_pipeline.sim.wire import (
+    forced_tool,
+    labels_from_prompt,
+    parse_rows,
+    plan_task,
+    requested_schema,
+)
+
+from .helpers import batch_schema, json_schema_format, map_batch_schema, rows_messages
+
+
+def test_parse_rows_takes_the_last_block_and_skips_junk() -> None:
+    text = ('Rows:\n{"id": 9, "text": "old"}\nRows:\n{"id": 1, "text": "a"}\nnot json\n'
+            '{"id": 2}\n[1, 2]\n{"id": "x", "text": "b"}')
+    assert parse_rows(text) == [(1, "a"), (2, ""), ("x", "b")]
+    assert parse_rows("no rows here") is None
+
+
+def test_texts_with_newlines_and_unicode_survive() -> None:
+    messages = rows_messages(["line one\nline two «é»"])
+    assert parse_rows(messages[1]["content"]) == [(0, "line one\nline two «é»")]
+
+
+def test_labels_from_prompt_forms() -> None:
+    forms = {
+        "Labels: billing, technical, account, other": ("billing", "technical", "account", "other"),
+        "Answer with one of 'yes' or 'no'.": ("yes", "no"),
+        "Pick one of the following categories: [spam, ham]": ("spam", "ham"),
+        "classes: a | b | c\nText: hello": ("a", "b", "c"),
+        "Classify into one of billing, other: my invoice": ("billing", "other"),
+    }
+    for prompt, labels in forms.items():
+        found = labels_from_prompt(prompt)
+        assert found is not None and found[0] == labels, prompt
+    assert labels_from_prompt("Summarise the table, please.") is None
+    assert labels_from_prompt("The label: billing") is None
+
+
+def test_label_span_leaves_the_text() -> None:
+    prompt = "Classify into one of billing, other: my invoice is wrong"
+    found = labels_from_prompt(prompt)
+    assert found is not None
+    start, end = found[1]
+    assert "my invoice is wrong" in prompt[:start] + prompt[end:]
+
+
+def test_requested_schema_sources() -> None:
+    schema = batch_schema()
+    assert requested_schema({"response_format": json_schema_format(schema)}) == schema
+    assert requested_schema({"response_format": {"type": "json_object", "schema": schema}}) == schema
+    prompt = {"role": "system", "content": "Go.\n" + STRUCTURED_PROMPT_PREFIX + json.dumps(schema)}
+    assert requested_schema({"messages": [prompt]}) == schema
+    assert requested_schema({"messages": [{"role": "user", "content": "hi"}]}) is None
+
+
+def test_forced_tool() -> None:
+    tools = [{"type": "function", "function": {"name": "a"}},
+             {"type": "function", "function": {"name": "b"}}]
+    named = {"tools": tools, "tool_choice": {"type": "function", "function": {"name": "b"}}}
+    assert forced_tool(named) == {"name": "b"}
+    assert forced_tool({"tools": tools, "tool_choice": "required"}) is None
+    assert forced_tool({"tools": tools[:1], "tool_choice": "required"}) == {"name": "a"}
+    assert forced_tool({"tools": tools, "tool_choice": "auto"}) is None
+
+
+def _body(**extra: Any) -> dict[str, Any]:
+    return {"model": "m", **extra}
+
+
+def test_plan_task_kinds() -> None:
+    rows = rows_messages(["a", "b"])
+    assert plan_task(_body(messages=rows,
+                           response_format=json_schema_format(batch_schema()))).kind \
+        == "classify_batch"
+    mapped = plan_task(_body(messages=rows,
+                             response_format=json_schema_format(map_batch_schema("boolean"))))
+    assert (mapped.kind, mapped.output_type, mapped.rows) == ("map_batch", "boolean",
+                                                              [(0, "a"), (1, "b")])
+    answer = {"type": "function", "function": {"name": "answer", "parameters": {}}}
+    assert plan_task(_body(messages=rows, tools=[answer])).kind == "root"
+    plain = [{"role": "user", "content": "What is in this table?"}]
+    assert plan_task(_body(messages=plain)).kind == "plain"
+    other = {"type": "object", "properties": {"summary": {"type": "string"}}}
+    assert plan_task(_body(messages=plain, response_format=json_schema_format(other))).kind \
+        == "structured"
