@@ -48,6 +48,9 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--sub-model", default=None, help="model for sub-calls (default: --model)")
     parser.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint URL")
+    parser.add_argument(
+        "--max-retries", type=int, default=None, help="retries per model call (default 6)"
+    )
     parser.add_argument("--max-steps", type=int, default=30)
     parser.add_argument("--max-depth", type=int, default=2)
     parser.add_argument("--max-calls", type=int, default=None, help="budget: model calls")
@@ -80,7 +83,11 @@ def format_step(record: dict[str, Any]) -> str | None:
         args = record.get("arguments") or {}
         shown = " ".join(f"{k}={_short(v)}" for k, v in args.items())
         result = (record.get("result_summary") or "").replace("\n", " | ")
-        calls = f" ({record['sub_calls']} sub-calls)" if record.get("sub_calls") else ""
+        calls = (
+            f" ({record['sub_calls']} sub-calls)"
+            if record.get("sub_calls") and "sub-calls" not in result
+            else ""
+        )
         mark = "✗ " if kind == "error" else ""
         return f"{indent}{where}{label}{mark}{record.get('tool')} {shown} → {_short(result, 160)}{calls}"
     if kind == "error":
@@ -148,8 +155,11 @@ def run(args: argparse.Namespace) -> int:
             )
     if not args.question.strip():
         raise InputError("QUESTION must not be empty")
-    root = rp.LLM(model=args.model, base_url=args.base_url)
-    sub = rp.LLM(model=args.sub_model, base_url=args.base_url) if args.sub_model else None
+    retries = {} if args.max_retries is None else {"max_retries": args.max_retries}
+    root = rp.LLM(model=args.model, base_url=args.base_url, **retries)
+    sub = (
+        rp.LLM(model=args.sub_model, base_url=args.base_url, **retries) if args.sub_model else None
+    )
     budget = rp.Budget(max_calls=args.max_calls, max_cost_usd=args.max_cost_usd)
     rlm = rp.RLM(
         root,

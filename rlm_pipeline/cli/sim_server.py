@@ -45,22 +45,34 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (loopback)")
     parser.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="time per request")
-    parser.add_argument("--max-concurrency", type=int, default=64,
-                        help="requests answered at once; more queue")
+    parser.add_argument(
+        "--max-concurrency", type=int, default=64, help="requests answered at once; more queue"
+    )
     for name, text in _RATE_FLAGS:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, dest=name, type=_rate, default=0.0, metavar="RATE", help=text)
-    parser.add_argument("--timeout-delay-s", type=float, default=5.0,
-                        help="delay of a --fault-timeout reply")
-    parser.add_argument("--structured-mode", choices=("json_schema", "json_object", "text"),
-                        default="json_schema",
-                        help="mimic OpenAI/vLLM (json_schema), llama.cpp (json_object) or a "
-                             "server without response_format (text)")
+    parser.add_argument(
+        "--timeout-delay-s", type=float, default=5.0, help="delay of a --fault-timeout reply"
+    )
+    parser.add_argument(
+        "--structured-mode",
+        choices=("json_schema", "json_object", "text"),
+        default="json_schema",
+        help="mimic OpenAI/vLLM (json_schema), llama.cpp (json_object) or a "
+        "server without response_format (text)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault sequence")
-    parser.add_argument("--require-api-key", default=None, metavar="KEY",
-                        help="answer 401 unless the bearer token is KEY")
-    parser.add_argument("--allow-remote", action="store_true",
-                        help="allow a non-loopback --host (exposes the simulator on the network)")
+    parser.add_argument(
+        "--require-api-key",
+        default=None,
+        metavar="KEY",
+        help="answer 401 unless the bearer token is KEY",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (exposes the simulator on the network)",
+    )
     parser.set_defaults(func=run)
     return parser
 

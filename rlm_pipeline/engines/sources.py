@@ -170,7 +170,7 @@ def _check_text(source: FileSource, what: str) -> bytes:
                         bad = offset + max(0, exc.start)
                         line = newlines + chunk[: max(0, exc.start)].count(b"\n") + 1
                         msg = (
-                            f"{what} file {path} is not valid UTF-8 (byte {bad}, line {line}); "
+                            f"{what} file {path} is not valid UTF-8 (at byte offset {bad}, line {line}); "
                             "re-encode it as UTF-8"
                         )
                         raise InputError(msg) from exc

@@ -241,7 +241,7 @@ def to_polars_query(
     >>> to_polars_query(q, {"t": pl.LazyFrame({"a": ["x", "y", "x"]})}).collect().rows()
     [('x', 2), ('y', 1)]
     """
-    from rlm_pipeline.expr.to_polars_query import compile_query
+    from rlm_pipeline.expr.to_polars_plan import compile_query
 
     return compile_query(checked_query, frames)
 

@@ -36,6 +36,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_STATEMENTS = frozenset({
+    "Drop", "Alter", "Command", "Pragma", "Set", "Use", "Transaction", "Commit", "Rollback",
+    "Describe", "Show", "TruncateTable", "Attach", "Detach", "Grant", "Revoke", "Analyze",
+    "Cache", "Uncache", "Refresh", "LoadData", "Kill", "Export", "Summarize", "Install",
+    "Declare",
+})  # fmt: skip
+
 TreeCheck = Callable[[exp.Expression, InputKind, Limits], None]
 
 _FILE_FUNCTIONS = ("read_", "scan_", "glob", "parquet_", "csv", "json", "file", "pg_", "sqlite_")
@@ -70,10 +77,7 @@ def check_statement(tree: exp.Expression, kind: InputKind, limits: Limits) -> No
     is_query = isinstance(tree, exp.Query) or (
         isinstance(tree, exp.Subquery) and isinstance(tree.this, exp.Query)
     )
-    statement = isinstance(tree, exp.DDL | exp.DML | exp.Command | exp.Pragma | exp.Set | exp.Copy)
-    statement = statement or type(tree).__name__ in ("Use", "Transaction", "Commit", "Rollback",
-                                                      "Describe", "Show", "Attach", "Detach",
-                                                      "Grant", "Analyze", "Cache", "Refresh")  # fmt: skip
+    statement = isinstance(tree, exp.DDL | exp.DML) or type(tree).__name__ in _STATEMENTS
     if statement or isinstance(tree, exp.Values):
         word = tree.key.upper()
         raise UnsupportedExpressionError(

@@ -189,7 +189,7 @@ def _table(node: exp.Expression, scope: _Scope) -> tuple[exp.Expression, str, Sc
         raise UnsupportedExpressionError(f"{type(node).__name__} is not allowed in FROM",
                                          fragment=_frag(node), hint="FROM a view name or (SELECT ...) AS x")  # fmt: skip
     _reject_extra(node, ("this", "alias"))
-    if node.args["alias"] is not None and node.args["alias"].columns:
+    if node.args.get("alias") is not None and node.args["alias"].columns:
         raise UnsupportedExpressionError("column aliases on a table are not allowed",
                                          fragment=_frag(node), hint="alias columns in the SELECT list")  # fmt: skip
     name = node.name

@@ -88,6 +88,19 @@ def parse_sql(sql: str, kind: InputKind, *, limits: Limits = DEFAULT_LIMITS) -> 
                 fragment=token.comments[0].strip()[:80],
                 hint="remove -- and /* */ comments",
             )
+    depth = deepest = 0
+    for token in tokens:
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+    if deepest > limits.max_depth // 2:
+        raise ExpressionError(
+            f"expression nested deeper than {limits.max_depth // 2} parentheses",
+            fragment=text[:80],
+            hint="simplify: use IN (...) instead of nested conditions, or filter in steps",
+        )
     semicolons = [t for t in tokens if t.token_type == TokenType.SEMICOLON]
     if semicolons and not (len(semicolons) == 1 and tokens[-1] is semicolons[0]):
         raise ExpressionError(
@@ -106,9 +119,15 @@ def parse_sql(sql: str, kind: InputKind, *, limits: Limits = DEFAULT_LIMITS) -> 
             fragment=fragment or text[:80],
             hint=f"write {_WHAT[kind]}",
         ) from exc
-    except (TokenError, RecursionError) as exc:
+    except TokenError as exc:
         raise ExpressionError(
             "cannot parse the SQL", fragment=text[:80], hint=f"write {_WHAT[kind]}"
+        ) from exc
+    except RecursionError as exc:
+        raise ExpressionError(
+            "expression nested too deeply to parse",
+            fragment=text[:80],
+            hint="simplify: use IN (...) instead of long chains, or filter in steps",
         ) from exc
     trees = [s for s in statements if s is not None]
     if len(trees) != 1:

@@ -9,20 +9,23 @@ refused when spent + already-reserved + this projection would pass a limit, so
 client records the real usage in the meter and releases the reservation.
 
 One guard may serve several clients (the RLM root and sub models) and several
-threads; its state is guarded by a :class:`threading.Lock`.
+threads; its state is guarded by a :class:`threading.Lock`.  Clients built with
+the same meter and an equal budget get the same guard (:func:`shared_guard`),
+so their in-flight reservations count together.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 
 from rlm_pipeline.errors import BudgetExceededError
 from rlm_pipeline.llm.config import Budget
 from rlm_pipeline.llm.usage import UsageMeter
 
-__all__ = ["BudgetGuard", "Reservation"]
+__all__ = ["BudgetGuard", "Reservation", "shared_guard"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +115,30 @@ class BudgetGuard:
     def _refuse(what: str, committed: float, limit: float) -> None:
         logger.debug("budget: refusing request, %s committed %g of %g", what, committed, limit)
         raise BudgetExceededError(what, committed, limit)
+
+
+_GUARDS_LOCK = threading.Lock()
+_GUARDS: weakref.WeakKeyDictionary[UsageMeter, dict[Budget, BudgetGuard]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_guard(budget: Budget, meter: UsageMeter) -> BudgetGuard:
+    """The one guard of this meter and budget, created on first use.
+
+    Several clients given the same ``meter`` and an equal ``budget`` (the RLM
+    root and sub clients) thus share reservations.  Guards live as long as
+    their meter.
+
+    Examples
+    --------
+    >>> meter = UsageMeter()
+    >>> shared_guard(Budget(max_calls=5), meter) is shared_guard(Budget(max_calls=5), meter)
+    True
+    """
+    with _GUARDS_LOCK:
+        by_budget = _GUARDS.setdefault(meter, {})
+        guard = by_budget.get(budget)
+        if guard is None:
+            guard = by_budget[budget] = BudgetGuard(budget, meter)
+        return guard

@@ -264,6 +264,15 @@ class ResponseCache:
                 # The reply itself is good; losing its cache entry only costs a re-ask.
                 logger.warning("response cache write failed (%s): %s", self.path, exc)
 
+    def delete(self, key: str) -> None:
+        """Remove the reply for ``key`` (no error when absent); a failed delete is logged."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("DELETE FROM responses WHERE key = ?", (key,))
+            except sqlite3.Error as exc:
+                logger.warning("response cache delete failed (%s): %s", self.path, exc)
+
     def __len__(self) -> int:
         with self._lock:
             row = self._connection().execute("SELECT count(*) FROM responses").fetchone()

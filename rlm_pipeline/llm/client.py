@@ -40,7 +40,7 @@ from rlm_pipeline.errors import (
     LLMResponseParseError,
     LLMTimeoutError,
 )
-from rlm_pipeline.llm.budget import BudgetGuard, Reservation
+from rlm_pipeline.llm.budget import BudgetGuard, Reservation, shared_guard
 from rlm_pipeline.llm.cache import ResponseCache, chat_key, json_key
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.ratelimit import RateLimiter
@@ -103,6 +103,8 @@ class LLMClient:
         :class:`~rlm_pipeline.llm.config.Budget` (checked against ``meter``), or
         a :class:`~rlm_pipeline.llm.budget.BudgetGuard` shared with other clients
         (its meter is then used; passing a different ``meter`` is an error).
+        Clients given the same ``meter`` and an equal ``Budget`` share one guard,
+        so their in-flight requests cannot jointly overshoot.
     http_client
         An ``httpx2.AsyncClient`` to send through (not closed by :meth:`aclose`).
         By default the client builds one with a pool of at least
@@ -143,7 +145,7 @@ class LLMClient:
             self.guard: BudgetGuard | None = budget
         else:
             self.meter = meter if meter is not None else UsageMeter()
-            self.guard = BudgetGuard(budget, self.meter) if budget is not None else None
+            self.guard = shared_guard(budget, self.meter) if budget is not None else None
         self.retry = retry if retry is not None else RetryPolicy(max_retries=config.max_retries)
         self._rng = rng if rng is not None else random.Random()
         self._price = config.price()
@@ -292,7 +294,7 @@ class LLMClient:
         LLMError, BudgetExceededError
             As in :meth:`chat`.
         """
-        schema_validator(schema)  # compiled once per schema; fails early on a bad schema
+        validator = schema_validator(schema)  # compiled once per schema; fails early if bad
         key = None
         if self._cache is not None:
             key = json_key(
@@ -307,7 +309,7 @@ class LLMClient:
             if hit is not None:
                 try:
                     value = parse_json_object(hit.content)
-                    validate(value, schema, raw=hit.content or "")
+                    validate(value, validator, raw=hit.content or "")
                 except LLMResponseParseError:
                     logger.warning("response cache: stored reply %s no longer validates", key[:12])
                 else:
@@ -316,7 +318,7 @@ class LLMClient:
         reply = await self._structured(messages, schema, name, max_tokens)
         raw = reply.content or ""
         value = parse_json_object(reply.content)
-        validate(value, schema, raw=raw)
+        validate(value, validator, raw=raw)
         if key is not None and self._cache is not None:
             self._cache.put(key, reply)
         return value, reply

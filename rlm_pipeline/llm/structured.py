@@ -202,15 +202,21 @@ def schema_validator(schema: dict[str, Any]) -> Validator:
         return _VALIDATORS.setdefault(digest, validator)
 
 
-def validate(value: dict[str, Any], schema: dict[str, Any], *, raw: str) -> None:
+def validate(value: dict[str, Any], schema: dict[str, Any] | Validator, *, raw: str) -> None:
     """Raise :class:`LLMResponseParseError` (with ``raw``) unless ``value`` matches ``schema``.
+
+    ``schema`` may be a JSON Schema or a validator from :func:`schema_validator`
+    (saves hashing the schema again on hot paths).
 
     Examples
     --------
     >>> validate({"label": "a"}, {"type": "object", "required": ["label"]}, raw="")
     """
-    error = jsonschema.exceptions.best_match(schema_validator(schema).iter_errors(value))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        msg = f"reply does not match the schema at {where}: {error.message}"
-        raise LLMResponseParseError(msg, raw=raw)
+    validator = schema_validator(schema) if isinstance(schema, dict) else schema
+    if validator.is_valid(value):
+        return
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    where = "/".join(str(p) for p in error.absolute_path) if error is not None else ""
+    detail = error.message if error is not None else "invalid"
+    msg = f"reply does not match the schema at {where or '(root)'}: {detail}"
+    raise LLMResponseParseError(msg, raw=raw)

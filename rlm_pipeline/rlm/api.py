@@ -263,12 +263,12 @@ class RLM:
                 err = BudgetExceededError(exc.what, exc.spent, exc.budget, partial=state.partial)
                 self._record_end(state, None, str(err))
                 raise err from exc
+            return self._result(state, result, trace_path, time.monotonic() - started)
         finally:
             await root_client.aclose()
             if sub_client is not root_client:
                 await sub_client.aclose()
             steps.close()
-        return self._result(state, result, trace_path, time.monotonic() - started)
 
     def _record_end(
         self, state: RunState, answer: str | None, error: str | None, value: Any = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -26,7 +27,13 @@ from rlm_pipeline.rlm.prompts import (
 from rlm_pipeline.rlm.render import cut, json_line, jsonable
 from rlm_pipeline.rlm.scope import RunState
 
-__all__ = ["PLAIN_CELL_CHARS", "answer_inline", "chunk_lines", "parse_value"]
+__all__ = [
+    "PLAIN_CELL_CHARS",
+    "PlainStats",
+    "answer_inline",
+    "chunk_lines",
+    "parse_value",
+]
 
 #: Each inlined cell is cut to this many characters.
 PLAIN_CELL_CHARS = 1000
@@ -79,22 +86,38 @@ def chunk_lines(lines: list[str], budget_tokens: int) -> list[list[str]]:
     return chunks
 
 
-async def _plain_call(state: RunState, user: str) -> str:
+@dataclass
+class PlainStats:
+    """Model calls made for one inlined partition."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    max_prompt_tokens: int = 0
+
+
+async def _plain_call(state: RunState, user: str, stats: PlainStats) -> str:
     reply = await state.sub_client.chat(
         [{"role": "system", "content": PLAIN_SYSTEM_PROMPT}, {"role": "user", "content": user}],
         max_tokens=_REPLY_MAX_TOKENS,
         prompt_version=PROMPT_VERSION,
     )
+    stats.calls += 1
+    stats.input_tokens += reply.input_tokens
+    stats.output_tokens += reply.output_tokens
+    stats.max_prompt_tokens = max(stats.max_prompt_tokens, reply.input_tokens)
     return (reply.content or "").strip()
 
 
 async def answer_inline(
     state: RunState, question: str, table: pa.Table, text_column: str | None
-) -> str:
+) -> tuple[str, PlainStats]:
     """Answer ``question`` over the rows of ``table`` with plain model calls.
 
-    Every prompt stays within ``state.sub_prompt_tokens`` (estimated).
+    Every prompt stays within ``state.sub_prompt_tokens`` (estimated).  Returns the
+    answer text and the calls it took.
     """
+    stats = PlainStats()
     lines = [
         json_line(
             {
@@ -108,14 +131,17 @@ async def answer_inline(
     room = state.sub_prompt_tokens - estimate_tokens(PLAIN_SYSTEM_PROMPT + head) - _OVERHEAD_TOKENS
     chunks = chunk_lines(lines, max(64, room))
     answers = await asyncio.gather(
-        *(_plain_call(state, plain_message(question, text_column, "\n".join(c))) for c in chunks)
+        *(
+            _plain_call(state, plain_message(question, text_column, "\n".join(c)), stats)
+            for c in chunks
+        )
     )
     partials = list(answers)
     while len(partials) > 1:
         groups = [partials[i : i + _COMBINE_GROUP] for i in range(0, len(partials), _COMBINE_GROUP)]
         partials = list(
             await asyncio.gather(
-                *(_plain_call(state, combine_message(question, g)) for g in groups)
+                *(_plain_call(state, combine_message(question, g), stats) for g in groups)
             )
         )
-    return partials[0] if partials else ""
+    return (partials[0] if partials else ""), stats

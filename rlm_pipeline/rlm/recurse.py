@@ -124,7 +124,7 @@ async def _answer_part(
                     None,
                     f"{rows} rows is too many to inline (max {MAX_INLINE_ROWS}); filter first",
                 )
-            text = await answer_inline(state, query, data, scope.text_column)
+            text, stats = await answer_inline(state, query, data, scope.text_column)
             state.steps.record(
                 depth=scope.depth + 1,
                 path=path,
@@ -132,7 +132,10 @@ async def _answer_part(
                 arguments={"query": cut(query, 500)},
                 result_summary=cut(text, 300),
                 rows_in=rows,
-                extra={"plain": True},
+                sub_calls=stats.calls,
+                input_tokens=stats.input_tokens,
+                output_tokens=stats.output_tokens,
+                extra={"plain": True, "max_prompt_tokens": stats.max_prompt_tokens},
             )
             return (parse_value(text), None) if text else (None, "empty reply")
         engine = await asyncio.to_thread(

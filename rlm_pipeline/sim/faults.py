@@ -78,7 +78,7 @@ def malform(text: str) -> str:
     Examples
     --------
     >>> malform('{"label": "billing"}')
-    '{"label":'
+    '{"label": '
     """
     return text[: max(1, len(text) // 2)]
 

@@ -28,6 +28,7 @@ __all__ = ["SimServer", "is_loopback", "serve"]
 logger = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 10.0
+_BACKLOG = 4096
 
 
 def is_loopback(host: str) -> bool:
@@ -58,6 +59,7 @@ def _bind(host: str, port: int, allow_remote: bool) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
+        sock.listen(_BACKLOG)  # clients may connect (and queue) before uvicorn is up
     except OSError as exc:
         sock.close()
         msg = f"cannot listen on {host}:{port}: {exc}"
@@ -104,7 +106,7 @@ def _uvicorn_server(config: SimConfig) -> Any:
         lifespan="off",
         timeout_graceful_shutdown=1,
         timeout_keep_alive=30,
-        backlog=4096,
+        backlog=_BACKLOG,
     )
     return _server_class()(uv_config)
 

@@ -35,6 +35,8 @@ _LABEL_TRIGGER = re.compile(
 )
 _LIST_SPLIT = re.compile(r"\s*(?:,|;|\||/|\s\bor\b\s|\s\band\b\s)\s*", re.IGNORECASE)
 _ITEM_END = re.compile(r"[:.?!\])\n]")
+#: Plain prompts that ask a question over data (RLM sub-calls): left to the planner.
+_PLANNER_PLAIN = re.compile(r"(?m)^(?:Question:|Partial answers:)|\|\|")
 _QUOTES = "'\"`“”‘’«» *"
 
 
@@ -43,8 +45,10 @@ class Task:
     """What a request asks for.
 
     ``kind`` is one of ``classify_batch``, ``classify_single``, ``map_batch``,
-    ``map_single``, ``classify_plain``, ``structured`` (another JSON schema),
-    ``root`` (the RLM root role: an ``answer`` tool is offered) or ``plain``.
+    ``map_single``, ``classify_plain`` (a plain prompt listing labels, answered
+    with a bare label), ``structured`` (another JSON schema), ``root`` (the RLM
+    root role: an ``answer`` tool is offered) or ``plain`` (anything else,
+    including inlined ``Rows:`` and ``Question:`` prompts: the planner answers).
     """
 
     kind: str
@@ -244,9 +248,9 @@ def plan_task(body: dict[str, Any]) -> Task:
     """Decide what ``body`` asks for (see :class:`Task`)."""
     messages = body.get("messages") or []
     tools = body.get("tools") or []
+    if any(_tool_function(t).get("name") == "answer" for t in tools):
+        return Task("root")  # even when the answer tool is forced: the planner decides
     forced = forced_tool(body)
-    if forced is None and any(_tool_function(t).get("name") == "answer" for t in tools):
-        return Task("root")
 
     schema = forced.get("parameters") if forced is not None else requested_schema(body)
     tool_name = forced.get("name") if forced is not None else None
@@ -275,13 +279,14 @@ def plan_task(body: dict[str, Any]) -> Task:
                         text=text, tool_name=tool_name)
         return Task("structured", schema, labels, text=text, tool_name=tool_name)
 
+    if rows is not None or _PLANNER_PLAIN.search(user_text):
+        return Task("plain")  # inlined rows or a question over data: the planner's job
     found = labels_from_prompt(user_text)
     if found is not None:
         return Task("classify_plain", labels=found[0], text=_strip_span(user_text, found[1]))
     system_labels = _prompt_labels(messages)
     if system_labels:
-        text = rows[0][1] if rows else user_text
-        return Task("classify_plain", labels=system_labels, text=text)
+        return Task("classify_plain", labels=system_labels, text=user_text)
     return Task("plain")
 
 

@@ -207,10 +207,10 @@ def _steps(node: PathNode) -> str:
 
 def _sub_path(node: PathNode) -> str:
     answer = "" if node.answer is None else f" → {format_value(node.answer, 120)}"
-    errors = f" · {node.error_count} errors" if node.error_count else ""
+    errors = f" · {_plural(node.error_count, "error")}" if node.error_count else ""
     return (
         f"<details><summary>sub-RLM {_e(node.path)}"
-        f'<span class="meta"> · depth {node.depth} · {len(node.steps)} steps{_e(errors)}'
+        f'<span class="meta"> · depth {node.depth} · {_plural(len(node.steps), "step")}{_e(errors)}'
         f"{_e(answer)}</span></summary>{_steps(node)}</details>"
     )
 
@@ -267,3 +267,7 @@ def _nums(record: Mapping[str, Any]) -> str:
 
 def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "?"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"

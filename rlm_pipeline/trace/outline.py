@@ -58,7 +58,8 @@ class PathNode:
 
     @property
     def answer(self) -> Any:
-        """The path's answer: its ``run_end`` answer, else its last ``answer`` step's value."""
+        """The path's answer: its ``run_end`` answer, else its last ``answer`` step's value,
+        else (for a sub-RLM answered by one plain call) that call's reply."""
         if self.end is not None:
             extra = self.end.get("extra") or {}
             if extra.get("answer") is not None:
@@ -71,6 +72,9 @@ class PathNode:
                 if "value" in arguments:
                     return arguments["value"]
                 return step.record.get("result_summary")
+        if self.depth > 0 and self.steps and self.steps[-1].record.get("kind") == "model":
+            # a partition answered by one plain call: its reply is the answer
+            return self.steps[-1].record.get("result_summary")
         return None
 
     @property

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from rlm_pipeline.engines import Engine, open_engine
+
 from .data import tickets, users
 
 ENGINES = [

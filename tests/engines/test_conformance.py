@@ -133,7 +133,9 @@ def test_head_is_bounded(make_engine: MakeEngine) -> None:
 
 def test_head_unknown_column_or_view(make_engine: MakeEngine) -> None:
     engine = make_engine(tickets())
-    with pytest.raises(InputError, match=r"unknown columns \['nope'\] in view 'context'; columns: "):
+    with pytest.raises(
+        InputError, match=r"unknown columns \['nope'\] in view 'context'; columns: "
+    ):
         engine.head("context", 3, columns=["nope"])
     with pytest.raises(InputError, match="unknown view 'missing'; known views: context"):
         engine.head("missing", 3)
@@ -392,9 +394,7 @@ def two_views(make_engine: MakeEngine) -> Engine:
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_sql_matches_duckdb(
-    two_views: Engine, duck: duckdb.DuckDBPyConnection, query: str
-) -> None:
+def test_sql_matches_duckdb(two_views: Engine, duck: duckdb.DuckDBPyConnection, query: str) -> None:
     count = two_views.sql(query, "result")
     expected = sorted_rows(_duck_rows(duck, query))
     assert count == len(expected)

@@ -155,12 +155,20 @@ def _spark_rows(df: Any) -> list[tuple[Any, ...]]:
     return [tuple(row) for row in df.collect()]
 
 
+_spark_views: dict[tuple[int, int], tuple[pa.Table, str]] = {}
+
+
 def _register_spark(spark: Any, tables: Mapping[str, pa.Table]) -> dict[str, str]:
+    """Register each table once per session as a temp view (cached by identity)."""
     names: dict[str, str] = {}
     for name, table in tables.items():
-        temp = f"rlm_test_{next(_counter)}"
-        spark.createDataFrame(table).createOrReplaceTempView(temp)
-        names[name] = temp
+        key = (id(spark), id(table))
+        cached = _spark_views.get(key)
+        if cached is None or cached[0] is not table:
+            temp = f"rlm_test_{next(_counter)}"
+            spark.createDataFrame(table).createOrReplaceTempView(temp)
+            cached = _spark_views[key] = (table, temp)
+        names[name] = cached[1]
     return names
 
 

@@ -96,3 +96,18 @@ def test_unlimited_budget_never_refuses() -> None:
     assert guard.in_flight == 100
     for r in held:
         guard.release(r)
+
+
+def test_clients_sharing_a_meter_share_one_guard() -> None:
+    from rlm_pipeline.llm.budget import shared_guard
+
+    meter = UsageMeter()
+    guard = shared_guard(Budget(max_calls=2), meter)
+    assert shared_guard(Budget(max_calls=2), meter) is guard
+    assert shared_guard(Budget(max_calls=3), meter) is not guard
+    assert shared_guard(Budget(max_calls=2), UsageMeter()) is not guard
+    held = guard.reserve(tokens=1, cost_usd=0.0)
+    shared_guard(Budget(max_calls=2), meter).reserve(tokens=1, cost_usd=0.0)
+    with pytest.raises(BudgetExceededError):
+        guard.reserve(tokens=1, cost_usd=0.0)
+    guard.release(held)

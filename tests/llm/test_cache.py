@@ -149,3 +149,13 @@ def test_connection_reopens_after_fork(tmp_path: Path) -> None:
 
 def _child_put(cache: ResponseCache) -> None:
     cache.put("child", ChatReply(content=str(os.getpid())))
+
+
+def test_delete_removes_an_entry(tmp_path: Path) -> None:
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        cache.put("a", ChatReply(content="x"))
+        cache.put("b", ChatReply(content="y"))
+        cache.delete("a")
+        cache.delete("never-there")
+        assert not cache.contains("a") and cache.get("a") is None
+        assert cache.contains("b") and len(cache) == 1

@@ -14,12 +14,8 @@ from rlm_pipeline.llm.config import LLM, Budget
 DEMO_Q = "Among users 12345, 67890 and 11111, how many questions are about billing?"
 
 
-def test_a_model_that_never_answers_ends_at_max_steps(
-    sim_llm: LLM, ticket_parquet: Path
-) -> None:
-    res = rp.RLM(sim_llm, max_steps=200).run(
-        DEMO_Q + " [adversarial:forever]", str(ticket_parquet)
-    )
+def test_a_model_that_never_answers_ends_at_max_steps(sim_llm: LLM, ticket_parquet: Path) -> None:
+    res = rp.RLM(sim_llm, max_steps=200).run(DEMO_Q + " [adversarial:forever]", str(ticket_parquet))
     assert res.stop_reason == "max_steps" and not res.answered
     assert res.value is None and "no answer" in res.answer
     assert res.steps == 200

@@ -12,7 +12,7 @@ import pytest
 import rlm_pipeline as rp
 from rlm_pipeline.llm.config import LLM
 
-from .conftest import USERS, label_count, most_common, per_user
+from .truth import USERS, label_count, most_common, per_user
 
 DEMO_Q = "Among users 12345, 67890 and 11111, how many questions are about billing?"
 
@@ -86,15 +86,16 @@ def test_top_user_matches_ground_truth(
 ) -> None:
     counts = per_user(ticket_frame, "billing", USERS)
     best = max(counts.values())
-    res = _run(sim_llm, "Which of users 12345, 67890 and 11111 asked the most billing questions?",
-               str(ticket_parquet))
+    res = _run(
+        sim_llm,
+        "Which of users 12345, 67890 and 11111 asked the most billing questions?",
+        str(ticket_parquet),
+    )
     assert str(res.value) in {u for u, n in counts.items() if n == best}
     assert counts[str(res.value)] == best
 
 
-def test_in_memory_frame_gives_the_same_answer(
-    sim_llm: LLM, ticket_frame: pl.DataFrame
-) -> None:
+def test_in_memory_frame_gives_the_same_answer(sim_llm: LLM, ticket_frame: pl.DataFrame) -> None:
     res = _run(sim_llm, DEMO_Q, ticket_frame.drop("true_label").lazy())
     assert res.value == label_count(ticket_frame, "billing", users=USERS)
 

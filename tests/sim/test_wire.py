@@ -91,3 +91,22 @@ def test_plan_task_kinds() -> None:
     other = {"type": "object", "properties": {"summary": {"type": "string"}}}
     assert plan_task(_body(messages=plain, response_format=json_schema_format(other))).kind \
         == "structured"
+
+
+def test_plain_prompts_over_data_go_to_the_planner() -> None:
+    inlined = [{"role": "user", "content": "Question: how many? labels: billing, other\n"
+                "Rows:\n" + json.dumps({"id": 0, "text": "refund"})}]
+    assert plan_task(_body(messages=inlined)).kind == "plain"
+    oolong = [{"role": "user", "content": "Labels: a, b\nDate: Jan 1 || User: 1 || Instance: x"}]
+    assert plan_task(_body(messages=oolong)).kind == "plain"
+    bare = [{"role": "user", "content": "Labels: billing, other\nText: refund me"}]
+    task = plan_task(_body(messages=bare))
+    assert (task.kind, task.labels) == ("classify_plain", ("billing", "other"))
+
+
+def test_a_forced_answer_tool_is_still_the_root_role() -> None:
+    answer = {"type": "function", "function": {"name": "answer", "parameters": {
+        "type": "object", "properties": {"value": {}}}}}
+    body = _body(messages=[{"role": "user", "content": "Question: how many?"}], tools=[answer],
+                 tool_choice={"type": "function", "function": {"name": "answer"}})
+    assert plan_task(body).kind == "root"

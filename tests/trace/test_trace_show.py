@@ -85,3 +85,16 @@ def test_run_end_error_is_shown_in_tree_and_page() -> None:
     ]
     assert "run ended with: budget exceeded: calls spent 10 of 10" in _text(render_tree(records))
     assert "budget exceeded: calls spent 10 of 10</dd>" in render_html(records)
+
+
+def test_plain_call_partition_shows_its_reply_as_answer() -> None:
+    records = [
+        {"run_id": "r", "seq": 0, "path": "root/user=5", "depth": 1, "kind": "model",
+         "result_summary": "17", "rows_in": 40, "sub_calls": 1},
+        {"run_id": "r", "seq": 1, "path": "root", "depth": 0, "kind": "tool", "tool": "recurse"},
+    ]
+    (run,) = build_outline(records)
+    (child,) = run.root.steps[0].children
+    assert child.answer == "17"
+    assert "sub-RLM root/user=5" in _text(render_tree(records))
+    assert "→ 17" in _text(render_tree(records))
