@@ -97,9 +97,7 @@ def compile_where(
     return check_scalar(sql, tree, schema, "where", limits=limits)
 
 
-def compile_key(
-    sql: str, schema: Mapping[str, str], *, limits: Limits = DEFAULT_LIMITS
-) -> Checked:
+def compile_key(sql: str, schema: Mapping[str, str], *, limits: Limits = DEFAULT_LIMITS) -> Checked:
     """Parse and check a partition key: a column or a scalar expression.
 
     Parameters

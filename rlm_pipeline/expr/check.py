@@ -43,10 +43,10 @@ _STATEMENTS = frozenset({
     "Declare",
 })  # fmt: skip
 
-TreeCheck = Callable[[exp.Expression, InputKind, Limits], None]
+TreeCheck = Callable[[exp.Expr, InputKind, Limits], None]
 
 _FILE_FUNCTIONS = ("read_", "scan_", "glob", "parquet_", "csv", "json", "file", "pg_", "sqlite_")
-_FILE_NODES: tuple[type[exp.Expression], ...] = (
+_FILE_NODES: tuple[type[exp.Expr], ...] = (
     exp.ReadParquet, exp.ReadCSV, exp.Copy, exp.Into, exp.LoadData,
 )  # fmt: skip
 
@@ -72,7 +72,7 @@ def unknown_name(what: str, name: str, known: list[str], *, fragment: str | None
     )
 
 
-def check_statement(tree: exp.Expression, kind: InputKind, limits: Limits) -> None:
+def check_statement(tree: exp.Expr, kind: InputKind, limits: Limits) -> None:
     """Refuse statements that are not what ``kind`` asks for (DDL, DML, SET, ...)."""
     is_query = isinstance(tree, exp.Query) or (
         isinstance(tree, exp.Subquery) and isinstance(tree.this, exp.Query)
@@ -99,7 +99,7 @@ def check_statement(tree: exp.Expression, kind: InputKind, limits: Limits) -> No
         )
 
 
-def check_no_file_access(tree: exp.Expression, kind: InputKind, limits: Limits) -> None:
+def check_no_file_access(tree: exp.Expr, kind: InputKind, limits: Limits) -> None:
     """Refuse file readers, COPY, SELECT INTO and table functions anywhere in the tree."""
     for node in tree.walk():
         name = node.name.lower() if isinstance(node, exp.Anonymous) else ""
@@ -132,9 +132,9 @@ def _fn_name(node: object) -> str:
     return type(node).__name__
 
 
-def check_depth(tree: exp.Expression, kind: InputKind, limits: Limits) -> None:
+def check_depth(tree: exp.Expr, kind: InputKind, limits: Limits) -> None:
     """Refuse trees nested deeper than ``limits.max_depth`` or larger than ``max_nodes``."""
-    stack: list[tuple[exp.Expression, int]] = [(tree, 1)]
+    stack: list[tuple[exp.Expr, int]] = [(tree, 1)]
     nodes = 0
     while stack:
         node, depth = stack.pop()
@@ -154,7 +154,7 @@ def check_depth(tree: exp.Expression, kind: InputKind, limits: Limits) -> None:
         stack.extend((child, depth + 1) for child in node.iter_expressions())
 
 
-def check_in_lists(tree: exp.Expression, kind: InputKind, limits: Limits) -> None:
+def check_in_lists(tree: exp.Expr, kind: InputKind, limits: Limits) -> None:
     """Refuse IN lists longer than ``limits.max_in_items``."""
     for node in tree.find_all(exp.In):
         if len(node.expressions) > limits.max_in_items:
@@ -174,7 +174,7 @@ TREE_CHECKS: tuple[TreeCheck, ...] = (
 )
 
 
-def check_tree(tree: exp.Expression, kind: InputKind, limits: Limits = DEFAULT_LIMITS) -> None:
+def check_tree(tree: exp.Expr, kind: InputKind, limits: Limits = DEFAULT_LIMITS) -> None:
     """Run :data:`TREE_CHECKS` over a parsed tree.
 
     Examples
@@ -215,7 +215,7 @@ def _neutral(dtype: str) -> str:
     return dtype.strip().lower()
 
 
-def check_scalar(sql: str, tree: exp.Expression, schema: Mapping[str, str], kind: ExprKind,
+def check_scalar(sql: str, tree: exp.Expr, schema: Mapping[str, str], kind: ExprKind,
                  *, limits: Limits = DEFAULT_LIMITS) -> Checked:  # fmt: skip
     """Check a parsed WHERE condition or partition key against a view's schema.
 
@@ -264,7 +264,7 @@ def check_scalar(sql: str, tree: exp.Expression, schema: Mapping[str, str], kind
                    columns=tuple(columns), dtype=dtype)  # fmt: skip
 
 
-def check_select(sql: str, tree: exp.Expression, views: Mapping[str, Mapping[str, str]],
+def check_select(sql: str, tree: exp.Expr, views: Mapping[str, Mapping[str, str]],
                  *, limits: Limits = DEFAULT_LIMITS) -> CheckedQuery:  # fmt: skip
     """Check a parsed SELECT against the registered views.
 

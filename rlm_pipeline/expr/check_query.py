@@ -54,11 +54,11 @@ class _Scope:
         return _Scope(self.views, dict(self.ctes), self.limits, self.used)
 
 
-def _frag(node: exp.Expression | None) -> str:
+def _frag(node: exp.Expr | None) -> str:
     return node.sql()[:120] if node is not None else ""
 
 
-def _reject_extra(node: exp.Expression, allowed: tuple[str, ...]) -> None:
+def _reject_extra(node: exp.Expr, allowed: tuple[str, ...]) -> None:
     for key, value in node.args.items():
         if key not in allowed and value not in (None, False, []):
             word = key.rstrip("_").upper()
@@ -70,7 +70,7 @@ def _reject_extra(node: exp.Expression, allowed: tuple[str, ...]) -> None:
             )
 
 
-def check_query(node: exp.Expression, views: Mapping[str, Schema], limits: Limits,
+def check_query(node: exp.Expr, views: Mapping[str, Schema], limits: Limits,
                 ) -> tuple[exp.Query, Schema, set[str]]:  # fmt: skip
     """Check a parsed query; returns (canonical tree, output schema, views used).
 
@@ -88,7 +88,7 @@ def check_query(node: exp.Expression, views: Mapping[str, Schema], limits: Limit
     return tree, schema, scope.used
 
 
-def _query(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
+def _query(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Query):
         _reject_extra(node, ("this", "alias"))
         return _query(node.this, scope)
@@ -103,7 +103,7 @@ def _query(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
     )  # fmt: skip
 
 
-def _with(node: exp.Expression, scope: _Scope) -> exp.With | None:
+def _with(node: exp.Expr, scope: _Scope) -> exp.With | None:
     with_ = node.args.get("with_")
     if with_ is None:
         return None
@@ -124,11 +124,13 @@ def _with(node: exp.Expression, scope: _Scope) -> exp.With | None:
             )
         tree, schema = _query(cte.this, scope.child())
         scope.ctes[name] = schema
-        ctes.append(exp.CTE(this=tree, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True))))
+        ctes.append(
+            exp.CTE(this=tree, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
+        )
     return exp.With(expressions=ctes)
 
 
-def _limit(node: exp.Expression, key: str) -> exp.Expression | None:
+def _limit(node: exp.Expr, key: str) -> exp.Expr | None:
     clause = node.args.get(key)
     if clause is None:
         return None
@@ -143,7 +145,7 @@ def _limit(node: exp.Expression, key: str) -> exp.Expression | None:
     return exp.Limit(expression=number) if key == "limit" else exp.Offset(expression=number)
 
 
-def _union(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
+def _union(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     _reject_extra(node, _UNION_ARGS)
     with_ = _with(node, scope)
     left, left_schema = _query(node.this, scope.child())
@@ -173,7 +175,7 @@ def _union(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
 # ---- SELECT -----------------------------------------------------------------
 
 
-def _table(node: exp.Expression, scope: _Scope) -> tuple[exp.Expression, str, Schema]:
+def _table(node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, str, Schema]:
     """Check one FROM/JOIN source; returns (canonical node, alias, schema)."""
     if isinstance(node, exp.Subquery):
         alias = node.alias
@@ -182,7 +184,9 @@ def _table(node: exp.Expression, scope: _Scope) -> tuple[exp.Expression, str, Sc
                                   hint="write FROM (SELECT ...) AS name")  # fmt: skip
         _reject_extra(node, ("this", "alias"))
         tree, schema = _query(node.this, scope.child())
-        out = exp.Subquery(this=tree, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        out = exp.Subquery(
+            this=tree, alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True))
+        )
         out.meta["columns"] = list(schema)
         return out, alias, schema
     if not isinstance(node, exp.Table):
@@ -261,7 +265,7 @@ def _ctx(base: ScalarContext, *, aggregates: bool, where: str) -> ScalarContext:
                          where=where)  # fmt: skip
 
 
-def _join(join: exp.Expression, scope: _Scope, left_aliases: set[str]) -> exp.Join:
+def _join(join: exp.Expr, scope: _Scope, left_aliases: set[str]) -> exp.Join:
     _reject_extra(join, ("this", "on", "side", "kind"))
     side = (join.args.get("side") or "").upper()
     kind = (join.args.get("kind") or "").upper()
@@ -283,9 +287,13 @@ def _join(join: exp.Expression, scope: _Scope, left_aliases: set[str]) -> exp.Jo
         sides = None
         if isinstance(plain, exp.EQ):
             sides = (_aliases(plain.this), _aliases(plain.expression))
-        ok = sides is not None and all(sides) and (
-            (sides[0] <= left_aliases and sides[1] == {alias})
-            or (sides[1] <= left_aliases and sides[0] == {alias})
+        ok = (
+            sides is not None
+            and all(sides)
+            and (
+                (sides[0] <= left_aliases and sides[1] == {alias})
+                or (sides[1] <= left_aliases and sides[0] == {alias})
+            )
         )
         if not ok:
             raise UnsupportedExpressionError(
@@ -300,11 +308,11 @@ def _join(join: exp.Expression, scope: _Scope, left_aliases: set[str]) -> exp.Jo
     return out
 
 
-def _aliases(node: exp.Expression) -> set[str]:
+def _aliases(node: exp.Expr) -> set[str]:
     return {str(c.meta["ref"]).split(REF_SEP)[0] for c in node.find_all(exp.Column)}
 
 
-def _output_name(item: exp.Expression, index: int) -> str:
+def _output_name(item: exp.Expr, index: int) -> str:
     if isinstance(item, exp.Alias):
         return item.alias
     if isinstance(item, exp.Column):
@@ -314,8 +322,8 @@ def _output_name(item: exp.Expression, index: int) -> str:
     return f"_col{index}"
 
 
-def _expand(items: list[exp.Expression], scope: _Scope) -> list[exp.Expression]:
-    out: list[exp.Expression] = []
+def _expand(items: list[exp.Expr], scope: _Scope) -> list[exp.Expr]:
+    out: list[exp.Expr] = []
     for item in items:
         if isinstance(item, exp.Star):
             for alias, cols in scope.sources.items():
@@ -330,7 +338,7 @@ def _expand(items: list[exp.Expression], scope: _Scope) -> list[exp.Expression]:
     return out
 
 
-def _select(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
+def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     _reject_extra(node, _SELECT_ARGS)
     scope = scope.child()
     with_ = _with(node, scope)
@@ -372,8 +380,8 @@ def _select(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
         having = check_expression(node.args["having"].this,
                                   _ctx(base, aggregates=True, where="HAVING"))  # fmt: skip
         _expect_bool(having, "HAVING")
-    aggregating = bool(groups) or having is not None or any(
-        v.find(*AGGREGATES) is not None for v in values
+    aggregating = (
+        bool(groups) or having is not None or any(v.find(*AGGREGATES) is not None for v in values)
     )
     seen: set[str] = set()
     output: Schema = {}
@@ -401,7 +409,7 @@ def _select(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
                                              hint="use GROUP BY")  # fmt: skip
         out.set("distinct", exp.Distinct())
 
-    def resolve_order(expr: exp.Expression) -> exp.Expression:
+    def resolve_order(expr: exp.Expr) -> exp.Expr:
         checked = check_expression(expr, _ctx(base, aggregates=aggregating, where="ORDER BY"))
         if aggregating:
             _check_grouped(checked, group_sql)
@@ -415,14 +423,14 @@ def _select(node: exp.Expression, scope: _Scope) -> tuple[exp.Query, Schema]:
     return out, output
 
 
-def _expect_bool(node: exp.Expression, where: str) -> None:
+def _expect_bool(node: exp.Expr, where: str) -> None:
     if type_of(node) not in (BOOL, NULL):
         raise ExpressionError(f"{where} needs a boolean condition, got {type_of(node)}",
                               fragment=_frag(node), hint="compare it, e.g. x > 0")  # fmt: skip
 
 
-def _group_target(node: exp.Expression, names: list[str], values: list[exp.Expression],
-                  scope: _Scope) -> exp.Expression:  # fmt: skip
+def _group_target(node: exp.Expr, names: list[str], values: list[exp.Expr],
+                  scope: _Scope) -> exp.Expr:  # fmt: skip
     if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
         index = int(node.this)
         if not 1 <= index <= len(values):
@@ -439,7 +447,7 @@ def _group_target(node: exp.Expression, names: list[str], values: list[exp.Expre
     return node
 
 
-def _check_grouped(node: exp.Expression, group_sql: set[str]) -> None:
+def _check_grouped(node: exp.Expr, group_sql: set[str]) -> None:
     if node.sql() in group_sql or isinstance(node, AGGREGATES):
         return
     if isinstance(node, exp.Column):
@@ -452,8 +460,8 @@ def _check_grouped(node: exp.Expression, group_sql: set[str]) -> None:
         _check_grouped(child, group_sql)
 
 
-def _order(node: exp.Expression, out: exp.Expression, output: Schema, *,
-           items: list[exp.Expression], hidden_ok: bool, resolve: object) -> None:  # fmt: skip
+def _order(node: exp.Expr, out: exp.Expr, output: Schema, *,
+           items: list[exp.Expr], hidden_ok: bool, resolve: object) -> None:  # fmt: skip
     order = node.args.get("order")
     if order is None:
         return

@@ -38,7 +38,7 @@ class Checked:
 
     sql: str
     kind: ExprKind
-    tree: exp.Expression
+    tree: exp.Expr
     schema: Mapping[str, str]
     columns: tuple[str, ...]
     dtype: str

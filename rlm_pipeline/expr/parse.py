@@ -33,7 +33,7 @@ _WHAT = {
 }
 
 
-def parse_sql(sql: str, kind: InputKind, *, limits: Limits = DEFAULT_LIMITS) -> exp.Expression:
+def parse_sql(sql: str, kind: InputKind, *, limits: Limits = DEFAULT_LIMITS) -> exp.Expr:
     """Parse one SQL text into a sqlglot tree, refusing anything but one statement.
 
     Parameters
@@ -48,7 +48,7 @@ def parse_sql(sql: str, kind: InputKind, *, limits: Limits = DEFAULT_LIMITS) -> 
 
     Returns
     -------
-    sqlglot.exp.Expression
+    sqlglot.exp.Expr
         The parsed tree, not yet checked.
 
     Raises

@@ -37,7 +37,9 @@ MAX_REPEAT = 1_000
 _ANY_RUN = object()
 _ANY_ONE = object()
 
-_LIKE_HINT = "in LIKE, % matches any text, _ one character; write \\% \\_ \\\\ for the characters themselves"
+_LIKE_HINT = (
+    "in LIKE, % matches any text, _ one character; write \\% \\_ \\\\ for the characters themselves"
+)
 _RE_HINT = (
     "use the portable regexp subset: literals, . [a-z] [^0-9] \\d \\w \\s ( ) (?: ) | "
     "* + ? {n,m} ^ $; escape other punctuation with \\"
@@ -253,7 +255,9 @@ class _RegexReader:
             return "\\x{%02X}" % {"t": 9, "n": 10, "r": 13, "f": 12, "v": 11}[char]
         if char.isascii() and not char.isalnum():
             return _literal(char)
-        raise self.fail(f"the escape \\{char} (back-references, \\b, \\p, \\x, \\u are not portable)")
+        raise self.fail(
+            f"the escape \\{char} (back-references, \\b, \\p, \\x, \\u are not portable)"
+        )
 
     def class_char(self) -> str:
         char = self.take()

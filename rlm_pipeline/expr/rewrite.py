@@ -8,10 +8,10 @@ from sqlglot import exp
 
 __all__ = ["Rule", "rewrite"]
 
-Rule = Callable[[exp.Expression], exp.Expression]
+Rule = Callable[[exp.Expr], exp.Expr]
 
 
-def rewrite(tree: exp.Expression, rules: Mapping[type[exp.Expression], Rule]) -> exp.Expression:
+def rewrite(tree: exp.Expr, rules: Mapping[type[exp.Expr], Rule]) -> exp.Expr:
     """Apply ``rules`` (node class -> function) to a copy of ``tree``, children first.
 
     Each rule sees a node whose children were already rewritten and returns the
@@ -36,6 +36,6 @@ def rewrite(tree: exp.Expression, rules: Mapping[type[exp.Expression], Rule]) ->
             for name, value in node.meta.items():
                 replacement.meta.setdefault(name, value)
             parent.set(key, replacement, index)
-    result: exp.Expression = holder.this
+    result: exp.Expr = holder.this
     result.pop()
     return result

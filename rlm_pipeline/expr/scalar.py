@@ -50,7 +50,7 @@ FUNCTION_NAMES: tuple[str, ...] = (
     "upper", "year",
 )  # fmt: skip
 
-AGGREGATES: tuple[type[exp.Expression], ...] = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
+AGGREGATES: tuple[type[exp.Expr], ...] = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 
 _EXTRACT_FIELDS = ("YEAR", "MONTH", "DAY")
 _MAX_INT = 2**63 - 1
@@ -82,24 +82,24 @@ class ScalarContext:
     in_aggregate: bool = False
 
 
-def type_of(node: exp.Expression) -> str:
+def type_of(node: exp.Expr) -> str:
     """The engine-neutral type recorded on a checked node."""
     return str(node.meta.get("type", NULL))
 
 
-def _typed(node: exp.Expression, dtype: str) -> exp.Expression:
+def _typed(node: exp.Expr, dtype: str) -> exp.Expr:
     node.meta["type"] = dtype
     return node
 
 
-def _frag(node: exp.Expression) -> str:
+def _frag(node: exp.Expr) -> str:
     try:
         return node.sql()[:120]
     except Exception:  # noqa: BLE001 - a fragment is best effort
         return type(node).__name__
 
 
-def _unsupported(node: exp.Expression, what: str | None = None) -> UnsupportedExpressionError:
+def _unsupported(node: exp.Expr, what: str | None = None) -> UnsupportedExpressionError:
     name = what or _node_name(node)
     return UnsupportedExpressionError(
         f"{name} is not allowed",
@@ -110,7 +110,7 @@ def _unsupported(node: exp.Expression, what: str | None = None) -> UnsupportedEx
     )
 
 
-def _node_name(node: exp.Expression) -> str:
+def _node_name(node: exp.Expr) -> str:
     if isinstance(node, exp.Anonymous):
         return f"function {node.name}()"
     if isinstance(node, exp.Func):
@@ -118,11 +118,11 @@ def _node_name(node: exp.Expression) -> str:
     return f"{type(node).__name__} ({_frag(node)[:40]})"
 
 
-def _type_error(node: exp.Expression, message: str, hint: str) -> ExpressionError:
+def _type_error(node: exp.Expr, message: str, hint: str) -> ExpressionError:
     return ExpressionError(message, fragment=_frag(node), hint=hint)
 
 
-def check_expression(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def check_expression(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     """Check and pin one scalar expression; returns a new, typed tree.
 
     Parameters
@@ -134,7 +134,7 @@ def check_expression(node: exp.Expression, ctx: ScalarContext) -> exp.Expression
 
     Returns
     -------
-    sqlglot.exp.Expression
+    sqlglot.exp.Expr
         The pinned tree; every node has ``meta["type"]``.
 
     Raises
@@ -157,20 +157,20 @@ def check_expression(node: exp.Expression, ctx: ScalarContext) -> exp.Expression
     return handler(node, ctx)
 
 
-def _child(node: exp.Expression, key: str, ctx: ScalarContext) -> exp.Expression:
+def _child(node: exp.Expr, key: str, ctx: ScalarContext) -> exp.Expr:
     value = node.args.get(key)
-    if not isinstance(value, exp.Expression):
+    if not isinstance(value, exp.Expr):
         raise _type_error(node, f"{_node_name(node)} is missing an argument", "check the syntax")
     return check_expression(value, ctx)
 
 
-def _only_args(node: exp.Expression, *keys: str) -> None:
+def _only_args(node: exp.Expr, *keys: str) -> None:
     for key, value in node.args.items():
         if key not in keys and value not in (None, False, []):
             raise _unsupported(node, f"{_node_name(node)} with {key.upper()}")
 
 
-def _expect(node: exp.Expression, child: exp.Expression, allowed: frozenset[str] | set[str],
+def _expect(node: exp.Expr, child: exp.Expr, allowed: frozenset[str] | set[str],
             what: str) -> None:  # fmt: skip
     dtype = type_of(child)
     if dtype != NULL and dtype not in allowed:
@@ -184,7 +184,7 @@ def _expect(node: exp.Expression, child: exp.Expression, allowed: frozenset[str]
 # ---- leaves ---------------------------------------------------------------
 
 
-def _column(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _column(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     assert isinstance(node, exp.Column)
     if node.args.get("db") or node.args.get("catalog"):
         raise _unsupported(node, "a column name with more than one qualifier")
@@ -196,7 +196,7 @@ def _column(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(out, dtype)
 
 
-def _literal(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _literal(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     assert isinstance(node, exp.Literal)
     if node.is_string:
         return _typed(node.copy(), STRING)
@@ -212,15 +212,15 @@ def _literal(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(node.copy(), FLOAT)
 
 
-def _boolean(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _boolean(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     return _typed(node.copy(), BOOL)
 
 
-def _null(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _null(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     return _typed(node.copy(), NULL)
 
 
-def _paren(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _paren(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     inner = _child(node, "this", ctx)
     return _typed(exp.Paren(this=inner), type_of(inner))
 
@@ -228,20 +228,20 @@ def _paren(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
 # ---- logic and comparison -------------------------------------------------
 
 
-def _connector(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _connector(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     left, right = _child(node, "this", ctx), _child(node, "expression", ctx)
     for side in (left, right):
         _expect(node, side, {BOOL}, "boolean operands")
     return _typed(type(node)(this=left, expression=right), BOOL)
 
 
-def _not(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _not(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     inner = _child(node, "this", ctx)
     _expect(node, inner, {BOOL}, "a boolean operand")
     return _typed(exp.Not(this=inner), BOOL)
 
 
-def _date_literal(value: exp.Expression) -> exp.Expression | None:
+def _date_literal(value: exp.Expr) -> exp.Expr | None:
     """A string literal holding an ISO date, as a DATE literal; else None."""
     if isinstance(value, exp.Literal) and value.is_string:
         try:
@@ -255,8 +255,8 @@ def _date_literal(value: exp.Expression) -> exp.Expression | None:
     return None
 
 
-def _coerce_pair(node: exp.Expression, left: exp.Expression, right: exp.Expression,
-                 ) -> tuple[exp.Expression, exp.Expression, str]:  # fmt: skip
+def _coerce_pair(node: exp.Expr, left: exp.Expr, right: exp.Expr,
+                 ) -> tuple[exp.Expr, exp.Expr, str]:  # fmt: skip
     """Make two operands comparable: string literal vs date -> date literal."""
     lt, rt = type_of(left), type_of(right)
     if lt in (DATE, TIMESTAMP) and rt == STRING and (lit := _date_literal(right)) is not None:
@@ -276,20 +276,20 @@ def _coerce_pair(node: exp.Expression, left: exp.Expression, right: exp.Expressi
     return left, right, common
 
 
-def _comparison(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _comparison(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     left, right = _child(node, "this", ctx), _child(node, "expression", ctx)
     left, right, _ = _coerce_pair(node, left, right)
     return _typed(type(node)(this=left, expression=right), BOOL)
 
 
-def _is(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _is(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     if not isinstance(node.expression, exp.Null):
         raise _unsupported(node, "IS other than IS NULL / IS NOT NULL")
     inner = _child(node, "this", ctx)
     return _typed(exp.Is(this=inner, expression=exp.Null()), BOOL)
 
 
-def _between(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _between(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "low", "high")
     this = _child(node, "this", ctx)
     low, high = _child(node, "low", ctx), _child(node, "high", ctx)
@@ -298,11 +298,17 @@ def _between(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(exp.Between(this=this, low=low, high=high), BOOL)
 
 
-def _in_item(node: exp.Expression, item: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _in_item(node: exp.Expr, item: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     plain = item.this if isinstance(item, exp.Paren) else item
-    literal = isinstance(plain, exp.Literal | exp.Boolean | exp.Null) or (
-        isinstance(plain, exp.Neg) and isinstance(plain.this, exp.Literal) and not plain.this.is_string
-    ) or (isinstance(plain, exp.Cast) and isinstance(plain.this, exp.Literal))
+    literal = (
+        isinstance(plain, exp.Literal | exp.Boolean | exp.Null)
+        or (
+            isinstance(plain, exp.Neg)
+            and isinstance(plain.this, exp.Literal)
+            and not plain.this.is_string
+        )
+        or (isinstance(plain, exp.Cast) and isinstance(plain.this, exp.Literal))
+    )
     if not literal:
         raise _type_error(
             node,
@@ -312,7 +318,7 @@ def _in_item(node: exp.Expression, item: exp.Expression, ctx: ScalarContext) -> 
     return check_expression(plain, ctx)
 
 
-def _in(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _in(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     if node.args.get("query") is not None:
         raise UnsupportedExpressionError(
             "IN (SELECT ...) subqueries are not allowed",
@@ -336,7 +342,7 @@ def _in(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(exp.In(this=this, expressions=checked), BOOL)
 
 
-def _string_pattern(node: exp.Expression, value: object, what: str) -> str:
+def _string_pattern(node: exp.Expr, value: object, what: str) -> str:
     if not (isinstance(value, exp.Literal) and value.is_string):
         raise _type_error(
             node,
@@ -346,7 +352,7 @@ def _string_pattern(node: exp.Expression, value: object, what: str) -> str:
     return str(value.this)
 
 
-def _like(node: exp.Expression, ctx: ScalarContext, escape: str = "\\") -> exp.Expression:
+def _like(node: exp.Expr, ctx: ScalarContext, escape: str = "\\") -> exp.Expr:
     _only_args(node, "this", "expression")
     what = "ILIKE" if isinstance(node, exp.ILike) else "LIKE"
     pattern = parse_like(_string_pattern(node, node.expression, what), escape)
@@ -361,7 +367,7 @@ def _like(node: exp.Expression, ctx: ScalarContext, escape: str = "\\") -> exp.E
     return out
 
 
-def _escape(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _escape(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     inner = node.this
     if not isinstance(inner, exp.Like | exp.ILike):
         raise _unsupported(node, "ESCAPE outside LIKE")
@@ -369,7 +375,7 @@ def _escape(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _like(inner, ctx, escape)
 
 
-def _regexp(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _regexp(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "expression")
     pattern = canonical_regex(_string_pattern(node, node.expression, "regexp_like"))
     this = _child(node, "this", ctx)
@@ -381,7 +387,7 @@ def _regexp(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
 # ---- arithmetic and strings ----------------------------------------------
 
 
-def _arithmetic(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _arithmetic(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     left, right = _child(node, "this", ctx), _child(node, "expression", ctx)
     for side in (left, right):
         _expect(node, side, NUMERIC, "numbers")
@@ -391,20 +397,20 @@ def _arithmetic(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(type(node)(this=left, expression=right), common if common != NULL else INT)
 
 
-def _neg(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _neg(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     inner = _child(node, "this", ctx)
     _expect(node, inner, NUMERIC, "a number")
     return _typed(exp.Neg(this=inner), type_of(inner) if type_of(inner) != NULL else INT)
 
 
-def _dpipe(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _dpipe(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     left, right = _child(node, "this", ctx), _child(node, "expression", ctx)
     for side in (left, right):
         _expect(node, side, {STRING}, "strings (CAST other types AS VARCHAR)")
     return _typed(exp.DPipe(this=left, expression=right), STRING)
 
 
-def _concat(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _concat(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "expressions", "safe", "coalesce")
     parts = [check_expression(e, ctx) for e in node.expressions]
     if not parts:
@@ -414,7 +420,7 @@ def _concat(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(exp.Concat(expressions=parts), STRING)
 
 
-def _string_fn(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _string_fn(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this")
     inner = _child(node, "this", ctx)
     _expect(node, inner, {STRING}, "a string")
@@ -422,13 +428,13 @@ def _string_fn(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(type(node)(this=inner), result)
 
 
-def _trim(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _trim(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     if node.args.get("expression") is not None or node.args.get("position") is not None:
         raise _unsupported(node, "TRIM with characters or LEADING/TRAILING (only trim(x))")
     return _string_fn(node, ctx)
 
 
-def _int_literal(node: exp.Expression, value: object, what: str, minimum: int) -> int:
+def _int_literal(node: exp.Expr, value: object, what: str, minimum: int) -> int:
     if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
         number = int(value.this)
         if number >= minimum:
@@ -440,19 +446,19 @@ def _int_literal(node: exp.Expression, value: object, what: str, minimum: int) -
     )
 
 
-def _substring(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _substring(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "start", "length")
     this = _child(node, "this", ctx)
     _expect(node, this, {STRING}, "a string")
     start = _int_literal(node, node.args.get("start"), "the substring start (1-based)", 1)
-    args: dict[str, exp.Expression] = {"this": this, "start": _typed(exp.Literal.number(start), INT)}
+    args: dict[str, exp.Expr] = {"this": this, "start": _typed(exp.Literal.number(start), INT)}
     if node.args.get("length") is not None:
         length = _int_literal(node, node.args["length"], "the substring length", 0)
         args["length"] = _typed(exp.Literal.number(length), INT)
     return _typed(exp.Substring(**args), STRING)
 
 
-def _strpos(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _strpos(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "substr")
     this = _child(node, "this", ctx)
     _expect(node, this, {STRING}, "a string")
@@ -463,7 +469,7 @@ def _strpos(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(exp.StrPosition(this=this, substr=_typed(needle.copy(), STRING)), INT)
 
 
-def _replace(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _replace(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "expression", "replacement")
     this = _child(node, "this", ctx)
     _expect(node, this, {STRING}, "a string")
@@ -480,18 +486,18 @@ def _replace(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
 # ---- numbers --------------------------------------------------------------
 
 
-def _abs(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _abs(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this")
     inner = _child(node, "this", ctx)
     _expect(node, inner, NUMERIC, "a number")
     return _typed(exp.Abs(this=inner), type_of(inner) if type_of(inner) != NULL else INT)
 
 
-def _round(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _round(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "decimals")
     inner = _child(node, "this", ctx)
     _expect(node, inner, NUMERIC, "a number")
-    args: dict[str, exp.Expression] = {"this": inner}
+    args: dict[str, exp.Expr] = {"this": inner}
     if node.args.get("decimals") is not None:
         digits = _int_literal(node, node.args["decimals"], "the number of decimals", 0)
         if digits > 15:
@@ -500,7 +506,7 @@ def _round(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(exp.Round(**args), type_of(inner) if type_of(inner) != NULL else FLOAT)
 
 
-def _floor_ceil(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _floor_ceil(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this")
     inner = _child(node, "this", ctx)
     _expect(node, inner, NUMERIC, "a number")
@@ -510,7 +516,7 @@ def _floor_ceil(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
 # ---- NULL handling, CASE, CAST ---------------------------------------------
 
 
-def _unify_all(node: exp.Expression, values: list[exp.Expression]) -> str:
+def _unify_all(node: exp.Expr, values: list[exp.Expr]) -> str:
     common = NULL
     for value in values:
         joined = unify(common, type_of(value))
@@ -524,24 +530,24 @@ def _unify_all(node: exp.Expression, values: list[exp.Expression]) -> str:
     return common
 
 
-def _coalesce(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _coalesce(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "expressions")
     values = [_child(node, "this", ctx)] + [check_expression(e, ctx) for e in node.expressions]
     return _typed(exp.Coalesce(this=values[0], expressions=values[1:]), _unify_all(node, values))
 
 
-def _nullif(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _nullif(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     left, right = _child(node, "this", ctx), _child(node, "expression", ctx)
     left, right, _ = _coerce_pair(node, left, right)
     return _typed(exp.Nullif(this=left, expression=right), type_of(left))
 
 
-def _case(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _case(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "ifs", "default")
     subject = node.args.get("this")
     checked_subject = check_expression(subject, ctx) if subject is not None else None
-    ifs: list[exp.Expression] = []
-    results: list[exp.Expression] = []
+    ifs: list[exp.Expr] = []
+    results: list[exp.Expr] = []
     for branch in node.args.get("ifs") or []:
         if not isinstance(branch, exp.If):
             raise _unsupported(branch)
@@ -581,7 +587,7 @@ _TYPE_NAMES = {
 }  # fmt: skip
 
 
-def _cast(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _cast(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "to")
     to = node.args.get("to")
     target = _TYPE_NAMES.get(to.this) if isinstance(to, exp.DataType) else None
@@ -607,8 +613,8 @@ def _cast(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
 # ---- dates ----------------------------------------------------------------
 
 
-def _extract_field(node: exp.Expression, field: str, value: exp.Expression,
-                   ctx: ScalarContext) -> exp.Expression:  # fmt: skip
+def _extract_field(node: exp.Expr, field: str, value: exp.Expr,
+                   ctx: ScalarContext) -> exp.Expr:  # fmt: skip
     field = field.upper()
     if field not in _EXTRACT_FIELDS:
         raise _type_error(node, f"cannot extract {field}", "extract YEAR, MONTH or DAY")
@@ -617,7 +623,7 @@ def _extract_field(node: exp.Expression, field: str, value: exp.Expression,
     return _typed(exp.Extract(this=exp.Var(this=field), expression=inner), INT)
 
 
-def _extract(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _extract(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     field = node.this
     name = field.name if isinstance(field, exp.Var | exp.Identifier | exp.Column) else ""
     if isinstance(field, exp.Literal) and field.is_string:
@@ -625,11 +631,11 @@ def _extract(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _extract_field(node, name, node.expression, ctx)
 
 
-def _date_fn(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _date_fn(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     return _extract_field(node, type(node).__name__, node.this, ctx)
 
 
-def _anonymous(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _anonymous(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     assert isinstance(node, exp.Anonymous)
     if node.name.lower() == "date_part" and len(node.expressions) == 2:
         field, value = node.expressions
@@ -642,7 +648,7 @@ def _anonymous(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
 # ---- aggregates -----------------------------------------------------------
 
 
-def _aggregate(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _aggregate(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     name = type(node).__name__.lower()
     if not ctx.aggregates:
         raise UnsupportedExpressionError(
@@ -669,7 +675,7 @@ def _aggregate(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(type(node)(this=inner), result)
 
 
-def _count(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
+def _count(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _only_args(node, "this", "big_int")
     arg = node.this
     if arg is None or isinstance(arg, exp.Star):
@@ -682,9 +688,9 @@ def _count(node: exp.Expression, ctx: ScalarContext) -> exp.Expression:
     return _typed(exp.Count(this=check_expression(arg, ctx)), INT)
 
 
-_Handler = Callable[[exp.Expression, ScalarContext], exp.Expression]
+_Handler = Callable[[exp.Expr, ScalarContext], exp.Expr]
 
-_HANDLERS: dict[type[exp.Expression], _Handler] = {
+_HANDLERS: dict[type[exp.Expr], _Handler] = {
     exp.Column: _column,
     exp.Literal: _literal,
     exp.Boolean: _boolean,

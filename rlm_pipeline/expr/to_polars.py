@@ -72,7 +72,7 @@ def compile_expr(checked: Checked) -> pl.Expr:
     return compile_node(checked.tree, PolarsContext())
 
 
-def compile_node(node: exp.Expression, ctx: PolarsContext) -> pl.Expr:
+def compile_node(node: exp.Expr, ctx: PolarsContext) -> pl.Expr:
     """Compile one checked node, using ``ctx.subst`` for precomputed subtrees."""
     if ctx.subst:
         name = ctx.subst.get(node.sql())
@@ -81,7 +81,7 @@ def compile_node(node: exp.Expression, ctx: PolarsContext) -> pl.Expr:
     return _compile(node, ctx)
 
 
-def _as(expr: pl.Expr, node: exp.Expression, target: str) -> pl.Expr:
+def _as(expr: pl.Expr, node: exp.Expr, target: str) -> pl.Expr:
     """Cast ``expr`` (the value of ``node``) to ``target`` when the types differ."""
     dtype = polars_dtype(target)
     if dtype is not None and type_of(node) != target:
@@ -89,15 +89,15 @@ def _as(expr: pl.Expr, node: exp.Expression, target: str) -> pl.Expr:
     return expr
 
 
-def _c(node: exp.Expression, ctx: PolarsContext, key: str = "this") -> pl.Expr:
+def _c(node: exp.Expr, ctx: PolarsContext, key: str = "this") -> pl.Expr:
     child = node.args[key]
-    if not isinstance(child, exp.Expression):
+    if not isinstance(child, exp.Expr):
         raise UnsupportedExpressionError(f"malformed {type(node).__name__}", fragment=node.sql())
     return compile_node(child, ctx)
 
 
 @singledispatch
-def _compile(node: exp.Expression, ctx: PolarsContext) -> pl.Expr:
+def _compile(node: exp.Expr, ctx: PolarsContext) -> pl.Expr:
     raise UnsupportedExpressionError(
         f"the Polars compiler has no rule for {type(node).__name__}",
         fragment=node.sql()[:80],
@@ -115,7 +115,7 @@ def _(node: exp.Literal, ctx: PolarsContext) -> pl.Expr:
     return pl.lit(literal_value(node), dtype=polars_dtype(type_of(node)))
 
 
-def literal_value(node: exp.Expression) -> object:
+def literal_value(node: exp.Expr) -> object:
     """The Python value of a checked literal node (number, string, bool, date, None)."""
     if isinstance(node, exp.Paren):
         return literal_value(node.this)
@@ -166,7 +166,7 @@ def _(node: exp.Not, ctx: PolarsContext) -> pl.Expr:
     return ~_c(node, ctx).cast(pl.Boolean)
 
 
-def _pair(node: exp.Expression, ctx: PolarsContext) -> tuple[pl.Expr, pl.Expr]:
+def _pair(node: exp.Expr, ctx: PolarsContext) -> tuple[pl.Expr, pl.Expr]:
     left, right = node.this, node.expression
     lt, rt = type_of(left), type_of(right)
     a, b = compile_node(left, ctx), compile_node(right, ctx)
@@ -272,7 +272,7 @@ def _(node: exp.RegexpLike, ctx: PolarsContext) -> pl.Expr:
     return _c(node, ctx).str.contains(str(node.expression.this))
 
 
-def _numbers(node: exp.Expression, ctx: PolarsContext) -> tuple[pl.Expr, pl.Expr]:
+def _numbers(node: exp.Expr, ctx: PolarsContext) -> tuple[pl.Expr, pl.Expr]:
     target = type_of(node)
     a = _as(_c(node, ctx), node.this, target)
     b = _as(_c(node, ctx, "expression"), node.expression, target)

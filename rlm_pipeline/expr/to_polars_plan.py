@@ -44,7 +44,7 @@ def compile_query(checked: CheckedQuery, frames: Mapping[str, pl.LazyFrame]) -> 
     return _query(checked.tree, frames, {})
 
 
-def _query(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
+def _query(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
            ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
     ctes = dict(ctes)
     with_ = node.args.get("with_")
@@ -59,7 +59,7 @@ def _query(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
                                      fragment=node.sql()[:80])  # fmt: skip
 
 
-def _finish(frame: pl.LazyFrame, node: exp.Expression, names: list[str]) -> pl.LazyFrame:
+def _finish(frame: pl.LazyFrame, node: exp.Expr, names: list[str]) -> pl.LazyFrame:
     """DISTINCT, ORDER BY, OFFSET/LIMIT and the final column list."""
     if node.args.get("distinct"):
         frame = frame.unique(subset=names, maintain_order=False)
@@ -84,7 +84,7 @@ def _finish(frame: pl.LazyFrame, node: exp.Expression, names: list[str]) -> pl.L
     return frame
 
 
-def _union(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
+def _union(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
            ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
     schema: dict[str, str] = node.meta["schema"]
     names = list(schema)
@@ -106,7 +106,7 @@ def _union(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
     return _finish(frame, node, names)
 
 
-def _source(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
+def _source(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
             ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
     alias = node.alias
     if isinstance(node, exp.Subquery):
@@ -119,7 +119,7 @@ def _source(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
     return frame.select([pl.col(c).alias(ref_name(alias, c)) for c in columns])
 
 
-def _join_keys(join: exp.Expression) -> tuple[list[pl.Expr], list[pl.Expr]]:
+def _join_keys(join: exp.Expr) -> tuple[list[pl.Expr], list[pl.Expr]]:
     alias = str(join.meta["alias"])
     on = join.args["on"]
     parts = list(on.flatten()) if isinstance(on, exp.And) else [on]
@@ -139,15 +139,15 @@ def _join_keys(join: exp.Expression) -> tuple[list[pl.Expr], list[pl.Expr]]:
     return left_keys, right_keys
 
 
-def _aggregates(nodes: list[exp.Expression]) -> list[exp.Expression]:
-    found: dict[str, exp.Expression] = {}
+def _aggregates(nodes: list[exp.Expr]) -> list[exp.Expr]:
+    found: dict[str, exp.Expr] = {}
     for node in nodes:
         for agg in node.find_all(*AGGREGATES):
             found.setdefault(agg.sql(), agg)
     return list(found.values())
 
 
-def _select(node: exp.Expression, views: Mapping[str, pl.LazyFrame],
+def _select(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
             ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
     frame = _source(node.args["from_"].this, views, ctes)
     for join in node.args.get("joins") or []:

@@ -22,11 +22,11 @@ __all__ = ["SPARK_RULES", "generate", "pinned_rules"]
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod, exp.Neg)
 
 
-def _cast(node: exp.Expression, sql_type: str) -> exp.Expression:
+def _cast(node: exp.Expr, sql_type: str) -> exp.Expr:
     return exp.Cast(this=node, to=exp.DataType.build(sql_type))
 
 
-def _number(node: exp.Expression) -> exp.Expression:
+def _number(node: exp.Expr) -> exp.Expr:
     if not isinstance(node, exp.Literal) or node.is_string:
         return node
     if type_of(node) == FLOAT:
@@ -36,32 +36,32 @@ def _number(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _like(node: exp.Expression) -> exp.Expression:
+def _like(node: exp.Expr) -> exp.Expr:
     return exp.Escape(this=node, expression=exp.Literal.string("\\"))
 
 
-def _divide(node: exp.Expression) -> exp.Expression:
+def _divide(node: exp.Expr) -> exp.Expr:
     divisor = exp.Nullif(this=node.expression, expression=exp.Literal.number(0))
     return type(node)(this=node.this, expression=divisor)
 
 
-def _bigint(node: exp.Expression) -> exp.Expression:
+def _bigint(node: exp.Expr) -> exp.Expr:
     return _cast(node, "BIGINT")
 
 
-def _float_only(node: exp.Expression) -> exp.Expression:
+def _float_only(node: exp.Expr) -> exp.Expr:
     if type_of(node) == INT:
         return exp.Paren(this=node.this)
     return _cast(node, "DOUBLE")
 
 
-def _round(node: exp.Expression) -> exp.Expression:
+def _round(node: exp.Expr) -> exp.Expr:
     if type_of(node) == INT:
         return exp.Paren(this=node.this)
     return node
 
 
-def pinned_rules() -> dict[type[exp.Expression], Rule]:
+def pinned_rules() -> dict[type[exp.Expr], Rule]:
     """Rewrites every SQL target needs (division by zero, literal types, LIKE escape).
 
     Examples
@@ -81,17 +81,17 @@ def pinned_rules() -> dict[type[exp.Expression], Rule]:
     }
 
 
-def _concat(node: exp.Expression) -> exp.Expression:
+def _concat(node: exp.Expr) -> exp.Expr:
     # pinned: concat() skips NULLs (PostgreSQL); Spark's CONCAT would return NULL.
     return exp.Anonymous(this="CONCAT_WS", expressions=[exp.Literal.string(""), *node.expressions])
 
 
-def _dpipe(node: exp.Expression) -> exp.Expression:
+def _dpipe(node: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this="CONCAT", expressions=[node.this, node.expression])
 
 
 #: Spark-specific spellings on top of :func:`pinned_rules`.
-SPARK_RULES: dict[type[exp.Expression], Rule] = {
+SPARK_RULES: dict[type[exp.Expr], Rule] = {
     **pinned_rules(),
     exp.Concat: _concat,
     exp.DPipe: _dpipe,
@@ -102,7 +102,7 @@ SPARK_RULES: dict[type[exp.Expression], Rule] = {
 
 
 def _views(mapping: Mapping[str, str]) -> Rule:
-    def rename(node: exp.Expression) -> exp.Expression:
+    def rename(node: exp.Expr) -> exp.Expr:
         view = node.meta.get("view")
         if not isinstance(node, exp.Table) or view is None or view not in mapping:
             return node

@@ -108,9 +108,9 @@ def _add_steps(tree: Tree, node: PathNode) -> None:
 
 def _add_path(tree: Tree, node: PathNode) -> None:
     label = Text.assemble(("sub-RLM ", "bold magenta"), (node.path, "magenta"))
-    label.append(f"  depth {node.depth} · {_plural(len(node.steps), "step")}", style="dim")
+    label.append(f"  depth {node.depth} · {_plural(len(node.steps), 'step')}", style="dim")
     if node.error_count:
-        label.append(f" · {_plural(node.error_count, "error")}", style="red")
+        label.append(f" · {_plural(node.error_count, 'error')}", style="red")
     if node.answer is not None:
         label.append("  → ", style="dim")
         label.append(format_value(node.answer, 120), style="green")

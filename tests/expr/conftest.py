@@ -22,9 +22,16 @@ def make_typed_table() -> pa.Table:
             ),
             "b": pa.array([True, False, None, True, False, True, None, False], pa.bool_()),
             "d": pa.array(
-                [dt.date(2024, 1, 31), dt.date(2023, 12, 1), None, dt.date(2024, 2, 29),
-                 dt.date(2020, 6, 15), dt.date(2024, 1, 1), dt.date(1999, 12, 31),
-                 dt.date(2024, 3, 1)],
+                [
+                    dt.date(2024, 1, 31),
+                    dt.date(2023, 12, 1),
+                    None,
+                    dt.date(2024, 2, 29),
+                    dt.date(2020, 6, 15),
+                    dt.date(2024, 1, 1),
+                    dt.date(1999, 12, 31),
+                    dt.date(2024, 3, 1),
+                ],
                 pa.date32(),
             ),  # fmt: skip
         }

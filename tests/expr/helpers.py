@@ -73,7 +73,7 @@ def arrow_schema(table: pa.Table) -> dict[str, str]:
 # ---- DuckDB: the oracle ------------------------------------------------------
 
 
-def _duck_cast(node: exp.Expression) -> exp.Expression:
+def _duck_cast(node: exp.Expr) -> exp.Expr:
     # DuckDB rounds float -> integer casts; the pinned meaning truncates.
     if type_of(node) == INT and type_of(node.this) == FLOAT:
         trunc = exp.Anonymous(this="TRUNC", expressions=[node.this])
@@ -84,21 +84,21 @@ def _duck_cast(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _duck_concat(node: exp.Expression) -> exp.Expression:
+def _duck_concat(node: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this="CONCAT", expressions=list(node.expressions))
 
 
-def _duck_regexp(node: exp.Expression) -> exp.Expression:
+def _duck_regexp(node: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this="REGEXP_MATCHES", expressions=[node.this, node.expression])
 
 
-def _duck_strpos(node: exp.Expression) -> exp.Expression:
+def _duck_strpos(node: exp.Expr) -> exp.Expr:
     return exp.Anonymous(this="STRPOS", expressions=[node.this, node.args["substr"]])
 
 
 def duckdb_sql(checked: Checked | CheckedQuery, names: Mapping[str, str] | None = None) -> str:
     """The checked tree as DuckDB SQL with the pinned semantics."""
-    rules: dict[type[exp.Expression], Rule] = {
+    rules: dict[type[exp.Expr], Rule] = {
         **pinned_rules(),
         exp.Concat: _duck_concat,
         exp.RegexpLike: _duck_regexp,
@@ -106,14 +106,14 @@ def duckdb_sql(checked: Checked | CheckedQuery, names: Mapping[str, str] | None 
     }
     base_cast = rules.get(exp.Cast)
 
-    def cast(node: exp.Expression) -> exp.Expression:
+    def cast(node: exp.Expr) -> exp.Expr:
         node = base_cast(node) if base_cast else node
         return _duck_cast(node)
 
     rules[exp.Cast] = cast
     if names:
 
-        def table(node: exp.Expression) -> exp.Expression:
+        def table(node: exp.Expr) -> exp.Expr:
             view = node.meta.get("view")
             if view is None or view not in names:
                 return node
@@ -200,7 +200,9 @@ def run_all(
         spark_rows = _spark_rows(spark_df)
         con, names = _duck_connect(tables)
         (duck_name,) = names.values()
-        duck_rows = con.execute(f'SELECT * FROM "{duck_name}" WHERE {duckdb_sql(checked)}').fetchall()
+        duck_rows = con.execute(
+            f'SELECT * FROM "{duck_name}" WHERE {duckdb_sql(checked)}'
+        ).fetchall()
     else:
         views = {name: arrow_schema(t) for name, t in tables.items()}
         query = compile_select(sql, views)
@@ -276,10 +278,12 @@ def assert_same_values(
         items = ", ".join(
             f"{to_spark_sql(c)} AS `{n}`" for c, n in zip(checked, names, strict=True)
         )
-        out["spark"] = normalize_rows(_spark_rows(spark.sql(f"SELECT `{key}`, {items} FROM `{view}`")))
+        out["spark"] = normalize_rows(
+            _spark_rows(spark.sql(f"SELECT `{key}`, {items} FROM `{view}`"))
+        )
     if "duckdb" in engines:
         con, duck_names = _duck_connect({"t": table})
-        items = ", ".join(f"{duckdb_sql(c)} AS \"{n}\"" for c, n in zip(checked, names, strict=True))
+        items = ", ".join(f'{duckdb_sql(c)} AS "{n}"' for c, n in zip(checked, names, strict=True))
         rows = con.execute(f'SELECT "{key}", {items} FROM "{duck_names["t"]}"').fetchall()
         con.close()
         out["duckdb"] = normalize_rows(rows)

@@ -168,7 +168,7 @@ def test_tricky_valid_inputs_agree(spark: Any, typed_table: pa.Table) -> None:
 @pytest.mark.spark
 def test_non_ascii_identifiers(spark: Any) -> None:
     table = pa.table({"città": ["Roma", "Milano", None], "größe": [3, 1, 2]})
-    rows = assert_same_rows(spark, {"ort": table}, "\"größe\" > 1 AND \"città\" IS NOT NULL")
+    rows = assert_same_rows(spark, {"ort": table}, '"größe" > 1 AND "città" IS NOT NULL')
     assert rows == [("Roma", 3.0)]
     query = 'SELECT "città" AS c FROM ort ORDER BY "größe" DESC LIMIT 1'
     assert assert_same_rows(spark, {"ort": table}, query, kind="select") == [("Roma",)]

@@ -40,14 +40,24 @@ def ints(depth: int) -> Strat:
     )
     if depth <= 0:
         return leaf
-    sub, fl, s, b, d = ints(depth - 1), floats(depth - 1), strings(depth - 1), bools(depth - 1), dates()
+    sub, fl, s, b, d = (
+        ints(depth - 1),
+        floats(depth - 1),
+        strings(depth - 1),
+        bools(depth - 1),
+        dates(),
+    )
     return st.one_of(
         leaf,
-        st.tuples(sub, st.sampled_from(["+", "-", "*", "%"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(sub, st.sampled_from(["+", "-", "*", "%"]), sub).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         sub.map(lambda e: f"abs({e})"),
         sub.map(lambda e: f"-({e})"),
         s.map(lambda e: f"length({e})"),
-        st.tuples(s, st.sampled_from(["a", "日", "'", "p"])).map(lambda t: f"strpos({t[0]}, {_quote(t[1])})"),
+        st.tuples(s, st.sampled_from(["a", "日", "'", "p"])).map(
+            lambda t: f"strpos({t[0]}, {_quote(t[1])})"
+        ),
         d.map(lambda e: f"extract(year FROM {e})"),
         d.map(lambda e: f"date_part('month', {e})"),
         st.tuples(sub, sub).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
@@ -66,7 +76,9 @@ def floats(depth: int) -> Strat:
     number = st.one_of(sub, i)
     return st.one_of(
         leaf,
-        st.tuples(number, st.sampled_from(["+", "-", "*", "/"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(number, st.sampled_from(["+", "-", "*", "/"]), sub).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         st.tuples(i, i).map(lambda t: f"({t[0]} / {t[1]})"),
         st.sampled_from(["round(x)", "round(x, 1)", "floor(x)", "ceil(x)", "abs(x)", "x % 2"]),
         i.map(lambda e: f"CAST({e} AS DOUBLE)"),
@@ -84,7 +96,9 @@ def strings(depth: int) -> Strat:
         sub.map(lambda e: f"lower({e})"),
         sub.map(lambda e: f"upper({e})"),
         sub.map(lambda e: f"trim({e})"),
-        st.tuples(sub, st.integers(1, 4), st.integers(0, 3)).map(lambda t: f"substring({t[0]}, {t[1]}, {t[2]})"),
+        st.tuples(sub, st.integers(1, 4), st.integers(0, 3)).map(
+            lambda t: f"substring({t[0]}, {t[1]}, {t[2]})"
+        ),
         st.tuples(sub, st.integers(1, 4)).map(lambda t: f"substr({t[0]}, {t[1]})"),
         st.tuples(sub, st.sampled_from(["a", "'", "日"]), st.sampled_from(["", "XY", "é"])).map(
             lambda t: f"replace({t[0]}, {_quote(t[1])}, {_quote(t[2])})"
@@ -111,7 +125,9 @@ def bools(depth: int) -> Strat:
     like = st.lists(st.sampled_from(LIKE_PIECES), min_size=0, max_size=4).map("".join)
     return st.one_of(
         leaf,
-        st.tuples(sub, st.sampled_from(["AND", "OR"]), sub).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(sub, st.sampled_from(["AND", "OR"]), sub).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         sub.map(lambda e: f"NOT ({e})"),
         st.tuples(i, cmp, st.one_of(i, f)).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
         st.tuples(s, cmp, s).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
@@ -119,9 +135,13 @@ def bools(depth: int) -> Strat:
             lambda t: f"{t[0]} {t[1]} {t[2]}"
         ),
         st.one_of(i, s, dates()).map(lambda e: f"{e} IS NULL"),
-        st.tuples(i, st.sampled_from(["IN", "NOT IN"]),
-                  st.lists(st.one_of(st.integers(-8, 12).map(str), st.just("NULL")), min_size=1, max_size=4),
-                  ).map(lambda t: f"{t[0]} {t[1]} ({', '.join(t[2])})"),  # fmt: skip
+        st.tuples(
+            i,
+            st.sampled_from(["IN", "NOT IN"]),
+            st.lists(
+                st.one_of(st.integers(-8, 12).map(str), st.just("NULL")), min_size=1, max_size=4
+            ),
+        ).map(lambda t: f"{t[0]} {t[1]} ({', '.join(t[2])})"),  # fmt: skip
         st.tuples(s, st.lists(st.sampled_from(TEXTS).map(_quote), min_size=1, max_size=3)).map(
             lambda t: f"{t[0]} IN ({', '.join(t[1])})"
         ),
@@ -129,7 +149,9 @@ def bools(depth: int) -> Strat:
         st.tuples(s, st.sampled_from(["LIKE", "ILIKE", "NOT LIKE"]), like).map(
             lambda t: f"{t[0]} {t[1]} {_quote(t[2])}"
         ),
-        st.tuples(s, st.sampled_from(REGEXPS)).map(lambda t: f"regexp_like({t[0]}, {_quote(t[1])})"),
+        st.tuples(s, st.sampled_from(REGEXPS)).map(
+            lambda t: f"regexp_like({t[0]}, {_quote(t[1])})"
+        ),
     )
 
 
