@@ -77,6 +77,24 @@ def _proc_cpu(pid: int) -> float | None:
     return (int(rest[11]) + int(rest[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
+def _kind(pid: int) -> str:
+    """What a client-tree process is: driver (this process), jvm, spark_python_workers, peer, other."""
+    if pid == os.getpid():
+        return "driver"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            cmd = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return "other"
+    if "pyspark.daemon" in cmd or "pyspark.worker" in cmd:
+        return "spark_python_workers"
+    if "java" in cmd.split(" ", 1)[0]:
+        return "jvm"
+    if "bench/peers/" in cmd:
+        return "peer"
+    return "other"
+
+
 def _children(pid: int) -> list[int]:
     """Direct children of ``pid`` (from /proc/PID/task/*/children: no full /proc scan)."""
     out: list[int] = []
@@ -136,6 +154,7 @@ class CpuMeter:
         self.roots = roots
         self.interval = interval
         self._first: dict[int, float] = {}
+        self._kinds: dict[int, str] = {}
         self._last: dict[str, dict[int, float]] = {k: {} for k in roots}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -156,6 +175,8 @@ class CpuMeter:
                     continue
                 if first:
                     self._first[pid] = cpu
+                if pid not in self._kinds:
+                    self._kinds[pid] = _kind(pid)
                 self._last[group][pid] = cpu
 
     def _run(self) -> None:
@@ -174,6 +195,9 @@ class CpuMeter:
         busy1, total1 = _machine_cpu()
         for group, last in self._last.items():
             self.result[group] = sum(cpu - self._first.get(pid, 0.0) for pid, cpu in last.items())
+        for pid, cpu in self._last.get("client", {}).items():
+            key = "client_" + self._kinds.get(pid, "other")
+            self.result[key] = self.result.get(key, 0.0) + cpu - self._first.get(pid, 0.0)
         self.result["machine_busy"] = busy1 - self._machine0[0]
         self.result["machine_total"] = total1 - self._machine0[1]
         return self.result
@@ -293,6 +317,11 @@ class Run:
             "cpu_other_s": round(
                 self.cpu.get("machine_busy", 0.0) - self.cpu.get("client", 0.0) - self.cpu.get("sim", 0.0), 2
             ),
+            **{
+                f"cpu_{k}_s": round(v, 2)
+                for k, v in self.cpu.items()
+                if k.startswith("client_") and v > 0.005
+            },
             "client_cpu_ms_per_call": round(1000 * self.cpu.get("client", 0.0) / calls, 2) if calls else None,
             "sim_cpu_ms_per_call": round(1000 * self.cpu.get("sim", 0.0) / calls, 2) if calls else None,
             "loadavg_before": self.load_before,
@@ -336,8 +365,10 @@ def measure(system: str, args: argparse.Namespace, ids: list[int], texts: list[s
         load0 = os.getloadavg()
         meter.start()
         t0 = time.perf_counter()
+        epoch0 = time.time()
         finish = go()
         wall = time.perf_counter() - t0
+        epoch1 = time.time()
         cpu = meter.stop()
         load1 = os.getloadavg()
         stats = sim.stats()
@@ -348,6 +379,10 @@ def measure(system: str, args: argparse.Namespace, ids: list[int], texts: list[s
     if n_out != len(ids):
         extra["rows_out"] = n_out
     extra["busy_cores_before"] = None if idle_busy is None else round(idle_busy, 2)
+    log = stats.get("requests_log") or []
+    if log:  # where the wall time went: before the first request, sending, after the last reply
+        extra["first_request_after_s"] = round(min(e[0] for e in log) - epoch0, 3)
+        extra["after_last_reply_s"] = round(epoch1 - max(e[1] for e in log), 3)
     return Run(
         system,
         len(ids),

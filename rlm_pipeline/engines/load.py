@@ -239,7 +239,9 @@ def _read_spark_parquet(source: FileSource, session: SparkSession) -> SparkDataF
     reader = session.read
     if source.is_dir:
         reader = reader.option("basePath", source.location)
-    frames = [reader.parquet(path) for path in source.files]
+    first = reader.parquet(source.files[0])
+    typed = reader.schema(first.schema)  # the files share one schema (checked): infer it once
+    frames = [first] + [typed.parquet(path) for path in source.files[1:]]
     return functools.reduce(lambda a, b: a.unionByName(b), frames)
 
 

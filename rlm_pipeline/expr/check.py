@@ -36,23 +36,56 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STATEMENTS = frozenset({
-    "Drop", "Alter", "Command", "Pragma", "Set", "Use", "Transaction", "Commit", "Rollback",
-    "Describe", "Show", "TruncateTable", "Attach", "Detach", "Grant", "Revoke", "Analyze",
-    "Cache", "Uncache", "Refresh", "LoadData", "Kill", "Export", "Summarize", "Install",
-    "Declare",
-})  # fmt: skip
+_STATEMENTS = frozenset(
+    {
+        "Drop",
+        "Alter",
+        "Command",
+        "Pragma",
+        "Set",
+        "Use",
+        "Transaction",
+        "Commit",
+        "Rollback",
+        "Describe",
+        "Show",
+        "TruncateTable",
+        "Attach",
+        "Detach",
+        "Grant",
+        "Revoke",
+        "Analyze",
+        "Cache",
+        "Uncache",
+        "Refresh",
+        "LoadData",
+        "Kill",
+        "Export",
+        "Summarize",
+        "Install",
+        "Declare",
+    }
+)
 
 TreeCheck = Callable[[exp.Expr, InputKind, Limits], None]
 
 _FILE_FUNCTIONS = ("read_", "scan_", "glob", "parquet_", "csv", "json", "file", "pg_", "sqlite_")
 _FILE_NODES: tuple[type[exp.Expr], ...] = (
-    exp.ReadParquet, exp.ReadCSV, exp.Copy, exp.Into, exp.LoadData,
-)  # fmt: skip
+    exp.ReadParquet,
+    exp.ReadCSV,
+    exp.Copy,
+    exp.Into,
+    exp.LoadData,
+)
 
 
-def unknown_name(what: str, name: str, known: list[str], *, fragment: str | None = None,
-                 ) -> ExpressionError:  # fmt: skip
+def unknown_name(
+    what: str,
+    name: str,
+    known: list[str],
+    *,
+    fragment: str | None = None,
+) -> ExpressionError:
     """An error for an unknown view or column, listing the known ones.
 
     Examples
@@ -215,8 +248,14 @@ def _neutral(dtype: str) -> str:
     return dtype.strip().lower()
 
 
-def check_scalar(sql: str, tree: exp.Expr, schema: Mapping[str, str], kind: ExprKind,
-                 *, limits: Limits = DEFAULT_LIMITS) -> Checked:  # fmt: skip
+def check_scalar(
+    sql: str,
+    tree: exp.Expr,
+    schema: Mapping[str, str],
+    kind: ExprKind,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Checked:
     """Check a parsed WHERE condition or partition key against a view's schema.
 
     Parameters
@@ -244,8 +283,9 @@ def check_scalar(sql: str, tree: exp.Expr, schema: Mapping[str, str], kind: Expr
     """
     check_tree(tree, kind, limits)
     place = "a filter" if kind == "where" else "a partition key"
-    ctx = ScalarContext(_schema_resolver(schema), aggregates=False,
-                        max_in_items=limits.max_in_items, where=place)  # fmt: skip
+    ctx = ScalarContext(
+        _schema_resolver(schema), aggregates=False, max_in_items=limits.max_in_items, where=place
+    )
     checked = check_expression(tree, ctx)
     dtype = type_of(checked)
     if kind == "where" and dtype not in (BOOL, NULL):
@@ -260,12 +300,18 @@ def check_scalar(sql: str, tree: exp.Expr, schema: Mapping[str, str], kind: Expr
         if ref not in columns:
             columns.append(ref)
     logger.debug("checked %s %r -> %s", kind, sql[:200], dtype)
-    return Checked(sql=sql, kind=kind, tree=checked, schema=dict(schema),
-                   columns=tuple(columns), dtype=dtype)  # fmt: skip
+    return Checked(
+        sql=sql, kind=kind, tree=checked, schema=dict(schema), columns=tuple(columns), dtype=dtype
+    )
 
 
-def check_select(sql: str, tree: exp.Expr, views: Mapping[str, Mapping[str, str]],
-                 *, limits: Limits = DEFAULT_LIMITS) -> CheckedQuery:  # fmt: skip
+def check_select(
+    sql: str,
+    tree: exp.Expr,
+    views: Mapping[str, Mapping[str, str]],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> CheckedQuery:
     """Check a parsed SELECT against the registered views.
 
     Parameters
@@ -298,5 +344,6 @@ def check_select(sql: str, tree: exp.Expr, views: Mapping[str, Mapping[str, str]
     neutral = {name: {c: _neutral(t) for c, t in cols.items()} for name, cols in views.items()}
     checked, schema, used = check_query(tree, neutral, limits)
     logger.debug("checked select %r over %s", sql[:200], sorted(used))
-    return CheckedQuery(sql=sql, tree=checked, views=neutral, views_used=tuple(sorted(used)),
-                        schema=schema)  # fmt: skip
+    return CheckedQuery(
+        sql=sql, tree=checked, views=neutral, views_used=tuple(sorted(used)), schema=schema
+    )

@@ -30,8 +30,19 @@ __all__ = ["REF_SEP", "check_query", "ref_name"]
 
 REF_SEP = "\x1f"
 
-_SELECT_ARGS = ("with_", "expressions", "distinct", "from_", "joins", "where", "group",
-                "having", "order", "limit", "offset")  # fmt: skip
+_SELECT_ARGS = (
+    "with_",
+    "expressions",
+    "distinct",
+    "from_",
+    "joins",
+    "where",
+    "group",
+    "having",
+    "order",
+    "limit",
+    "offset",
+)
 _UNION_ARGS = ("with_", "this", "expression", "distinct", "order", "limit", "offset")
 
 Schema = dict[str, str]
@@ -70,8 +81,11 @@ def _reject_extra(node: exp.Expr, allowed: tuple[str, ...]) -> None:
             )
 
 
-def check_query(node: exp.Expr, views: Mapping[str, Schema], limits: Limits,
-                ) -> tuple[exp.Query, Schema, set[str]]:  # fmt: skip
+def check_query(
+    node: exp.Expr,
+    views: Mapping[str, Schema],
+    limits: Limits,
+) -> tuple[exp.Query, Schema, set[str]]:
     """Check a parsed query; returns (canonical tree, output schema, views used).
 
     Examples
@@ -98,9 +112,10 @@ def _query(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
         return _select(node, scope)
     word = "INTERSECT/EXCEPT" if isinstance(node, exp.SetOperation) else type(node).__name__
     raise UnsupportedExpressionError(
-        f"{word} is not allowed", fragment=_frag(node),
+        f"{word} is not allowed",
+        fragment=_frag(node),
         hint="write SELECT ... FROM view ...; combine queries with UNION [ALL] only",
-    )  # fmt: skip
+    )
 
 
 def _with(node: exp.Expr, scope: _Scope) -> exp.With | None:
@@ -108,14 +123,20 @@ def _with(node: exp.Expr, scope: _Scope) -> exp.With | None:
     if with_ is None:
         return None
     if with_.args.get("recursive"):
-        raise UnsupportedExpressionError("WITH RECURSIVE is not allowed", fragment=_frag(with_),
-                                         hint="use plain WITH name AS (SELECT ...)")  # fmt: skip
+        raise UnsupportedExpressionError(
+            "WITH RECURSIVE is not allowed",
+            fragment=_frag(with_),
+            hint="use plain WITH name AS (SELECT ...)",
+        )
     ctes = []
     for cte in with_.expressions:
         name = cte.alias
         if not name or cte.args["alias"].columns:
-            raise UnsupportedExpressionError("a CTE needs a plain name: WITH name AS (SELECT ...)",
-                                             fragment=_frag(cte), hint="alias columns inside the SELECT")  # fmt: skip
+            raise UnsupportedExpressionError(
+                "a CTE needs a plain name: WITH name AS (SELECT ...)",
+                fragment=_frag(cte),
+                hint="alias columns inside the SELECT",
+            )
         if name in scope.views or name in scope.ctes:
             raise ExpressionError(
                 f"CTE name {name!r} is already a view or CTE",
@@ -136,11 +157,17 @@ def _limit(node: exp.Expr, key: str) -> exp.Expr | None:
         return None
     value = clause.expression
     if not (isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit()):
-        raise ExpressionError(f"{key.upper()} must be a non-negative integer literal",
-                              fragment=_frag(clause), hint=f"write {key.upper()} 10")  # fmt: skip
+        raise ExpressionError(
+            f"{key.upper()} must be a non-negative integer literal",
+            fragment=_frag(clause),
+            hint=f"write {key.upper()} 10",
+        )
     if clause.args.get("offset") is not None or clause.args.get("expressions"):
-        raise UnsupportedExpressionError(f"this {key.upper()} form is not allowed",
-                                         fragment=_frag(clause), hint="write LIMIT n OFFSET m")  # fmt: skip
+        raise UnsupportedExpressionError(
+            f"this {key.upper()} form is not allowed",
+            fragment=_frag(clause),
+            hint="write LIMIT n OFFSET m",
+        )
     number = exp.Literal.number(int(value.this))
     return exp.Limit(expression=number) if key == "limit" else exp.Offset(expression=number)
 
@@ -153,14 +180,18 @@ def _union(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     if len(left_schema) != len(right_schema):
         raise ExpressionError(
             f"UNION sides have {len(left_schema)} and {len(right_schema)} columns",
-            fragment=_frag(node), hint="select the same number of columns on both sides",
-        )  # fmt: skip
+            fragment=_frag(node),
+            hint="select the same number of columns on both sides",
+        )
     schema: Schema = {}
     for (name, lt), rt in zip(left_schema.items(), right_schema.values(), strict=True):
         common = unify(lt, rt)
         if common is None:
-            raise ExpressionError(f"UNION column {name!r} is {lt} on one side and {rt} on the other",
-                                  fragment=_frag(node), hint="CAST both sides to one type")  # fmt: skip
+            raise ExpressionError(
+                f"UNION column {name!r} is {lt} on one side and {rt} on the other",
+                fragment=_frag(node),
+                hint="CAST both sides to one type",
+            )
         schema[name] = common
     out = exp.Union(this=left, expression=right, distinct=bool(node.args.get("distinct")))
     out.meta["schema"] = dict(schema)
@@ -180,8 +211,11 @@ def _table(node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, str, Schema]:
     if isinstance(node, exp.Subquery):
         alias = node.alias
         if not alias:
-            raise ExpressionError("a subquery in FROM needs an alias", fragment=_frag(node),
-                                  hint="write FROM (SELECT ...) AS name")  # fmt: skip
+            raise ExpressionError(
+                "a subquery in FROM needs an alias",
+                fragment=_frag(node),
+                hint="write FROM (SELECT ...) AS name",
+            )
         _reject_extra(node, ("this", "alias"))
         tree, schema = _query(node.this, scope.child())
         out = exp.Subquery(
@@ -190,33 +224,40 @@ def _table(node: exp.Expr, scope: _Scope) -> tuple[exp.Expr, str, Schema]:
         out.meta["columns"] = list(schema)
         return out, alias, schema
     if not isinstance(node, exp.Table):
-        raise UnsupportedExpressionError(f"{type(node).__name__} is not allowed in FROM",
-                                         fragment=_frag(node), hint="FROM a view name or (SELECT ...) AS x")  # fmt: skip
+        raise UnsupportedExpressionError(
+            f"{type(node).__name__} is not allowed in FROM",
+            fragment=_frag(node),
+            hint="FROM a view name or (SELECT ...) AS x",
+        )
     _reject_extra(node, ("this", "alias"))
     if node.args.get("alias") is not None and node.args["alias"].columns:
-        raise UnsupportedExpressionError("column aliases on a table are not allowed",
-                                         fragment=_frag(node), hint="alias columns in the SELECT list")  # fmt: skip
+        raise UnsupportedExpressionError(
+            "column aliases on a table are not allowed",
+            fragment=_frag(node),
+            hint="alias columns in the SELECT list",
+        )
     name = node.name
-    out = exp.Table(this=exp.to_identifier(name, quoted=True))
+    table = exp.Table(this=exp.to_identifier(name, quoted=True))
     if name in scope.ctes:
         schema = scope.ctes[name]
-        out.meta["cte"] = name
+        table.meta["cte"] = name
     else:
         known = {**{v: v for v in scope.views}}
         if name not in known:
             folded = [v for v in scope.views if v.lower() == name.lower()]
             if len(folded) != 1 or node.this.quoted:
-                raise unknown_name("view", name, sorted(scope.views) + sorted(scope.ctes),
-                                   fragment=_frag(node))  # fmt: skip
+                raise unknown_name(
+                    "view", name, sorted(scope.views) + sorted(scope.ctes), fragment=_frag(node)
+                )
             name = folded[0]
-            out.set("this", exp.to_identifier(name, quoted=True))
+            table.set("this", exp.to_identifier(name, quoted=True))
         schema = dict(scope.views[name])
-        out.meta["view"] = name
+        table.meta["view"] = name
         scope.used.add(name)
     alias = node.alias or name
-    out.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
-    out.meta["columns"] = list(schema)
-    return out, alias, schema
+    table.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    table.meta["columns"] = list(schema)
+    return table, alias, schema
 
 
 def _resolver(scope: _Scope) -> ScalarContext:
@@ -235,8 +276,9 @@ def _resolver(scope: _Scope) -> ScalarContext:
         else:
             candidates = [a for a, cols in sources.items() if name in cols]
             if not candidates:
-                candidates = [a for a, cols in sources.items()
-                              if any(c.lower() == name.lower() for c in cols)]  # fmt: skip
+                candidates = [
+                    a for a, cols in sources.items() if any(c.lower() == name.lower() for c in cols)
+                ]
             if len(candidates) > 1:
                 raise ExpressionError(
                     f"column {name!r} is ambiguous",
@@ -261,8 +303,9 @@ def _resolver(scope: _Scope) -> ScalarContext:
 
 
 def _ctx(base: ScalarContext, *, aggregates: bool, where: str) -> ScalarContext:
-    return ScalarContext(base.resolve, aggregates=aggregates, max_in_items=base.max_in_items,
-                         where=where)  # fmt: skip
+    return ScalarContext(
+        base.resolve, aggregates=aggregates, max_in_items=base.max_in_items, where=where
+    )
 
 
 def _join(join: exp.Expr, scope: _Scope, left_aliases: set[str]) -> exp.Join:
@@ -277,8 +320,11 @@ def _join(join: exp.Expr, scope: _Scope, left_aliases: set[str]) -> exp.Join:
         )
     source, alias, schema = _table(join.this, scope)
     if alias in scope.sources:
-        raise ExpressionError(f"table alias {alias!r} is used twice", fragment=_frag(join),
-                              hint="give each joined view its own alias: JOIN v AS v2")  # fmt: skip
+        raise ExpressionError(
+            f"table alias {alias!r} is used twice",
+            fragment=_frag(join),
+            hint="give each joined view its own alias: JOIN v AS v2",
+        )
     scope.sources[alias] = schema
     on = check_expression(join.args["on"], _ctx(_resolver(scope), aggregates=False, where="ON"))
     conjuncts = list(on.flatten()) if isinstance(on, exp.And) else [on]
@@ -344,8 +390,9 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     with_ = _with(node, scope)
     from_ = node.args.get("from_")
     if from_ is None:
-        raise ExpressionError("a query needs FROM", fragment=_frag(node),
-                              hint="write SELECT ... FROM context")  # fmt: skip
+        raise ExpressionError(
+            "a query needs FROM", fragment=_frag(node), hint="write SELECT ... FROM context"
+        )
     source, alias, schema = _table(from_.this, scope)
     scope.sources[alias] = schema
     joins = []
@@ -370,15 +417,18 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     if node.args.get("group") is not None:
         _reject_extra(node.args["group"], ("expressions",))
     groups = [
-        check_expression(_group_target(g, names, raw_values, scope),
-                         _ctx(base, aggregates=False, where="GROUP BY"))
+        check_expression(
+            _group_target(g, names, raw_values, scope),
+            _ctx(base, aggregates=False, where="GROUP BY"),
+        )
         for g in group_raw
-    ]  # fmt: skip
+    ]
     values = [check_expression(v, _ctx(base, aggregates=True, where="SELECT")) for v in raw_values]
     having = None
     if node.args.get("having") is not None:
-        having = check_expression(node.args["having"].this,
-                                  _ctx(base, aggregates=True, where="HAVING"))  # fmt: skip
+        having = check_expression(
+            node.args["having"].this, _ctx(base, aggregates=True, where="HAVING")
+        )
         _expect_bool(having, "HAVING")
     aggregating = (
         bool(groups) or having is not None or any(v.find(*AGGREGATES) is not None for v in values)
@@ -387,17 +437,24 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     output: Schema = {}
     for name, value in zip(names, values, strict=True):
         if name in seen:
-            raise ExpressionError(f"duplicate output column {name!r}", fragment=_frag(node)[:80],
-                                  hint="give each output column its own alias: expr AS name")  # fmt: skip
+            raise ExpressionError(
+                f"duplicate output column {name!r}",
+                fragment=_frag(node)[:80],
+                hint="give each output column its own alias: expr AS name",
+            )
         seen.add(name)
         output[name] = type_of(value)
     group_sql = {g.sql() for g in groups}
     if aggregating:
         for value in [*values, *([having] if having is not None else [])]:
             _check_grouped(value, group_sql)
-    out.set("expressions", [
-        exp.Alias(this=v, alias=exp.to_identifier(n, quoted=True)) for n, v in zip(names, values, strict=True)
-    ])  # fmt: skip
+    out.set(
+        "expressions",
+        [
+            exp.Alias(this=v, alias=exp.to_identifier(n, quoted=True))
+            for n, v in zip(names, values, strict=True)
+        ],
+    )
     if groups:
         out.set("group", exp.Group(expressions=groups))
     if having is not None:
@@ -405,8 +462,9 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     distinct = node.args.get("distinct")
     if distinct is not None:
         if distinct.args.get("on") is not None:
-            raise UnsupportedExpressionError("DISTINCT ON is not allowed", fragment=_frag(distinct),
-                                             hint="use GROUP BY")  # fmt: skip
+            raise UnsupportedExpressionError(
+                "DISTINCT ON is not allowed", fragment=_frag(distinct), hint="use GROUP BY"
+            )
         out.set("distinct", exp.Distinct())
 
     def resolve_order(expr: exp.Expr) -> exp.Expr:
@@ -425,25 +483,35 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
 
 def _expect_bool(node: exp.Expr, where: str) -> None:
     if type_of(node) not in (BOOL, NULL):
-        raise ExpressionError(f"{where} needs a boolean condition, got {type_of(node)}",
-                              fragment=_frag(node), hint="compare it, e.g. x > 0")  # fmt: skip
+        raise ExpressionError(
+            f"{where} needs a boolean condition, got {type_of(node)}",
+            fragment=_frag(node),
+            hint="compare it, e.g. x > 0",
+        )
 
 
-def _group_target(node: exp.Expr, names: list[str], values: list[exp.Expr],
-                  scope: _Scope) -> exp.Expr:  # fmt: skip
+def _group_target(
+    node: exp.Expr, names: list[str], values: list[exp.Expr], scope: _Scope
+) -> exp.Expr:
     if isinstance(node, exp.Literal) and not node.is_string and node.this.isdigit():
         index = int(node.this)
         if not 1 <= index <= len(values):
-            raise ExpressionError(f"GROUP BY {index} is not a select position", fragment=_frag(node),
-                                  hint=f"use 1 to {len(values)}")  # fmt: skip
+            raise ExpressionError(
+                f"GROUP BY {index} is not a select position",
+                fragment=_frag(node),
+                hint=f"use 1 to {len(values)}",
+            )
         return values[index - 1]
     if isinstance(node, exp.Column) and not node.table and node.name in names:
         is_source = any(node.name in cols for cols in scope.sources.values())
         if not is_source:
             return values[names.index(node.name)]
     if isinstance(node, exp.Literal | exp.Null | exp.Boolean):
-        raise ExpressionError("GROUP BY a constant is not allowed", fragment=_frag(node),
-                              hint="group by columns or expressions")  # fmt: skip
+        raise ExpressionError(
+            "GROUP BY a constant is not allowed",
+            fragment=_frag(node),
+            hint="group by columns or expressions",
+        )
     return node
 
 
@@ -460,8 +528,15 @@ def _check_grouped(node: exp.Expr, group_sql: set[str]) -> None:
         _check_grouped(child, group_sql)
 
 
-def _order(node: exp.Expr, out: exp.Expr, output: Schema, *,
-           items: list[exp.Expr], hidden_ok: bool, resolve: object) -> None:  # fmt: skip
+def _order(
+    node: exp.Expr,
+    out: exp.Expr,
+    output: Schema,
+    *,
+    items: list[exp.Expr],
+    hidden_ok: bool,
+    resolve: object,
+) -> None:
     order = node.args.get("order")
     if order is None:
         return
@@ -470,8 +545,11 @@ def _order(node: exp.Expr, out: exp.Expr, output: Schema, *,
     ordered_out = []
     for ordered in order.expressions:
         if not isinstance(ordered, exp.Ordered) or ordered.args.get("with_fill"):
-            raise UnsupportedExpressionError("this ORDER BY form is not allowed", fragment=_frag(ordered),
-                                             hint="ORDER BY expr [ASC|DESC] [NULLS FIRST|LAST]")  # fmt: skip
+            raise UnsupportedExpressionError(
+                "this ORDER BY form is not allowed",
+                fragment=_frag(ordered),
+                hint="ORDER BY expr [ASC|DESC] [NULLS FIRST|LAST]",
+            )
         desc = bool(ordered.args.get("desc"))
         nulls_first = bool(ordered.args.get("nulls_first"))
         target = ordered.this
@@ -479,8 +557,11 @@ def _order(node: exp.Expr, out: exp.Expr, output: Schema, *,
         if isinstance(target, exp.Literal) and not target.is_string and target.this.isdigit():
             position = int(target.this)
             if not 1 <= position <= len(names):
-                raise ExpressionError(f"ORDER BY {position} is not an output position",
-                                      fragment=_frag(ordered), hint=f"use 1 to {len(names)}")  # fmt: skip
+                raise ExpressionError(
+                    f"ORDER BY {position} is not an output position",
+                    fragment=_frag(ordered),
+                    hint=f"use 1 to {len(names)}",
+                )
         elif isinstance(target, exp.Column) and not target.table and target.name in names:
             position = names.index(target.name) + 1
         elif callable(resolve):
@@ -488,15 +569,21 @@ def _order(node: exp.Expr, out: exp.Expr, output: Schema, *,
             if checked.sql() in item_sql:
                 position = item_sql.index(checked.sql()) + 1
             elif not hidden_ok:
-                raise ExpressionError("with DISTINCT, ORDER BY must use output columns",
-                                      fragment=_frag(ordered), hint="order by a selected column")  # fmt: skip
+                raise ExpressionError(
+                    "with DISTINCT, ORDER BY must use output columns",
+                    fragment=_frag(ordered),
+                    hint="order by a selected column",
+                )
             else:
                 item = exp.Ordered(this=checked, desc=desc, nulls_first=nulls_first)
                 ordered_out.append(item)
                 continue
         else:
-            raise ExpressionError("after UNION, ORDER BY must name output columns or positions",
-                                  fragment=_frag(ordered), hint=f"order by one of: {', '.join(names)}")  # fmt: skip
+            raise ExpressionError(
+                "after UNION, ORDER BY must name output columns or positions",
+                fragment=_frag(ordered),
+                hint=f"order by one of: {', '.join(names)}",
+            )
         literal = exp.Literal.number(position)
         literal.meta["output"] = names[position - 1]
         ordered_out.append(exp.Ordered(this=literal, desc=desc, nulls_first=nulls_first))

@@ -15,7 +15,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
-from sqlglot.tokens import TokenType
+from sqlglot.tokenizer_core import TokenType
 
 from rlm_pipeline.errors import ExpressionError
 from rlm_pipeline.expr.limits import DEFAULT_LIMITS, Limits

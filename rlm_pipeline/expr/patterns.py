@@ -99,7 +99,7 @@ class LikePattern:
 
 def _literal(char: str) -> str:
     if char.isascii() and not char.isalnum():
-        return "\\x{%02X}" % ord(char)
+        return f"\\x{{{ord(char):02X}}}"
     return char
 
 
@@ -252,7 +252,8 @@ class _RegexReader:
                 return f"[^{body}]"
             return body if in_class else f"[{body}]"
         if char in "tnrfv":
-            return "\\x{%02X}" % {"t": 9, "n": 10, "r": 13, "f": 12, "v": 11}[char]
+            code = {"t": 9, "n": 10, "r": 13, "f": 12, "v": 11}[char]
+            return f"\\x{{{code:02X}}}"
         if char.isascii() and not char.isalnum():
             return _literal(char)
         raise self.fail(
@@ -324,7 +325,8 @@ class _RegexReader:
         if self.peek() == "?":
             self.take()
             quant += "?"
-        if self.peek() is not None and self.peek() in "*+?{":
+        following = self.peek()
+        if following is not None and following in "*+?{":
             raise self.fail("two quantifiers in a row")
         return quant
 

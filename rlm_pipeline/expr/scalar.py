@@ -44,11 +44,35 @@ __all__ = [
 
 #: Functions the model may call, as documented in docs/sql.md.
 FUNCTION_NAMES: tuple[str, ...] = (
-    "abs", "avg", "cast", "ceil", "coalesce", "concat", "count", "date_part", "day",
-    "extract", "floor", "length", "lower", "max", "min", "month", "nullif", "position",
-    "regexp_like", "replace", "round", "strpos", "substr", "substring", "sum", "trim",
-    "upper", "year",
-)  # fmt: skip
+    "abs",
+    "avg",
+    "cast",
+    "ceil",
+    "coalesce",
+    "concat",
+    "count",
+    "date_part",
+    "day",
+    "extract",
+    "floor",
+    "length",
+    "lower",
+    "max",
+    "min",
+    "month",
+    "nullif",
+    "position",
+    "regexp_like",
+    "replace",
+    "round",
+    "strpos",
+    "substr",
+    "substring",
+    "sum",
+    "trim",
+    "upper",
+    "year",
+)
 
 AGGREGATES: tuple[type[exp.Expr], ...] = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
 
@@ -170,8 +194,7 @@ def _only_args(node: exp.Expr, *keys: str) -> None:
             raise _unsupported(node, f"{_node_name(node)} with {key.upper()}")
 
 
-def _expect(node: exp.Expr, child: exp.Expr, allowed: frozenset[str] | set[str],
-            what: str) -> None:  # fmt: skip
+def _expect(node: exp.Expr, child: exp.Expr, allowed: frozenset[str] | set[str], what: str) -> None:
     dtype = type_of(child)
     if dtype != NULL and dtype not in allowed:
         raise _type_error(
@@ -250,13 +273,17 @@ def _date_literal(value: exp.Expr) -> exp.Expr | None:
             return None
         if len(value.this) != 10:
             return None
-        return _typed(exp.Cast(this=exp.Literal.string(day.isoformat()),
-                               to=exp.DataType.build("DATE")), DATE)  # fmt: skip
+        return _typed(
+            exp.Cast(this=exp.Literal.string(day.isoformat()), to=exp.DataType.build("DATE")), DATE
+        )
     return None
 
 
-def _coerce_pair(node: exp.Expr, left: exp.Expr, right: exp.Expr,
-                 ) -> tuple[exp.Expr, exp.Expr, str]:  # fmt: skip
+def _coerce_pair(
+    node: exp.Expr,
+    left: exp.Expr,
+    right: exp.Expr,
+) -> tuple[exp.Expr, exp.Expr, str]:
     """Make two operands comparable: string literal vs date -> date literal."""
     lt, rt = type_of(left), type_of(right)
     if lt in (DATE, TIMESTAMP) and rt == STRING and (lit := _date_literal(right)) is not None:
@@ -464,8 +491,11 @@ def _strpos(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     _expect(node, this, {STRING}, "a string")
     needle = node.args.get("substr")
     if not (isinstance(needle, exp.Literal) and needle.is_string and needle.this):
-        raise _type_error(node, "the text to find must be a non-empty string literal",
-                          "write strpos(col, 'text') or position('text' IN col)")  # fmt: skip
+        raise _type_error(
+            node,
+            "the text to find must be a non-empty string literal",
+            "write strpos(col, 'text') or position('text' IN col)",
+        )
     return _typed(exp.StrPosition(this=this, substr=_typed(needle.copy(), STRING)), INT)
 
 
@@ -476,11 +506,18 @@ def _replace(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     old, new = node.expression, node.args.get("replacement")
     ok = isinstance(old, exp.Literal) and old.is_string and old.this
     if not ok or not (isinstance(new, exp.Literal) and new.is_string):
-        raise _type_error(node, "replace() needs a non-empty search literal and a replacement literal",
-                          "write replace(col, 'old', 'new')")  # fmt: skip
+        raise _type_error(
+            node,
+            "replace() needs a non-empty search literal and a replacement literal",
+            "write replace(col, 'old', 'new')",
+        )
     assert isinstance(old, exp.Literal) and isinstance(new, exp.Literal)
-    return _typed(exp.Replace(this=this, expression=_typed(old.copy(), STRING),
-                              replacement=_typed(new.copy(), STRING)), STRING)  # fmt: skip
+    return _typed(
+        exp.Replace(
+            this=this, expression=_typed(old.copy(), STRING), replacement=_typed(new.copy(), STRING)
+        ),
+        STRING,
+    )
 
 
 # ---- numbers --------------------------------------------------------------
@@ -579,12 +616,19 @@ _CAST_TARGETS: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 _TYPE_NAMES = {
-    exp.DataType.Type.INT: INT, exp.DataType.Type.BIGINT: INT, exp.DataType.Type.SMALLINT: INT,
-    exp.DataType.Type.TINYINT: INT, exp.DataType.Type.DOUBLE: FLOAT, exp.DataType.Type.FLOAT: FLOAT,
-    exp.DataType.Type.VARCHAR: STRING, exp.DataType.Type.TEXT: STRING,
-    exp.DataType.Type.NVARCHAR: STRING, exp.DataType.Type.CHAR: STRING,
-    exp.DataType.Type.DATE: DATE, exp.DataType.Type.BOOLEAN: BOOL,
-}  # fmt: skip
+    exp.DataType.Type.INT: INT,
+    exp.DataType.Type.BIGINT: INT,
+    exp.DataType.Type.SMALLINT: INT,
+    exp.DataType.Type.TINYINT: INT,
+    exp.DataType.Type.DOUBLE: FLOAT,
+    exp.DataType.Type.FLOAT: FLOAT,
+    exp.DataType.Type.VARCHAR: STRING,
+    exp.DataType.Type.TEXT: STRING,
+    exp.DataType.Type.NVARCHAR: STRING,
+    exp.DataType.Type.CHAR: STRING,
+    exp.DataType.Type.DATE: DATE,
+    exp.DataType.Type.BOOLEAN: BOOL,
+}
 
 
 def _cast(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
@@ -592,8 +636,11 @@ def _cast(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     to = node.args.get("to")
     target = _TYPE_NAMES.get(to.this) if isinstance(to, exp.DataType) else None
     if target is None:
-        raise _type_error(node, f"CAST to {_frag(to) if to else '?'} is not allowed",
-                          "CAST to VARCHAR, BIGINT, DOUBLE, DATE or BOOLEAN")  # fmt: skip
+        raise _type_error(
+            node,
+            f"CAST to {_frag(to) if to else '?'} is not allowed",
+            "CAST to VARCHAR, BIGINT, DOUBLE, DATE or BOOLEAN",
+        )
     sql_type, sources = _CAST_TARGETS[target]
     raw = node.this
     if target == DATE and isinstance(raw, exp.Literal) and raw.is_string:
@@ -613,8 +660,7 @@ def _cast(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
 # ---- dates ----------------------------------------------------------------
 
 
-def _extract_field(node: exp.Expr, field: str, value: exp.Expr,
-                   ctx: ScalarContext) -> exp.Expr:  # fmt: skip
+def _extract_field(node: exp.Expr, field: str, value: exp.Expr, ctx: ScalarContext) -> exp.Expr:
     field = field.upper()
     if field not in _EXTRACT_FIELDS:
         raise _type_error(node, f"cannot extract {field}", "extract YEAR, MONTH or DAY")
@@ -658,8 +704,13 @@ def _aggregate(node: exp.Expr, ctx: ScalarContext) -> exp.Expr:
         )
     if ctx.in_aggregate:
         raise _type_error(node, "aggregates cannot be nested", "aggregate once, or use a CTE")
-    inner_ctx = ScalarContext(ctx.resolve, aggregates=False, max_in_items=ctx.max_in_items,
-                              where="an aggregate's argument", in_aggregate=True)  # fmt: skip
+    inner_ctx = ScalarContext(
+        ctx.resolve,
+        aggregates=False,
+        max_in_items=ctx.max_in_items,
+        where="an aggregate's argument",
+        in_aggregate=True,
+    )
     if isinstance(node, exp.Count):
         return _count(node, inner_ctx)
     _only_args(node, "this")

@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import singledispatch
+from typing import Any
 
 import polars as pl
 from sqlglot import exp
@@ -247,8 +248,9 @@ def _(node: exp.In, ctx: PolarsContext) -> pl.Expr:
         this = this.cast(pl.Float64)
         present = [float(v) for v in present if isinstance(v, int | float)]
     elif TIMESTAMP in kinds:
-        present = [dt.datetime.combine(v, dt.time()) if isinstance(v, dt.date) else v
-                   for v in present]  # fmt: skip
+        present = [
+            dt.datetime.combine(v, dt.time()) if isinstance(v, dt.date) else v for v in present
+        ]
     missing: bool | None = None if len(present) < len(values) else False
     if not present:
         return pl.when(this.is_null()).then(None).otherwise(pl.lit(missing, dtype=pl.Boolean))
@@ -424,7 +426,7 @@ def _(node: exp.Case, ctx: PolarsContext) -> pl.Expr:
     dtype = polars_dtype(target)
     branches = node.args["ifs"]
     first = branches[0]
-    chain = pl.when(compile_node(first.this, ctx).cast(pl.Boolean)).then(
+    chain: Any = pl.when(compile_node(first.this, ctx).cast(pl.Boolean)).then(
         _as(compile_node(first.args["true"], ctx), first.args["true"], target)
     )
     for branch in branches[1:]:
@@ -433,8 +435,11 @@ def _(node: exp.Case, ctx: PolarsContext) -> pl.Expr:
         )
     default = node.args.get("default")
     if default is not None:
-        return chain.otherwise(_as(compile_node(default, ctx), default, target))
-    return chain.otherwise(pl.lit(None, dtype=dtype) if dtype is not None else pl.lit(None))
+        otherwise = _as(compile_node(default, ctx), default, target)
+    else:
+        otherwise = pl.lit(None, dtype=dtype) if dtype is not None else pl.lit(None)
+    result: pl.Expr = chain.otherwise(otherwise)
+    return result
 
 
 @_compile.register

@@ -44,8 +44,9 @@ def compile_query(checked: CheckedQuery, frames: Mapping[str, pl.LazyFrame]) -> 
     return _query(checked.tree, frames, {})
 
 
-def _query(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
-           ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
+def _query(
+    node: exp.Expr, views: Mapping[str, pl.LazyFrame], ctes: Mapping[str, pl.LazyFrame]
+) -> pl.LazyFrame:
     ctes = dict(ctes)
     with_ = node.args.get("with_")
     if with_ is not None:
@@ -55,8 +56,9 @@ def _query(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
         return _union(node, views, ctes)
     if isinstance(node, exp.Select):
         return _select(node, views, ctes)
-    raise UnsupportedExpressionError(f"the Polars planner has no rule for {type(node).__name__}",
-                                     fragment=node.sql()[:80])  # fmt: skip
+    raise UnsupportedExpressionError(
+        f"the Polars planner has no rule for {type(node).__name__}", fragment=node.sql()[:80]
+    )
 
 
 def _finish(frame: pl.LazyFrame, node: exp.Expr, names: list[str]) -> pl.LazyFrame:
@@ -84,8 +86,9 @@ def _finish(frame: pl.LazyFrame, node: exp.Expr, names: list[str]) -> pl.LazyFra
     return frame
 
 
-def _union(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
-           ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
+def _union(
+    node: exp.Expr, views: Mapping[str, pl.LazyFrame], ctes: Mapping[str, pl.LazyFrame]
+) -> pl.LazyFrame:
     schema: dict[str, str] = node.meta["schema"]
     names = list(schema)
     parts = []
@@ -106,8 +109,9 @@ def _union(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
     return _finish(frame, node, names)
 
 
-def _source(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
-            ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
+def _source(
+    node: exp.Expr, views: Mapping[str, pl.LazyFrame], ctes: Mapping[str, pl.LazyFrame]
+) -> pl.LazyFrame:
     alias = node.alias
     if isinstance(node, exp.Subquery):
         frame = _query(node.this, views, ctes)
@@ -147,15 +151,22 @@ def _aggregates(nodes: list[exp.Expr]) -> list[exp.Expr]:
     return list(found.values())
 
 
-def _select(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
-            ctes: Mapping[str, pl.LazyFrame]) -> pl.LazyFrame:  # fmt: skip
+def _select(
+    node: exp.Expr, views: Mapping[str, pl.LazyFrame], ctes: Mapping[str, pl.LazyFrame]
+) -> pl.LazyFrame:
     frame = _source(node.args["from_"].this, views, ctes)
     for join in node.args.get("joins") or []:
         right = _source(join.this, views, ctes)
         left_on, right_on = _join_keys(join)
         how = _HOW[(join.args.get("side") or "").upper()]
-        frame = frame.join(right, left_on=left_on, right_on=right_on, how=how,  # type: ignore[arg-type]
-                           coalesce=False, nulls_equal=False)  # fmt: skip
+        frame = frame.join(
+            right,
+            left_on=left_on,
+            right_on=right_on,
+            how=how,  # type: ignore[arg-type]
+            coalesce=False,
+            nulls_equal=False,
+        )
     where = node.args.get("where")
     if where is not None:
         frame = frame.filter(compile_node(where.this, PolarsContext()))
@@ -163,9 +174,10 @@ def _select(node: exp.Expr, views: Mapping[str, pl.LazyFrame],
     items = [(item.alias, item.this) for item in node.expressions]
     order = node.args.get("order")
     hidden = [
-        (f"__order{i}", o.this) for i, o in enumerate(order.expressions if order else [])
+        (f"__order{i}", o.this)
+        for i, o in enumerate(order.expressions if order else [])
         if "output" not in o.this.meta
-    ]  # fmt: skip
+    ]
     having = node.args.get("having")
     ctx = PolarsContext()
     if node.meta.get("aggregating"):

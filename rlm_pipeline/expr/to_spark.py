@@ -127,7 +127,7 @@ def generate(checked: Checked | CheckedQuery, view_names: Mapping[str, str] | No
     --------
     >>> from rlm_pipeline.expr import compile_where
     >>> generate(compile_where("a / 2 > 1.5", {"a": "int64"}))
-    '`a` / NULLIF(2, 0) > CAST(1.5 AS DOUBLE)'
+    '`a` / NULLIF(CAST(2 AS BIGINT), 0) > CAST(1.5 AS DOUBLE)'
     """
     rules = dict(SPARK_RULES)
     if isinstance(checked, CheckedQuery) and view_names:

@@ -208,9 +208,10 @@ def _steps(node: PathNode) -> str:
 def _sub_path(node: PathNode) -> str:
     answer = "" if node.answer is None else f" → {format_value(node.answer, 120)}"
     errors = f" · {_plural(node.error_count, 'error')}" if node.error_count else ""
+    steps = _plural(len(node.steps), "step")
     return (
         f"<details><summary>sub-RLM {_e(node.path)}"
-        f'<span class="meta"> · depth {node.depth} · {_plural(len(node.steps), 'step')}{_e(errors)}'
+        f'<span class="meta"> · depth {node.depth} · {steps}{_e(errors)}'
         f"{_e(answer)}</span></summary>{_steps(node)}</details>"
     )
 

@@ -33,7 +33,7 @@ def make_typed_table() -> pa.Table:
                     dt.date(2024, 3, 1),
                 ],
                 pa.date32(),
-            ),  # fmt: skip
+            ),
         }
     )
 

@@ -29,8 +29,22 @@ def _quote(text: str) -> str:
 
 TEXTS = ["", "a", "A", "it's", "é", "日本", "a_b", "%", "\\", "Apple", " pad "]
 LIKE_PIECES = ["a", "A", "%", "_", "\\_", "\\%", "é", "日", "'", "b", "\\\\"]
-REGEXPS = ["^a", "b$", "a.b", "[a-z]+", "[^a-z]", "\\d", "\\s", "\\w+$", "(?:an)+", "ä|é|日",
-           "^.{3,5}$", "p{2}", "\\.", "'"]  # fmt: skip
+REGEXPS = [
+    "^a",
+    "b$",
+    "a.b",
+    "[a-z]+",
+    "[^a-z]",
+    "\\d",
+    "\\s",
+    "\\w+$",
+    "(?:an)+",
+    "ä|é|日",
+    "^.{3,5}$",
+    "p{2}",
+    "\\.",
+    "'",
+]
 
 
 def ints(depth: int) -> Strat:
@@ -141,7 +155,7 @@ def bools(depth: int) -> Strat:
             st.lists(
                 st.one_of(st.integers(-8, 12).map(str), st.just("NULL")), min_size=1, max_size=4
             ),
-        ).map(lambda t: f"{t[0]} {t[1]} ({', '.join(t[2])})"),  # fmt: skip
+        ).map(lambda t: f"{t[0]} {t[1]} ({', '.join(t[2])})"),
         st.tuples(s, st.lists(st.sampled_from(TEXTS).map(_quote), min_size=1, max_size=3)).map(
             lambda t: f"{t[0]} IN ({', '.join(t[1])})"
         ),
@@ -164,8 +178,13 @@ TABLE: pa.Table = make_typed_table()
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(st.lists(st.one_of(bools(2), ints(2), floats(2), strings(2)), min_size=PER_EXAMPLE,
-                max_size=PER_EXAMPLE))  # fmt: skip
+@given(
+    st.lists(
+        st.one_of(bools(2), ints(2), floats(2), strings(2)),
+        min_size=PER_EXAMPLE,
+        max_size=PER_EXAMPLE,
+    )
+)
 def test_generated_expressions_agree(spark: Any, expressions: list[str]) -> None:
     out = assert_same_values(spark, TABLE, expressions, key="id")
     assert len(out["duckdb"]) == TABLE.num_rows

@@ -70,10 +70,11 @@ def test_select_agrees(spark: Any, tables: dict[str, pa.Table], sql: str) -> Non
 
 def test_select_results_are_the_expected_ones(spark: Any, tables: dict[str, pa.Table]) -> None:
     rows = assert_same_rows(
-        spark, tables,
+        spark,
+        tables,
         "SELECT label, count(*) AS n FROM tickets WHERE label IS NOT NULL GROUP BY label",
         kind="select",
-    )  # fmt: skip
+    )
     assert rows == [("billing", 2.0), ("other", 1.0), ("tech", 2.0)]
     rows = assert_same_rows(spark, tables, "SELECT id FROM t ORDER BY n LIMIT 2", kind="select")
     assert rows == [(1.0,), (4.0,)]  # NULL sorts first ascending, then -7

@@ -24,14 +24,13 @@ def _llm(sim: Any, **kw: Any) -> rp.LLM:
 
 def _frame(spark: Any, texts: list[str | None], partitions: int = 2) -> Any:
     table = pl.DataFrame({"id": range(len(texts)), "q": texts}).to_arrow()
-    return spark.createDataFrame(table).repartition(partitions).sortWithinPartitions("id")
+    return spark.createDataFrame(table).repartitionByRange(partitions, "id").sortWithinPartitions("id")
 
 
-def _check(out: Any, texts: list[str | None], ordered: bool = True) -> pl.DataFrame:
+def _check(out: Any, texts: list[str | None], order: list[int] | None = None) -> pl.DataFrame:
     got = pl.DataFrame(out.toArrow())
     assert got.height == len(texts)
-    if ordered:
-        assert got["id"].to_list() == sorted(got["id"].to_list())
+    assert got["id"].to_list() == (order if order is not None else list(range(len(texts))))
     assert sorted(got["id"].to_list()) == list(range(len(texts)))
     for row_id, text, label, error in got.select("id", "q", "label", "label_error").iter_rows():
         assert text == texts[row_id]
@@ -53,7 +52,10 @@ def test_20k_rows_with_faults_on_spark(spark: Any, sim_factory: Any) -> None:
     assert got["label"].null_count() < 50
     stats = sim.stats()
     assert stats["errors_by_status"]
-    assert meter.snapshot().calls == stats["ok"]  # usage from every executor reached the driver
+    # usage from every executor reached the driver: every answered request, less
+    # the slow ones the client had given up on (answered after its timeout)
+    slow = stats["faults"].get("timeout", 0)
+    assert stats["ok"] - slow <= meter.snapshot().calls <= stats["ok"]
 
 
 def test_global_dedup_and_limits(spark: Any, sim_factory: Any) -> None:
