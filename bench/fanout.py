@@ -302,6 +302,9 @@ class Run:
             "pct_of_ceiling": round(100 * calls / self.wall_s / ceiling, 1) if self.wall_s else None,
             "first_to_last_request_s": round(active_s, 3),
             "calls_per_s_while_sending": round(calls / active_s, 1) if active_s else None,
+            # Little's law: average requests in flight while sending (64 = the server's cap)
+            "mean_in_flight_while_sending": round(sum(e[1] - e[0] for e in log) / active_s, 1) if active_s else None,
+            "mean_request_s": round(sum(e[1] - e[0] for e in log) / len(log), 3) if log else None,
             "input_tokens": int(self.stats.get("input_tokens", 0)),
             "output_tokens": int(self.stats.get("output_tokens", 0)),
             "peak_in_flight": self.stats.get("peak_in_flight"),
@@ -585,11 +588,17 @@ def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r.get(key) for r in runs]
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             med = statistics.median(values)  # type: ignore[type-var]
+            if all(isinstance(v, int) for v in values) and float(med).is_integer():
+                med = int(med)
             out[key] = round(med, 3) if isinstance(med, float) else med
         else:
             out[key] = value
     out["repeats"] = len(runs)
     return out
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    return "–" if not isinstance(value, int | float) else f"{value:,.{digits}f}"
 
 
 def render_md(result: dict[str, Any]) -> str:
@@ -618,11 +627,34 @@ def render_md(result: dict[str, Any]) -> str:
                          "| | | | | | | | | | | | | |")
             continue
         lines.append(
-            "| {system} | {rows:,} | {batch} | {repeats} | {wall_s:.2f} | {rows_per_s:,.0f} | {calls:,} "
-            "| {calls_per_s:,.1f} | {pct_of_ceiling:.1f}% | {input_tokens:,} | {output_tokens:,} "
-            "| {rows_present:,} | {rows_correct:,} | {rows_with_error:,} | {cpu_client_s:.1f} "
+            "| {system} | {rows:,.0f} | {batch:.0f} | {repeats} | {wall_s:.2f} | {rows_per_s:,.0f} | {calls:,.0f} "
+            "| {calls_per_s:,.1f} | {pct_of_ceiling:.1f}% | {input_tokens:,.0f} | {output_tokens:,.0f} "
+            "| {rows_present:,.0f} | {rows_correct:,.0f} | {rows_with_error:,.0f} | {cpu_client_s:.1f} "
             "| {cpu_sim_s:.1f} | {cpu_other_s:.1f} | {load} |".format(
                 load=row["loadavg_before"][0], **row
+            )
+        )
+    lines += [
+        "",
+        "Where the time goes (same runs, medians):",
+        "",
+        "| system | wall s | before 1st request s | sending s | after last reply s | mean in flight "
+        "| calls/s while sending | client CPU ms/call | sim CPU ms/call | client CPU split s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in result["table"]:
+        if row.get("skipped"):
+            continue
+        split = ", ".join(
+            f"{k[len('cpu_client_'):-2]} {v:.1f}" for k, v in row.items()
+            if k.startswith("cpu_client_") and k.endswith("_s") and k != "cpu_client_s" and isinstance(v, int | float)
+        )
+        lines.append(
+            "| {system} | {wall_s:.2f} | {b} | {sending} | {a} | {mif} | {cps} | {cc} | {sc} | {split} |".format(
+                b=_fmt(row.get("first_request_after_s")), sending=_fmt(row.get("first_to_last_request_s")),
+                a=_fmt(row.get("after_last_reply_s")), mif=_fmt(row.get("mean_in_flight_while_sending"), 1),
+                cps=_fmt(row.get("calls_per_s_while_sending"), 1), cc=_fmt(row.get("client_cpu_ms_per_call")),
+                sc=_fmt(row.get("sim_cpu_ms_per_call")), split=split or "–", **row,
             )
         )
     lines += [

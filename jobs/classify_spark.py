@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     from pyspark.sql import SparkSession
 
-    from rlm_pipeline.validate import validate_classified
+    from rlm_pipeline.validate import validate_output
 
     builder = SparkSession.builder.appName("rlm_pipeline-classify")
     if args.master:
@@ -76,13 +76,13 @@ def run(args: argparse.Namespace) -> int:
     if args.partitions:
         df = df.repartition(args.partitions)
     step = rp.spark.classify(args.column, labels, llm=llm, batch_size=args.batch_size)
-    # Materialise once so validation and the write see the same answers.
-    out = df.transform(step).localCheckpoint(eager=True)
-    report = validate_classified(
+    # classify materialises its result once, so validation and the write see the same answers.
+    out = df.transform(step)
+    report = validate_output(
         out, input_rows=df.count(), labels=labels, output_column="label", id_column=args.id_column
     )
     if not report.success:
-        print("classify_spark: validation failed: " + "; ".join(report.failures), file=sys.stderr)
+        print("classify_spark: validation failed: " + "; ".join(report.failed), file=sys.stderr)
         return 1
     out.write.mode("overwrite").partitionBy(args.date_column).parquet(args.output)
     counts = {r["label"]: r["count"] for r in out.groupBy("label").count().collect()}

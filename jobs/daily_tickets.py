@@ -119,13 +119,13 @@ def process(
         batch_size=args.batch_size,
         instructions=args.instructions,
     )
-    from rlm_pipeline.validate import validate_classified
+    from rlm_pipeline.validate import validate_output
 
-    report = validate_classified(
+    report = validate_output(
         result, input_rows=frame.height, labels=labels, output_column="label", id_column=args.id_column
     )
     if not report.success:
-        log.error("%s: validation failed: %s", name, "; ".join(report.failures))
+        log.error("%s: validation failed: %s", name, "; ".join(report.failed))
         return Outcome(name, "invalid", frame.height)
     errors = result.get_column("label_error").drop_nulls()
     transient = int(errors.str.contains(f"^({'|'.join(TRANSIENT)})").sum())

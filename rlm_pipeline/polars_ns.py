@@ -27,6 +27,7 @@ import polars as pl
 
 if TYPE_CHECKING:
     from rlm_pipeline.llm.config import LLM
+    from rlm_pipeline.ops.spec import OutputType
     from rlm_pipeline.rlm.api import RLMResult
 
 __all__ = ["RLMExprNamespace", "RLMFrameNamespace", "RLMLazyFrameNamespace"]
@@ -69,7 +70,8 @@ class RLMExprNamespace:
                 batch_size=batch_size,
                 output_column="label",
             )
-            return out.get_column("label").alias(series.name)
+            labelled: pl.Series = out.get_column("label").alias(series.name)
+            return labelled
 
         return self._expr.map_batches(run, return_dtype=pl.String)
 
@@ -78,7 +80,7 @@ class RLMExprNamespace:
         instruction: str,
         *,
         llm: LLM,
-        output_type: str = "string",
+        output_type: OutputType = "string",
         batch_size: int = 16,
     ) -> pl.Expr:
         """One model answer per row for ``instruction`` (null where none)."""
@@ -105,7 +107,8 @@ class RLMExprNamespace:
                 output_type=output_type,
                 batch_size=batch_size,
             )
-            return out.get_column("value").alias(series.name)
+            values: pl.Series = out.get_column("value").alias(series.name)
+            return values
 
         return self._expr.map_batches(run, return_dtype=dtypes[output_type])
 

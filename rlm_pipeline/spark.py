@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.ops.spec import OutputType
 
 __all__ = ["classify", "llm_map"]
 
@@ -56,7 +57,7 @@ def llm_map(
     instruction: str,
     *,
     llm: LLM,
-    output_type: str = "string",
+    output_type: OutputType = "string",
     batch_size: int = 16,
 ) -> Callable[[Any], Any]:
     """A ``DataFrame -> DataFrame`` step that adds ``value`` and ``value_error``."""

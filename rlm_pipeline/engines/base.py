@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.ops.spec import OpSpec
+    from rlm_pipeline.ops.stats import OpStats
 
 __all__ = ["Engine"]
 
@@ -112,13 +114,13 @@ class Engine(Protocol):
     def map_llm(
         self,
         view: str,
-        spec: Any,
+        spec: OpSpec,
         llm: LLM,
         name: str,
         *,
         meter: UsageMeter | None = None,
         budget: Budget | None = None,
-    ) -> Any:
+    ) -> OpStats:
         """Fan one model sub-call per row batch of ``view`` out (see :mod:`rlm_pipeline.ops`)
         and register the result as ``name``; returns the operator's stats."""
         ...

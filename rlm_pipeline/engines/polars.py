@@ -29,6 +29,8 @@ from rlm_pipeline.errors import EngineError, InputError
 if TYPE_CHECKING:
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.ops.spec import OpSpec
+    from rlm_pipeline.ops.stats import OpStats
 
 __all__ = ["PolarsEngine"]
 
@@ -191,13 +193,13 @@ class PolarsEngine:
     def map_llm(
         self,
         view: str,
-        spec: Any,
+        spec: OpSpec,
         llm: LLM,
         name: str,
         *,
         meter: UsageMeter | None = None,
         budget: Budget | None = None,
-    ) -> Any:
+    ) -> OpStats:
         """Fan model sub-calls out over ``view`` (:mod:`rlm_pipeline.ops.polars_fanout`)."""
         from rlm_pipeline.ops import polars_fanout
 

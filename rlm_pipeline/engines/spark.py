@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.ops.spec import OpSpec
+    from rlm_pipeline.ops.stats import OpStats
 
 __all__ = ["SparkEngine"]
 
@@ -267,13 +269,13 @@ class SparkEngine:
     def map_llm(
         self,
         view: str,
-        spec: Any,
+        spec: OpSpec,
         llm: LLM,
         name: str,
         *,
         meter: UsageMeter | None = None,
         budget: Budget | None = None,
-    ) -> Any:
+    ) -> OpStats:
         """Fan model sub-calls out as Spark tasks (:mod:`rlm_pipeline.ops.spark_fanout`)."""
         from rlm_pipeline.ops import spark_fanout
 

@@ -2,12 +2,14 @@
 
 How a call runs:
 
-- **tasks and limits**: the input is coalesced (no shuffle, order kept) to at
-  most as many partitions as the cluster runs at once (``defaultParallelism``),
-  so each slot runs one task.  Each task gets ``llm.share(n)`` (``n`` = tasks
-  that run at once): the job as a whole never exceeds ``max_concurrency``,
-  ``rpm`` or ``tpm``.  The budget left on the caller's meter is split evenly
-  over the tasks (``Budget.share``), so the whole call never passes it.
+- **tasks and limits**: one task per input partition (partitions are not
+  merged: ``coalesce`` may group non-adjacent partitions and lose the order).
+  Each task gets ``llm.share(n)`` with ``n`` = tasks that can run at once
+  (``min(defaultParallelism, partitions)``), so the job as a whole never has
+  more than ``max_concurrency`` requests in flight, and ``rpm``/``tpm`` hold
+  (tasks pace evenly; a task that follows another in the same slot may add
+  one request at the hand-over).  The budget left on the caller's meter is
+  split evenly over all tasks (``Budget.share``), so the call never passes it.
 - **in the task**: the task builds its own :class:`~rlm_pipeline.llm.client.LLMClient`
   from the picklable :class:`~rlm_pipeline.llm.config.LLM` in its own asyncio
   loop, dedups texts across the task's Arrow batches and answers a few batches
@@ -183,9 +185,6 @@ def _map(
 
     sc = df.sparkSession.sparkContext
     parts = max(1, df.rdd.getNumPartitions())
-    if parts > slots:
-        df = df.coalesce(slots)
-        parts = slots
     task_llm = llm.share(min(slots, parts))
     task_budget = budget.share(parts) if budget is not None else None
     logger.debug(

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlm_pipeline.engines.cells import normalize_arrow, truncate_cells
 
 
+@settings(deadline=None)  # shared, loaded CI cores: no per-example deadline
 @given(st.lists(st.one_of(st.none(), st.text(max_size=400)), max_size=20), st.integers(1, 300))
 def test_truncate_cells_bounds_every_cell(values: list[str | None], limit: int) -> None:
     out = truncate_cells(pa.table({"s": pa.array(values, pa.large_string())}), limit)

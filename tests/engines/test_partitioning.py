@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlm_pipeline.engines.partitioning import chunk_count, chunk_label, chunk_sizes
 
 
+@settings(deadline=None)  # shared, loaded CI cores: no per-example deadline
 @given(st.integers(0, 5000), st.integers(1, 1000))
 def test_chunk_sizes_are_the_sizes_of_row_to_chunk(rows: int, n: int) -> None:
     chunks = chunk_count(n, rows)

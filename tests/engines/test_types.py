@@ -19,8 +19,8 @@ from rlm_pipeline.engines.types import neutral_polars_type, neutral_spark_type
         (pl.Boolean, "bool"),
         (pl.Date, "date"),
         (pl.Datetime("ms", "UTC"), "timestamp"),
-        (pl.List(pl.Int64), "other:list[i64]"),
-        (pl.Binary, "other:binary"),
+        (pl.List(pl.Int64), "other:List(Int64)"),
+        (pl.Binary, "other:Binary"),
     ],
 )
 def test_polars_types(dtype: pl.DataType, name: str) -> None:

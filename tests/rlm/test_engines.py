@@ -1,4 +1,8 @@
-"""Both engines answer the same questions with the same answers (and the right ones)."""
+"""Both engines answer the same questions with the same answers (and the right ones).
+
+Spark runs ~3-5 s per question on local[2] (each classify is a mapInArrow job), so the
+list is kept short: a count, a most-common label and a recurse with per-user answers.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,6 @@ QUESTIONS = [
     (
         "Among users 12345, 67890 and 11111, how many questions are about billing?",
         lambda f: label_count(f, "billing", users=USERS),
-    ),
-    (
-        "For each of users 12345, 67890 and 11111, how many questions are about account?",
-        lambda f: per_user(f, "account", USERS),
     ),
     (
         "What is the most common label among users 12345, 67890 and 11111?",
@@ -44,7 +44,9 @@ def test_engines_agree_with_each_other_and_the_truth(
     ticket_frame: pl.DataFrame,
 ) -> None:
     spark: Any = request.getfixturevalue("spark") if engine == "spark" else None
-    rlm = rp.RLM(sim_llm, engine=engine, spark=spark, max_depth=2)
+    # max_depth=1: recurse answers each partition with a plain call (sub-RLMs on Spark cost
+    # a Spark job per tool call; tests/rlm/test_recurse.py covers depth 2 on Polars).
+    rlm = rp.RLM(sim_llm, engine=engine, spark=spark, max_depth=1)
     for question, expected in QUESTIONS:
         res = rlm.run(question, str(ticket_parquet), text_column="question")
         assert res.value == expected(ticket_frame), question
