@@ -305,6 +305,7 @@ class Run:
             # Little's law: average requests in flight while sending (64 = the server's cap)
             "mean_in_flight_while_sending": round(sum(e[1] - e[0] for e in log) / active_s, 1) if active_s else None,
             "mean_request_s": round(sum(e[1] - e[0] for e in log) / len(log), 3) if log else None,
+            "in_flight_every_0_5s": _timeline(log, 0.5),
             "input_tokens": int(self.stats.get("input_tokens", 0)),
             "output_tokens": int(self.stats.get("output_tokens", 0)),
             "peak_in_flight": self.stats.get("peak_in_flight"),
@@ -331,6 +332,16 @@ class Run:
             "loadavg_after": self.load_after,
             **self.extra,
         }
+
+
+def _timeline(log: list[list[float]], step: float) -> list[int]:
+    """Requests in flight at the simulator every ``step`` seconds from the first arrival."""
+    if not log:
+        return []
+    start = min(e[0] for e in log)
+    end = max(e[1] for e in log)
+    points = [start + i * step for i in range(int((end - start) / step) + 1)]
+    return [sum(1 for e in log if e[0] <= t < e[1]) for t in points]
 
 
 def _score(

@@ -182,7 +182,9 @@ async def _turn(
             )
             continue
         call_started = time.monotonic()
+        before = state.meter.snapshot()
         outcome = await dispatch(call.name, call.arguments, scope)
+        spent = state.meter.snapshot()  # sub-calls of this tool (approximate under recursion)
         conv.extend_last({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
         if outcome.error is not None:
             state.errors += 1
@@ -197,7 +199,9 @@ async def _turn(
             result_summary=cut(outcome.text, 2000),
             rows_in=outcome.rows_in,
             rows_out=outcome.rows_out,
-            sub_calls=outcome.sub_calls,
+            sub_calls=outcome.sub_calls or max(0, spent.calls - before.calls),
+            input_tokens=max(0, spent.input_tokens - before.input_tokens),
+            output_tokens=max(0, spent.output_tokens - before.output_tokens),
             seconds=time.monotonic() - call_started,
             error=outcome.error,
             extra={"step": step},

@@ -18,7 +18,9 @@ stateless: every decision is derived from the request body alone.
 
 and plans ``peek → filter → classify → sql → answer``, reading the numbers out
 of the ``sql`` result to answer.  With ``[plan:recurse]`` in the question it
-uses ``recurse`` by user instead of ``classify``.
+uses ``recurse`` by user instead of ``classify``; with ``[plan:chunks]`` it
+splits the rows into 4 chunks with ``partition`` and recurses over them;
+"how many words" questions use ``llm_map`` (integer) and sum the values.
 
 Adversarial modes, selected by a marker in the question, script a hostile
 root model for tests: ``[adversarial:ddl]`` (DDL/DML), ``[adversarial:files]``
@@ -106,9 +108,10 @@ class Question:
     date_to: dt.date | None = None
     labels: tuple[str, ...] = DEFAULT_LABELS
     label: str | None = None
-    shape: str = "count"  # count | per_user | most_common | least_common | top_user | rows
+    shape: str = "count"  # count | per_user | most_common | least_common | top_user | words
     mode: str | None = None
     recurse: bool = False
+    chunks: bool = False
     path: str | None = None
 
 
@@ -185,6 +188,8 @@ def parse_question(text: str) -> Question:
         shape = "top_user"
     elif re.search(r"\b(for each|per|each of|by)\s+(the\s+)?users?\b", lower):
         shape = "per_user"
+    elif re.search(r"\bhow many words\b", lower):
+        shape = "words"
     else:
         shape = "count"
     return Question(
@@ -197,6 +202,7 @@ def parse_question(text: str) -> Question:
         shape=shape,
         mode=mode_match.group(1) if mode_match else None,
         recurse="[plan:recurse]" in text,
+        chunks="[plan:chunks]" in text,
         path=path_match.group(1) if path_match else None,
     )
 
@@ -441,14 +447,39 @@ def _plan(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
             )
         base = "subset"
     text = meta.text or "question"
-    if q.recurse and meta.user_column:
+    args: dict[str, Any]
+    if q.shape == "words":
+        if not h.ok("llm_map", "mapped"):
+            args = {
+                "view": base,
+                "column": text,
+                "instruction": "How many words does this text have?",
+                "output_type": "integer",
+                "name": "mapped",
+            }
+            return _message(turn, [("llm_map", args)])
+        query = "SELECT SUM(value) AS n FROM mapped"
+    elif q.chunks:
+        if not h.ok("partition", "chunks"):
+            return _message(turn, [("partition", {"view": base, "n": 4, "name": "chunks"})])
+        if not h.ok("recurse", "per_chunk"):
+            sub = f"How many questions are about {q.label}?" if q.label else "How many rows?"
+            args = {
+                "view": "chunks",
+                "partition_column": "partition",
+                "query": sub,
+                "name": "per_chunk",
+            }
+            return _message(turn, [("recurse", args)])
+        query = "SELECT SUM(answer) AS n FROM per_chunk"
+    elif q.recurse and meta.user_column:
         if not h.ok("recurse", "per_user"):
             sub = (
                 f"How many questions are about {q.label}?"
                 if q.label
                 else "How many rows are there?"
             )
-            args: dict[str, Any] = {
+            args = {
                 "view": base,
                 "partition_column": meta.user_column,
                 "query": sub,

@@ -14,6 +14,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rlm_pipeline.engines import Engine
 from rlm_pipeline.engines.partitioning import MAX_HEAD_ROWS, chunk_label
@@ -434,3 +436,54 @@ def test_sql_reaches_only_registered_views(two_views: Engine) -> None:
     with pytest.raises(InputError, match="cannot be replaced"):
         two_views.sql("SELECT * FROM users", "context")
     assert two_views.views() == ["context", "users"]
+
+
+# -- property: random WHERE conditions, every engine against DuckDB --------------------------
+
+_ATOMS = st.one_of(
+    st.builds(
+        "{} {} {}".format,
+        st.sampled_from(["user_id", "ticket_id"]),
+        st.sampled_from(["=", "<>", "<", ">="]),
+        st.integers(-2, 70),
+    ),
+    st.builds("{} IS NULL".format, st.sampled_from(["user_id", "score", "question"])),
+    st.builds("score > {}".format, st.integers(0, 100).map(lambda v: v / 100)),
+    st.just("urgent"),
+    st.builds("question LIKE '%{}%'".format, st.sampled_from(["refund", "app", "é", "x", "?"])),
+    st.builds(
+        lambda ids: f"user_id IN ({', '.join(map(str, ids))})",
+        st.lists(st.integers(0, 9), min_size=1, max_size=4),
+    ),
+    st.builds("day < DATE '2024-01-{:02d}'".format, st.integers(1, 31)),
+)
+WHERE_CONDITIONS = st.recursive(
+    _ATOMS,
+    lambda inner: st.one_of(
+        st.builds("({}) AND ({})".format, inner, inner),
+        st.builds("({}) OR ({})".format, inner, inner),
+        st.builds("NOT ({})".format, inner),
+    ),
+    max_leaves=5,
+)
+
+
+def test_random_filters_match_duckdb(
+    make_engine: MakeEngine, duck: duckdb.DuckDBPyConnection, engine_name: str
+) -> None:
+    engine = make_engine(tickets())
+
+    @settings(
+        max_examples=40 if engine_name == "polars" else 10,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(WHERE_CONDITIONS)
+    def check(where: str) -> None:
+        count = engine.filter("context", where, "random")
+        expected = sorted_rows(_duck_rows(duck, f"SELECT * FROM context WHERE {where}"))
+        assert count == len(expected)
+        assert sorted_rows(rows_of(engine.to_arrow("random"))) == expected
+
+    check()

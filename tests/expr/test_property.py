@@ -17,7 +17,7 @@ from tests.expr.helpers import assert_same_values
 
 pytestmark = pytest.mark.spark
 
-EXAMPLES = int(os.environ.get("RLM_EXPR_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("RLM_EXPR_EXAMPLES", "60"))
 PER_EXAMPLE = 4  # expressions evaluated together in one query per engine
 
 Strat = st.SearchStrategy[str]

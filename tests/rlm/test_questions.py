@@ -110,3 +110,36 @@ def test_text_replies_are_nudged_never_read_as_answers(
     assert res.errors == 2
     nudges = [r for r in res.trace if r["kind"] == "error" and r["tool"] is None]
     assert len(nudges) == 2
+
+
+def test_llm_map_question_sums_mapped_values(
+    sim_llm: LLM, ticket_parquet: Path, ticket_frame: pl.DataFrame
+) -> None:
+    # The simulator's llm_map answers an integer request with the text's word count.
+    res = _run(
+        sim_llm,
+        "How many words do the questions of users 12345, 67890 and 11111 have?",
+        str(ticket_parquet),
+    )
+    rows = ticket_frame.filter(pl.col("user_id").is_in(list(USERS)))
+    assert res.value == sum(len(q.split()) for q in rows["question"])
+    assert [r["tool"] for r in res.trace if r["kind"] == "tool"][2] == "llm_map"
+
+
+@pytest.mark.parametrize("max_depth", [1, 2])
+def test_partition_into_chunks_then_recurse(
+    sim_llm: LLM, ticket_parquet: Path, ticket_frame: pl.DataFrame, max_depth: int
+) -> None:
+    res = _run(
+        sim_llm,
+        "How many billing questions were asked in March 2024? [plan:chunks]",
+        str(ticket_parquet),
+        max_depth=max_depth,
+    )
+    march = {"date_from": dt.date(2024, 3, 1), "date_to": dt.date(2024, 3, 31)}
+    assert res.value == label_count(ticket_frame, "billing", **march)
+    part = next(r for r in res.trace if r["tool"] == "partition")
+    assert "4 partitions" in part["result_summary"]
+    recurse = next(r for r in res.trace if r["tool"] == "recurse")
+    assert recurse["rows_out"] == 4 and recurse["sub_calls"] >= 4
+    assert res.errors == 0

@@ -1,0 +1,110 @@
+"""classify on a real Spark standalone cluster (master + 2 workers on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import pyspark
+from rlm_pipeline.sim import intended_label
+from tests.ops.tickets import LABELS, tickets
+
+pytestmark = [pytest.mark.cluster, pytest.mark.spark]
+
+SPARK_HOME = os.path.dirname(pyspark.__file__)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[str]:
+    env = {**os.environ, "SPARK_HOME": SPARK_HOME, "SPARK_LOCAL_IP": "127.0.0.1",
+           "PYSPARK_PYTHON": sys.executable, "SPARK_LOG_DIR": str(tmp_path / "logs")}
+    port, ui = _port(), _port()
+    spark_class = os.path.join(SPARK_HOME, "bin", "spark-class")
+    procs = [subprocess.Popen(
+        [spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+         "--port", str(port), "--webui-port", str(ui)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    master = f"spark://127.0.0.1:{port}"
+    for i in range(2):
+        procs.append(subprocess.Popen(
+            [spark_class, "org.apache.spark.deploy.worker.Worker", master, "--host", "127.0.0.1",
+             "--cores", "1", "--memory", "1g", "--webui-port", str(_port()),
+             "--work-dir", str(tmp_path / f"work{i}")],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2) as r:
+                    status = json.load(r)
+                if sum(w.get("state") == "ALIVE" for w in status.get("workers", [])) == 2:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("standalone cluster did not start: 2 alive workers expected")
+            time.sleep(0.5)
+        yield master
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_classify_on_standalone_cluster(cluster: str, sim_factory: Any, tmp_path: Path) -> None:
+    sim = sim_factory(latency_ms=50)
+    texts = tickets(1_200, distinct=700, seed=21)
+    data = tmp_path / "in.parquet"
+    pl.DataFrame({"id": range(len(texts)), "q": texts}).write_parquet(data)
+    cache = tmp_path / "cache.sqlite"
+    rpm, concurrency = 1_200, 4
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "tests.cluster.job", cluster, sim.base_url, str(cache), str(data),
+           str(rpm), str(concurrency)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    out = pl.read_parquet(str(data) + ".out.parquet")
+    assert sorted(out["id"].to_list()) == list(range(len(texts)))
+    assert all(label == intended_label(q, LABELS) for q, label in out.select("q", "label").iter_rows())
+    stats = sim.stats()
+    assert stats["peak_in_flight"] <= concurrency
+    starts = sorted(t0 for t0, _t1, _status in stats["requests_log"])
+    window = [s for s in starts if s - starts[0] <= 60]
+    assert len(window) <= rpm
+    # requests per minute, measured over every 5 s window, scaled
+    for i, s in enumerate(starts):
+        in5 = sum(1 for t in starts[i:i + 200] if t - s < 5.0)
+        assert in5 <= rpm / 12 + 2
+    # executors wrote the cache (the driver sends nothing): a second run is all hits
+    assert report["usage"]["calls"] == stats["requests"] > 0
+    sim.reset_stats()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240,
+                           cwd=Path(__file__).parents[2])
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads(again.stdout.strip().splitlines()[-1])
+    assert sim.stats()["requests"] == 0
+    assert second["usage"]["cached_calls"] == report["usage"]["calls"]
