@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import rlm_pipeline as rp
+from rlm_pipeline.engines.load import to_spark
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 
@@ -50,10 +51,7 @@ def run(args: argparse.Namespace) -> int:
     if args.master:
         builder = builder.master(args.master)
     spark = builder.getOrCreate()
-    try:
-        df = spark.read.parquet(args.input)
-    except Exception as exc:
-        raise InputError(f"cannot read Parquet input {args.input!r}: {str(exc).splitlines()[0]}") from exc
+    df = to_spark(args.input, spark)  # checks the files first: clear InputError, no JVM trace
     root = rp.LLM(model=args.model, base_url=args.base_url, cache_path=args.cache)
     sub = rp.LLM(model=args.sub_model, base_url=args.base_url, cache_path=args.cache) if args.sub_model else None
     rlm = rp.RLM(root=root, sub=sub, engine="spark", max_steps=args.max_steps, max_depth=args.max_depth)

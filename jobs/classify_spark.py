@@ -26,6 +26,7 @@ import os
 import sys
 
 import rlm_pipeline as rp
+from rlm_pipeline.engines.load import to_spark
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 
@@ -66,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
         rpm=args.rpm,
         cache_path=args.cache,
     )
-    try:
-        df = spark.read.parquet(args.input)
-    except Exception as exc:  # Spark's AnalysisException names the path
-        raise InputError(f"cannot read Parquet input {args.input!r}: {str(exc).splitlines()[0]}") from exc
+    df = to_spark(args.input, spark)  # checks the files first: clear InputError, no JVM trace
     if args.date_column not in df.columns:
         msg = f"--date-column {args.date_column!r} not in input columns {df.columns}"
         raise InputError(msg)
