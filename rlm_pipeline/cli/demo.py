@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         spark = spark_session("spark")
     with SimServer(SimConfig()) as sim:
         print(f"Simulator: {sim.base_url}\nSteps:")
-        llm = LLM(model="sim-1", base_url=sim.base_url, api_key="sim")
+        # Named like a real model so costs are priced at its list prices for comparison.
+        llm = LLM(model=_COMPARE_MODEL, base_url=sim.base_url, api_key="sim")
         rlm = rp.RLM(llm, engine=args.engine, spark=spark, max_steps=30, max_depth=2)
         res = rlm.run(
             QUESTION,
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"Ground truth: {truth} (from the hidden true_label) — {'match' if match else 'MISMATCH'}"
     )
-    print(f"Usage:        {format_usage(res.usage)}")
+    print(f"Usage:        {format_usage(res.usage)} at {_COMPARE_MODEL} list prices")
     print(
         f"Long context: the whole table as one prompt would be ~{long_tokens:,} tokens "
         f"({long_tokens / max(1, res.usage.max_prompt_tokens):.0f}× the largest RLM prompt; "
