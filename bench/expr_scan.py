@@ -288,7 +288,7 @@ def main() -> int:
     args.output.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"\nfilter({WHERE}) -> count = {duck_count} rows; {args.repeats} runs each, medians")
-    print(f"{"engine":<18}{'median s':>10}{'min s':>9}{'max s':>9}{'peak RSS MiB':>14}")
+    print(f"{'engine':<18}{'median s':>10}{'min s':>9}{'max s':>9}{'peak RSS MiB':>14}")
     for name, entry in results.items():
         peak = rss.get(name, {}).get("peak_mib", float("nan"))
         print(
