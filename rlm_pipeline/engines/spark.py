@@ -67,10 +67,11 @@ class SparkEngine:
 
     Examples
     --------
-    >>> eng = SparkEngine(spark)                               # doctest: +SKIP
-    >>> eng.register("context", spark.range(10))               # doctest: +SKIP
-    >>> eng.partition("context", n=3, name="chunks")           # doctest: +SKIP
-    {'0': 4, '1': 3, '2': 3}
+    With a running SparkSession ``spark``::
+
+        eng = SparkEngine(spark)
+        eng.register("context", spark.range(10))
+        eng.partition("context", n=3, name="chunks")   # {'0': 4, '1': 3, '2': 3}
     """
 
     name = "spark"

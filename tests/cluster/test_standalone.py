@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyspark
 import pytest
 
-import pyspark
 from rlm_pipeline.sim import intended_label
 from tests.ops.tickets import LABELS, tickets
 

@@ -83,8 +83,8 @@ def test_spark_failures_become_engine_errors(spark: Any) -> None:
     try:
         # a valid plan that fails at run time: ANSI mode rejects the cast
         engine.register("bad", spark.sql("SELECT CAST('x' AS INT) AS v"))
-        with pytest.raises(EngineError, match="^spark could not count view 'bad': ") as info:
-            engine.count("bad")
+        with pytest.raises(EngineError, match="^spark could not collect view 'bad': ") as info:
+            engine.to_arrow("bad")
         assert "\n" not in str(info.value)
     finally:
         engine.close()
