@@ -73,7 +73,10 @@ def ensure_venv(name: str, spec: dict, base_python: str) -> bool:
     if py.exists() and stamp.exists() and stamp.read_text().strip() == want:
         return True
     t0 = time.perf_counter()
-    _say(f"{name}: creating {venv.name} (one-off, a few minutes) ...")
+    if py.exists():
+        _say(f"{name}: {venv.name} has no install stamp for this requirements file; installing the pins ...")
+    else:
+        _say(f"{name}: creating {venv.name} (one-off, a few minutes) ...")
     if not py.exists():
         subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
     pip = [str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
