@@ -11,6 +11,15 @@ executors, parallel jobs) can read and write it at once; a writer that finds
 the file locked waits instead of failing.  Only successful replies are stored —
 the client stores a structured reply only after it parsed and validated.
 
+The same file also holds **row answers** (table ``row_answers``): one checked
+answer per input text of a semantic operator (classify / llm_map), keyed by
+:func:`row_key` — model, temperature, prompt version, the operator parameters
+that shape the answer, and the text; *not* the batch the row was sent in.  A
+re-run with other batches, other partitions or new rows mixed in finds every
+row answered before.  :meth:`ResponseCache.get_rows` and
+:meth:`ResponseCache.put_rows` read and write many rows at once (one
+transaction per call to ``put_rows``).
+
 Examples
 --------
 >>> import tempfile, os
@@ -32,6 +41,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -42,11 +52,14 @@ from rlm_pipeline.llm.reply import ChatReply
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "DEFAULT_BUSY_TIMEOUT_S",
+    "ROW_ANSWER_KIND",
     "ResponseCache",
+    "RowKeys",
     "canonical_json",
     "chat_key",
     "json_key",
     "request_key",
+    "row_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -62,6 +75,16 @@ _SCHEMA_SQL = (
     " value TEXT NOT NULL,"
     " created_at REAL NOT NULL)"
 )
+_ROWS_SQL = (
+    "CREATE TABLE IF NOT EXISTS row_answers ("
+    " key TEXT PRIMARY KEY,"
+    " value TEXT NOT NULL,"
+    " created_at REAL NOT NULL)"
+)
+#: The ``kind`` field of every row-answer key.
+ROW_ANSWER_KIND = "row-answer"
+#: Keys per ``SELECT ... IN (...)`` (below SQLite's oldest variable limit, 999).
+_ROWS_PER_QUERY = 500
 
 
 def canonical_json(value: Any) -> str:
@@ -158,6 +181,81 @@ def json_key(
     )
 
 
+def row_key(
+    *,
+    model: str,
+    temperature: float,
+    prompt_version: str | None,
+    params: dict[str, Any],
+    text: str,
+) -> str:
+    """sha256 hex digest of the canonical JSON of one row's answer-shaping fields.
+
+    ``params`` are the operator parameters that change the answer (for
+    classify: labels and instructions; for llm_map: instruction and output
+    type) — never the batch size or the batch the row was sent in.
+
+    Examples
+    --------
+    >>> a = row_key(model="m", temperature=0.0, prompt_version="p",
+    ...             params={"op": "classify", "labels": ["a"]}, text="hi")
+    >>> a == RowKeys(model="m", temperature=0.0, prompt_version="p",
+    ...              params={"op": "classify", "labels": ["a"]}).key("hi")
+    True
+    """
+    payload = {
+        "v": CACHE_FORMAT_VERSION,
+        "kind": ROW_ANSWER_KIND,
+        "model": model,
+        "temperature": temperature,
+        "prompt_version": prompt_version,
+        "params": params,
+        "text": text,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+class RowKeys:
+    """:func:`row_key` for many texts with the same model and parameters, made cheaply.
+
+    The canonical JSON is built once without the text; each key then only
+    encodes its text (the result equals :func:`row_key` byte for byte).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        temperature: float,
+        prompt_version: str | None,
+        params: dict[str, Any],
+    ) -> None:
+        marker = "\u0000rlm-text-slot\u0000"
+        whole = canonical_json(
+            {
+                "v": CACHE_FORMAT_VERSION,
+                "kind": ROW_ANSWER_KIND,
+                "model": model,
+                "temperature": temperature,
+                "prompt_version": prompt_version,
+                "params": params,
+                "text": marker,
+            }
+        )
+        slot = json.dumps(marker, ensure_ascii=False)
+        if whole.count(slot) != 1:  # pragma: no cover - the marker cannot occur elsewhere
+            msg = "row key template is ambiguous"
+            raise InputError(msg)
+        head, tail = whole.split(slot)
+        self._head = head.encode("utf-8")
+        self._tail = tail.encode("utf-8")
+
+    def key(self, text: str) -> str:
+        """The row key of ``text``."""
+        body = json.dumps(text, ensure_ascii=False).encode("utf-8")
+        return hashlib.sha256(self._head + body + self._tail).hexdigest()
+
+
 class ResponseCache:
     """Replies by key in a SQLite file.
 
@@ -198,6 +296,7 @@ class ResponseCache:
             self._set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(_SCHEMA_SQL)
+            conn.execute(_ROWS_SQL)
         except sqlite3.Error as exc:
             msg = f"cannot open response cache {self.path!r}: {exc}"
             raise LLMError(msg) from exc
@@ -272,6 +371,75 @@ class ResponseCache:
                 conn.execute("DELETE FROM responses WHERE key = ?", (key,))
             except sqlite3.Error as exc:
                 logger.warning("response cache delete failed (%s): %s", self.path, exc)
+
+    def get_rows(self, keys: Sequence[str]) -> dict[str, Any]:
+        """Stored row answers for ``keys`` (absent keys are left out).
+
+        Reads in chunks of a few hundred keys, releasing the lock between
+        chunks so writers are not held up.  A failed read is logged and reads
+        as misses (the rows are then asked again).
+        """
+        found: dict[str, Any] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _ROWS_PER_QUERY):
+            chunk = unique[start : start + _ROWS_PER_QUERY]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                conn = self._connection()
+                try:
+                    rows = conn.execute(
+                        f"SELECT key, value FROM row_answers WHERE key IN ({marks})",  # noqa: S608 - only "?" marks
+                        chunk,
+                    ).fetchall()
+                except sqlite3.Error as exc:
+                    logger.warning("row answer read failed (%s): %s", self.path, exc)
+                    continue
+            for key, value in rows:
+                try:
+                    found[key] = json.loads(value)
+                except ValueError:
+                    logger.warning("row answer %s unreadable; ignored", str(key)[:12])
+        return found
+
+    def put_rows(self, answers: Mapping[str, Any]) -> None:
+        """Store (or replace) row answers, all in one transaction.
+
+        Values must be JSON-serialisable and not None (a failure is never
+        stored).  A failed write is logged, not raised: losing an entry only
+        costs a re-ask.
+        """
+        if not answers:
+            return
+        now = time.time()
+        rows = []
+        for key, value in answers.items():
+            if value is None:
+                msg = f"row answer {key[:12]} is None; failures are not stored"
+                raise InputError(msg)
+            rows.append((key, json.dumps(value, separators=(",", ":"), ensure_ascii=False), now))
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(
+                        "INSERT OR REPLACE INTO row_answers (key, value, created_at)"
+                        " VALUES (?, ?, ?)",
+                        rows,
+                    )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                logger.warning("row answer write failed (%s): %s", self.path, exc)
+
+    def row_count(self) -> int:
+        """Number of stored row answers."""
+        with self._lock:
+            row = self._connection().execute("SELECT count(*) FROM row_answers").fetchone()
+        return int(row[0])
 
     def __len__(self) -> int:
         with self._lock:

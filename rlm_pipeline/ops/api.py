@@ -12,8 +12,10 @@ CSV, JSONL, pyarrow Table, pandas) are read with Polars and give a Polars
 Every input row comes out exactly once, in input order, with the new value
 column (null when there is no trustworthy answer) and ``<output_column>_error``
 (null, or the reason: ``empty_input``, ``parse_error``, ``invalid_label``,
-``missing_in_reply``, ``api_error``, ``budget_exceeded``).  Failures are never
-cached, so a re-run re-asks only the failed rows.
+``missing_in_reply``, ``api_error``, ``budget_exceeded``).  With
+``llm.cache_path`` set, every checked answer is stored per row (not per
+batch) and failures never are, so a re-run — with any batch size, Spark
+partitioning or extra rows — re-asks only the rows not answered yet.
 
 Examples
 --------
@@ -215,9 +217,11 @@ def estimate(
 ) -> Estimate:
     """What :func:`classify` would send and cost, without calling the model.
 
-    Builds the same prompts, counts tokens with
+    Texts with a stored row answer in ``llm``'s cache file (from any earlier
+    run, whatever its batch size or partitioning) count as ``cached`` and
+    cost no call.  For the rest it builds the same prompts, counts tokens with
     :func:`rlm_pipeline.llm.tokens.estimate_message_tokens` (the rule the
-    simulator reports usage by) and looks each call up in ``llm``'s cache.
+    simulator reports usage by) and looks each call up in the response cache.
 
     Examples
     --------

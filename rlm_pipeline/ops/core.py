@@ -6,12 +6,33 @@ The steps, in order:
 2. **dedup** identical texts: each distinct text is asked once and its answer
    joined back to every row that has it (a shared :class:`Memo` extends this
    across calls, e.g. over the slices of a stream);
-3. **batch** ``spec.batch_size`` distinct texts per call, numbered 0..n-1;
-4. **check** the reply row by row (:mod:`rlm_pipeline.ops.reply`);
-5. **re-ask** only the rows whose answer was missing or bad: a batch that
+3. **look up** every distinct text in the stored row answers (:class:`RowStore`,
+   in the client's cache file): a text answered by an earlier run is not sent;
+4. **batch** ``spec.batch_size`` of the remaining texts per call, numbered 0..n-1;
+5. **check** the reply row by row (:mod:`rlm_pipeline.ops.reply`) and **store**
+   each row that passed (failures are never stored); stores are written in one
+   transaction per :data:`STORE_FLUSH_ROWS` rows or :data:`STORE_FLUSH_S`
+   seconds, whichever comes first, and always before :func:`apply_texts`
+   returns or is cancelled — a process killed hard loses at most that window
+   (those calls are usually still in the request-level cache);
+6. **re-ask** only the rows whose answer was missing or bad: a batch that
    failed as a whole is split in halves, a failed subset is asked again on
    its own, and a single row gets one retry; after that the row gets a null
    value and the reason.
+
+Row answers are keyed by the text and the parameters that shape its answer
+(model, temperature, :data:`~rlm_pipeline.ops.prompts.PROMPT_VERSION`,
+:func:`~rlm_pipeline.ops.prompts.answer_params`), not by the batch, so a
+re-run with another batch size, other Spark partitions or new rows mixed in
+re-uses every row answered before, and a killed run resumes where it stopped.
+
+How stored rows are counted: a row answered from the store costs no call.
+:attr:`Tally.cached_rows` (and ``OpStats.cached_rows``) counts those rows;
+a progress callback that has an ``add_cached(rows)`` method
+(:class:`CachedRowsProgress`) is told about them too.  The client's usage
+meter, whose ``cached_calls`` counts *calls*, gets one cached call per
+``batch_size`` stored texts of a chunk (rounded up): the calls the store
+saved.
 
 An :class:`~rlm_pipeline.errors.LLMError` raised by the client (after its own
 retries) gives ``api_error: ...`` to the rows of that call.  A
@@ -38,20 +59,36 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 from rlm_pipeline.errors import BudgetExceededError, LLMError, LLMResponseParseError
-from rlm_pipeline.ops.prompts import PROMPT_VERSION, build_messages, reply_name, reply_schema
-from rlm_pipeline.ops.reply import check_reply, parse_raw
+from rlm_pipeline.llm.cache import ResponseCache, RowKeys
+from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.ops.prompts import (
+    PROMPT_VERSION,
+    answer_params,
+    build_messages,
+    reply_name,
+    reply_schema,
+)
+from rlm_pipeline.ops.reply import check_reply, check_value, parse_raw
 from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec
 
 __all__ = [
     "EMPTY_INPUT",
+    "CachedRowsProgress",
     "JsonClient",
     "Memo",
     "RowProgress",
     "RowResult",
+    "STORE_FLUSH_ROWS",
+    "STORE_FLUSH_S",
+    "RowStore",
+    "Tally",
     "apply_texts",
     "classify_texts",
     "llm_map_texts",
@@ -66,6 +103,10 @@ RowProgress = Callable[[int, int], None]
 
 EMPTY_INPUT = "empty_input"
 _EMPTY: RowResult = (None, EMPTY_INPUT)
+#: Checked row answers written per transaction (at most).
+STORE_FLUSH_ROWS = 512
+#: Longest time a checked row answer waits before it is written.
+STORE_FLUSH_S = 0.25
 
 
 class JsonClient(Protocol):
@@ -82,18 +123,125 @@ class JsonClient(Protocol):
     ) -> tuple[dict[str, Any], Any]: ...
 
 
+@runtime_checkable
+class CachedRowsProgress(Protocol):
+    """A progress callback that also wants to know about rows served from the store."""
+
+    def __call__(self, rows: int, failed: int) -> None: ...
+
+    def add_cached(self, rows: int) -> None:
+        """``rows`` of the rows just reported came from stored answers (no call)."""
+
+
+@dataclass
+class Tally:
+    """Counts of a run that the per-row results do not show.
+
+    Attributes
+    ----------
+    cached_rows
+        Rows answered from stored row answers (no model call for them).
+    cached_texts
+        Distinct texts among them.
+    """
+
+    cached_rows: int = 0
+    cached_texts: int = 0
+
+
+class RowStore:
+    """Checked answers per text, in the response cache file (table ``row_answers``).
+
+    Keys come from :func:`rlm_pipeline.llm.cache.row_key`: model, temperature,
+    prompt version, :func:`~rlm_pipeline.ops.prompts.answer_params` and the
+    text — not the batch.  Only answers that passed the checks of
+    :func:`~rlm_pipeline.ops.reply.check_reply` are stored.
+
+    Parameters
+    ----------
+    cache
+        The open response cache (the client's).
+    config
+        The endpoint config (model and temperature are part of the key).
+    spec
+        The operator.
+    """
+
+    def __init__(self, cache: ResponseCache, config: LLM, spec: OpSpec) -> None:
+        self.cache = cache
+        self.spec = spec
+        self._pending: dict[str, Any] = {}
+        self._last_flush = time.monotonic()
+        self._keys = RowKeys(
+            model=config.model,
+            temperature=config.temperature,
+            prompt_version=PROMPT_VERSION,
+            params=answer_params(spec),
+        )
+
+    @classmethod
+    def of(cls, client: Any, spec: OpSpec) -> RowStore | None:
+        """The store of ``client``'s cache, or None when it has no cache."""
+        cache = getattr(client, "cache", None)
+        config = getattr(client, "config", None)
+        if not isinstance(cache, ResponseCache) or not isinstance(config, LLM):
+            return None
+        return cls(cache, config, spec)
+
+    def key(self, text: str) -> str:
+        """The row-answer key of ``text`` under this store's model and spec."""
+        return self._keys.key(text)
+
+    def lookup(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Stored answers of the distinct ``texts`` (text -> value), misses left out.
+
+        A stored value that no longer passes the spec's check reads as a miss.
+        """
+        keys = {self._keys.key(text): text for text in texts}
+        found: dict[str, Any] = {}
+        for key, stored in self.cache.get_rows(list(keys)).items():
+            value, error = check_value(stored, self.spec)
+            if error is None:
+                found[keys[key]] = value
+        return found
+
+    def save(self, texts: Sequence[str], results: Sequence[RowResult]) -> None:
+        """Queue the answers among ``results`` that have no error for writing.
+
+        They are written (one transaction) once :data:`STORE_FLUSH_ROWS` are
+        queued or :data:`STORE_FLUSH_S` passed since the last write; call
+        :meth:`flush` when done.
+        """
+        for text, (value, error) in zip(texts, results, strict=True):
+            if error is None and value is not None:
+                self._pending[self._keys.key(text)] = value
+        if (
+            len(self._pending) >= STORE_FLUSH_ROWS
+            or time.monotonic() - self._last_flush >= STORE_FLUSH_S
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued answers now (one transaction)."""
+        self._last_flush = time.monotonic()
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            self.cache.put_rows(pending)
+
+
 class Memo:
     """Answers already asked for in this run (text -> future result).
 
     Share one memo between calls of :func:`apply_texts` in the same event
     loop to dedup across slices of a stream.  ``max_size`` bounds memory: when
     it is passed, finished entries are dropped (a later repeat is asked again,
-    usually from the response cache).
+    usually from the stored row answers).
     """
 
     def __init__(self, max_size: int = 500_000) -> None:
         self.max_size = max_size
         self._futures: dict[str, asyncio.Future[RowResult]] = {}
+        self._stored: set[str] = set()  # texts whose answer came from the row store
 
     def get(self, text: str) -> asyncio.Future[RowResult] | None:
         """The pending or finished answer for ``text``, if asked already."""
@@ -103,7 +251,16 @@ class Memo:
         """Remember ``future`` as the answer for ``text``."""
         if len(self._futures) >= self.max_size:
             self._futures = {t: f for t, f in self._futures.items() if not f.done()}
+            self._stored &= self._futures.keys()
         self._futures[text] = future
+
+    def mark_stored(self, text: str) -> None:
+        """Note that ``text`` was answered from the row store (not by a call)."""
+        self._stored.add(text)
+
+    def is_stored(self, text: str) -> bool:
+        """Whether ``text`` was answered from the row store in this run."""
+        return text in self._stored
 
     def __len__(self) -> int:
         return len(self._futures)
@@ -118,6 +275,7 @@ class _Run:
         self.schema = reply_schema(spec)
         self.name = reply_name(spec)
         self.stopped: str | None = None  # the budget_exceeded reason once the budget is hit
+        self.store = RowStore.of(client, spec)
 
     async def ask(self, texts: list[str], *, retry: bool = True) -> list[RowResult]:
         """Answers for ``texts`` (one call, then re-asks of the rows that failed)."""
@@ -161,13 +319,21 @@ class _Run:
             parsed = parse_raw(exc.raw)
             if parsed is None:
                 return [(None, "parse_error: reply is not a JSON object")] * len(texts), False
-            return check_reply(parsed, len(texts), self.spec), False
+            outcome = check_reply(parsed, len(texts), self.spec)
+            self._store(texts, outcome)
+            return outcome, False
         except LLMError as exc:
             return [(None, f"api_error: {exc}")] * len(texts), True
         outcome = check_reply(obj, len(texts), self.spec)
         if any(error is not None for _, error in outcome):
             self._forget(messages)
+        self._store(texts, outcome)
         return outcome, False
+
+    def _store(self, texts: list[str], outcome: list[RowResult]) -> None:
+        """Keep the rows of one call that passed the checks (failures never)."""
+        if self.store is not None:
+            self.store.save(texts, outcome)
 
     def _forget(self, messages: list[dict[str, Any]]) -> None:
         """Drop a cached reply that validated against the schema but failed our checks.
@@ -201,6 +367,7 @@ async def apply_texts(
     *,
     memo: Memo | None = None,
     progress: RowProgress | None = None,
+    tally: Tally | None = None,
 ) -> list[RowResult]:
     """Run ``spec`` over ``texts``: one ``(value, error)`` per input, in input order.
 
@@ -216,7 +383,11 @@ async def apply_texts(
     memo
         Share answers across calls in the same event loop (optional).
     progress
-        Called with ``(rows_finished, rows_failed)`` increments.
+        Called with ``(rows_finished, rows_failed)`` increments; also told
+        about rows served from the row store when it is a
+        :class:`CachedRowsProgress`.
+    tally
+        Rows served from the row store are added here.
 
     Returns
     -------
@@ -247,6 +418,32 @@ async def apply_texts(
             waiting.append(text)
     if progress is not None and empties:
         progress(empties, empties)
+    # taken before any await: a shared memo may drop finished entries meanwhile
+    futures = {text: memo.get(text) for text in counts}
+    try:
+        return await _answer(texts, fresh, waiting, futures, counts, memo, run, progress, tally)
+    finally:
+        if run.store is not None:
+            run.store.flush()  # also when cancelled: a stopped run keeps what it was told
+
+
+async def _answer(
+    texts: Sequence[str | None],
+    fresh: list[str],
+    waiting: list[str],
+    futures: dict[str, asyncio.Future[RowResult] | None],
+    counts: dict[str, int],
+    memo: Memo,
+    run: _Run,
+    progress: RowProgress | None,
+    tally: Tally | None,
+) -> list[RowResult]:
+    """The rest of :func:`apply_texts`: stored answers, then calls for the rest."""
+    spec = run.spec
+    if fresh and run.store is not None:
+        fresh = await _from_store(
+            run.store, fresh, futures, counts, memo, run.client, spec, progress, tally
+        )
 
     async def one_batch(batch: list[str]) -> None:
         try:
@@ -270,16 +467,20 @@ async def apply_texts(
 
     size = spec.batch_size
     batches = [fresh[i : i + size] for i in range(0, len(fresh), size)]
-    futures = {text: memo.get(text) for text in counts}
     if batches:
         await asyncio.gather(*(one_batch(batch) for batch in batches))
     if waiting:
         done = [text for text in waiting if futures[text] is not None]
         await asyncio.gather(*(f for f in (futures[t] for t in done) if f is not None))
+        stored_rows = sum(counts[t] for t in done if memo.is_stored(t))
+        if tally is not None:
+            tally.cached_rows += stored_rows
         if progress is not None:
             rows = sum(counts[t] for t in done)
             failed = sum(counts[t] for t in done if _result(futures[t])[1] is not None)
             progress(rows, failed)
+            if stored_rows and isinstance(progress, CachedRowsProgress):
+                progress.add_cached(stored_rows)
     out: list[RowResult] = []
     for text in texts:
         if _is_blank(text):
@@ -287,6 +488,50 @@ async def apply_texts(
         else:
             out.append(_result(futures[text]))  # type: ignore[index]
     return out
+
+
+async def _from_store(
+    store: RowStore,
+    fresh: list[str],
+    futures: dict[str, asyncio.Future[RowResult] | None],
+    counts: dict[str, int],
+    memo: Memo,
+    client: Any,
+    spec: OpSpec,
+    progress: RowProgress | None,
+    tally: Tally | None,
+) -> list[str]:
+    """Answer what the row store has (resolving those futures); the texts still to ask."""
+    try:
+        stored = await asyncio.to_thread(store.lookup, fresh)
+    except BaseException as exc:  # never leave a future pending for other chunks
+        for text in fresh:
+            future = futures[text]
+            if future is not None and not future.done():
+                future.set_exception(exc)
+        raise
+    if not stored:
+        return fresh
+    rows = 0
+    for text, value in stored.items():
+        future = futures[text]
+        if future is not None and not future.done():
+            future.set_result((value, None))
+        memo.mark_stored(text)
+        rows += counts[text]
+    saved_calls = -(-len(stored) // spec.batch_size)
+    meter = getattr(client, "meter", None)
+    if isinstance(meter, UsageMeter):
+        meter.add(Usage(cached_calls=saved_calls))
+    if tally is not None:
+        tally.cached_rows += rows
+        tally.cached_texts += len(stored)
+    if progress is not None:
+        progress(rows, 0)
+        if isinstance(progress, CachedRowsProgress):
+            progress.add_cached(rows)
+    logger.debug("%d texts (%d rows) answered from stored row answers", len(stored), rows)
+    return [text for text in fresh if text not in stored]
 
 
 def _result(future: asyncio.Future[RowResult] | None) -> RowResult:
@@ -302,9 +547,10 @@ async def classify_texts(
     *,
     memo: Memo | None = None,
     progress: RowProgress | None = None,
+    tally: Tally | None = None,
 ) -> list[RowResult]:
     """Labels for ``texts``: :func:`apply_texts` with a :class:`ClassifySpec`."""
-    return await apply_texts(texts, client, spec, memo=memo, progress=progress)
+    return await apply_texts(texts, client, spec, memo=memo, progress=progress, tally=tally)
 
 
 async def llm_map_texts(
@@ -314,6 +560,7 @@ async def llm_map_texts(
     *,
     memo: Memo | None = None,
     progress: RowProgress | None = None,
+    tally: Tally | None = None,
 ) -> list[RowResult]:
     """Values for ``texts``: :func:`apply_texts` with a :class:`MapSpec`."""
-    return await apply_texts(texts, client, spec, memo=memo, progress=progress)
+    return await apply_texts(texts, client, spec, memo=memo, progress=progress, tally=tally)

@@ -1,6 +1,8 @@
 """What a classify / llm_map run would send and cost, computed without calling the model.
 
-The estimate builds exactly the requests the run would send (same dedup, same
+The estimate looks every distinct text up in the stored row answers (a text
+answered by an earlier run, whatever its batching, is free and not sent), then
+builds exactly the requests the run would send for the rest (same dedup, same
 batches, same prompts), looks each one up in the response cache, and counts
 tokens with :func:`rlm_pipeline.llm.tokens.estimate_message_tokens` — the rule
 the simulator reports usage by, so on the simulator input tokens match a real
@@ -56,7 +58,8 @@ class Estimate:
     distinct_texts
         Distinct non-blank texts (what would be asked).
     cached
-        Distinct texts whose call is already in the response cache (free).
+        Distinct texts already answered (free): a stored row answer, or a
+        request already in the response cache.
     calls
         Calls that would be sent (not cached).
     input_tokens, output_tokens
@@ -103,19 +106,23 @@ def _wire_messages(llm: LLM, messages: list[dict[str, Any]], spec: OpSpec) -> li
 def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estimate:
     """The :class:`Estimate` of running ``spec`` over ``texts`` with ``llm`` (no traffic)."""
     from rlm_pipeline.llm.cache import ResponseCache, json_key
+    from rlm_pipeline.ops.core import RowStore
 
-    distinct = list(
-        dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip())
-    )
+    distinct = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
     cache = None
     if llm.cache_path and os.path.exists(llm.cache_path):
         cache = ResponseCache(llm.cache_path)
     schema, name = reply_schema(spec), reply_name(spec)
     cached = calls = input_tokens = output_tokens = 0
     try:
+        asked = distinct
+        if cache is not None:
+            stored = RowStore(cache, llm, spec).lookup(distinct)
+            cached = len(stored)
+            asked = [text for text in distinct if text not in stored]
         size = spec.batch_size
-        for start in range(0, len(distinct), size):
-            batch = distinct[start : start + size]
+        for start in range(0, len(asked), size):
+            batch = asked[start : start + size]
             messages = build_messages(spec, batch)
             if cache is not None:
                 key = json_key(llm, messages, schema, name=name, prompt_version=PROMPT_VERSION)

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from rlm_pipeline.ops.core import JsonClient, Memo, RowProgress, RowResult, apply_texts
+from rlm_pipeline.ops.core import JsonClient, Memo, RowProgress, RowResult, Tally, apply_texts
 from rlm_pipeline.ops.spec import OpSpec
 
 __all__ = ["CHUNKS_IN_FLIGHT", "answer_chunks"]
@@ -43,8 +43,12 @@ async def answer_chunks(
     *,
     progress: RowProgress | None = None,
     memo: Memo | None = None,
+    tally: Tally | None = None,
 ) -> AsyncGenerator[tuple[T, list[RowResult]], None]:
-    """Yield ``(chunk, results)`` for every chunk, in order; dedup across chunks via ``memo``."""
+    """Yield ``(chunk, results)`` for every chunk, in order; dedup across chunks via ``memo``.
+
+    Rows answered from stored row answers are counted in ``tally``.
+    """
     memo = memo if memo is not None else Memo()
     pending: deque[tuple[T, asyncio.Task[list[RowResult]]]] = deque()
     try:
@@ -53,7 +57,14 @@ async def answer_chunks(
             if chunk is _END:
                 break
             task = asyncio.create_task(
-                apply_texts(texts_of(chunk), client, spec, memo=memo, progress=progress)  # type: ignore[arg-type]
+                apply_texts(  # a None client only works when every row is blank
+                    texts_of(chunk),
+                    client,  # type: ignore[arg-type]
+                    spec,
+                    memo=memo,
+                    progress=progress,
+                    tally=tally,
+                )
             )
             pending.append((chunk, task))
             while pending and (pending[0][1].done() or len(pending) > CHUNKS_IN_FLIGHT):

@@ -2,7 +2,10 @@
 
 All model traffic happens in one asyncio loop with one
 :class:`~rlm_pipeline.llm.client.LLMClient`, whose ``max_concurrency`` bounds
-the calls in flight.  Identical texts are asked once per run.
+the calls in flight.  Identical texts are asked once per run, and with
+``llm.cache_path`` set, texts answered by an earlier run (whatever its batch or
+slice size) are not asked at all (:class:`~rlm_pipeline.ops.core.RowStore`);
+the stats' ``cached_rows`` counts them.
 
 - A ``DataFrame`` is answered in one go and a ``DataFrame`` comes back.
 - A ``LazyFrame`` is streamed in slices of ``slice_rows`` rows
@@ -38,7 +41,7 @@ import pyarrow.parquet as pq
 from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import UsageMeter
-from rlm_pipeline.ops.core import JsonClient, RowProgress, RowResult, apply_texts
+from rlm_pipeline.ops.core import JsonClient, RowProgress, RowResult, Tally, apply_texts
 from rlm_pipeline.ops.pipeline import answer_chunks
 from rlm_pipeline.ops.runner import run_sync
 from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
@@ -104,10 +107,11 @@ async def _answer_slices(
     spec: OpSpec,
     client: JsonClient,
     progress: RowProgress | None,
+    tally: Tally,
 ) -> AsyncIterator[tuple[pl.DataFrame, list[RowResult]]]:
     """Answer slices in order, reading the next slice while earlier ones are in flight."""
     texts_of = partial(_texts, spec=spec)
-    async for item in answer_chunks(slices, texts_of, spec, client, progress=progress):
+    async for item in answer_chunks(slices, texts_of, spec, client, progress=progress, tally=tally):
         yield item
 
 
@@ -133,17 +137,21 @@ async def apply_async(
     ``spec.error_column`` added (replaced when present), every row once, in order.
     The returned stats have no usage (read it from your client's meter).
     """
+    tally = Tally()
     if isinstance(frame, pl.DataFrame):
         _check_columns(frame.columns, spec)
-        results = await apply_texts(_texts(frame, spec), client, spec, progress=progress)
-        return _attach(frame, spec, results), OpStats.from_results(results)
+        texts = _texts(frame, spec)
+        results = await apply_texts(texts, client, spec, progress=progress, tally=tally)
+        stats = OpStats.from_results(results).with_cached_rows(tally.cached_rows)
+        return _attach(frame, spec, results), stats
     if not isinstance(frame, pl.LazyFrame):
         msg = f"expected a Polars DataFrame or LazyFrame, got {type(frame).__name__}"
         raise InputError(msg)
     _check_columns(frame.collect_schema().names(), spec)
     parts: list[pl.DataFrame] = []
     everything: list[RowResult] = []
-    async for chunk, results in _answer_slices(_slices(frame, slice_rows), spec, client, progress):
+    slices = _slices(frame, slice_rows)
+    async for chunk, results in _answer_slices(slices, spec, client, progress, tally):
         parts.append(_attach(chunk, spec, results))
         everything.extend(results)
     if parts:
@@ -154,7 +162,7 @@ async def apply_async(
             pl.Series(spec.output_column, [], dtype=output_dtype(spec)),
             pl.Series(spec.error_column, [], dtype=pl.String),
         )
-    return out.lazy(), OpStats.from_results(everything)
+    return out.lazy(), OpStats.from_results(everything).with_cached_rows(tally.cached_rows)
 
 
 def _client(llm: LLM, meter: UsageMeter, budget: Budget | None) -> Any:
@@ -245,10 +253,11 @@ def classify_to_parquet(
     async def run() -> OpStats:
         counts: list[OpStats] = []
         writer: pq.ParquetWriter | None = None
+        tally = Tally()
         try:
             async with _client(llm, meter, budget) as client:
                 slices = _slices(source, slice_rows)
-                async for chunk, results in _answer_slices(slices, spec, client, progress):
+                async for chunk, results in _answer_slices(slices, spec, client, progress, tally):
                     table = _attach(chunk, spec, results).to_arrow()
                     if writer is None:
                         writer = pq.ParquetWriter(os.fspath(path), table.schema)
@@ -263,7 +272,7 @@ def classify_to_parquet(
         finally:
             if writer is not None:
                 writer.close()
-        return _merge(counts)
+        return _merge(counts).with_cached_rows(tally.cached_rows)
 
     stats = run_sync(run)
     return stats.with_usage(_delta(meter.snapshot(), before))

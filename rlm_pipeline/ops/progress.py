@@ -2,16 +2,18 @@
 
 Library code never prints: the operators report through a
 ``(rows_finished, rows_failed)`` callback.  :class:`ProgressBar` is such a
-callback that draws a rich bar with rows done, calls, cached calls, errors,
-tokens and cost (read from the run's :class:`~rlm_pipeline.llm.usage.UsageMeter`).
+callback that draws a rich bar with rows done, calls, cached calls, rows
+answered from stored row answers, errors, tokens and cost (read from the run's
+:class:`~rlm_pipeline.llm.usage.UsageMeter`).  Both classes take the operators'
+``add_cached(rows)`` report (:class:`~rlm_pipeline.ops.core.CachedRowsProgress`).
 
 Examples
 --------
 >>> from rlm_pipeline.llm.usage import UsageMeter
 >>> counter = RowCounter()
->>> counter(3, 1); counter(2, 0)
->>> counter.done, counter.failed
-(5, 1)
+>>> counter(3, 1); counter(2, 0); counter.add_cached(2)
+>>> counter.done, counter.failed, counter.cached
+(5, 1, 2)
 """
 
 from __future__ import annotations
@@ -32,11 +34,17 @@ class RowCounter:
         self._lock = threading.Lock()
         self.done = 0
         self.failed = 0
+        self.cached = 0
 
     def __call__(self, rows: int, failed: int) -> None:
         with self._lock:
             self.done += rows
             self.failed += failed
+
+    def add_cached(self, rows: int) -> None:
+        """``rows`` of the finished rows came from stored row answers (no call)."""
+        with self._lock:
+            self.cached += rows
 
 
 class ProgressBar(RowCounter):
@@ -77,10 +85,18 @@ class ProgressBar(RowCounter):
 
     def __call__(self, rows: int, failed: int) -> None:
         super().__call__(rows, failed)
+        self._draw()
+
+    def add_cached(self, rows: int) -> None:
+        """Count rows served from stored answers and redraw."""
+        super().add_cached(rows)
+        self._draw()
+
+    def _draw(self) -> None:
         usage = self.meter.snapshot()
         text = (
-            f"calls {usage.calls} · cached {usage.cached_calls} · errors {self.failed} · "
-            f"tokens {usage.total_tokens:,} · ${usage.cost_usd:.4f}"
+            f"calls {usage.calls} · cached {usage.cached_calls} calls, {self.cached:,} rows · "
+            f"errors {self.failed} · tokens {usage.total_tokens:,} · ${usage.cost_usd:.4f}"
         )
         self._progress.update(self._task, completed=self.done, usage=text)
 

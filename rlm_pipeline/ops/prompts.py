@@ -29,12 +29,37 @@ from typing import Any
 
 from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
 
-__all__ = ["PROMPT_VERSION", "build_messages", "reply_name", "reply_schema", "single_row"]
+__all__ = [
+    "PROMPT_VERSION",
+    "answer_params",
+    "build_messages",
+    "reply_name",
+    "reply_schema",
+    "single_row",
+]
 
 #: Version of the texts below (for readers of cached answers and traces).
 PROMPT_VERSION = "ops-1"
 
 _VALUE_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
+
+
+def answer_params(spec: OpSpec) -> dict[str, Any]:
+    """The spec's parameters that shape each row's answer (part of the row-answer key).
+
+    Batch size, column names and the batch a row is sent in are left out: the
+    same text under the same parameters gets the same answer however it was
+    batched.  The prompt texts themselves are covered by :data:`PROMPT_VERSION`.
+
+    Examples
+    --------
+    >>> from rlm_pipeline.ops.spec import ClassifySpec
+    >>> answer_params(ClassifySpec("q", ("a", "b"), batch_size=5))
+    {'op': 'classify', 'labels': ['a', 'b'], 'instructions': None}
+    """
+    if isinstance(spec, ClassifySpec):
+        return {"op": "classify", "labels": list(spec.labels), "instructions": spec.instructions}
+    return {"op": "llm_map", "instruction": spec.instruction, "output_type": spec.output_type}
 
 
 def single_row(spec: OpSpec) -> bool:

@@ -14,11 +14,15 @@ How a call runs:
   from the picklable :class:`~rlm_pipeline.llm.config.LLM` in its own asyncio
   loop, dedups texts across the task's Arrow batches and answers a few batches
   at once (:mod:`rlm_pipeline.ops.pipeline`).  The response cache
-  (``llm.cache_path``, made absolute on the driver) is opened by each executor.
+  (``llm.cache_path``, made absolute on the driver) is opened by each executor;
+  each task looks its distinct texts up in the stored row answers first and
+  stores every checked answer, so a re-run with other partitioning (or a
+  retried task) asks only rows no task has answered yet.
 - **global dedup** (``global_dedup=True``): distinct texts are answered once for
   the whole table and joined back; row order is restored from a row id.
-- **usage** comes back to the driver through an accumulator and is added to
-  the caller's meter.
+- **usage** (and the count of rows answered from stored row answers,
+  ``OpStats.cached_rows``) comes back to the driver through accumulators; the
+  usage is added to the caller's meter.
 - the result is materialised once (``localCheckpoint(eager=True)``), so later
   actions on it never call the model again.  Every input row is in it exactly
   once, in input order.
@@ -44,7 +48,7 @@ import pyarrow as pa
 from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
-from rlm_pipeline.ops.core import RowProgress, RowResult
+from rlm_pipeline.ops.core import CachedRowsProgress, RowProgress, RowResult, Tally
 from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
 from rlm_pipeline.ops.stats import OpStats
 
@@ -93,11 +97,13 @@ def task_function(
     llm: LLM,
     budget: Budget | None,
     report: Callable[[Usage], None],
+    report_cached: Callable[[int], None] | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function each ``mapInArrow`` task runs (picklable; no client inside).
 
     ``report`` receives the task's usage when the task ends (an accumulator's
-    ``add`` on Spark).
+    ``add`` on Spark); ``report_cached`` the rows it answered from stored row
+    answers.
     """
     value_type = _ARROW_TYPES[_value_kind(spec)]
 
@@ -106,13 +112,14 @@ def task_function(
         from rlm_pipeline.ops.pipeline import answer_chunks
 
         meter = UsageMeter()
+        tally = Tally()
         loop = asyncio.new_event_loop()
 
         async def build() -> LLMClient:
             return LLMClient(llm, meter=meter, budget=budget)
 
         client = loop.run_until_complete(build())
-        answers = answer_chunks(batches, _batch_texts(spec), spec, client)
+        answers = answer_chunks(batches, _batch_texts(spec), spec, client, tally=tally)
         try:
             while True:
                 try:
@@ -125,6 +132,8 @@ def task_function(
             loop.run_until_complete(client.aclose())
             loop.close()
             report(meter.snapshot())
+            if report_cached is not None:
+                report_cached(tally.cached_rows)
 
     return run
 
@@ -179,8 +188,8 @@ def _map(
     llm: LLM,
     budget: Budget | None,
     slots: int,
-) -> tuple[DataFrame, Any]:
-    """The mapped (lazy) frame and the usage accumulator."""
+) -> tuple[DataFrame, Any, Any]:
+    """The mapped (lazy) frame, the usage accumulator and the cached-rows accumulator."""
     from pyspark.sql.types import StructField, StructType, _parse_datatype_string
 
     sc = df.sparkSession.sparkContext
@@ -195,11 +204,13 @@ def _map(
         task_llm.tpm,
     )
     usage = sc.accumulator(Usage(), _UsageSum())  # type: ignore[arg-type]
+    cached = sc.accumulator(0)
     fields = list(df.schema.fields) + [
         StructField(name, _parse_datatype_string(kind), True) for name, kind in out_fields(spec)
     ]
-    mapped = df.mapInArrow(task_function(spec, task_llm, task_budget, usage.add), StructType(fields))
-    return mapped, usage
+    task = task_function(spec, task_llm, task_budget, usage.add, cached.add)
+    mapped = df.mapInArrow(task, StructType(fields))
+    return mapped, usage, cached
 
 
 def apply(
@@ -250,9 +261,9 @@ def apply(
     try:
         slots = max(1, parallelism or df.sparkSession.sparkContext.defaultParallelism)
         if global_dedup:
-            result, usage = _apply_global(df, spec, llm, left, slots)
+            result, usage, cached = _apply_global(df, spec, llm, left, slots)
         else:
-            mapped, usage = _map(df, spec, llm, left, slots)
+            mapped, usage, cached = _map(df, spec, llm, left, slots)
             result = mapped.localCheckpoint(eager=True)
         counts = (
             result.groupBy(
@@ -267,9 +278,11 @@ def apply(
         raise EngineError(msg) from exc
     spent: Usage = usage.value
     meter.add(spent)
-    stats = _stats(counts, spec).with_usage(spent)
+    stats = _stats(counts, spec).with_usage(spent).with_cached_rows(int(cached.value))
     if progress is not None:
         progress(stats.rows, stats.failed)
+        if stats.cached_rows and isinstance(progress, CachedRowsProgress):
+            progress.add_cached(stats.cached_rows)
     return result, stats
 
 
@@ -290,7 +303,7 @@ def _stats(counts: list[Any], spec: OpSpec) -> OpStats:
 
 def _apply_global(
     df: DataFrame, spec: OpSpec, llm: LLM, budget: Budget | None, slots: int
-) -> tuple[DataFrame, Any]:
+) -> tuple[DataFrame, Any, Any]:
     """Answer distinct texts once, join back, restore the input order."""
     from pyspark.sql import functions as F
 
@@ -299,13 +312,15 @@ def _apply_global(
     blank = F.col(_TEXT).isNull() | (F.trim(F.col(_TEXT)) == "")
     distinct = base.where(~blank).select(_TEXT).distinct()
     inner = dataclasses.replace(spec, column=_TEXT)
-    answered, usage = _map(distinct, inner, llm, budget, slots)
+    answered, usage, cached = _map(distinct, inner, llm, budget, slots)
     answered = answered.localCheckpoint(eager=True)
     joined = base.join(answered, on=_TEXT, how="left")
     error = F.when(blank, F.lit("empty_input")).otherwise(F.col(_quote(spec.error_column)))
     result = (
         joined.withColumn(spec.error_column, error)
         .orderBy(_ROW_ID)
-        .select(*[_quote(c) for c in df.columns], _quote(spec.output_column), _quote(spec.error_column))
+        .select(
+            *[_quote(c) for c in df.columns], _quote(spec.output_column), _quote(spec.error_column)
+        )
     )
-    return result.localCheckpoint(eager=True), usage
+    return result.localCheckpoint(eager=True), usage, cached

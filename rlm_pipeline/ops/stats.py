@@ -49,7 +49,12 @@ class OpStats:
     values
         Rows per value (label counts; for llm_map only when values are few).
     usage
-        What the run spent (calls, tokens, cached calls, cost).
+        What the run spent (calls, tokens, cached calls, cost).  ``cached_calls``
+        counts calls: response-cache hits plus the calls that stored row
+        answers saved (one per ``batch_size`` stored texts of a chunk).
+    cached_rows
+        Rows answered from stored row answers (an earlier run's checked
+        answers, no call); with Spark's ``global_dedup`` it counts distinct texts.
     """
 
     rows: int = 0
@@ -57,6 +62,7 @@ class OpStats:
     errors: Mapping[str, int] = field(default_factory=dict)
     values: Mapping[str, int] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    cached_rows: int = 0
 
     @property
     def failed(self) -> int:
@@ -82,12 +88,17 @@ class OpStats:
         """A copy carrying ``usage``."""
         return replace(self, usage=usage)
 
+    def with_cached_rows(self, rows: int) -> OpStats:
+        """A copy with ``cached_rows`` set."""
+        return replace(self, cached_rows=rows)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, for JSON output."""
         return {
             "rows": self.rows,
             "answered": self.answered,
             "failed": self.failed,
+            "cached_rows": self.cached_rows,
             "errors": dict(self.errors),
             "values": dict(self.values),
             "usage": self.usage.to_dict(),

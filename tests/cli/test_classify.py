@@ -102,3 +102,19 @@ def test_sigterm_then_rerun_sends_only_unfinished_calls(sim_factory: Any, tmp_pa
     got = pl.read_parquet(out)
     assert got["label"].to_list() == [intended_label(t, LABELS) for t in texts]
 
+
+
+def test_rerun_with_other_batch_size_uses_stored_rows(sim: Any, tmp_path: Path) -> None:
+    src, texts = _input(tmp_path, 300, 35)
+    out, cache = tmp_path / "o.parquet", tmp_path / "c.sqlite"
+    first = subprocess.run(_cmd(sim, src, out, cache, "--batch-size", "16"),
+                           env=_env(), capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert sim.stats()["requests"] == -(-300 // 16)
+    sim.reset_stats()
+    second = subprocess.run(_cmd(sim, src, out, cache, "--batch-size", "6"),
+                            env=_env(), capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert sim.stats()["requests"] == 0
+    assert f"usage: 0 calls, {300 // 6} cached" in second.stdout  # calls the stored rows saved
+    assert pl.read_parquet(out)["label"].to_list() == [intended_label(t, LABELS) for t in texts]
