@@ -28,7 +28,7 @@ def main() -> None:
     )
     spark.sparkContext.setLogLevel("ERROR")
     table = pl.read_parquet(data).to_arrow()
-    # deterministic partitions: the cache is keyed by batch, so a re-run must batch alike
+    # two partitions, so both executors work (answers are cached per row, whatever the batching)
     df = spark.createDataFrame(table).repartition(2, "id").sortWithinPartitions("id")
     llm = rp.LLM(model="sim-1", base_url=base_url, api_key="x", max_concurrency=int(concurrency),
                  rpm=int(rpm), cache_path=cache)
