@@ -98,8 +98,8 @@ class LLM:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     timeout_s: float = DEFAULT_TIMEOUT_S
     max_retries: int = DEFAULT_MAX_RETRIES
-    rpm: int | None = None
-    tpm: int | None = None
+    rpm: float | None = None
+    tpm: float | None = None
     cache_path: str | None = None
     temperature: float = 0.0
     prices: Mapping[str, Price] = field(default_factory=dict, hash=False, compare=False)
@@ -118,8 +118,8 @@ class LLM:
             raise InputError(msg)
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                msg = f"{name} must be >= 1 or None, got {value}"
+            if value is not None and value <= 0:
+                msg = f"{name} must be > 0 or None, got {value}"
                 raise InputError(msg)
         object.__setattr__(self, "prices", dict(self.prices))
 
@@ -145,18 +145,32 @@ class LLM:
         """A copy whose concurrency, rpm and tpm are this config's divided by ``parts``.
 
         Used to give each of ``parts`` concurrent Spark tasks its share, so the
-        whole job never exceeds the configured limits.
+        whole job never exceeds the configured limits.  ``rpm`` and ``tpm`` are
+        divided exactly (fractional rates are fine); concurrency cannot go
+        below one request per task, so ``parts`` must not exceed
+        ``max_concurrency`` — the Spark adapter runs at most that many tasks at
+        once.
+
+        Examples
+        --------
+        >>> share = LLM(max_concurrency=64, rpm=100).share(8)
+        >>> share.max_concurrency, round(share.rpm, 2)
+        (8, 12.5)
         """
+        from rlm_pipeline.errors import InputError
+
         parts = max(1, parts)
-
-        def cut(value: int | None) -> int | None:
-            return None if value is None else max(1, value // parts)
-
+        if parts > self.max_concurrency:
+            msg = (
+                f"cannot share max_concurrency={self.max_concurrency} over {parts} "
+                "concurrent tasks; run at most max_concurrency tasks at once"
+            )
+            raise InputError(msg)
         return replace(
             self,
-            max_concurrency=max(1, self.max_concurrency // parts),
-            rpm=cut(self.rpm),
-            tpm=cut(self.tpm),
+            max_concurrency=self.max_concurrency // parts,
+            rpm=None if self.rpm is None else self.rpm / parts,
+            tpm=None if self.tpm is None else self.tpm / parts,
         )
 
 

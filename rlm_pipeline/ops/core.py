@@ -58,6 +58,7 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -276,6 +277,9 @@ class _Run:
         self.name = reply_name(spec)
         self.stopped: str | None = None  # the budget_exceeded reason once the budget is hit
         self.store = RowStore.of(client, spec)
+        # check_reply checks every row's id and answer, which is stricter than the
+        # reply schema: ask clients that can to skip their own jsonschema pass.
+        self.json_options: dict[str, Any] = {"validate": False} if _takes_validate(client) else {}
 
     async def ask(self, texts: list[str], *, retry: bool = True) -> list[RowResult]:
         """Answers for ``texts`` (one call, then re-asks of the rows that failed)."""
@@ -308,7 +312,11 @@ class _Run:
         messages = build_messages(self.spec, texts)
         try:
             obj, _reply = await self.client.json(
-                messages, self.schema, name=self.name, prompt_version=PROMPT_VERSION
+                messages,
+                self.schema,
+                name=self.name,
+                prompt_version=PROMPT_VERSION,
+                **self.json_options,
             )
         except BudgetExceededError as exc:
             if self.stopped is None:
@@ -336,10 +344,11 @@ class _Run:
             self.store.save(texts, outcome)
 
     def _forget(self, messages: list[dict[str, Any]]) -> None:
-        """Drop a cached reply that validated against the schema but failed our checks.
+        """Drop a cached reply that failed our checks.
 
-        The client caches every reply that matches the schema; one with a wrong
-        id or a bad label must not be served again to a retry or a re-run.
+        The client caches every reply that holds a JSON object (and matches the
+        schema, unless we asked it not to validate); one with a wrong id or a
+        bad label must not be served again to a retry or a re-run.
         """
         cache = getattr(self.client, "cache", None)
         config = getattr(self.client, "config", None)
@@ -354,6 +363,18 @@ class _Run:
             delete(key)
         else:  # a stored reply without content never validates, so it reads as a miss
             cache.put(key, ChatReply(content=None))
+
+
+def _takes_validate(client: object) -> bool:
+    """Whether ``client.json`` takes ``validate=`` (``LLMClient`` does; simple doubles may not)."""
+    method = getattr(client, "json", None)
+    if method is None:
+        return False
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return "validate" in params
 
 
 def _is_blank(text: object) -> bool:

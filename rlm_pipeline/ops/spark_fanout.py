@@ -3,10 +3,12 @@
 How a call runs:
 
 - **tasks and limits**: one task per input partition (partitions are not
-  merged: ``coalesce`` may group non-adjacent partitions and lose the order).
-  Each task gets ``llm.share(n)`` with ``n`` = tasks that can run at once
-  (``min(defaultParallelism, partitions)``), so the job as a whole never has
-  more than ``max_concurrency`` requests in flight, and ``rpm``/``tpm`` hold
+  merged with ``coalesce``: it may group non-adjacent partitions and lose the
+  order).  Each task gets ``llm.share(n)`` with ``n`` = tasks that can run at
+  once (``min(defaultParallelism, partitions)``); when ``n`` would exceed
+  ``max_concurrency`` the input is first range-partitioned, in order, into
+  ``max_concurrency`` partitions.  So the job as a whole never has more than
+  ``max_concurrency`` requests in flight, and ``rpm``/``tpm`` hold
   (tasks pace evenly; a task that follows another in the same slot may add
   one request at the hand-over).  The budget left on the caller's meter is
   split evenly over all tasks (``Budget.share``), so the call never passes it.
@@ -182,6 +184,24 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+def _fewer_partitions(df: DataFrame, parts: int) -> DataFrame:
+    """``df`` in ``parts`` partitions of contiguous rows, input order kept.
+
+    Used when more tasks could run at once than ``max_concurrency`` allows
+    (each task needs at least one request slot): range partitions over a
+    monotonically increasing id keep the rows in order.
+    """
+    from pyspark.sql import functions as F
+
+    order = "__rlm_order"
+    return (
+        df.withColumn(order, F.monotonically_increasing_id())
+        .repartitionByRange(parts, order)
+        .sortWithinPartitions(order)
+        .drop(order)
+    )
+
+
 def _map(
     df: DataFrame,
     spec: OpSpec,
@@ -194,6 +214,9 @@ def _map(
 
     sc = df.sparkSession.sparkContext
     parts = max(1, df.rdd.getNumPartitions())
+    if min(slots, parts) > llm.max_concurrency:
+        df = _fewer_partitions(df, llm.max_concurrency)
+        parts = llm.max_concurrency
     task_llm = llm.share(min(slots, parts))
     task_budget = budget.share(parts) if budget is not None else None
     logger.debug(

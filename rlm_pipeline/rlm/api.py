@@ -249,6 +249,7 @@ class RLM:
             steps=steps,
         )
         scope = Scope(state, engine, 0, "root", text_column)
+        # Every way out writes the `run_end` record first; the step log is closed last.
         try:
             try:
                 async with asyncio.timeout(self.timeout_s):
@@ -263,12 +264,17 @@ class RLM:
                 err = BudgetExceededError(exc.what, exc.spent, exc.budget, partial=state.partial)
                 self._record_end(state, None, str(err))
                 raise err from exc
+            except BaseException as exc:  # the root model failed, or the run was cancelled
+                self._record_end(state, None, cut(f"{type(exc).__name__}: {exc}", 1000))
+                raise
             return self._result(state, result, trace_path, time.monotonic() - started)
         finally:
-            await root_client.aclose()
-            if sub_client is not root_client:
-                await sub_client.aclose()
-            steps.close()
+            try:
+                await root_client.aclose()
+                if sub_client is not root_client:
+                    await sub_client.aclose()
+            finally:
+                steps.close()
 
     def _record_end(
         self, state: RunState, answer: str | None, error: str | None, value: Any = None

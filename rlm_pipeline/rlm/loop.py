@@ -4,8 +4,9 @@ One loop runs per RLM level: the root at depth 0 and one per partition for
 ``recurse`` at deeper levels.  Only a call of the ``answer`` tool ends a loop
 with an answer; free text is never parsed for one.  A reply without tool
 calls gets a nudge.  When the steps are used up the model is asked once more
-with ``answer`` forced; a model that still does not answer ends the loop
-without an answer.  Budget errors raised by the client propagate to the caller.
+with ``tool_choice`` naming ``answer``; other tools called in that turn are not
+run, and a model that still does not answer ends the loop without an answer.
+Budget errors raised by the client propagate to the caller.
 """
 
 from __future__ import annotations
@@ -31,18 +32,24 @@ from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import Scope
 from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS, ToolOutcome, dispatch
 
-__all__ = ["ROOT_PROMPT_BUDGET_TOKENS", "LoopResult", "describe_context", "run_loop"]
+__all__ = [
+    "FORCE_ANSWER_CHOICE",
+    "ROOT_PROMPT_BUDGET_TOKENS",
+    "LoopResult",
+    "describe_context",
+    "run_loop",
+]
 
 logger = logging.getLogger(__name__)
 
 #: The conversation is compacted to stay under this many (estimated) prompt tokens.
 ROOT_PROMPT_BUDGET_TOKENS = 6000
 _TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
-#: Tool choice of the one extra turn after the last step.  ``"required"`` plus a message
-#: asking for `answer` (rather than naming the function) keeps the whole tool list in
-#: play, so a reply that calls another tool is still a well-formed tool call we can
-#: refuse; only an `answer` call is taken as the answer.
-_FORCE_ANSWER = "required"
+#: Tool choice of the one extra turn after the last step: the `answer` function, named.
+#: The whole tool list is still sent (so the conversation's earlier calls stay valid);
+#: a model or server that ignores the choice and calls another tool is refused, since
+#: only an `answer` call is taken as the answer.
+FORCE_ANSWER_CHOICE: dict[str, Any] = {"type": "function", "function": {"name": "answer"}}
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ async def _turn(
     reply = await client.chat(
         conv.messages_for_call(_TOOLS_TOKENS),
         tools=TOOLS,
-        tool_choice=_FORCE_ANSWER if forced else "auto",
+        tool_choice=FORCE_ANSWER_CHOICE if forced else "auto",
         prompt_version=PROMPT_VERSION,
     )
     state.steps.record(
@@ -183,7 +190,10 @@ async def _turn(
             continue
         call_started = time.monotonic()
         before = state.meter.snapshot()
-        outcome = await dispatch(call.name, call.arguments, scope)
+        if forced and call.name != "answer":
+            outcome = _refused(call.name)
+        else:
+            outcome = await dispatch(call.name, call.arguments, scope)
         spent = state.meter.snapshot()  # sub-calls of this tool (approximate under recursion)
         conv.extend_last({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
         if outcome.error is not None:
@@ -209,6 +219,12 @@ async def _turn(
         if outcome.final:
             final = outcome
     return final
+
+
+def _refused(name: str) -> ToolOutcome:
+    """The outcome of a non-`answer` call in the forced final turn: not run, an error."""
+    message = f"steps are used up; only `answer` is accepted now, `{cut(name, 60)}` was not run"
+    return ToolOutcome(text=f"error: {message}", error=message)
 
 
 def _arguments_for_trace(raw: str) -> dict[str, Any]:

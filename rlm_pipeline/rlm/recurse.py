@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -34,6 +35,8 @@ from rlm_pipeline.rlm.tools import (
 __all__ = ["MAX_INLINE_ROWS", "MAX_PARTITIONS", "recurse"]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: A recurse call may fan out over at most this many partitions.
 MAX_PARTITIONS = 64
@@ -87,7 +90,7 @@ async def recurse(
         async with semaphore:
             return await _answer_part(scope, key, data, rows, query, name, plain)
 
-    results = await asyncio.gather(*(one(*p) for p in parts))
+    results = await _gather_all_or_none([one(*p) for p in parts])
     calls = state.meter.snapshot().calls - before
     failed = [(p[0], err) for p, (_, err) in zip(parts, results, strict=True) if err]
     table = pa.table(
@@ -105,6 +108,23 @@ async def recurse(
         text += f"\n{len(failed)} partitions without an answer (answer null): {shown}"
     rows_in = sum(p[2] for p in parts)
     return ToolOutcome(text=cut(text, 2000), rows_in=rows_in, rows_out=len(parts), sub_calls=calls)
+
+
+async def _gather_all_or_none(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await ``coros`` concurrently; if one raises, cancel the others and wait for them.
+
+    Plain :func:`asyncio.gather` leaves the siblings of a failed task running, so
+    a budget error in one partition would let the other sub-runs go on calling
+    the model and writing trace records after the run has ended.
+    """
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _answer_part(

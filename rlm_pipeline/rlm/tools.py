@@ -270,17 +270,20 @@ async def _peek(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     if columns:
         check_columns(await _engine(scope.engine.schema, view), columns)
     table = await _engine(scope.engine.head, view, n, columns or None)
+    rows_in = int(await _engine(scope.engine.count, view))
     body = rows_as_json_lines(table, limit=MAX_RESULT_CHARS - 100)
     text = f"view `{view}`: first {table.num_rows} rows\n{body}"
-    return ToolOutcome(text=text, rows_out=table.num_rows)
+    return ToolOutcome(text=text, rows_in=rows_in, rows_out=table.num_rows)
 
 
 async def _filter(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     view, where, name = args["view"], args["where"], args["name"]
     check_view(scope, view)
     check_view_name(name)
+    rows_in = int(await _engine(scope.engine.count, view))  # before: `name` may be `view`
     rows = int(await _engine(scope.engine.filter, view, where, name))
-    return ToolOutcome(text=f"view `{name}`: {rows} rows (filtered from `{view}`)", rows_out=rows)
+    text = f"view `{name}`: {rows} rows (filtered from `{view}`, {rows_in} rows)"
+    return ToolOutcome(text=text, rows_in=rows_in, rows_out=rows)
 
 
 async def _partition(args: dict[str, Any], scope: Scope) -> ToolOutcome:
@@ -297,7 +300,8 @@ async def _partition(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         f"view `{name}`: {len(sizes)} partitions in column `partition`, "
         f"{sum(sizes.values())} rows; sizes: {shown}{more}"
     )
-    return ToolOutcome(text=bound(text), rows_out=sum(sizes.values()))
+    total = sum(sizes.values())  # every input row lands in one partition
+    return ToolOutcome(text=bound(text), rows_in=total, rows_out=total)
 
 
 async def describe_view(scope: Scope, name: str, rows: int, *, preview: int) -> str:

@@ -11,10 +11,13 @@ stateless: every decision is derived from the request body alone.
   (``users 12345, 67890 and 11111``), dates (``2024-03-01``, ``March 2024``,
   ``Mar 5, 2024``, ranges ``between … and …``), label words (``billing``…, or
   a ``labels: a, b, c`` list) and the question's shape — a count of label X,
-  counts per user, the most / least common label, the user with the most X;
+  counts per user, the most / least common label, the user with the most X,
+  or whether X is more common than, less common than or as frequent as Y
+  (OOLONG's comparison, answered with one of :data:`COMPARISONS`);
 - the schema, from the ``columns:`` line (user, date and text columns by name
   and type; ``Text column:`` wins for the text);
-- the conversation so far: which tool calls came back without ``error:``;
+- the conversation so far: which tool calls came back without ``error:``, and
+  whether ``tool_choice`` forces the ``answer`` function (the final turn);
 
 and plans ``peek → filter → classify → sql → answer``, reading the numbers out
 of the ``sql`` result to answer.  With ``[plan:recurse]`` in the question it
@@ -56,10 +59,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "COMPARISONS",
     "DEFAULT_LABELS",
     "ROT_FREE_TOKENS",
     "Meta",
     "Question",
+    "compare",
     "miss_rate",
     "parse_meta",
     "parse_question",
@@ -69,6 +74,8 @@ __all__ = [
 
 #: Labels the planner classifies into unless the question lists its own.
 DEFAULT_LABELS: tuple[str, ...] = ("billing", "technical", "account", "other")
+#: The answers to a comparison question ("is X more common than Y?"), as OOLONG words them.
+COMPARISONS: tuple[str, str, str] = ("more common than", "less common than", "same frequency as")
 #: Up to this many prompt tokens the plain "model" reads every row.
 ROT_FREE_TOKENS = 8000
 _MAX_MISS = 0.6
@@ -91,7 +98,11 @@ _COLUMN = re.compile(r"([^,()]+?)\s*\(([^()]*)\)")
 _ROWS_LINE = re.compile(r"^- (\w+): (\d+) rows$", re.MULTILINE)
 _TEXT_COLUMN = re.compile(r"^Text column:\s*(\S+)\s*$", re.MULTILINE)
 _OOLONG = re.compile(r"^Date:\s*(.*?)\s*\|\|\s*User:\s*(\S+)\s*\|\|\s*Instance:\s*(.*)$")
-_FINAL_HINT = "Call `answer` now"
+_COMPARE = re.compile(
+    r"\b(?:more|less|fewer)\s+(?:common|frequent)\s+than\b|\bsame\s+frequency\b"
+    r"|\bas\s+(?:common|frequent)\s+as\b",
+    re.IGNORECASE,
+)
 _OMITTED = re.compile(r"omitted (\d+) earlier steps")
 
 
@@ -108,7 +119,10 @@ class Question:
     date_to: dt.date | None = None
     labels: tuple[str, ...] = DEFAULT_LABELS
     label: str | None = None
-    shape: str = "count"  # count | per_user | most_common | least_common | top_user | words
+    #: The second label of a ``compare`` question (``label`` is the first).
+    other: str | None = None
+    #: count | per_user | most_common | least_common | top_user | words | compare
+    shape: str = "count"
     mode: str | None = None
     recurse: bool = False
     chunks: bool = False
@@ -155,6 +169,10 @@ def parse_question(text: str) -> Question:
     ('2024-03-01', '2024-03-31', 'billing')
     >>> parse_question("Which label is most common among users 5 and 7?").shape
     'most_common'
+    >>> q = parse_question("Are instances about account more common than, less common "
+    ...                    "than, or the same frequency as instances about billing?")
+    >>> q.shape, q.label, q.other
+    ('compare', 'account', 'billing')
     """
     mode_match = _MODE.search(text)
     path_match = _PATH.search(text)
@@ -178,9 +196,13 @@ def parse_question(text: str) -> Question:
         for m in [re.search(rf"\b{re.escape(lab)}\b", lower)]
         if m is not None and not (listed and listed.start() <= m.start() < listed.end())
     ]
-    label = min(mentioned)[1] if mentioned else None
+    in_order = [lab for _, lab in sorted(mentioned)]
+    label = in_order[0] if in_order else None
+    other = None
     about_labels = label is None or re.search(r"\b(label|category|kind|type|topic)\b", lower)
-    if re.search(r"\bleast\s+(common|frequent)\b", lower) and about_labels:
+    if _COMPARE.search(lower) and len(in_order) >= 2:
+        shape, other = "compare", in_order[1]
+    elif re.search(r"\bleast\s+(common|frequent)\b", lower) and about_labels:
         shape = "least_common"
     elif re.search(r"\bmost\s+(common|frequent)\b", lower) and about_labels:
         shape = "most_common"
@@ -199,6 +221,7 @@ def parse_question(text: str) -> Question:
         date_to=date_to,
         labels=labels,
         label=label,
+        other=other,
         shape=shape,
         mode=mode_match.group(1) if mode_match else None,
         recurse="[plan:recurse]" in text,
@@ -323,12 +346,17 @@ def _history(body: dict[str, Any]) -> tuple[str, _History]:
             omitted = _OMITTED.search(_text(message))
             if omitted:
                 history.turns += int(omitted.group(1))
-    choice = body.get("tool_choice")
-    last = _text(messages[-1]) if messages else ""
-    history.forced = (isinstance(choice, dict) and "answer" in json.dumps(choice)) or (
-        _FINAL_HINT in last
-    )
+    history.forced = _forces_answer(body.get("tool_choice"))
     return first, history
+
+
+def _forces_answer(choice: Any) -> bool:
+    """Whether ``tool_choice`` names the ``answer`` function (OpenAI's or the flat form)."""
+    if not isinstance(choice, dict):
+        return False
+    function = choice.get("function")
+    name = function.get("name") if isinstance(function, dict) else choice.get("name")
+    return name == "answer"
 
 
 def _message(turn: int, calls: list[tuple[str, Any]], content: str | None = None) -> dict[str, Any]:
@@ -396,6 +424,12 @@ def _final_sql(q: Question, meta: Meta, view: str, label_col: str) -> str:
             f"SELECT {label_col} AS label, COUNT(*) AS n FROM {view} WHERE {label_col} IS NOT NULL "
             f"GROUP BY {label_col} ORDER BY n {order}, label LIMIT 1"
         )
+    if q.shape == "compare":
+        other = _sql_literal(q.other)
+        return (
+            f"SELECT SUM(CASE WHEN {label_col} = {label} THEN 1 ELSE 0 END) AS first_n, "
+            f"SUM(CASE WHEN {label_col} = {other} THEN 1 ELSE 0 END) AS second_n FROM {view}"
+        )
     if q.shape == "top_user":
         return (
             f"SELECT {user}, COUNT(*) AS n FROM {view} WHERE {label_col} = {label} "
@@ -417,8 +451,23 @@ def _recurse_sql(q: Question, meta: Meta) -> str:
     return "SELECT SUM(answer) AS n FROM per_user"
 
 
+def compare(first: int, second: int) -> str:
+    """The comparison phrase for two counts (one of :data:`COMPARISONS`).
+
+    Examples
+    --------
+    >>> compare(5, 3), compare(2, 3), compare(4, 4)
+    ('more common than', 'less common than', 'same frequency as')
+    """
+    return COMPARISONS[0] if first > second else COMPARISONS[1] if first < second else COMPARISONS[2]
+
+
 def _value_from(q: Question, meta: Meta, rows: list[dict[str, Any]]) -> Any:
     user = meta.user_column or "user_id"
+    if q.shape == "compare":
+        if not rows:
+            return None
+        return compare(int(rows[0].get("first_n") or 0), int(rows[0].get("second_n") or 0))
     if q.shape in ("most_common", "least_common"):
         return rows[0]["label"] if rows else None
     if q.shape == "top_user":
@@ -575,8 +624,10 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
     turn = h.turns
     mode = q.mode or ""
     if mode == "forever":
-        if h.forced:
-            return {"role": "assistant", "content": "I need more steps before I can answer."}
+        if h.forced:  # ignores the forced `answer` (as some servers do): one more peek
+            return _message(
+                turn, [("peek", {"view": "context", "n": 1})], "I need more steps first."
+            )
         return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 5})])
     if mode == "text":
         if turn < 2:
@@ -691,8 +742,9 @@ def respond_plain(body: dict[str, Any]) -> str:
     """Answer a plain call over inlined rows (or combine part answers), as text.
 
     Counts rows labelled with the question's label (by the keyword classifier),
-    counts per user, or names the most / least common label, after applying
-    the question's user and date conditions to the rows.
+    counts per user, names the most / least common label, or compares the
+    counts of two labels (one of :data:`COMPARISONS`), after applying the
+    question's user and date conditions to the rows.
 
     Examples
     --------
@@ -757,6 +809,9 @@ def respond_plain(body: dict[str, Any]) -> str:
             counts.items(), key=lambda kv: (-kv[1] if q.shape == "most_common" else kv[1], kv[0])
         )
         return order[0][0]
+    if q.shape == "compare":
+        counts = Counter(lab for _, _, lab in labelled)
+        return compare(counts[q.label or ""], counts[q.other or ""])
     if q.shape == "per_user":
         per = Counter(u for _, u, lab in labelled if q.label is None or lab == q.label)
         return json.dumps(dict(sorted(per.items())))

@@ -18,8 +18,10 @@ from typing import Any
 from rlm_pipeline.llm.structured import STRUCTURED_PROMPT_PREFIX
 
 __all__ = [
+    "PLAIN_PROMPT_MARKER",
     "Task",
     "forced_tool",
+    "is_plain_question",
     "labels_from_prompt",
     "message_text",
     "parse_rows",
@@ -37,6 +39,8 @@ _LIST_SPLIT = re.compile(r"\s*(?:,|;|\||/|\s\bor\b\s|\s\band\b\s)\s*", re.IGNORE
 _ITEM_END = re.compile(r"[:.?!\])\n]")
 #: Plain prompts that ask a question over data (RLM sub-calls): left to the planner.
 _PLANNER_PLAIN = re.compile(r"(?m)^(?:Question:|Partial answers:)|\|\|")
+#: How the system prompt of the RLM's plain calls (``rlm/plain.py``) starts.
+PLAIN_PROMPT_MARKER = "You answer one question about the rows given below"
 _QUOTES = "'\"`“”‘’«» *"
 
 
@@ -244,8 +248,41 @@ def _strip_span(text: str, span: tuple[int, int] | None) -> str:
     return text if span is None else (text[: span[0]] + " " + text[span[1] :])
 
 
+def is_plain_question(messages: list[Any], user_text: str) -> bool:
+    """Whether a request without a schema asks a question over data (a planner's job).
+
+    True for the RLM's plain calls (system prompt starting with
+    :data:`PLAIN_PROMPT_MARKER`), prompts with inlined ``Rows:``, a
+    ``Question:`` or ``Partial answers:`` line, and OOLONG-style ``||`` lines.  It is
+    checked before any label-list heuristic, so a question that mentions
+    "labels" or "categories" is still answered as a question.
+
+    Examples
+    --------
+    >>> is_plain_question([], "Question: Which label is most common?\\nRows:\\n{}")
+    True
+    >>> is_plain_question([], "Labels: billing, other\\nText: refund me")
+    False
+    """
+    for message in messages:
+        if (
+            isinstance(message, dict)
+            and message.get("role") == "system"
+            and message_text(message).lstrip().startswith(PLAIN_PROMPT_MARKER)
+        ):
+            return True
+    return parse_rows(user_text) is not None or bool(_PLANNER_PLAIN.search(user_text))
+
+
 def plan_task(body: dict[str, Any]) -> Task:
-    """Decide what ``body`` asks for (see :class:`Task`)."""
+    """Decide what ``body`` asks for (see :class:`Task`).
+
+    The order matters: an ``answer`` tool in ``tools`` means the root role
+    (whatever ``tool_choice`` forces, even ``answer`` itself); then a requested
+    schema (forced tool or ``response_format``) decides the structured kinds;
+    then plain questions over data (:func:`is_plain_question`); only then a
+    label list in the prompt makes it a plain classification.
+    """
     messages = body.get("messages") or []
     tools = body.get("tools") or []
     if any(_tool_function(t).get("name") == "answer" for t in tools):
@@ -279,7 +316,7 @@ def plan_task(body: dict[str, Any]) -> Task:
                         text=text, tool_name=tool_name)
         return Task("structured", schema, labels, text=text, tool_name=tool_name)
 
-    if rows is not None or _PLANNER_PLAIN.search(user_text):
+    if is_plain_question(messages, user_text):
         return Task("plain")  # inlined rows or a question over data: the planner's job
     found = labels_from_prompt(user_text)
     if found is not None:

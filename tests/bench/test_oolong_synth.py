@@ -181,3 +181,31 @@ def test_small_run_through_the_simulator(tmp_path: Path, capsys: pytest.CaptureF
     # simulator's planner supports: the RLM must get them right at this size
     assert rlm["score"] >= 0.75, [q["runs"]["rlm"] for q in size["questions"]]
     assert "baseline" in printed and "rlm" in printed
+
+
+def test_the_simulator_reads_every_compare_question_the_bench_asks(ds: Any) -> None:
+    from rlm_pipeline.sim.planner import COMPARISONS, parse_question
+
+    assert COMPARISONS == oolong.COMPARISONS  # the planner answers in the bench's words
+    compares = [q for q in oolong.make_questions(ds, 35, seed=11) if q.template == "compare"]
+    assert len(compares) >= 3
+    for q in compares:
+        a, b = re.findall(r"about (\w+)", q.text)
+        parsed = parse_question(q.text)
+        assert (parsed.shape, parsed.label, parsed.other) == ("compare", a, b), q.text
+        assert oolong.parse_prediction(q.gold, q.kind) == q.gold
+
+
+def test_rlm_answers_compare_questions_through_the_simulator(ds: Any) -> None:
+    from rlm_pipeline.llm.config import LLM
+    from rlm_pipeline.sim import SimConfig, SimServer
+
+    compares = [q for q in oolong.make_questions(ds, 35, seed=11) if q.template == "compare"]
+    golds = {q.gold for q in compares}
+    assert len(golds) >= 2, golds  # both directions asked, so a constant answer cannot pass
+    with SimServer(SimConfig()) as sim:
+        llm = LLM(model="sim-1", base_url=sim.base_url, api_key="sim", max_retries=1)
+        for q in compares:
+            run = oolong.run_rlm(q, ds, llm)
+            assert (run.prediction, run.score, run.error) == (q.gold, 1.0, None), q.text
+            assert "classify" in run.extra["tools"] and "sql" in run.extra["tools"]

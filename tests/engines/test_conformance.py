@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rlm_pipeline.engines import Engine
-from rlm_pipeline.engines.partitioning import MAX_HEAD_ROWS, chunk_label
+from rlm_pipeline.engines.partitioning import MAX_HEAD_ROWS, chunk_label, chunk_sizes
 from rlm_pipeline.errors import ExpressionError, InputError
 
 from .data import TICKETS_SCHEMA, norm, rows_of, sorted_rows, tickets, users
@@ -254,6 +254,130 @@ def test_partition_arguments_are_checked(make_engine: MakeEngine) -> None:
     with pytest.raises(InputError, match="invalid view name"):
         engine.partition("context", n=2, name="bad name")
     assert engine.views() == ["context"]
+
+
+# -- chunks of views whose row order is not fixed (GROUP BY, DISTINCT, joins) ---------------
+#
+# A chunk partition numbers rows in their order.  A GROUP BY / DISTINCT / join view has no
+# fixed order: each evaluation may give another one.  The partition view must fix the
+# assignment once, so that filtering each chunk on its own (what ``recurse`` does) sees every
+# row of the view exactly once.
+
+
+def _many_tickets(rows: int = 12_000, people: int = 3_000) -> pl.DataFrame:
+    ids = list(range(rows))
+    return pl.DataFrame(
+        {
+            "ticket_id": ids,
+            "user_id": [(i * 7919) % people for i in ids],
+            "kind": [("billing", "technical", "account", None)[i % 4] for i in ids],
+        },
+        schema={"ticket_id": pl.Int64, "user_id": pl.Int64, "kind": pl.String},
+    )
+
+
+def _many_users(people: int = 3_000) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "user_id": list(range(people)),
+            "region": [("eu", "us", "apac", None)[i % 4] for i in range(people)],
+        },
+        schema={"user_id": pl.Int64, "region": pl.String},
+    )
+
+
+UNORDERED_VIEWS = {
+    "group_by": "SELECT user_id, count(*) AS n, min(ticket_id) AS first FROM context "
+    "GROUP BY user_id",
+    "distinct": "SELECT DISTINCT user_id, kind FROM context",
+    "join": "SELECT c.ticket_id, c.user_id, u.region FROM context AS c "
+    "JOIN people AS u ON c.user_id = u.user_id WHERE c.ticket_id % 3 = 0",
+}
+
+
+def _check_chunks_cover_view(engine: Engine, view: str, n: int) -> None:
+    """Filter each chunk of ``view`` on its own; the chunks together are ``view`` exactly."""
+    expected = sorted_rows(rows_of(engine.to_arrow(view)))
+    sizes = engine.partition(view, n=n, name="chunks")
+    k = min(n, len(expected))
+    assert sizes == chunk_sizes(len(expected), k)
+    seen: list[tuple[Any, ...]] = []
+    for label, size in sizes.items():
+        assert engine.filter("chunks", f"partition = '{label}'", "one") == size
+        table = engine.to_arrow("one")
+        assert table.column("partition").to_pylist() == [label] * size
+        seen += rows_of(table.drop_columns(["partition"]))
+    assert sorted_rows(seen) == expected  # every row once: none lost, none twice
+    # the whole partition view, read again, gives the same labels
+    again = rows_of(engine.to_arrow("chunks"))
+    assert len(again) == len(expected)
+    assert {label: sum(1 for r in again if r[-1] == label) for label in sizes} == sizes
+
+
+@pytest.mark.parametrize("n", [4, 7])
+@pytest.mark.parametrize("kind", list(UNORDERED_VIEWS))
+def test_chunks_of_unordered_sql_views_hold_every_row_once(
+    make_engine: MakeEngine, kind: str, n: int
+) -> None:
+    engine = make_engine(_many_tickets())
+    engine.register("people", _many_users().to_arrow())
+    rows = engine.sql(UNORDERED_VIEWS[kind], "v")
+    duck = duckdb.connect()
+    try:
+        duck.register("context", _many_tickets().to_arrow())
+        duck.register("people", _many_users().to_arrow())
+        oracle = sorted_rows(_duck_rows(duck, UNORDERED_VIEWS[kind]))
+    finally:
+        duck.close()
+    assert rows == len(oracle) > 1000
+    assert sorted_rows(rows_of(engine.to_arrow("v"))) == oracle
+    _check_chunks_cover_view(engine, "v", n)
+
+
+def _shuffled_each_time(engine_name: str, frame: pl.DataFrame, request: pytest.FixtureRequest) -> Any:
+    """``frame`` as a plan that returns its rows in a new random order at every evaluation."""
+    if engine_name == "spark":
+        session = request.getfixturevalue("spark")
+
+        def shuffle(batches: Any) -> Any:
+            import random
+
+            for batch in batches:
+                order = list(range(batch.num_rows))
+                random.shuffle(order)
+                yield batch.take(order)
+
+        base = session.createDataFrame(frame.to_arrow()).repartition(3)
+        return base.mapInArrow(shuffle, base.schema)
+    return frame.lazy().map_batches(
+        lambda df: df.sample(fraction=1.0, shuffle=True), schema=frame.schema
+    )
+
+
+def test_chunks_are_fixed_when_the_view_order_changes_at_every_evaluation(
+    make_engine: MakeEngine, engine_name: str, request: pytest.FixtureRequest
+) -> None:
+    frame = _many_tickets(rows=3_000)
+    engine = make_engine(_shuffled_each_time(engine_name, frame, request))
+    # the input really changes order (a tie has odds of 1 in 1,000!)
+    assert rows_of(engine.to_arrow("context")) != rows_of(engine.to_arrow("context"))
+    _check_chunks_cover_view(engine, "context", 5)
+    assert sorted_rows(rows_of(engine.to_arrow("chunks").drop_columns(["partition"]))) == (
+        sorted_rows(rows_of(frame))
+    )
+
+
+def test_chunks_of_a_keyed_partition_of_a_group_by_view(make_engine: MakeEngine) -> None:
+    """Key partitions stay lazy: the key is a function of the row, so order does not matter."""
+    engine = make_engine(_many_tickets())
+    engine.sql("SELECT user_id, count(*) AS n FROM context GROUP BY user_id", "g")
+    sizes = engine.partition("g", by="user_id % 5", name="parts")
+    assert sizes == {str(i): 600 for i in range(5)}
+    seen: list[tuple[Any, ...]] = []
+    for label in sizes:
+        engine.filter("parts", f"partition = '{label}'", "one")
+        seen += rows_of(engine.to_arrow("one").drop_columns(["partition"]))
+    assert sorted_rows(seen) == sorted_rows(rows_of(engine.to_arrow("g")))
 
 
 # -- filter ----------------------------------------------------------------------------

@@ -23,11 +23,20 @@ def test_a_model_that_never_answers_ends_at_max_steps(sim_llm: LLM, ticket_parqu
     # 200 steps of tool results, yet the prompt stayed bounded (old steps compacted)
     assert res.usage.max_prompt_tokens < 8000
     assert [r["kind"] for r in res.trace][-2:] == ["error", "run_end"]
+    # the final turn forced `answer`; the model called `peek` anyway, which was not run
+    final_model = [r for r in res.trace if r["kind"] == "model"][-1]
+    assert final_model["extra"]["forced"] and final_model["extra"]["tool_calls"] == 1
+    refused = res.trace[final_model["seq"] + 1]
+    assert (refused["kind"], refused["tool"]) == ("error", "peek")
+    assert "only `answer` is accepted" in refused["error"] and refused["rows_out"] is None
 
 
 def test_forced_final_answer_after_the_last_step(sim_llm: LLM, ticket_parquet: Path) -> None:
+    # the simulator's planner answers early only when tool_choice names `answer`
     res = rp.RLM(sim_llm, max_steps=2).run(DEMO_Q, str(ticket_parquet), text_column="question")
     assert res.stop_reason == "forced_answer"
+    assert [r["extra"]["forced"] for r in res.trace if r["kind"] == "model"] == [
+        False, False, True]
     assert res.value is None  # the planner had not computed the count yet, and says so
     assert res.explanation
 

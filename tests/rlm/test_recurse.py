@@ -79,3 +79,38 @@ def test_too_many_partitions_is_a_tool_error(sim_llm: LLM, ticket_parquet: Path)
     errors = [r for r in res.trace if r["kind"] == "error" and r["tool"] == "recurse"]
     assert errors and "at most 64" in errors[0]["error"]
     assert res.usage.calls < 10  # refused before any fan-out
+
+
+def test_a_failed_partition_stops_its_siblings_before_the_error_leaves() -> None:
+    """One sub-run failing (say, on the budget) must not leave others running on."""
+    import asyncio
+
+    from rlm_pipeline.errors import BudgetExceededError
+    from rlm_pipeline.rlm.recurse import _gather_all_or_none
+
+    after_error: list[str] = []
+
+    async def fails() -> int:
+        await asyncio.sleep(0.01)
+        raise BudgetExceededError("calls", 3, 3)
+
+    async def slow(name: str) -> int:
+        try:
+            await asyncio.sleep(0.3)
+        except asyncio.CancelledError:
+            after_error.append(f"{name} cancelled")
+            raise
+        after_error.append(f"{name} wrote a record")
+        return 1
+
+    async def main() -> None:
+        with pytest.raises(BudgetExceededError):
+            await _gather_all_or_none([slow("a"), fails(), slow("b")])
+        # by the time the error is seen, the siblings are done: nothing runs later
+        seen = list(after_error)
+        await asyncio.sleep(0.4)
+        assert after_error == seen == ["a cancelled", "b cancelled"]
+
+    asyncio.run(main())
+    assert asyncio.run(_gather_all_or_none([asyncio.sleep(0, result=i) for i in range(3)])) \
+        == [0, 1, 2]

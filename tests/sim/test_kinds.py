@@ -191,3 +191,36 @@ def test_max_tokens_cuts_the_reply(sim: Any, client_for: Callable[..., Any]) -> 
     assert reply.usage.completion_tokens == 5
     with pytest.raises(ValueError):
         json.loads(reply.choices[0].message.content)
+
+
+def test_forced_answer_goes_to_the_planner_not_the_mapper(
+    sim: Any, client_for: Callable[..., Any]
+) -> None:
+    from rlm_pipeline.rlm.loop import FORCE_ANSWER_CHOICE
+    from rlm_pipeline.rlm.tools import TOOLS
+
+    first = ("Question: How many questions are about billing?\n\nViews:\n- context: 5 rows\n"
+             "  columns: user_id (int64), question (string)\n")
+    reply = _ask(client_for(sim), [{"role": "user", "content": first}], tools=TOOLS,
+                 tool_choice=FORCE_ANSWER_CHOICE)
+    calls = reply.choices[0].message.tool_calls
+    assert [c.function.name for c in calls] == ["answer"]
+    # the real planner had computed nothing yet, and says so (a mapper would invent a value)
+    assert json.loads(calls[0].function.arguments)["value"] is None
+    assert sim.stats()["by_kind"] == {"root": 1}
+
+
+def test_plain_question_with_label_words_goes_to_the_planner(
+    sim: Any, client_for: Callable[..., Any]
+) -> None:
+    from rlm_pipeline.rlm.prompts import PLAIN_SYSTEM_PROMPT, plain_message
+
+    rows = "\n".join(json.dumps({"question": t}) for t in TEXTS)
+    question = ("How many rows are about billing? The categories are billing, technical, "
+                "account, other.")
+    messages = [{"role": "system", "content": PLAIN_SYSTEM_PROMPT},
+                {"role": "user", "content": plain_message(question, "question", rows)}]
+    reply = _ask(client_for(sim), messages)
+    want = sum(1 for t in TEXTS if intended_label(t, TICKET_LABELS) == "billing")
+    assert reply.choices[0].message.content == str(want)  # a count, not a bare label
+    assert sim.stats()["by_kind"] == {"plain": 1}

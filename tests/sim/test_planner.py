@@ -170,16 +170,70 @@ def test_planner_is_stateless_and_retries_after_an_error() -> None:
     assert name == "answer" and args["value"] is None
 
 
+FORCE_ANSWER = {"type": "function", "function": {"name": "answer"}}
+
+
 def test_forced_turn_answers_and_forever_mode_does_not() -> None:
     q = "How many billing?"
-    forced = _body(q, [])
-    forced["messages"].append({"role": "user", "content": "Call `answer` now with your best"})
-    assert _call(respond(forced))[0] == "answer"
+    hint = {"role": "user", "content": "Call `answer` now with your best answer"}
+    asked = _body(q, [])
+    asked["messages"].append(hint)
+    assert _call(respond(asked))[0] == "peek"  # words alone do not force; tool_choice does
+    for choice in (FORCE_ANSWER, {"type": "function", "name": "answer"}):
+        forced = _body(q, [], tool_choice=choice)
+        assert _call(respond(forced))[0] == "answer"
+    other = _body(q, [], tool_choice={"type": "function", "function": {"name": "peek"}})
+    assert _call(respond(other))[0] == "peek"
     forever = _body(q + " [adversarial:forever]", [])
     assert _call(respond(forever))[0] == "peek"
-    forever["messages"].append({"role": "user", "content": "Call `answer` now with your best"})
-    reply = respond(forever)
-    assert not reply.get("tool_calls") and reply["content"]
+    forever["tool_choice"] = FORCE_ANSWER
+    reply = respond(forever)  # ignores the forced choice: another tool, never `answer`
+    assert [c["function"]["name"] for c in reply["tool_calls"]] == ["peek"]
+
+
+COMPARE_Q = (
+    "Are instances about {a} more common than, less common than, or the same frequency as "
+    "instances about {b}? Answer with 'more common than', 'less common than' or "
+    "'same frequency as'."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "first", "second"),
+    [
+        (COMPARE_Q.format(a="account", b="billing"), "account", "billing"),
+        (COMPARE_Q.format(a="other", b="technical"), "other", "technical"),
+        ("Is billing less common than technical among users 5 and 6?", "billing", "technical"),
+        ("Are account tickets as common as other tickets?", "account", "other"),
+    ],
+)
+def test_compare_questions_are_read(question: str, first: str, second: str) -> None:
+    q = parse_question(question)
+    assert (q.shape, q.label, q.other) == ("compare", first, second)
+    # one label only is not a comparison
+    assert parse_question("Is billing more common than it was?").shape != "compare"
+
+
+@pytest.mark.parametrize(
+    ("first_n", "second_n", "want"),
+    [(7, 3, "more common than"), (2, 9, "less common than"), (4, 4, "same frequency as"),
+     (None, 1, "less common than")],
+)
+def test_compare_plan_counts_both_labels(first_n: int | None, second_n: int, want: str) -> None:
+    q = COMPARE_Q.format(a="technical", b="account")
+    turns: list[tuple[str, dict[str, Any], str]] = [
+        ("peek", {"view": "context", "n": 3}, "view `context`: first 3 rows")
+    ]
+    name, args = _call(respond(_body(q, turns)))
+    assert name == "classify" and args["view"] == "context"  # no user/date filter needed
+    turns.append((name, args, "view `labeled`: 5000 rows labelled"))
+    name, args = _call(respond(_body(q, turns)))
+    assert name == "sql"
+    assert "label = 'technical'" in args["query"] and "label = 'account'" in args["query"]
+    row = json.dumps({"first_n": first_n, "second_n": second_n})
+    turns.append((name, args, f"view `result`: 1 rows\ncolumns: first_n (int64)\n{row}"))
+    name, args = _call(respond(_body(q, turns)))
+    assert (name, args["value"]) == ("answer", want)
 
 
 @pytest.mark.parametrize("mode", ["ddl", "files", "badjson", "unknown-tool"])
@@ -263,3 +317,17 @@ def ticket_rows() -> list[dict[str, Any]]:
 
     frame = tickets(400, seed=3).drop("true_label", "date")
     return list(frame.iter_rows(named=True))
+
+
+def test_plain_compare_matches_the_classifier(ticket_rows: list[dict[str, Any]]) -> None:
+    ticket_rows = ticket_rows[:120]
+    counts = {
+        lab: sum(1 for r in ticket_rows
+                 if intended_label(r["question"], list(DEFAULT_LABELS)) == lab)
+        for lab in DEFAULT_LABELS
+    }
+    for a, b in (("billing", "other"), ("other", "billing"), ("account", "technical")):
+        want = ("more common than" if counts[a] > counts[b] else
+                "less common than" if counts[a] < counts[b] else "same frequency as")
+        assert respond_plain(_rows_body(COMPARE_Q.format(a=a, b=b), ticket_rows)) == want
+    assert counts["billing"] != counts["other"]  # so the two orders above differ

@@ -6,7 +6,10 @@ import json
 from typing import Any
 
 from rlm_pipeline.llm.structured import STRUCTURED_PROMPT_PREFIX
+from rlm_pipeline.rlm.prompts import PLAIN_SYSTEM_PROMPT, combine_message, plain_message
+from rlm_pipeline.rlm.tools import TOOLS
 from rlm_pipeline.sim.wire import (
+    PLAIN_PROMPT_MARKER,
     forced_tool,
     labels_from_prompt,
     parse_rows,
@@ -110,3 +113,38 @@ def test_a_forced_answer_tool_is_still_the_root_role() -> None:
     body = _body(messages=[{"role": "user", "content": "Question: how many?"}], tools=[answer],
                  tool_choice={"type": "function", "function": {"name": "answer"}})
     assert plan_task(body).kind == "root"
+
+
+def test_a_forced_answer_with_every_tool_offered_is_the_root_role() -> None:
+    body = _body(messages=[{"role": "user", "content": "Question: how many?"}], tools=TOOLS,
+                 tool_choice={"type": "function", "function": {"name": "answer"}})
+    assert forced_tool(body) is not None  # it is a forced function with a schema ...
+    assert plan_task(body).kind == "root"  # ... yet the planner answers, not the mapper
+
+
+QUESTIONS_WITH_LABEL_WORDS = [
+    "Which label is most common? labels: billing, technical, account, other",
+    "How many rows fall in the categories billing or account?",
+    "Of the classes spam, ham, eggs: which appears least often?",
+]
+
+
+def test_plain_marker_is_the_plain_prompt() -> None:
+    assert PLAIN_SYSTEM_PROMPT.startswith(PLAIN_PROMPT_MARKER)
+
+
+def test_plain_questions_with_label_words_go_to_the_planner() -> None:
+    row = json.dumps({"question": "Refund my invoice"})
+    for question in QUESTIONS_WITH_LABEL_WORDS:
+        assert labels_from_prompt(question) is not None  # the label heuristic would fire
+        for user in (plain_message(question, "question", row),
+                     combine_message(question, ["3", "4"])):
+            messages = [{"role": "system", "content": PLAIN_SYSTEM_PROMPT},
+                        {"role": "user", "content": user}]
+            assert plan_task(_body(messages=messages)).kind == "plain", (question, user)
+        # the plain system prompt alone marks it, whatever the user message looks like
+        marked = [{"role": "system", "content": PLAIN_SYSTEM_PROMPT},
+                  {"role": "user", "content": question}]
+        assert plan_task(_body(messages=marked)).kind == "plain"
+        bare = [{"role": "user", "content": question}]
+        assert plan_task(_body(messages=bare)).kind == "classify_plain"
