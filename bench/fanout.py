@@ -625,7 +625,8 @@ def render_md(result: dict[str, Any]) -> str:
         f"Data: {meta['rows']:,} synthetic tickets (`rlm_pipeline.datasets.tickets(n, seed={meta['seed']})`), "
         f"ticket id appended to every text: {meta['distinct_texts']:,} distinct texts "
         f"({meta['distinct_texts_without_id']:,} without the id). Labels: {', '.join(LABELS)}.",
-        f"Machine: {meta['cpus']} cores, {meta['python']}; load average at start {meta['loadavg_start']}.",
+        f"Machine: {meta['cpus']} cores, Python {meta['python']}; load average at start {meta['loadavg_start']}; "
+        f"code at {meta.get('git_commit')}.",
         "",
         "| system | rows | batch | repeats | wall s | rows/s | calls | calls/s | % of ceiling "
         "| input tok | output tok | present | correct | errors | client CPU s | sim CPU s "
@@ -675,7 +676,7 @@ def render_md(result: dict[str, Any]) -> str:
         "simulator's `/stats`; *present* = input rows found in the output exactly once; *correct* = label equal to "
         "`rlm_pipeline.sim.intended_label(text)`; *errors* = rows with a null label; CPU = user+system seconds "
         "of the client process tree (for Spark: driver, JVM and Python workers), of the simulator process, and "
-        "of everything else on the machine in the same interval (other helpers' jobs). Our rows are medians "
+        "of everything else on the machine in the same interval (other jobs). Our rows are field-wise medians "
         "of the repeats.",
         "",
     ]
@@ -685,6 +686,18 @@ def render_md(result: dict[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- main
+
+
+def _git_commit() -> str | None:
+    """HEAD of the repo (+ "-dirty" when the work tree has changes), None outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -729,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "loadavg_start": tuple(round(x, 2) for x in os.getloadavg()),
+        "git_commit": _git_commit(),
         "targets": {"polars_pct_of_ceiling": 90, "spark_pct_of_ceiling": 75},
     }
     print(f"[fanout] {args.rows:,} rows, {meta['distinct_texts']:,} distinct texts; ceiling {ceiling:.0f} calls/s; "

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import rlm_pipeline as rp
+from rlm_pipeline.cli.main import run_guarded
 from rlm_pipeline.engines.load import to_spark
-from rlm_pipeline.errors import InputError, RLMPipelineError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,14 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return run(args)
-    except InputError as exc:
-        print(f"ask_spark: error: {exc}", file=sys.stderr)
-        return 2
-    except RLMPipelineError as exc:
-        print(f"ask_spark: error: {exc}", file=sys.stderr)
-        return 1
+    return run_guarded("ask_spark", lambda: run(args))
 
 
 if __name__ == "__main__":

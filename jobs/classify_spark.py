@@ -15,6 +15,10 @@ partition overwrite: only the dates present in this input are replaced, other
 dates in OUT stay as they are.  With ``--cache`` on storage every executor can
 reach, a re-run sends no model calls for rows already answered.
 
+If any row failed for a transient reason (``api_error``, ``budget_exceeded``)
+nothing is written and the job exits 1, so a scheduler retries it; the retry
+re-sends only those rows.
+
 Exit codes: 0 written, 1 validation or model failure (nothing written),
 2 bad arguments or input.
 """
@@ -26,8 +30,12 @@ import os
 import sys
 
 import rlm_pipeline as rp
+from rlm_pipeline.cli.main import run_guarded
 from rlm_pipeline.engines.load import to_spark
-from rlm_pipeline.errors import InputError, RLMPipelineError
+from rlm_pipeline.errors import InputError
+
+#: Reasons that a re-run can fix; the job writes nothing while any row has one.
+TRANSIENT = ("api_error", "budget_exceeded")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
     if not report.success:
         print("classify_spark: validation failed: " + "; ".join(report.failed), file=sys.stderr)
         return 1
+    transient = out.filter(out["label_error"].rlike(f"^({'|'.join(TRANSIENT)})")).count()
+    if transient:
+        print(
+            f"classify_spark: {transient} rows failed for a transient reason ({', '.join(TRANSIENT)}); "
+            "nothing written — run again (answered rows are cached)",
+            file=sys.stderr,
+        )
+        return 1
     out.write.mode("overwrite").partitionBy(args.date_column).parquet(args.output)
     counts = {r["label"]: r["count"] for r in out.groupBy("label").count().collect()}
     print(f"classify_spark: wrote {sum(counts.values())} rows to {args.output}; labels {counts}")
@@ -90,14 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        return run(args)
-    except InputError as exc:
-        print(f"classify_spark: error: {exc}", file=sys.stderr)
-        return 2
-    except RLMPipelineError as exc:
-        print(f"classify_spark: error: {exc}", file=sys.stderr)
-        return 1
+    return run_guarded("classify_spark", lambda: run(args))
 
 
 if __name__ == "__main__":

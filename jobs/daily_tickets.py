@@ -36,12 +36,12 @@ transient failures left, 2 bad arguments or input.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,7 @@ from pathlib import Path
 import polars as pl
 
 import rlm_pipeline as rp
+from rlm_pipeline.cli.main import run_guarded
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 log = logging.getLogger("daily_tickets")
@@ -81,13 +82,25 @@ def fingerprint(folder: Path) -> str:
     return hashlib.sha256(json.dumps(entries, separators=(",", ":")).encode()).hexdigest()
 
 
-def is_done(out_dir: Path, fp: str) -> bool:
+def settings_hash(args: argparse.Namespace, labels: list[str]) -> str:
+    """sha256 over the settings that change the answers (a change redoes every day)."""
+    settings = {
+        "column": args.column,
+        "labels": labels,
+        "instructions": args.instructions,
+        "model": args.model,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def is_done(out_dir: Path, fp: str, settings: str) -> bool:
     marker = out_dir / SUCCESS
     if not marker.is_file():
         return False
     try:
-        return bool(json.loads(marker.read_text())["input_fingerprint"] == fp)
-    except (ValueError, KeyError):
+        done = json.loads(marker.read_text())
+        return bool(done["input_fingerprint"] == fp and done["settings"] == settings)
+    except (ValueError, KeyError, TypeError):
         return False
 
 
@@ -108,7 +121,8 @@ def process(
 ) -> Outcome:
     final = out / name
     fp = fingerprint(src)
-    if is_done(final, fp):
+    settings = settings_hash(args, labels)
+    if is_done(final, fp, settings):
         return Outcome(name, "skipped", 0)
     frame = pl.read_parquet(sorted(src.glob("*.parquet")))
     result = rp.classify(
@@ -129,7 +143,7 @@ def process(
         return Outcome(name, "invalid", frame.height)
     errors = result.get_column("label_error").drop_nulls()
     transient = int(errors.str.contains(f"^({'|'.join(TRANSIENT)})").sum())
-    tmp = out / f".tmp-{name}-{os.getpid()}"
+    tmp = out / f".tmp-{name}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -138,12 +152,25 @@ def process(
         marker = {
             "rows": result.height,
             "input_fingerprint": fp,
+            "settings": settings,
             "labels": labels,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (tmp / SUCCESS).write_text(json.dumps(marker, sort_keys=True))
     publish(tmp, final)
     return Outcome(name, "done" if transient == 0 else "retry", result.height)
+
+
+def lock_output(out: Path) -> int:
+    """Hold ``OUT/.lock`` for this run, so overlapping runs cannot clash."""
+    fd = os.open(out / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        msg = f"another run is writing {out} (it holds {out / '.lock'}); try again later"
+        raise RLMPipelineError(msg) from None
+    return fd
 
 
 def clean_leftovers(out: Path) -> None:
@@ -180,20 +207,21 @@ def main(argv: list[str] | None = None) -> int:
         max_concurrency=args.concurrency,
         cache_path=args.cache,
     )
-    try:
+
+    def run() -> int:
         parts = input_partitions(args.input)
         args.output.mkdir(parents=True, exist_ok=True)
-        clean_leftovers(args.output)
-        outcomes = [process(n, p, args.output, args, llm, labels) for n, p in parts.items()]
-    except InputError as exc:
-        print(f"daily_tickets: error: {exc}", file=sys.stderr)
-        return 2
-    except RLMPipelineError as exc:
-        print(f"daily_tickets: error: {exc}", file=sys.stderr)
-        return 1
-    for o in outcomes:
-        print(f"{o.partition}: {o.status} ({o.rows} rows)")
-    return 0 if all(o.status in ("done", "skipped") for o in outcomes) else 1
+        lock = lock_output(args.output)
+        try:
+            clean_leftovers(args.output)
+            outcomes = [process(n, p, args.output, args, llm, labels) for n, p in parts.items()]
+        finally:
+            os.close(lock)
+        for o in outcomes:
+            print(f"{o.partition}: {o.status} ({o.rows} rows)")
+        return 0 if all(o.status in ("done", "skipped") for o in outcomes) else 1
+
+    return run_guarded("daily_tickets", run)
 
 
 if __name__ == "__main__":

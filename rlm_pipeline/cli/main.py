@@ -12,7 +12,7 @@ import importlib
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rlm_pipeline.errors import ExpressionError, InputError, RLMPipelineError
 
@@ -45,12 +45,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (InputError, ExpressionError) as exc:
-        return _fail(args, exc, 2)
     except RLMPipelineError as exc:
-        return _fail(args, exc, 1)
+        return _fail(args, exc, exit_code(exc))
     except Exception as exc:
         return _fail(args, exc, 1, unexpected=True)
+
+
+def exit_code(exc: RLMPipelineError) -> int:
+    """2 for bad arguments or input, 1 for model and runtime failures."""
+    return 2 if isinstance(exc, InputError | ExpressionError) else 1
+
+
+def run_guarded(prog: str, func: Callable[[], int]) -> int:
+    """Run a script's body; an :class:`RLMPipelineError` becomes one stderr line and an exit code.
+
+    For the scripts in ``jobs/``, which have their own argument parsers.
+    """
+    try:
+        return func()
+    except RLMPipelineError as exc:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"{prog}: error: {first_line}", file=sys.stderr)
+        return exit_code(exc)
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False) -> int:

@@ -151,7 +151,7 @@ def read_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         msg = f"cannot read trace file {file}: {exc.strerror or exc}"
         raise InputError(msg) from exc
     records: list[dict[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is data
         if not line.strip():
             continue
         try:

@@ -35,10 +35,12 @@ def _arrive(raw: Path, day: dt.date, frame: pl.DataFrame) -> None:
     frame.write_parquet(folder / "part-0.parquet")
 
 
-def _cmd(raw: Path, out: Path, cache: Path, base_url: str, concurrency: int = 8) -> list[str]:
+def _cmd(
+    raw: Path, out: Path, cache: Path, base_url: str, concurrency: int = 8, labels: str = LABELS
+) -> list[str]:
     return [
         sys.executable, str(JOB), "--input", str(raw), "--output", str(out),
-        "--labels", LABELS, "--id-column", "ticket_id", "--base-url", base_url,
+        "--labels", labels, "--id-column", "ticket_id", "--base-url", base_url,
         "--model", "sim", "--cache", str(cache), "--batch-size", "4",
         "--concurrency", str(concurrency),
     ]  # fmt: skip
@@ -55,7 +57,7 @@ def _read(out: Path) -> pl.DataFrame:
 
 def test_three_days_with_a_crash_equal_one_clean_run(tmp_path: Path, sim_factory: Any) -> None:
     days = _days(rows_per_day=300)
-    sim = sim_factory(latency_ms=40)
+    sim = sim_factory(latency_ms=150)  # slow enough that the kill lands inside day two
     raw, out, cache = tmp_path / "raw", tmp_path / "out", tmp_path / "cache.sqlite"
 
     _arrive(raw, DAYS[0], days[DAYS[0]])
@@ -118,3 +120,31 @@ def test_missing_input_folder_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "input folder not found" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_changed_settings_redo_finished_days_and_runs_do_not_overlap(
+    tmp_path: Path, sim_factory: Any
+) -> None:
+    import fcntl
+
+    sim = sim_factory()
+    raw, out, cache = tmp_path / "raw", tmp_path / "out", tmp_path / "cache.sqlite"
+    _arrive(raw, DAYS[0], _days(rows_per_day=40)[DAYS[0]])
+    assert _run(_cmd(raw, out, cache, sim.base_url)).returncode == 0
+    first = json.loads((out / f"date={DAYS[0]}" / "_SUCCESS").read_text())
+
+    other = _run(_cmd(raw, out, cache, sim.base_url, labels="billing,other"))
+    assert other.returncode == 0, other.stderr
+    assert "done (40 rows)" in other.stdout  # not "skipped": the labels changed
+    second = json.loads((out / f"date={DAYS[0]}" / "_SUCCESS").read_text())
+    assert second["labels"] == ["billing", "other"] and second["settings"] != first["settings"]
+    labels = set(pl.read_parquet(out / f"date={DAYS[0]}" / "part-0.parquet")["label"].to_list())
+    assert labels <= {"billing", "other"}
+
+    # A second run while the first holds the lock stops at once with a clear message.
+    with open(out / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        blocked = _run(_cmd(raw, out, cache, sim.base_url))
+    assert blocked.returncode == 1
+    assert "another run is writing" in blocked.stderr
+    assert "Traceback" not in blocked.stderr

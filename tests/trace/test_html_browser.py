@@ -20,7 +20,7 @@ from rlm_pipeline.trace.html import write_html
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = shutil.which("chromium")  # not "chromium-browser": on Ubuntu a snap stub
 
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -111,3 +111,16 @@ def test_record_after_close_is_still_written(tmp_path: Path,
         writer.write(_rec(1))
     assert "written after close" in caplog.text
     assert [r["seq"] for r in read_trace(path)] == [0, 1]
+
+
+def test_line_separators_inside_text_survive_a_round_trip(tmp_path: Path) -> None:
+    from rlm_pipeline.trace.records import TraceRecord
+    from rlm_pipeline.trace.writer import TraceWriter, read_trace
+
+    path = tmp_path / "t.jsonl"
+    text = "first\u2028second\u2029third\u0085fourth"
+    with TraceWriter(str(path)) as writer:
+        writer.write(TraceRecord(run_id="r", seq=0, depth=0, path="root", kind="tool",
+                                 tool="peek", result_summary=text))
+    (record,) = read_trace(str(path))
+    assert record["result_summary"] == text
