@@ -1,7 +1,12 @@
-"""Arrow schemas matching the JSON Schemas in ``schemas/``.
+"""Arrow schemas matching the JSON Schemas in the repository's ``schemas/`` folder.
 
 The JSON Schemas describe one row / one document for people and for
-validation in tests; these Arrow schemas are what the code writes.
+validation in tests; these Arrow schemas are what the code writes:
+
+- tickets input: :data:`rlm_pipeline.datasets.TICKETS_SCHEMA` (``tickets.schema.json``);
+- classified output: :func:`classified_schema` (``classified.schema.json``);
+- the ``ask`` answer: ``answer.schema.json`` (a JSON document, no Arrow form);
+- trace records: ``trace.schema.json`` (JSON Lines, no Arrow form).
 
 Examples
 --------
@@ -14,17 +19,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["ERROR_REASONS", "classified_schema"]
+from rlm_pipeline.ops.stats import ERROR_KINDS
 
-#: Every ``<output_column>_error`` value starts with one of these.
-ERROR_REASONS = (
-    "empty_input",
-    "parse_error",
-    "invalid_label",
-    "missing_in_reply",
-    "api_error",
-    "budget_exceeded",
-)
+__all__ = ["ERROR_KINDS", "classified_schema"]
 
 
 def classified_schema(input_schema: pa.Schema, output_column: str = "label") -> pa.Schema:

@@ -8,8 +8,12 @@ Examples
 True
 
 ``df.transform(step)`` returns a new Spark DataFrame with ``label`` and
-``label_error``; the model calls run in ``mapInArrow`` tasks on the executors
-when an action runs.  pyspark is imported only when the step is applied.
+``label_error``.  The model calls run right away, in ``mapInArrow`` tasks on
+the executors, and the result is materialised once (``localCheckpoint``), so
+later actions never call the model again.  Checkpointed blocks live on the
+executors: with dynamic allocation, write the result out (or ``persist`` it
+to disk) before executors can be removed.  pyspark is imported only when the
+step is applied.
 """
 
 from __future__ import annotations

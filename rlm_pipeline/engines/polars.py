@@ -160,17 +160,30 @@ class PolarsEngine:
     def _partition_chunks(
         self, view: str, frame: pl.LazyFrame, n: int
     ) -> tuple[pl.LazyFrame, dict[str, int]]:
-        rows = _count(frame, f"count view {view!r}")
+        """Chunks of contiguous rows, numbered once: the view is collected here.
+
+        A view's row order is fixed only for order-preserving plans (scans,
+        filters, projections); a GROUP BY, DISTINCT or join may give another
+        order every time it runs.  Numbering a lazy plan would then put a row in
+        two chunks, or in none, once each chunk is filtered on its own (as
+        ``recurse`` does).  So the numbered frame is collected once and the
+        partition view is that frame: later filters all see one assignment.
+
+        Cost: one pass over ``view`` (it replaces the count), and the partition
+        view held in memory for as long as it is registered -- a partition view
+        is what the model fans out over, meant to be of moderate size.
+        """
+        with _polars_errors(f"partition view {view!r}"):
+            table = frame.collect()
+        rows = table.height
         chunks = chunk_count(n, rows)
-        index = _free_name(frame.collect_schema().names(), "_rlm_row")
         width = len(chunk_label(max(chunks - 1, 0), chunks))
-        chunk = (pl.col(index).cast(pl.Int64) * chunks) // max(rows, 1)
-        result = (
-            frame.with_row_index(index)
-            .with_columns(chunk.cast(pl.String).str.zfill(width).alias(PARTITION_COLUMN))
-            .drop(index)
-        )
-        return result, chunk_sizes(rows, chunks)
+        chunk = (pl.int_range(pl.len(), dtype=pl.Int64) * chunks) // max(rows, 1)
+        with _polars_errors(f"partition view {view!r}"):
+            result = table.with_columns(
+                chunk.cast(pl.String).str.zfill(width).alias(PARTITION_COLUMN)
+            )
+        return result.lazy(), chunk_sizes(rows, chunks)
 
     def sql(self, query: str, name: str) -> int:
         """Run a checked SELECT over registered views and register it as ``name``."""
@@ -235,13 +248,6 @@ def _key_label(key: pl.Expr, dtype: str) -> pl.Expr:
     else:
         text = key.cast(pl.String)
     return text.fill_null(NULL_PARTITION)
-
-
-def _free_name(taken: list[str], base: str) -> str:
-    name = base
-    while name in taken:
-        name += "_"
-    return name
 
 
 @contextmanager

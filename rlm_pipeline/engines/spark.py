@@ -218,14 +218,32 @@ class SparkEngine:
         self, view: str, frame: SparkDataFrame, n: int
     ) -> tuple[SparkDataFrame, dict[str, int]]:
         """Chunks of contiguous rows, numbered like ``RDD.zipWithIndex``: by Spark partition,
-        then by position inside it (which is the input order for ordered inputs)."""
+        then by position inside it (which is the input order for ordered inputs).
+
+        The numbered rows are checkpointed here (``localCheckpoint(eager=True)``):
+        after a shuffle (GROUP BY, DISTINCT, join) the order of rows inside a
+        Spark partition may change every time the plan runs, and a number taken
+        from a lazy plan would then put a row in two chunks, or in none, once
+        each chunk is filtered on its own (as ``recurse`` does).  The partition
+        view reads the checkpoint, so every later query sees one assignment.
+
+        Cost: one job that computes ``view`` and stores it in the executors'
+        block managers (memory, spilling to disk) for as long as the partition
+        view is registered; the per-partition counts are then read from that
+        store.  A partition view is what the model fans out over, meant to be
+        of moderate size.  A local checkpoint does not survive the loss of an
+        executor: queries over the partition view then fail (with an
+        :class:`EngineError`) rather than silently renumber rows.
+        """
         from pyspark.sql import functions as F
 
         taken = set(frame.columns)
         mid, part, row = (_free_name(taken, f"_rlm_{s}") for s in ("mid", "part", "row"))
         with _spark_errors(f"partition view {view!r}"):
-            tagged = frame.withColumn(mid, F.monotonically_increasing_id()).withColumn(
-                part, F.shiftrightunsigned(_col(mid), _POSITION_BITS)
+            tagged = (
+                frame.withColumn(mid, F.monotonically_increasing_id())
+                .withColumn(part, F.shiftrightunsigned(_col(mid), _POSITION_BITS))
+                .localCheckpoint(eager=True)
             )
             counts = sorted((int(r[0]), int(r[1])) for r in tagged.groupBy(part).count().collect())
         rows = sum(c for _, c in counts)
@@ -236,7 +254,8 @@ class SparkEngine:
             offsets += [F.lit(index), F.lit(start)]
             start += size
         if not counts:
-            return frame.withColumn(PARTITION_COLUMN, F.lit(None).cast("string")), {}
+            empty = tagged.drop(mid, part)
+            return empty.withColumn(PARTITION_COLUMN, F.lit(None).cast("string")), {}
         width = len(chunk_label(max(chunks - 1, 0), chunks))
         position = _col(mid).bitwiseAND(F.lit((1 << _POSITION_BITS) - 1))
         with _spark_errors(f"partition view {view!r}"):
