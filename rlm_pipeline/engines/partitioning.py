@@ -5,6 +5,14 @@ A partition by key labels each row with its key rendered as text (nulls as
 their order ``0 .. N-1`` and puts row ``r`` into chunk ``r * k // N`` with
 ``k = min(n, N)``: contiguous, balanced (sizes differ by at most one) and
 computable on both engines without moving rows.
+
+Numbering rows needs a fixed order, which a GROUP BY, DISTINCT or join view
+does not promise from one run to the next; so both engines materialise the
+numbered rows once when the chunk partition is made (Polars: a collected
+DataFrame; Spark: ``localCheckpoint``), and every later filter of the
+partition view sees the same assignment.  Key partitions need no such step:
+the key is a deterministic function of the row (the allow list has no
+random or time functions), so a row's partition never depends on the order.
 """
 
 from __future__ import annotations

@@ -41,7 +41,9 @@ class PolarsEngine:
     """Views over Polars LazyFrames.
 
     ``count`` and ``head`` never collect the whole table, and Parquet scans
-    push filters and projections down to the files.
+    push filters and projections down to the files.  A partition into ``n``
+    chunks is the exception: it collects its view once, so that the chunk of
+    every row stays fixed (see :meth:`_partition_chunks`).
 
     Examples
     --------

@@ -4,6 +4,12 @@ Sources are renamed to ``alias\\x1fcolumn`` so joined views never clash; joins
 are equi-joins (``nulls_equal=False``, as in SQL); aggregates are computed in
 one ``group_by().agg()`` and the SELECT list is then evaluated over the
 grouped frame with each group key and aggregate replaced by its column.
+
+Row order: SQL gives none without ORDER BY, but a view's order is what a
+partition into chunks numbers, so joins, GROUP BY and DISTINCT keep the order
+of their input (``maintain_order``; first appearance for groups): the same
+query over the same ordered input gives the same rows in the same order at
+every run.  This costs little and changes no result, only its order.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ def _query(
 def _finish(frame: pl.LazyFrame, node: exp.Expr, names: list[str]) -> pl.LazyFrame:
     """DISTINCT, ORDER BY, OFFSET/LIMIT and the final column list."""
     if node.args.get("distinct"):
-        frame = frame.unique(subset=names, maintain_order=False)
+        frame = frame.unique(subset=names, keep="first", maintain_order=True)
     order = node.args.get("order")
     if order is not None:
         by: list[str] = []
@@ -105,7 +111,7 @@ def _union(
         parts.append(frame.select(columns))
     frame = pl.concat(parts, how="vertical_relaxed")
     if node.args.get("distinct"):
-        frame = frame.unique(maintain_order=False)
+        frame = frame.unique(keep="first", maintain_order=True)
     return _finish(frame, node, names)
 
 
@@ -166,6 +172,7 @@ def _select(
             how=how,  # type: ignore[arg-type]
             coalesce=False,
             nulls_equal=False,
+            maintain_order="left_right",
         )
     where = node.args.get("where")
     if where is not None:
@@ -189,9 +196,9 @@ def _select(
         keys = [compile_node(g, ctx).alias(f"__key{i}") for i, g in enumerate(groups)]
         values = [compile_node(a, ctx).alias(f"__agg{j}") for j, a in enumerate(aggs)]
         if keys and values:
-            frame = frame.group_by(keys).agg(values)
+            frame = frame.group_by(keys, maintain_order=True).agg(values)
         elif keys:
-            frame = frame.select(keys).unique()
+            frame = frame.select(keys).unique(keep="first", maintain_order=True)
         else:
             frame = frame.select(values)
         ctx = PolarsContext(subst)

@@ -31,6 +31,7 @@ from rlm_pipeline.trace.outline import (
     argument_summary,
     build_outline,
     format_value,
+    step_numbers,
 )
 from rlm_pipeline.trace.records import TraceRecord
 
@@ -178,7 +179,7 @@ def _totals(run: RunOutline) -> str:
         items.append((f"{int(usage['max_prompt_tokens']):,}", "largest prompt (tokens)"))
     if "cost_usd" in usage:
         items.append((f"${float(usage['cost_usd'] or 0):.4f}", "cost"))
-    items.append((f"{run.seconds:.2f} s", "wall time"))
+    items.append((f"{float(run.seconds):.2f} s", "wall time"))
     errors = _count_errors(run.root)
     items.append((str(errors), "errors"))
     cells = "".join(f"<li><b>{_e(value)}</b><span>{_e(name)}</span></li>" for value, name in items)
@@ -211,7 +212,7 @@ def _sub_path(node: PathNode) -> str:
     steps = _plural(len(node.steps), "step")
     return (
         f"<details><summary>sub-RLM {_e(node.path)}"
-        f'<span class="meta"> · depth {node.depth} · {steps}{_e(errors)}'
+        f'<span class="meta"> · depth {int(node.depth)} · {steps}{_e(errors)}'
         f"{_e(answer)}</span></summary>{_steps(node)}</details>"
     )
 
@@ -245,29 +246,10 @@ def _step(record: Mapping[str, Any]) -> str:
 
 
 def _nums(record: Mapping[str, Any]) -> str:
-    parts = []
-    rows_in, rows_out = record.get("rows_in"), record.get("rows_out")
-    if rows_in is not None and rows_out is not None:
-        parts.append(f"rows {_count(rows_in)} → {_count(rows_out)}")
-    elif rows_out is not None:
-        parts.append(f"→ {_count(rows_out)} rows")
-    elif rows_in is not None:
-        parts.append(f"{_count(rows_in)} rows in")
-    if record.get("sub_calls"):
-        parts.append(f"{record['sub_calls']} sub-calls")
-    tokens = int(record.get("input_tokens") or 0) + int(record.get("output_tokens") or 0)
-    if tokens:
-        parts.append(f"{tokens:,} tokens")
-    seconds = record.get("seconds")
-    if isinstance(seconds, int | float) and seconds:
-        parts.append(f"{seconds:.2f} s" if seconds >= 0.01 else "<0.01 s")
+    parts = step_numbers(record)
     if isinstance(record.get("seq"), int):
         parts.append(f"#{record['seq']}")
     return f'<span class="nums">{_e(" · ".join(parts))}</span>' if parts else ""
-
-
-def _count(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else "?"
 
 
 def _plural(count: int, word: str) -> str:

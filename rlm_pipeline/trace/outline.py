@@ -27,6 +27,7 @@ from typing import Any
 from rlm_pipeline.trace.records import TraceRecord
 
 __all__ = [
+    "step_numbers",
     "PathNode",
     "RunOutline",
     "StepNode",
@@ -240,3 +241,36 @@ def _float(value: Any) -> float:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def step_numbers(record: Mapping[str, Any]) -> list[str]:
+    """The figures shown beside a step: rows in → out, sub-calls, tokens, seconds.
+
+    Examples
+    --------
+    >>> step_numbers({"rows_in": 5000, "rows_out": 12, "sub_calls": 2, "seconds": 0.5})
+    ['rows 5,000 → 12', '2 sub-calls', '0.50 s']
+    """
+    parts = []
+    rows_in, rows_out = record.get("rows_in"), record.get("rows_out")
+    if rows_in is not None and rows_out is not None:
+        parts.append(f"rows {_count(rows_in)} → {_count(rows_out)}")
+    elif rows_out is not None:
+        parts.append(f"→ {_count(rows_out)} rows")
+    elif rows_in is not None:
+        parts.append(f"{_count(rows_in)} rows in")
+    sub_calls = record.get("sub_calls")
+    if isinstance(sub_calls, int) and sub_calls:
+        parts.append(f"{sub_calls:,} sub-calls")
+    tokens = _int(record.get("input_tokens"), default=0) + _int(record.get("output_tokens"), default=0)
+    if tokens:
+        parts.append(f"{tokens:,} tokens")
+    seconds = record.get("seconds")
+    if isinstance(seconds, int | float) and seconds:
+        parts.append(f"{seconds:.2f} s" if seconds >= 0.01 else "<0.01 s")
+    return parts
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "?"
+

@@ -30,6 +30,7 @@ from rlm_pipeline.trace.outline import (
     argument_summary,
     build_outline,
     format_value,
+    step_numbers,
 )
 from rlm_pipeline.trace.records import TraceRecord
 
@@ -149,27 +150,9 @@ def _step_label(record: Mapping[str, Any]) -> Text:
 
 
 def _numbers(record: Mapping[str, Any]) -> str:
-    parts = []
-    rows_in, rows_out = record.get("rows_in"), record.get("rows_out")
-    if rows_in is not None and rows_out is not None:
-        parts.append(f"rows {_count(rows_in)} → {_count(rows_out)}")
-    elif rows_out is not None:
-        parts.append(f"→ {_count(rows_out)} rows")
-    elif rows_in is not None:
-        parts.append(f"{_count(rows_in)} rows in")
-    if record.get("sub_calls"):
-        parts.append(f"{record['sub_calls']} sub-calls")
-    tokens = int(record.get("input_tokens") or 0) + int(record.get("output_tokens") or 0)
-    if tokens:
-        parts.append(f"{tokens:,} tok")
-    seconds = record.get("seconds")
-    if isinstance(seconds, int | float) and seconds:
-        parts.append(f"{seconds:.2f} s" if seconds >= 0.01 else "<0.01 s")
+    parts = step_numbers(record)
     return ("  · " + " · ".join(parts)) if parts else ""
 
-
-def _count(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int) else "?"
 
 
 

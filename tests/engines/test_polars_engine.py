@@ -50,3 +50,34 @@ def test_parquet_is_scanned_lazily_with_pushdown(tmp_path: Path) -> None:
     plan = engine.frame("picked").explain()
     assert "SELECTION" in plan.upper() or "FILTER" in plan.upper()
     assert "parquet" in plan.lower()
+
+
+def _aggregated_chunks() -> list[tuple[object, ...]]:
+    context = pl.DataFrame({"user_id": [(i * 7919) % 5000 for i in range(20_000)]})
+    engine = open_engine(context, "polars")
+    engine.sql("SELECT user_id, count(*) AS n FROM context GROUP BY user_id", "g")
+    engine.sql("SELECT DISTINCT user_id FROM context", "d")
+    engine.partition("g", n=4, name="chunks")
+    engine.partition("d", n=3, name="chunks_d")
+    rows = engine.to_arrow("chunks").to_pylist() + engine.to_arrow("chunks_d").to_pylist()
+    return [tuple(r.values()) for r in rows]
+
+
+def test_chunks_of_an_aggregated_view_are_the_same_at_every_run() -> None:
+    """GROUP BY / DISTINCT keep first-appearance order, so each run makes the same chunks."""
+    first = _aggregated_chunks()
+    assert first == _aggregated_chunks()
+    # first appearance: user (i * 7919) % 5000 for i = 0, 1, 2, ...
+    assert [r[0] for r in first[:3]] == [0, 7919 % 5000, 2 * 7919 % 5000]
+
+
+def test_a_chunk_partition_is_collected_once() -> None:
+    seen: list[int] = []
+    engine = PolarsEngine()
+    engine.register("context", _watched(seen).head(1000))
+    engine.partition("context", n=4, name="chunks")
+    computed = sum(seen)
+    for label in ("0", "1", "2", "3"):
+        assert engine.filter("chunks", f"partition = '{label}'", "one") == 250
+        engine.to_arrow("one")
+    assert sum(seen) == computed  # the filters read the collected chunks, not the plan
