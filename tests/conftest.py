@@ -6,12 +6,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# Spark's Python workers must be this interpreter (it has polars and rlm_pipeline).
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key")
 os.environ.pop("OPENAI_BASE_URL", None)
 

@@ -334,7 +334,9 @@ def test_chunks_of_unordered_sql_views_hold_every_row_once(
     _check_chunks_cover_view(engine, "v", n)
 
 
-def _shuffled_each_time(engine_name: str, frame: pl.DataFrame, request: pytest.FixtureRequest) -> Any:
+def _shuffled_each_time(
+    engine_name: str, frame: pl.DataFrame, request: pytest.FixtureRequest
+) -> Any:
     """``frame`` as a plan that returns its rows in a new random order at every evaluation."""
     if engine_name == "spark":
         from pyspark.sql import functions as F
