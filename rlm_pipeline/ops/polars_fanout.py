@@ -28,6 +28,7 @@ Examples
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -51,6 +52,7 @@ __all__ = [
     "DEFAULT_SLICE_ROWS",
     "apply",
     "apply_async",
+    "apply_with_client",
     "classify_to_parquet",
     "output_dtype",
 ]
@@ -163,6 +165,38 @@ async def apply_async(
             pl.Series(spec.error_column, [], dtype=pl.String),
         )
     return out.lazy(), OpStats.from_results(everything).with_cached_rows(tally.cached_rows)
+
+
+async def apply_with_client(
+    frame: pl.DataFrame | pl.LazyFrame,
+    spec: OpSpec,
+    client: JsonClient,
+    *,
+    progress: RowProgress | None = None,
+) -> tuple[pl.DataFrame, OpStats]:
+    """Answer ``frame`` through ``client`` in the running loop; a ``DataFrame`` back.
+
+    For callers that must keep every model call under one client's limits (the
+    RLM run: its sub-runs and their fan-outs share one semaphore and one rpm/tpm
+    limiter).  A ``LazyFrame`` is collected in a worker thread first, so the
+    loop's other tasks keep running while Polars reads; input and output are
+    held in memory.
+
+    Raises
+    ------
+    InputError
+        ``spec.column`` is not in the frame.
+    EngineError
+        Polars failed to read the input.
+    """
+    if isinstance(frame, pl.LazyFrame):
+        _check_columns(frame.collect_schema().names(), spec)
+        try:
+            frame = await asyncio.to_thread(frame.collect)
+        except pl.exceptions.PolarsError as exc:
+            msg = f"Polars failed while reading the input: {str(exc).splitlines()[0]}"
+            raise EngineError(msg) from exc
+    return await apply_async(frame, spec, client, progress=progress)
 
 
 def _client(llm: LLM, meter: UsageMeter, budget: Budget | None) -> Any:

@@ -109,7 +109,30 @@ class RLM:
     sub_prompt_tokens
         Prompt budget of a plain sub-call; bigger partitions are split and combined.
     max_parallel
-        Sub-runs of one ``recurse`` call that run at once.
+        Sub-runs of one ``recurse`` call that run at once (on Spark also at most
+        the sub model's ``max_concurrency``).
+
+    Notes
+    -----
+    Limits hold for the whole run, not per sub-call.  The budget is one guard
+    over one meter.  ``max_concurrency``, ``rpm`` and ``tpm`` are enforced by one
+    client per model config, built once per run:
+
+    - **Polars**: every sub-call — sub-RLM loops, plain calls, classify/llm_map
+      fan-outs (run in the run's own event loop) — goes through the one ``sub``
+      client; the root model through the ``root`` client (the same one when
+      ``root == sub``).  The root makes one call at a time and never while its
+      tools run, so at most ``sub.max_concurrency`` requests are in flight for
+      the whole run, and each config's rpm/tpm limiter paces all of its calls.
+    - **Spark**: classify/llm_map run as Spark tasks with limiters of their own,
+      so the limits are shared out instead: ``k`` parallel sub-RLMs (``k`` at
+      most ``max_parallel``, the partitions and ``sub.max_concurrency``) each get
+      ``sub.share(k)`` — ``max_concurrency // k`` and exactly ``rpm / k``,
+      ``tpm / k`` — for their driver calls and their Spark jobs, which split it
+      again over their tasks.  The sum never passes ``sub``'s limits.  The
+      trade-off: a share left idle by one sub-run is not lent to another, and
+      when a Spark job takes over from the driver client of the same sub-run
+      its fresh limiter may start one request early at the hand-over.
 
     Examples
     --------
@@ -248,7 +271,7 @@ class RLM:
             max_parallel=self.max_parallel,
             steps=steps,
         )
-        scope = Scope(state, engine, 0, "root", text_column)
+        scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         # Every way out writes the `run_end` record first; the step log is closed last.
         try:
             try:

@@ -82,7 +82,7 @@ async def describe_context(scope: Scope) -> ViewInfo:
 async def run_loop(scope: Scope, question: str) -> LoopResult:
     """Run one RLM level over ``scope`` until it answers or runs out of steps."""
     state = scope.state
-    client = state.root_client if scope.depth == 0 else state.sub_client
+    client = state.root_client if scope.depth == 0 else scope.client
     info = await describe_context(scope)
     first = first_message(
         question,

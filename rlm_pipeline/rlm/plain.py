@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -26,6 +26,9 @@ from rlm_pipeline.rlm.prompts import (
 )
 from rlm_pipeline.rlm.render import cut, json_line, jsonable
 from rlm_pipeline.rlm.scope import RunState
+
+if TYPE_CHECKING:
+    from rlm_pipeline.llm.client import LLMClient
 
 __all__ = [
     "PLAIN_CELL_CHARS",
@@ -96,8 +99,8 @@ class PlainStats:
     max_prompt_tokens: int = 0
 
 
-async def _plain_call(state: RunState, user: str, stats: PlainStats) -> str:
-    reply = await state.sub_client.chat(
+async def _plain_call(client: LLMClient, user: str, stats: PlainStats) -> str:
+    reply = await client.chat(
         [{"role": "system", "content": PLAIN_SYSTEM_PROMPT}, {"role": "user", "content": user}],
         max_tokens=_REPLY_MAX_TOKENS,
         prompt_version=PROMPT_VERSION,
@@ -110,12 +113,19 @@ async def _plain_call(state: RunState, user: str, stats: PlainStats) -> str:
 
 
 async def answer_inline(
-    state: RunState, question: str, table: pa.Table, text_column: str | None
+    state: RunState,
+    question: str,
+    table: pa.Table,
+    text_column: str | None,
+    *,
+    client: LLMClient,
 ) -> tuple[str, PlainStats]:
     """Answer ``question`` over the rows of ``table`` with plain model calls.
 
-    Every prompt stays within ``state.sub_prompt_tokens`` (estimated).  Returns the
-    answer text and the calls it took.
+    Every prompt stays within ``state.sub_prompt_tokens`` (estimated).  The calls
+    go through ``client`` (the calling scope's: its limits bound them, also
+    when several partitions are answered at once).  Returns the answer text and
+    the calls it took.
     """
     stats = PlainStats()
     lines = [
@@ -132,7 +142,7 @@ async def answer_inline(
     chunks = chunk_lines(lines, max(64, room))
     answers = await asyncio.gather(
         *(
-            _plain_call(state, plain_message(question, text_column, "\n".join(c)), stats)
+            _plain_call(client, plain_message(question, text_column, "\n".join(c)), stats)
             for c in chunks
         )
     )
@@ -141,7 +151,7 @@ async def answer_inline(
         groups = [partials[i : i + _COMBINE_GROUP] for i in range(0, len(partials), _COMBINE_GROUP)]
         partials = list(
             await asyncio.gather(
-                *(_plain_call(state, combine_message(question, g), stats) for g in groups)
+                *(_plain_call(client, combine_message(question, g), stats) for g in groups)
             )
         )
     return (partials[0] if partials else ""), stats

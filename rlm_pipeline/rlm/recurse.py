@@ -7,6 +7,15 @@ call).  At ``max_depth`` a partition is answered by plain model calls with its
 rows inlined (:mod:`rlm_pipeline.rlm.plain`).  The answers form a new view
 ``(partition_column, answer)``; ``answer`` is an integer or float column when
 every answer is a number, else a string column.
+
+Limits: on Polars every sub-run keeps its parent scope's client, so all
+sub-runs of a run share one semaphore and one rpm/tpm limiter (exact bounds).
+On Spark a sub-run's classify/llm_map runs on executors with limiters of their
+own, so ``k`` parallel sub-runs (``k = min(max_parallel, partitions,
+parent.llm.max_concurrency)``) each get ``parent.llm.share(k)`` and a driver
+client built from it; ``k`` clients are built per call and reused by the
+sub-runs that follow in the same slot (a slot's limiter carries over).  Plain
+calls always go through the parent's client.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
@@ -31,6 +40,10 @@ from rlm_pipeline.rlm.tools import (
     ident,
     sql_literal,
 )
+
+if TYPE_CHECKING:
+    from rlm_pipeline.llm.client import LLMClient
+    from rlm_pipeline.llm.config import LLM
 
 __all__ = ["MAX_INLINE_ROWS", "MAX_PARTITIONS", "recurse"]
 
@@ -84,13 +97,7 @@ async def recurse(
         parts.append((key, data, rows))
 
     before = state.meter.snapshot().calls
-    semaphore = asyncio.Semaphore(state.max_parallel)
-
-    async def one(key: Any, data: Any, rows: int) -> tuple[Any, str | None]:
-        async with semaphore:
-            return await _answer_part(scope, key, data, rows, query, name, plain)
-
-    results = await _gather_all_or_none([one(*p) for p in parts])
+    results = await _answer_parts(scope, parts, query, name, plain)
     calls = state.meter.snapshot().calls - before
     failed = [(p[0], err) for p, (_, err) in zip(parts, results, strict=True) if err]
     table = pa.table(
@@ -108,6 +115,52 @@ async def recurse(
         text += f"\n{len(failed)} partitions without an answer (answer null): {shown}"
     rows_in = sum(p[2] for p in parts)
     return ToolOutcome(text=cut(text, 2000), rows_in=rows_in, rows_out=len(parts), sub_calls=calls)
+
+
+async def _answer_parts(
+    scope: Scope, parts: list[tuple[Any, Any, int]], query: str, name: str, plain: bool
+) -> list[tuple[Any, str | None]]:
+    """Answer every partition, at most ``max_parallel`` at once, within the scope's limits."""
+    from rlm_pipeline.llm.client import LLMClient
+
+    state = scope.state
+    if plain or state.engine_kind != "spark" or not parts:
+        # One client for every branch: its semaphore and limiters bound them all.
+        semaphore = asyncio.Semaphore(state.max_parallel)
+        shared_branch = (scope.client, scope.llm)
+
+        async def shared(key: Any, data: Any, rows: int) -> tuple[Any, str | None]:
+            async with semaphore:
+                return await _answer_part(scope, key, data, rows, query, name, plain, shared_branch)
+
+        return await _gather_all_or_none([shared(*p) for p in parts])
+    # Spark: k slots, each a client built from an exact share of the scope's config.
+    k = min(state.max_parallel, len(parts), scope.llm.max_concurrency)
+    share = scope.llm.share(k)
+    logger.debug(
+        "recurse on spark: %d slots, each max_concurrency %d rpm %s tpm %s",
+        k,
+        share.max_concurrency,
+        share.rpm,
+        share.tpm,
+    )
+    clients = [LLMClient(share, meter=state.meter, budget=state.budget) for _ in range(k)]
+    slots: asyncio.Queue[LLMClient] = asyncio.Queue()
+    for client in clients:
+        slots.put_nowait(client)
+
+    async def slotted(key: Any, data: Any, rows: int) -> tuple[Any, str | None]:
+        client = await slots.get()
+        try:
+            return await _answer_part(scope, key, data, rows, query, name, plain, (client, share))
+        finally:
+            slots.put_nowait(client)
+
+    try:
+        return await _gather_all_or_none([slotted(*p) for p in parts])
+    finally:
+        for client in clients:
+            await client.aclose()
 
 
 async def _gather_all_or_none(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
@@ -128,9 +181,19 @@ async def _gather_all_or_none(coros: list[Coroutine[Any, Any, T]]) -> list[T]:
 
 
 async def _answer_part(
-    scope: Scope, key: Any, data: Any, rows: int, query: str, name: str, plain: bool
+    scope: Scope,
+    key: Any,
+    data: Any,
+    rows: int,
+    query: str,
+    name: str,
+    plain: bool,
+    branch: tuple[LLMClient, LLM],
 ) -> tuple[Any, str | None]:
-    """The answer for one partition and an error text (or None)."""
+    """The answer for one partition and an error text (or None).
+
+    ``branch`` is the client (and its config) the partition's model calls use.
+    """
     from rlm_pipeline.engines.load import open_engine
     from rlm_pipeline.rlm.loop import run_loop
     from rlm_pipeline.rlm.scope import Scope as _Scope
@@ -144,7 +207,9 @@ async def _answer_part(
                     None,
                     f"{rows} rows is too many to inline (max {MAX_INLINE_ROWS}); filter first",
                 )
-            text, stats = await answer_inline(state, query, data, scope.text_column)
+            text, stats = await answer_inline(
+                state, query, data, scope.text_column, client=branch[0]
+            )
             state.steps.record(
                 depth=scope.depth + 1,
                 path=path,
@@ -161,7 +226,10 @@ async def _answer_part(
         engine = await asyncio.to_thread(
             open_engine, data, engine=state.engine_kind, spark=state.spark
         )
-        sub = _Scope(state, engine, scope.depth + 1, path, scope.text_column)
+        client, llm = branch
+        sub = _Scope(
+            state, engine, scope.depth + 1, path, scope.text_column, client=client, llm=llm
+        )
         result = await run_loop(sub, query)
         if not result.answered:
             return None, f"sub-run gave no answer ({result.stop_reason})"

@@ -1,8 +1,15 @@
 """State shared by one run (:class:`RunState`) and by one loop in it (:class:`Scope`).
 
 A run has one root loop at depth 0 and, through ``recurse``, sub-loops at
-deeper levels.  All of them share one usage meter, one budget, one pair of
-clients and one step log; each loop has its own engine (its own views).
+deeper levels.  All of them share one usage meter, one budget and one step
+log; each loop has its own engine (its own views).
+
+Model limits: each :class:`Scope` names the client its sub-calls go through
+(``client``) and the config they obey (``llm``).  On Polars every scope of a run
+holds the run's one ``sub`` client, so one semaphore and one rpm/tpm limiter
+bound the whole run.  On Spark, parallel sub-runs each hold a client built from
+an exact share of their parent's config (see :mod:`rlm_pipeline.rlm.recurse`),
+because their fan-outs run on executors with limiters of their own.
 """
 
 from __future__ import annotations
@@ -24,7 +31,12 @@ __all__ = ["RunState", "Scope"]
 
 @dataclass
 class RunState:
-    """Everything one :meth:`RLM.run` shares across depths (mutable, one event loop)."""
+    """Everything one :meth:`RLM.run` shares across depths (mutable, one event loop).
+
+    ``root_client`` serves the root model (depth 0); ``sub_client`` is the run's
+    one client for ``sub_llm``, held by the root scope (and, on Polars, by every
+    scope of the run).
+    """
 
     run_id: str
     root_client: LLMClient
@@ -49,10 +61,23 @@ class RunState:
 
 @dataclass
 class Scope:
-    """One loop: its engine, depth and place in the recursion tree."""
+    """One loop: its engine, depth, place in the recursion tree and sub-call limits.
+
+    Attributes
+    ----------
+    client
+        The client every sub-call made at this level goes through: the loop's
+        own model calls at depth >= 1, plain calls, and (Polars) classify /
+        llm_map fan-outs, which run in the run's event loop.
+    llm
+        The config ``client`` was built from: what a Spark fan-out started at
+        this level may use (shared out again over its tasks).
+    """
 
     state: RunState
     engine: Engine
     depth: int
     path: str
     text_column: str | None = None
+    client: LLMClient = field(kw_only=True)
+    llm: LLM = field(kw_only=True)

@@ -231,7 +231,7 @@ def check_view_name(name: str) -> None:
     if not _NAME.match(name):
         msg = f"invalid view name {cut(name, 80)!r}"
         raise ToolError(f"{msg}; use letters, digits and _ (start with a letter, ≤ 63 chars)")
-    if name == "context":
+    if name.lower() == "context":
         raise ToolError("the view name 'context' is reserved for the input table; pick another")
 
 
@@ -388,13 +388,30 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls)
 
 
-async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> Any:
+async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> None:
+    """Fan ``spec`` out over ``view`` into view ``name``, within the run's limits.
+
+    Polars: in the run's own event loop, through the scope's client, so the
+    fan-out shares the run's semaphore and rpm/tpm limiters with every other
+    model call (a fan-out with its own client would add its own limits on top).
+    The view is collected in a worker thread first (the output is held in
+    memory either way).  Spark: as executor tasks with the scope's share of
+    the ``sub`` config (:func:`rlm_pipeline.ops.spark_fanout.apply` shares it
+    out again over the tasks).
+    """
     state = scope.state
-    return await _engine(
+    if state.engine_kind == "polars":
+        from rlm_pipeline.ops import polars_fanout
+
+        frame = await _engine(scope.engine.frame, view)
+        out, _ = await polars_fanout.apply_with_client(frame, spec, scope.client)
+        await _engine(scope.engine.register, name, out, replace=True)
+        return
+    await _engine(
         scope.engine.map_llm,
         view,
         spec,
-        state.sub_llm,
+        scope.llm,
         name,
         meter=state.meter,
         budget=state.budget,
