@@ -3,10 +3,16 @@
 :class:`BudgetGuard` joins a :class:`~rlm_pipeline.llm.config.Budget` (the
 limits) and a :class:`~rlm_pipeline.llm.usage.UsageMeter` (what was spent).
 Before a request is sent, the client *reserves* its projected spend (one call,
-estimated prompt tokens + reply allowance, their cost).  A reservation is
-refused when spent + already-reserved + this projection would pass a limit, so
-32 requests in flight cannot jointly overshoot.  When the reply arrives the
-client records the real usage in the meter and releases the reservation.
+estimated prompt tokens + reply allowance, their cost) with
+:meth:`BudgetGuard.reserve_request`.  When the budget limits tokens or cost, the
+reply allowance is cut to what is left after the prompt, and the client sends
+that same number as the request's ``max_tokens``: the server cannot write a
+longer reply than was booked, so the meter cannot pass the limit (as long as
+the prompt's estimated token count is not below the server's).  A request is
+refused when spent + already-reserved + its prompt + one reply token would pass
+a limit, so 32 requests in flight cannot jointly overshoot.  When the reply
+arrives the client records the real usage in the meter and releases the
+reservation.
 
 One guard may serve several clients (the RLM root and sub models) and several
 threads; its state is guarded by a :class:`threading.Lock`.  Clients built with
@@ -17,12 +23,13 @@ so their in-flight reservations count together.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import weakref
 from dataclasses import dataclass
 
 from rlm_pipeline.errors import BudgetExceededError
-from rlm_pipeline.llm.config import Budget
+from rlm_pipeline.llm.config import Budget, Price
 from rlm_pipeline.llm.usage import UsageMeter
 
 __all__ = ["BudgetGuard", "Reservation", "shared_guard"]
@@ -32,10 +39,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Reservation:
-    """Projected spend of one in-flight request."""
+    """Projected spend of one in-flight request.
+
+    Attributes
+    ----------
+    tokens
+        Prompt + reply tokens booked.
+    cost_usd
+        Their cost.
+    reply_tokens
+        The reply allowance booked (the ``max_tokens`` to send), when the
+        reservation was made by :meth:`BudgetGuard.reserve_request`.
+    """
 
     tokens: int
     cost_usd: float
+    reply_tokens: int | None = None
 
 
 class BudgetGuard:
@@ -98,6 +117,80 @@ class BudgetGuard:
             self._cost += cost_usd
         return Reservation(tokens=tokens, cost_usd=cost_usd)
 
+    def reserve_request(
+        self, *, prompt_tokens: int, reply_tokens: int, price: Price
+    ) -> Reservation:
+        """Book one request, cutting its reply allowance to what the budget has left.
+
+        The allowance booked is the smaller of ``reply_tokens`` and what the
+        token and cost limits leave after everything spent and reserved and
+        this request's prompt.  The caller must send the returned
+        ``reply_tokens`` as the request's ``max_tokens``: then the real spend
+        cannot pass the booking.
+
+        Parameters
+        ----------
+        prompt_tokens
+            Estimated prompt tokens.
+        reply_tokens
+            The reply allowance wanted (the caller's ``max_tokens`` or a default).
+        price
+            Prices the projection.
+
+        Returns
+        -------
+        Reservation
+            With ``reply_tokens`` set to the allowance booked (at least 1).
+
+        Raises
+        ------
+        BudgetExceededError
+            When not even the prompt and one reply token fit, or the call limit is reached.
+
+        Examples
+        --------
+        >>> meter = UsageMeter()
+        >>> guard = BudgetGuard(Budget(max_tokens=300), meter)
+        >>> guard.reserve_request(prompt_tokens=100, reply_tokens=256, price=Price(0, 0)).reply_tokens
+        200
+        """
+        budget = self.budget
+        reply = max(1, int(reply_tokens))
+        with self._lock:
+            spent = self.meter.snapshot()
+            if budget.max_calls is not None:
+                committed = spent.calls + self._calls
+                if committed + 1 > budget.max_calls:
+                    self._refuse("calls", committed, budget.max_calls)
+            if budget.max_tokens is not None:
+                committed_tokens = spent.total_tokens + self._tokens
+                room = budget.max_tokens - committed_tokens - prompt_tokens
+                if room < 1:
+                    self._refuse("tokens", committed_tokens, budget.max_tokens)
+                reply = min(reply, room)
+            if budget.max_cost_usd is not None:
+                committed_cost = spent.cost_usd + self._cost
+                left = budget.max_cost_usd - committed_cost
+                if price.output_per_mtok > 0:
+                    reply = _reply_room(price, prompt_tokens, reply, left)
+                    if reply < 1:
+                        self._refuse("cost_usd", committed_cost, budget.max_cost_usd)
+                elif price.cost(prompt_tokens, 0) > left:
+                    self._refuse("cost_usd", committed_cost, budget.max_cost_usd)
+            tokens = prompt_tokens + reply
+            cost = price.cost(prompt_tokens, reply)
+            self._calls += 1
+            self._tokens += tokens
+            self._cost += cost
+        return Reservation(tokens=tokens, cost_usd=cost, reply_tokens=reply)
+
+    def limits_reply(self, price: Price) -> bool:
+        """Whether this budget bounds reply length (a token limit, or a cost limit on a priced reply)."""
+        budget = self.budget
+        return budget.max_tokens is not None or (
+            budget.max_cost_usd is not None and price.output_per_mtok > 0
+        )
+
     def release(self, reservation: Reservation) -> None:
         """Drop a reservation (after its real usage was recorded, or it failed)."""
         with self._lock:
@@ -115,6 +208,21 @@ class BudgetGuard:
     def _refuse(what: str, committed: float, limit: float) -> None:
         logger.debug("budget: refusing request, %s committed %g of %g", what, committed, limit)
         raise BudgetExceededError(what, committed, limit)
+
+
+def _reply_room(price: Price, prompt_tokens: int, wanted: int, left_usd: float) -> int:
+    """The most reply tokens, up to ``wanted``, whose call with the prompt costs at most ``left_usd``."""
+    if price.cost(prompt_tokens, wanted) <= left_usd:
+        return wanted
+    per_token = price.output_per_mtok / 1e6
+    room = math.floor((left_usd - price.cost(prompt_tokens, 0)) / per_token)
+    room = min(wanted, room)
+    # Float rounding can put the floor one off either way.
+    while room + 1 <= wanted and price.cost(prompt_tokens, room + 1) <= left_usd:
+        room += 1
+    while room > 0 and price.cost(prompt_tokens, room) > left_usd:
+        room -= 1
+    return room
 
 
 _GUARDS_LOCK = threading.Lock()

@@ -1,9 +1,11 @@
 """Content-addressed response cache in one SQLite file, safe for several processes.
 
 Keys are sha256 over canonical JSON (sorted keys, compact separators) of
-everything that shapes a reply: model, messages, tools, tool_choice, the
-requested output schema, temperature, max_tokens and a caller's prompt version
-(:func:`request_key`, :func:`chat_key`, :func:`json_key`).  Values are the
+everything that shapes a reply: the endpoint (:func:`endpoint_id`: the resolved
+base URL, so two servers that serve the same model name — ``"any"`` on two
+llama.cpp servers — never share replies), model, messages, tools, tool_choice,
+the requested output schema, temperature, max_tokens and a caller's prompt
+version (:func:`request_key`, :func:`chat_key`, :func:`json_key`).  Values are the
 reply (content, tool calls, token counts) as JSON.
 
 The file uses WAL journaling and a busy timeout, so several processes (Spark
@@ -13,7 +15,7 @@ the client stores a structured reply only after it parsed and validated.
 
 The same file also holds **row answers** (table ``row_answers``): one checked
 answer per input text of a semantic operator (classify / llm_map), keyed by
-:func:`row_key` — model, temperature, prompt version, the operator parameters
+:func:`row_key` — endpoint, model, temperature, prompt version, the operator parameters
 that shape the answer, and the text; *not* the batch the row was sent in.  A
 re-run with other batches, other partitions or new rows mixed in finds every
 row answered before.  :meth:`ResponseCache.get_rows` and
@@ -52,11 +54,13 @@ from rlm_pipeline.llm.reply import ChatReply
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "DEFAULT_BUSY_TIMEOUT_S",
+    "DEFAULT_ENDPOINT_ID",
     "ROW_ANSWER_KIND",
     "ResponseCache",
     "RowKeys",
     "canonical_json",
     "chat_key",
+    "endpoint_id",
     "json_key",
     "request_key",
     "row_key",
@@ -65,7 +69,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Bumped when the stored form or the key recipe changes (old entries then miss).
-CACHE_FORMAT_VERSION = 1
+#: 2: keys name the endpoint (:func:`endpoint_id`).
+CACHE_FORMAT_VERSION = 2
+#: :func:`endpoint_id` of a config with no base URL (the openai client's default endpoint).
+DEFAULT_ENDPOINT_ID = "openai"
 #: How long a writer waits for another process's lock before giving up.
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 
@@ -102,6 +109,22 @@ def canonical_json(value: Any) -> str:
         raise InputError(msg) from exc
 
 
+def endpoint_id(base_url: str | None) -> str:
+    """The endpoint as it enters cache keys: the base URL without a trailing ``/``.
+
+    ``None`` (no ``base_url`` and no ``OPENAI_BASE_URL``: OpenAI's endpoint)
+    gives :data:`DEFAULT_ENDPOINT_ID`.  Pass ``LLM.resolved_base_url()``.
+
+    Examples
+    --------
+    >>> endpoint_id("http://127.0.0.1:8080/v1/"), endpoint_id(None)
+    ('http://127.0.0.1:8080/v1', 'openai')
+    """
+    if base_url is None:
+        return DEFAULT_ENDPOINT_ID
+    return base_url.rstrip("/") or DEFAULT_ENDPOINT_ID
+
+
 def request_key(
     *,
     model: str,
@@ -112,8 +135,12 @@ def request_key(
     response_format: dict[str, Any] | None = None,
     max_tokens: int | None = None,
     prompt_version: str | None = None,
+    base_url: str | None = None,
 ) -> str:
     """sha256 hex digest of the canonical JSON of a request's reply-shaping fields.
+
+    ``base_url`` is the resolved endpoint (see :func:`endpoint_id`; None is
+    OpenAI's).
 
     Examples
     --------
@@ -124,6 +151,7 @@ def request_key(
     """
     payload = {
         "v": CACHE_FORMAT_VERSION,
+        "endpoint": endpoint_id(base_url),
         "model": model,
         "messages": messages,
         "tools": tools,
@@ -145,8 +173,12 @@ def chat_key(
     max_tokens: int | None = None,
     prompt_version: str | None = None,
 ) -> str:
-    """The cache key :meth:`LLMClient.chat` uses for this request (no traffic)."""
+    """The cache key :meth:`LLMClient.chat` uses for this request (no traffic).
+
+    It names the endpoint (``config.resolved_base_url()``) as well as the model.
+    """
     return request_key(
+        base_url=config.resolved_base_url(),
         model=config.model,
         messages=messages,
         temperature=config.temperature,
@@ -169,9 +201,11 @@ def json_key(
     """The cache key :meth:`LLMClient.json` uses for this request (no traffic).
 
     It names the schema, not the wire form, so a reply cached through one
-    structured-output mode is found whichever mode the endpoint needs.
+    structured-output mode is found whichever mode the endpoint needs.  Like
+    :func:`chat_key`, it names the endpoint.
     """
     return request_key(
+        base_url=config.resolved_base_url(),
         model=config.model,
         messages=messages,
         temperature=config.temperature,
@@ -188,12 +222,15 @@ def row_key(
     prompt_version: str | None,
     params: dict[str, Any],
     text: str,
+    base_url: str | None = None,
 ) -> str:
     """sha256 hex digest of the canonical JSON of one row's answer-shaping fields.
 
     ``params`` are the operator parameters that change the answer (for
     classify: labels and instructions; for llm_map: instruction and output
     type) — never the batch size or the batch the row was sent in.
+    ``base_url`` is the resolved endpoint (``LLM.resolved_base_url()``; None
+    is OpenAI's): two servers under one model name keep separate answers.
 
     Examples
     --------
@@ -206,6 +243,7 @@ def row_key(
     payload = {
         "v": CACHE_FORMAT_VERSION,
         "kind": ROW_ANSWER_KIND,
+        "endpoint": endpoint_id(base_url),
         "model": model,
         "temperature": temperature,
         "prompt_version": prompt_version,
@@ -229,12 +267,14 @@ class RowKeys:
         temperature: float,
         prompt_version: str | None,
         params: dict[str, Any],
+        base_url: str | None = None,
     ) -> None:
         marker = "\u0000rlm-text-slot\u0000"
         whole = canonical_json(
             {
                 "v": CACHE_FORMAT_VERSION,
                 "kind": ROW_ANSWER_KIND,
+                "endpoint": endpoint_id(base_url),
                 "model": model,
                 "temperature": temperature,
                 "prompt_version": prompt_version,

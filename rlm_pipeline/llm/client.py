@@ -5,7 +5,12 @@ second loop).  Each request goes through, in order:
 
 1. the response cache (a hit sends nothing and counts as a cached call);
 2. the budget guard (reserves the projected spend or raises
-   :class:`~rlm_pipeline.errors.BudgetExceededError` without sending);
+   :class:`~rlm_pipeline.errors.BudgetExceededError` without sending); when the
+   budget limits tokens or cost, or ``tpm`` is set, the reply allowance booked
+   (the caller's ``max_tokens`` or :data:`DEFAULT_REPLY_TOKENS`, cut to what the
+   budget has left after the prompt) is sent as ``max_tokens``, so a long reply
+   cannot pass the budget (a reply cut there has ``finish_reason`` "length";
+   from :meth:`LLMClient.json` it is a parse error unless it still parses);
 3. per try: the concurrency semaphore, the rpm and tpm limiters, the HTTP call
    (the openai client's own retries are off — :mod:`rlm_pipeline.llm.retry`
    decides);
@@ -64,6 +69,7 @@ from rlm_pipeline.llm.usage import Usage, UsageMeter
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_ENDPOINT",
+    "DEFAULT_CHAT_REPLY_TOKENS",
     "DEFAULT_REPLY_TOKENS",
     "ChatReply",
     "LLMClient",
@@ -72,8 +78,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Reply allowance used for budget and tpm projections when ``max_tokens`` is not given.
+#: Reply allowance booked for budget and tpm projections when ``max_tokens`` is not given
+#: (structured requests: the prompt's token count when larger); sent as ``max_tokens``
+#: when a token / priced cost budget or ``tpm`` depends on it.
 DEFAULT_REPLY_TOKENS = 256
+#: The same allowance for plain chat / tool-call replies (the RLM root's turns): a tool
+#: call with SQL and an explanation must not be cut.
+DEFAULT_CHAT_REPLY_TOKENS = 1024
 #: Longest wait for a TCP connection (capped by the config's ``timeout_s``).
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
@@ -174,8 +185,11 @@ class LLMClient:
             http_client=http_client,
         )
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
-        self._rpm = RateLimiter(config.rpm) if config.rpm is not None else None
-        self._tpm = RateLimiter(config.tpm) if config.tpm is not None else None
+        # Each limiter starts its schedule at a random point of its first interval,
+        # so the fresh clients of many Spark tasks (each with rpm / N) do not all
+        # send their first request at once (see RateLimiter).
+        self._rpm = RateLimiter(config.rpm, rng=self._rng) if config.rpm is not None else None
+        self._tpm = RateLimiter(config.tpm, rng=self._rng) if config.tpm is not None else None
         self._cache = ResponseCache(config.cache_path) if config.cache_path else None
         self._probe_lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -213,7 +227,9 @@ class LLMClient:
         tool_choice
             ``"auto"``, ``"required"``, ``"none"`` or a specific tool.
         max_tokens
-            Reply length limit (also bounds the budget projection).
+            Reply length limit (also bounds the budget projection).  With a
+            token or cost budget, or ``tpm``, a limit is always sent: this one
+            or :data:`DEFAULT_REPLY_TOKENS`, cut to what the budget has left.
         prompt_version
             Part of the cache key; bump it to invalidate cached replies.
 
@@ -245,14 +261,18 @@ class LLMClient:
             if hit is not None:
                 self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
                 return hit
-        reply = await self._request(
+        reply, sent_limit = await self._request(
             messages,
             tools=tools,
             tool_choice=tool_choice,
             response_format=None,
             max_tokens=max_tokens,
         )
-        if key is not None and self._cache is not None:
+        if (
+            key is not None
+            and self._cache is not None
+            and _cacheable(reply, max_tokens, sent_limit)
+        ):
             self._cache.put(key, reply)
         return reply
 
@@ -327,12 +347,22 @@ class LLMClient:
                 else:
                     self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
                     return value, hit
-        reply = await self._structured(messages, schema, name, max_tokens)
+        reply, sent_limit = await self._structured(messages, schema, name, max_tokens)
         raw = reply.content or ""
-        value = parse_json_object(reply.content)
-        if validate:
-            check_schema(value, validator, raw=raw)
-        if key is not None and self._cache is not None:
+        try:
+            value = parse_json_object(reply.content)
+            if validate:
+                check_schema(value, validator, raw=raw)
+        except LLMResponseParseError as exc:
+            if reply.finish_reason != "length":
+                raise
+            msg = f"reply cut at the {sent_limit}-token limit (finish_reason 'length')"
+            raise LLMResponseParseError(msg, raw=exc.raw) from exc
+        if (
+            key is not None
+            and self._cache is not None
+            and _cacheable(reply, max_tokens, sent_limit)
+        ):
             self._cache.put(key, reply)
         return value, reply
 
@@ -365,7 +395,7 @@ class LLMClient:
         schema: dict[str, Any],
         name: str,
         max_tokens: int | None,
-    ) -> ChatReply:
+    ) -> tuple[ChatReply, int | None]:
         base_url, model = self._endpoint
         mode = known_mode(base_url, model)
         if mode is None:
@@ -386,18 +416,19 @@ class LLMClient:
         schema: dict[str, Any],
         name: str,
         max_tokens: int | None,
-    ) -> ChatReply:
+    ) -> tuple[ChatReply, int | None]:
         base_url, model = self._endpoint
         current = mode
         while True:
             wire_messages, response_format = build_request(current, messages, schema, name)
             try:
-                reply = await self._request(
+                sent = await self._request(
                     wire_messages,
                     tools=None,
                     tool_choice=None,
                     response_format=response_format,
                     max_tokens=max_tokens,
+                    structured=True,
                 )
             except _FormatRejected as exc:
                 fallback = next_mode(current)
@@ -416,7 +447,7 @@ class LLMClient:
                 continue
             if known_mode(base_url, model) != current:
                 remember_mode(base_url, model, current)
-            return reply
+            return sent
 
     # ---------------------------------------------------------------- sending
 
@@ -439,16 +470,40 @@ class LLMClient:
         tool_choice: str | dict[str, Any] | None,
         response_format: dict[str, Any] | None,
         max_tokens: int | None,
-    ) -> ChatReply:
+        structured: bool = False,
+    ) -> tuple[ChatReply, int | None]:
+        """Send one request; return the reply and the ``max_tokens`` sent (None: none sent).
+
+        The reply allowance is the caller's ``max_tokens``, else
+        :data:`DEFAULT_REPLY_TOKENS` (for a structured request: the prompt's
+        size if larger), cut to what the budget has left after the prompt.  It is booked with the budget guard and the tpm limiter and,
+        whenever a booking depends on it (a token or priced cost limit, a tpm
+        limit) or the caller gave one, sent as ``max_tokens``: the reply cannot
+        be longer than what was booked.
+        """
         self._check_loop()
         prompt_tokens = estimate_message_tokens(messages, tools)
-        reply_tokens = max_tokens if max_tokens is not None else DEFAULT_REPLY_TOKENS
-        projected = prompt_tokens + reply_tokens
+        if max_tokens is not None:
+            reply_tokens = max_tokens
+        elif structured:
+            # A structured reply answers the rows in its prompt (a batch of 64
+            # labels is ~500 tokens): book up to the prompt's size, not 256.
+            reply_tokens = max(DEFAULT_REPLY_TOKENS, prompt_tokens)
+        else:
+            reply_tokens = DEFAULT_CHAT_REPLY_TOKENS
         reservation: Reservation | None = None
+        bounded = max_tokens is not None or self._tpm is not None
         if self.guard is not None:
-            reservation = self.guard.reserve(
-                tokens=projected, cost_usd=self._price.cost(prompt_tokens, reply_tokens)
+            reservation = self.guard.reserve_request(
+                prompt_tokens=prompt_tokens, reply_tokens=reply_tokens, price=self._price
             )
+            if reservation.reply_tokens is not None:
+                reply_tokens = reservation.reply_tokens
+            bounded = bounded or self.guard.limits_reply(self._price)
+        projected = prompt_tokens + reply_tokens
+        sent_limit = reply_tokens if bounded else None
+        if max_tokens is not None and sent_limit is not None and sent_limit < max_tokens:
+            logger.debug("budget: reply limit cut from %d to %d tokens", max_tokens, sent_limit)
         params: dict[str, Any] = {
             "model": self.config.model,
             "messages": messages,
@@ -460,13 +515,16 @@ class LLMClient:
             params["tool_choice"] = tool_choice
         if response_format is not None:
             params["response_format"] = response_format
-        if max_tokens is not None:
-            params["max_tokens"] = max_tokens
+        if sent_limit is not None:
+            params["max_tokens"] = sent_limit
         try:
-            return await self._send(params, prompt_tokens, projected)
+            reply = await self._send(params, prompt_tokens, projected)
         finally:
             if reservation is not None and self.guard is not None:
                 self.guard.release(reservation)
+        if reply.finish_reason == "length":
+            logger.debug("reply cut at the %s-token limit", sent_limit)
+        return reply, sent_limit
 
     async def _send(
         self, params: dict[str, Any], prompt_tokens: int, projected_tokens: int
@@ -592,6 +650,16 @@ class LLMClient:
             cached=False,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         )
+
+
+def _cacheable(reply: ChatReply, asked: int | None, sent: int | None) -> bool:
+    """Whether ``reply`` may be stored under a key made with the caller's ``asked`` limit.
+
+    A reply cut by a limit the caller did not ask for (the budget's cut or the
+    default allowance) is not stored: the same request with more budget left
+    would get a longer reply.
+    """
+    return reply.finish_reason != "length" or (asked is not None and sent == asked)
 
 
 def _tool_calls(raw: Any) -> list[ToolCall]:

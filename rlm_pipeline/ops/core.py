@@ -21,7 +21,7 @@ The steps, in order:
    value and the reason.
 
 Row answers are keyed by the text and the parameters that shape its answer
-(model, temperature, :data:`~rlm_pipeline.ops.prompts.PROMPT_VERSION`,
+(endpoint, model, temperature, :data:`~rlm_pipeline.ops.prompts.PROMPT_VERSION`,
 :func:`~rlm_pipeline.ops.prompts.answer_params`), not by the batch, so a
 re-run with another batch size, other Spark partitions or new rows mixed in
 re-uses every row answered before, and a killed run resumes where it stopped.
@@ -153,9 +153,10 @@ class Tally:
 class RowStore:
     """Checked answers per text, in the response cache file (table ``row_answers``).
 
-    Keys come from :func:`rlm_pipeline.llm.cache.row_key`: model, temperature,
-    prompt version, :func:`~rlm_pipeline.ops.prompts.answer_params` and the
-    text — not the batch.  Only answers that passed the checks of
+    Keys come from :func:`rlm_pipeline.llm.cache.row_key`: endpoint (resolved
+    base URL), model, temperature, prompt version,
+    :func:`~rlm_pipeline.ops.prompts.answer_params` and the text — not the
+    batch.  Only answers that passed the checks of
     :func:`~rlm_pipeline.ops.reply.check_reply` are stored.
 
     Parameters
@@ -163,7 +164,7 @@ class RowStore:
     cache
         The open response cache (the client's).
     config
-        The endpoint config (model and temperature are part of the key).
+        The endpoint config (base URL, model and temperature are part of the key).
     spec
         The operator.
     """
@@ -174,6 +175,7 @@ class RowStore:
         self._pending: dict[str, Any] = {}
         self._last_flush = time.monotonic()
         self._keys = RowKeys(
+            base_url=config.resolved_base_url(),
             model=config.model,
             temperature=config.temperature,
             prompt_version=PROMPT_VERSION,

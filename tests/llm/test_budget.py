@@ -111,3 +111,46 @@ def test_clients_sharing_a_meter_share_one_guard() -> None:
     with pytest.raises(BudgetExceededError):
         guard.reserve(tokens=1, cost_usd=0.0)
     guard.release(held)
+
+
+def test_reserve_request_cuts_the_reply_to_what_is_left() -> None:
+    from rlm_pipeline.llm.config import Price
+
+    free = Price(0.0, 0.0)
+    meter = UsageMeter()
+    guard = BudgetGuard(Budget(max_tokens=1_000), meter)
+    first = guard.reserve_request(prompt_tokens=100, reply_tokens=256, price=free)
+    assert (first.reply_tokens, first.tokens) == (256, 356)
+    second = guard.reserve_request(prompt_tokens=100, reply_tokens=5_000, price=free)
+    assert (second.reply_tokens, second.tokens) == (544, 644)  # 1000 - 356 - 100
+    with pytest.raises(BudgetExceededError) as info:
+        guard.reserve_request(prompt_tokens=1, reply_tokens=1, price=free)
+    assert info.value.what == "tokens"
+    guard.release(first)
+    meter.record(input_tokens=100, output_tokens=56, cost_usd=0.0)  # it used less
+    third = guard.reserve_request(prompt_tokens=100, reply_tokens=256, price=free)
+    assert third.reply_tokens == 1_000 - 156 - 644 - 100
+
+
+def test_reserve_request_cuts_the_reply_to_the_cost_left() -> None:
+    from rlm_pipeline.llm.config import Price
+
+    price = Price(input_per_mtok=1.0, output_per_mtok=10.0)  # 1e-5 USD per reply token
+    meter = UsageMeter()
+    guard = BudgetGuard(Budget(max_cost_usd=0.001), meter)
+    r = guard.reserve_request(prompt_tokens=100, reply_tokens=256, price=price)
+    # 0.001 - 100e-6 leaves 0.0009 USD: 90 reply tokens
+    assert r.reply_tokens == 90 and r.cost_usd <= 0.001
+    with pytest.raises(BudgetExceededError) as info:
+        guard.reserve_request(prompt_tokens=1, reply_tokens=1, price=price)
+    assert info.value.what == "cost_usd"
+    guard.release(r)
+    assert guard.limits_reply(price) and not guard.limits_reply(Price(1.0, 0.0))
+    assert BudgetGuard(Budget(max_tokens=5), meter).limits_reply(Price(0.0, 0.0))
+    assert not BudgetGuard(Budget(max_calls=5), meter).limits_reply(price)
+    # An unpriced reply is never cut by a cost limit, and calls-only budgets never cut.
+    unpriced = BudgetGuard(Budget(max_cost_usd=0.0), meter)
+    assert (
+        unpriced.reserve_request(prompt_tokens=9, reply_tokens=300, price=Price(0, 0)).reply_tokens
+        == 300
+    )

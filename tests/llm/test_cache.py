@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from rlm_pipeline.llm.cache import ResponseCache, chat_key, json_key, request_key
+from rlm_pipeline.llm.cache import (
+    ResponseCache,
+    RowKeys,
+    chat_key,
+    endpoint_id,
+    json_key,
+    request_key,
+    row_key,
+)
 from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.llm.reply import ChatReply, ToolCall
 
@@ -48,17 +56,58 @@ def test_key_ignores_dict_order_but_not_content() -> None:
     assert len({_key(), *variants}) == len(variants) + 1
 
 
-def test_chat_and_json_keys_follow_the_config() -> None:
+def test_chat_and_json_keys_follow_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     llm = LLM(model="m", temperature=0.0)
     schema = {"type": "object"}
     assert chat_key(llm, MESSAGES) == _key()
     assert json_key(llm, MESSAGES, schema, name="r") != chat_key(llm, MESSAGES)
-    assert json_key(llm, MESSAGES, schema, name="r") == json_key(
-        LLM(model="m", base_url="http://other/v1"), MESSAGES, schema, name="r"
-    )
     assert json_key(llm, MESSAGES, schema, name="r") != json_key(
         llm, MESSAGES, {"type": "object", "required": ["a"]}, name="r"
     )
+
+
+def test_keys_name_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two servers under one model name ("any", as llama.cpp serves) never share keys."""
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    schema = {"type": "object"}
+    a = LLM(model="any", base_url="http://127.0.0.1:8080/v1")
+    a_slash = LLM(model="any", base_url="http://127.0.0.1:8080/v1/")
+    b = LLM(model="any", base_url="http://127.0.0.1:8081/v1")
+    default = LLM(model="any")
+    for make in (
+        lambda llm: chat_key(llm, MESSAGES),
+        lambda llm: json_key(llm, MESSAGES, schema, name="r"),
+    ):
+        assert make(a) == make(a_slash)  # a trailing "/" is the same endpoint
+        assert len({make(a), make(b), make(default)}) == 3
+    assert chat_key(default, MESSAGES) == _key(model="any", base_url=None)
+    assert chat_key(a, MESSAGES) == _key(model="any", base_url="http://127.0.0.1:8080/v1")
+    # OPENAI_BASE_URL is the endpoint when base_url is not given.
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8081/v1/")
+    assert chat_key(LLM(model="any"), MESSAGES) == chat_key(b, MESSAGES)
+
+    def row(base_url: str | None) -> str:
+        return row_key(
+            model="any",
+            temperature=0.0,
+            prompt_version="p",
+            params={"op": "classify"},
+            text="t",
+            base_url=base_url,
+        )
+
+    assert row("http://127.0.0.1:8080/v1") == row("http://127.0.0.1:8080/v1/")
+    assert len({row("http://127.0.0.1:8080/v1"), row("http://127.0.0.1:8081/v1"), row(None)}) == 3
+    fast = RowKeys(
+        model="any",
+        temperature=0.0,
+        prompt_version="p",
+        params={"op": "classify"},
+        base_url="http://127.0.0.1:8081/v1/",
+    )
+    assert fast.key("t") == row("http://127.0.0.1:8081/v1")
+    assert endpoint_id(None) == "openai" and endpoint_id("http://h/v1//") == "http://h/v1"
 
 
 def test_round_trip_and_parent_dirs(tmp_path: Path) -> None:

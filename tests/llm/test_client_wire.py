@@ -18,7 +18,7 @@ from rlm_pipeline.errors import LLMError, LLMRateLimitError, LLMResponseParseErr
 from rlm_pipeline.llm import structured
 from rlm_pipeline.llm.cache import json_key
 from rlm_pipeline.llm.client import LLMClient
-from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.reply import ToolCall
 from rlm_pipeline.llm.retry import RetryPolicy
 from rlm_pipeline.ops.core import classify_texts
@@ -158,6 +158,68 @@ def test_json_sends_the_structured_response_format() -> None:
         "json_schema": {"name": "label", "schema": LABEL_SCHEMA, "strict": True},
     }
     assert "max_tokens" not in sent and "tools" not in sent
+
+
+@pytest.mark.parametrize(
+    ("changes", "asked", "sent_limit"),
+    [
+        ({}, None, None),  # no budget, no tpm: no limit sent
+        ({"budget": Budget(max_calls=5)}, None, None),  # a calls-only budget cuts nothing
+        ({"budget": Budget(max_tokens=10_000)}, None, 1024),  # the default chat allowance
+        ({"budget": Budget(max_cost_usd=1.0)}, None, 1024),  # priced model: cost bounds replies
+        ({"tpm": 100_000}, None, 1024),  # tpm books the allowance: send it
+        ({"budget": Budget(max_tokens=10_000)}, 40, 40),  # the caller's smaller limit
+        ({"budget": Budget(max_tokens=300)}, 5_000, 300 - 42),  # what is left after the prompt
+    ],
+)
+def test_the_reserved_reply_allowance_is_sent_as_max_tokens(
+    changes: dict[str, Any], asked: int | None, sent_limit: int | None
+) -> None:
+    from rlm_pipeline.llm.tokens import estimate_message_tokens
+
+    assert estimate_message_tokens(classify_messages("x")) == 42  # the prompt above
+    recorder = Recorder(httpx2.Response(200, json=_completion("hi", usage=_usage())))
+    budget = changes.pop("budget", None)
+
+    async def main() -> None:
+        http = httpx2.AsyncClient(transport=httpx2.MockTransport(recorder))
+        llm = LLM(model="gpt-4.1-mini", base_url=BASE_URL, api_key="k", **changes)
+        client = LLMClient(llm, http_client=http, retry=FAST_RETRY, budget=budget)
+        try:
+            await client.chat(classify_messages("x"), max_tokens=asked)
+        finally:
+            await client.aclose()
+            await http.aclose()
+
+    asyncio.run(main())
+    (sent,) = recorder.bodies()
+    assert sent.get("max_tokens") == sent_limit
+
+
+def test_a_reply_cut_by_the_budget_is_not_cached(tmp_path: Path) -> None:
+    cut = _completion("a reply that goes on", usage=_usage(completion=5), finish_reason="length")
+    whole = _completion("a whole reply", usage=_usage(completion=4))
+    recorder = Recorder(httpx2.Response(200, json=cut), httpx2.Response(200, json=whole))
+    llm = LLM(model="m", base_url=BASE_URL, api_key="k", cache_path=str(tmp_path / "c.sqlite"))
+
+    async def main() -> tuple[Any, Any, Any]:
+        http = httpx2.AsyncClient(transport=httpx2.MockTransport(recorder))
+        try:
+            async with LLMClient(
+                llm, http_client=http, retry=FAST_RETRY, budget=Budget(max_tokens=10_000)
+            ) as client:
+                first = await client.chat(classify_messages("x"))
+                second = await client.chat(classify_messages("x"))
+                third = await client.chat(classify_messages("x"))
+                return first, second, third
+        finally:
+            await http.aclose()
+
+    first, second, third = asyncio.run(main())
+    assert first.finish_reason == "length" and not first.cached
+    assert second.content == "a whole reply" and not second.cached
+    assert third.cached and third.content == "a whole reply"
+    assert len(recorder.requests) == 2
 
 
 # -------------------------------------------------------------------- reply

@@ -24,7 +24,9 @@ def _llm(sim: Any, **kw: Any) -> rp.LLM:
 
 def _frame(spark: Any, texts: list[str | None], partitions: int = 2) -> Any:
     table = pl.DataFrame({"id": range(len(texts)), "q": texts}).to_arrow()
-    return spark.createDataFrame(table).repartitionByRange(partitions, "id").sortWithinPartitions("id")
+    return (
+        spark.createDataFrame(table).repartitionByRange(partitions, "id").sortWithinPartitions("id")
+    )
 
 
 def _check(out: Any, texts: list[str | None], order: list[int] | None = None) -> pl.DataFrame:
@@ -83,3 +85,162 @@ def test_per_task_dedup_and_concurrency_share(spark: Any, sim_factory: Any) -> N
     # each of the 6 tasks asks its own distinct texts once
     # (without dedup: 2000 / 16 = 125 calls; 200 distinct texts -> at most 13 per task)
     assert sim.stats()["requests"] <= 6 * 13
+
+
+def _direct_stats(out: Any, spec: Any) -> tuple[int, int, dict[str, int], dict[str, int]]:
+    """Rows, answered, errors by kind and values, counted with Spark over the result."""
+    from pyspark.sql import functions as F
+
+    value = F.col(f"`{spec.output_column}`").cast("string").alias("v")
+    kind = F.split(F.col(f"`{spec.error_column}`"), ":").getItem(0).alias("k")
+    rows = answered = 0
+    errors: dict[str, int] = {}
+    values: dict[str, int] = {}
+    for v, k, n in out.groupBy(value, kind).count().collect():
+        rows += n
+        if k is None:
+            answered += n
+            values[str(v)] = values.get(str(v), 0) + n
+        else:
+            errors[k] = errors.get(k, 0) + n
+    return rows, answered, errors, values
+
+
+def _jobs_of(spark: Any, group: str) -> list[int]:
+    return list(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+
+
+@pytest.mark.parametrize("global_dedup", [False, True])
+def test_stats_come_from_the_tasks_and_equal_a_count_of_the_result(
+    spark: Any, sim_factory: Any, global_dedup: bool
+) -> None:
+    from rlm_pipeline.ops.spec import MapSpec
+
+    sim = sim_factory(fault_500=0.2, fault_wrong_ids=0.1, seed=21)
+    texts: list[str | None] = list(tickets(900, distinct=400, seed=22))
+    for i in (5, 77, 400):
+        texts[i] = None
+    texts[6] = "   "
+    df = _frame(spark, texts, partitions=3).localCheckpoint(eager=True)  # no jobs to read it
+    llm = _llm(sim, max_concurrency=8, max_retries=0)
+    specs = [
+        ClassifySpec("q", LABELS, batch_size=8),
+        MapSpec("q", "Does it ask a question?", output_type="boolean", batch_size=8),
+        MapSpec("q", "Length / 10", output_type="number", batch_size=8),
+    ]
+    for spec in specs:
+        group = f"stats-{global_dedup}-{spec.output_column}-{getattr(spec, 'output_type', '')}"
+        spark.sparkContext.setJobGroup(group, "stats test")
+        try:
+            out, stats = spark_fanout.apply(df, spec, llm, global_dedup=global_dedup)
+            jobs = _jobs_of(spark, group)
+        finally:
+            spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+        rows, answered, errors, values = _direct_stats(out, spec)
+        assert (stats.rows, stats.answered, dict(stats.errors), dict(stats.values)) == (
+            rows,
+            answered,
+            errors,
+            values,
+        )
+        assert rows == 900 and errors.get("empty_input") == 4
+        assert errors.keys() - {"empty_input"}, "the faults should have failed some rows"
+        if not global_dedup:  # one Spark job, the map; no second job to count the result
+            assert len(jobs) == 1, jobs
+
+
+def test_spark_text_matches_spark_cast(spark: Any) -> None:
+    from pyspark.sql import functions as F
+
+    numbers = [
+        0.0,
+        -0.0,
+        0.5,
+        4.2,
+        1e-3,
+        9.99e-4,
+        1234567.0,
+        1e7,
+        12345678.9,
+        1e10,
+        -2.5e-7,
+        1.0 / 3,
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        1e300,
+    ]
+    got = [
+        r[0]
+        for r in spark.createDataFrame([(x,) for x in numbers], "x double")
+        .select(F.col("x").cast("string"))
+        .collect()
+    ]
+    assert [spark_fanout.spark_text(x, "number") for x in numbers] == got
+    flags = [
+        r[0]
+        for r in spark.createDataFrame([(True,), (False,)], "b boolean")
+        .select(F.col("b").cast("string"))
+        .collect()
+    ]
+    assert [spark_fanout.spark_text(b, "boolean") for b in (True, False)] == flags
+
+
+@pytest.mark.parametrize(
+    ("values", "arrow_type"),
+    [
+        (["a", None, "é", "", "label"], "string"),
+        ([1, None, -(2**63), 2**63 - 1], "int64"),
+        ([0.5, None, -1e300, 4], "float64"),
+        ([True, None, False, True, True, False, True, False, True], "bool"),
+        ([], "string"),
+        ([None, None], "int64"),
+    ],
+)
+def test_to_arrow_equals_pa_array(values: list[Any], arrow_type: str) -> None:
+    import pyarrow as pa
+
+    kind = pa.type_for_alias(arrow_type)
+    built = spark_fanout.to_arrow(values, kind)
+    built.validate(full=True)
+    assert built.equals(pa.array(values, type=kind)), built
+
+
+_NO_PANDAS = """
+import sys
+import pyarrow as pa
+from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.ops.spark_fanout import task_function, to_arrow
+from rlm_pipeline.ops.spec import ClassifySpec, MapSpec
+
+llm = LLM(model="sim-1", base_url=sys.argv[1], api_key="x", max_retries=0)
+texts = to_arrow(["Where is my invoice?", None, "The app crashes"], pa.string())
+batch = pa.RecordBatch.from_arrays([texts], names=["q"])
+assert "pandas" not in sys.modules, "imported before the task ran"
+seen = []
+for spec in (
+    ClassifySpec("q", ("billing", "technical")),
+    MapSpec("q", "words", output_type="integer"),
+    MapSpec("q", "ask?", output_type="boolean"),
+    MapSpec("q", "len", output_type="number"),
+):
+    run = task_function(spec, llm, None, lambda u: None, lambda n: None, seen.append)
+    out = list(run(iter([batch])))
+    assert out[0].num_rows == 3 and out[0].column(1).null_count == 1, out
+print("pandas" in sys.modules, seen[0][0].rows, seen[0][0].answered)
+"""
+
+
+def test_the_task_function_does_not_import_pandas(sim: Any) -> None:
+    """Run a task's function in a fresh interpreter (as a Python worker does) and look."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_PANDAS, sim.base_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "3", "2"]

@@ -45,9 +45,7 @@ def _classify_calls(stats: dict[str, Any]) -> int:
     return sum(n for kind, n in stats["by_kind"].items() if kind.startswith("classify"))
 
 
-def test_peak_in_flight_stays_within_sub_concurrency(
-    sim_factory: Any, frame: pl.DataFrame
-) -> None:
+def test_peak_in_flight_stays_within_sub_concurrency(sim_factory: Any, frame: pl.DataFrame) -> None:
     sim = sim_factory(latency_ms=100, max_concurrency=64)
     root = LLM(model="sim-root", base_url=sim.base_url, api_key="sim", max_concurrency=8)
     sub = LLM(model="sim-sub", base_url=sim.base_url, api_key="sim", max_concurrency=4)
@@ -78,3 +76,20 @@ def test_rpm_holds_over_the_whole_run(sim_factory: Any, frame: pl.DataFrame) -> 
     for i, t in enumerate(starts):
         assert t - starts[0] >= i * interval - 0.04, (i, t - starts[0])
     assert stats["peak_in_flight"] <= 4
+
+
+@pytest.mark.spark
+def test_spark_sub_runs_share_the_sub_limits(
+    spark: Any, sim_factory: Any, frame: pl.DataFrame
+) -> None:
+    # On Spark each of the 4 parallel sub-RLMs gets sub.share(4): one request slot for its
+    # driver calls and for its classify job's executor tasks.
+    sim = sim_factory(latency_ms=100, max_concurrency=64)
+    sub = LLM(model="sim-sub", base_url=sim.base_url, api_key="sim", max_concurrency=4)
+    root = LLM(model="sim-root", base_url=sim.base_url, api_key="sim", max_concurrency=8)
+    rlm = rp.RLM(root, sub=sub, engine="spark", spark=spark, max_depth=2)
+    res = rlm.run(QUESTION, frame.drop("true_label"), text_column="question")
+    _check_answer(res, frame)
+    stats = sim.stats()
+    assert _classify_calls(stats) >= 4 * 7
+    assert stats["peak_in_flight"] <= 4, stats["peak_in_flight"]
