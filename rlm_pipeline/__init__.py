@@ -16,8 +16,9 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rlm_pipeline._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -85,17 +86,6 @@ if TYPE_CHECKING:
     from rlm_pipeline.rlm.api import RLM, RLMResult
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"rlm_pipeline.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        msg = f"module 'rlm_pipeline' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(
+    "rlm_pipeline", _LAZY, globals(), __all__, _SUBMODULES
+)

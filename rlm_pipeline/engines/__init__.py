@@ -13,8 +13,9 @@ Examples
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rlm_pipeline._lazy import lazy_attributes
 
 __all__ = ["Engine", "PolarsEngine", "SparkEngine", "open_engine", "truncate_cells"]
 
@@ -34,15 +35,6 @@ if TYPE_CHECKING:
     from rlm_pipeline.engines.spark import SparkEngine
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        msg = f"module 'rlm_pipeline.engines' has no attribute {name!r}"
-        raise AttributeError(msg)
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(
+    "rlm_pipeline.engines", _LAZY, globals(), __all__
+)

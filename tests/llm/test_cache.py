@@ -107,7 +107,7 @@ def test_keys_name_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
         base_url="http://127.0.0.1:8081/v1/",
     )
     assert fast.key("t") == row("http://127.0.0.1:8081/v1")
-    assert endpoint_id(None) == "openai" and endpoint_id("http://h/v1//") == "http://h/v1"
+    assert endpoint_id(None) == "openai" and endpoint_id("http://127.0.0.1:1/v1//") == "http://127.0.0.1:1/v1"
 
 
 def test_round_trip_and_parent_dirs(tmp_path: Path) -> None:
