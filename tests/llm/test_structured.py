@@ -130,7 +130,7 @@ def test_mode_memory_is_per_endpoint_and_model_and_thread_safe() -> None:
 
         def set_many(i: int) -> None:
             for j in range(200):
-                remember_mode(f"http://127.0.0.1:{i + 1}/v1", f"m{j}", "text")
+                remember_mode(f"http://127.0.0.1:{i + 10}/v1", f"m{j}", "text")
 
         threads = [threading.Thread(target=set_many, args=(i,)) for i in range(4)]
         for t in threads:
@@ -140,6 +140,6 @@ def test_mode_memory_is_per_endpoint_and_model_and_thread_safe() -> None:
         remember_mode("http://127.0.0.1:1/v1", "m", "json_object")
         assert known_mode("http://127.0.0.1:1/v1", "m") == "json_object"
         assert known_mode("http://127.0.0.1:1/v1", "other") is None
-        assert known_mode("http://e3/v1", "m199") == "text"
+        assert known_mode("http://127.0.0.1:13/v1", "m199") == "text"
     finally:
         structured.forget_modes()
