@@ -184,6 +184,14 @@ class BudgetGuard:
             self._cost += cost
         return Reservation(tokens=tokens, cost_usd=cost, reply_tokens=reply)
 
+    def exhausted(self) -> BudgetExceededError:
+        """The error for a budget too spent to fit a complete reply (token limit first)."""
+        budget = self.budget
+        spent = self.meter.snapshot()
+        if budget.max_tokens is not None:
+            return BudgetExceededError("tokens", spent.total_tokens, budget.max_tokens)
+        return BudgetExceededError("cost_usd", spent.cost_usd, budget.max_cost_usd or 0.0)
+
     def limits_reply(self, price: Price) -> bool:
         """Whether this budget bounds reply length (a token limit, or a cost limit on a priced reply)."""
         budget = self.budget

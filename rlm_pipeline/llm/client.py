@@ -356,6 +356,10 @@ class LLMClient:
         except LLMResponseParseError as exc:
             if reply.finish_reason != "length":
                 raise
+            wanted = max_tokens or max(DEFAULT_REPLY_TOKENS, estimate_message_tokens(messages))
+            if sent_limit is not None and sent_limit < wanted and self.guard is not None:
+                # The budget, not the model, cut this reply: it is a budget stop.
+                raise self.guard.exhausted() from exc
             msg = f"reply cut at the {sent_limit}-token limit (finish_reason 'length')"
             raise LLMResponseParseError(msg, raw=exc.raw) from exc
         if (
