@@ -16,6 +16,14 @@ second loop).  Each request goes through, in order:
    decides);
 4. usage recorded from the server's ``usage`` numbers, reply cached.
 
+Structured calls (:meth:`LLMClient.json`) to an endpoint whose structured-output
+mode is not known yet are led by one *probe*: the first call tries the modes in
+order and the others wait for it, but at most :data:`PROBE_GRACE_S` per try of
+the probe.  Servers refuse a ``response_format`` they lack at once, so a try
+not refused by then was most likely accepted: the others go in its mode
+instead of idling for a whole model latency.  A later refusal costs each call
+sent meanwhile one refused try (it then falls back on its own).
+
 Examples
 --------
 >>> import asyncio
@@ -30,9 +38,11 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import random
+import ssl
 from types import TracebackType
 from typing import Any
 
@@ -71,6 +81,7 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_CHAT_REPLY_TOKENS",
     "DEFAULT_REPLY_TOKENS",
+    "PROBE_GRACE_S",
     "ChatReply",
     "LLMClient",
     "ToolCall",
@@ -89,6 +100,8 @@ DEFAULT_CHAT_REPLY_TOKENS = 1024
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
+#: How long calls wait on the structured-mode probe's current try before going in its mode.
+PROBE_GRACE_S = 0.05
 
 
 class _FormatRejected(Exception):
@@ -125,6 +138,9 @@ class LLMClient:
         Backoff policy; by default ``RetryPolicy(max_retries=config.max_retries)``.
     rng
         Random source for backoff jitter.
+    probe_grace_s
+        How long other structured calls wait on the structured-mode probe's
+        current try before going in its mode (see the module docstring).
 
     Examples
     --------
@@ -147,6 +163,7 @@ class LLMClient:
         http_client: httpx2.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        probe_grace_s: float = PROBE_GRACE_S,
     ) -> None:
         self.config = config
         if isinstance(budget, BudgetGuard):
@@ -175,6 +192,7 @@ class LLMClient:
                     max_keepalive_connections=config.max_concurrency,
                 ),
                 follow_redirects=True,
+                verify=_ssl_context(),
             )
         self._http = http_client
         self._openai = openai.AsyncOpenAI(
@@ -191,7 +209,12 @@ class LLMClient:
         self._rpm = RateLimiter(config.rpm, rng=self._rng) if config.rpm is not None else None
         self._tpm = RateLimiter(config.tpm, rng=self._rng) if config.tpm is not None else None
         self._cache = ResponseCache(config.cache_path) if config.cache_path else None
-        self._probe_lock = asyncio.Lock()
+        # The structured-mode probe (see the module docstring): done when its call
+        # ends, the mode it is trying, and a count of its rejected tries.
+        self._probe: asyncio.Future[None] | None = None
+        self._probe_mode: StructuredMode = "json_schema"
+        self._probe_rejections = 0
+        self._probe_grace_s = probe_grace_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -402,16 +425,31 @@ class LLMClient:
     ) -> tuple[ChatReply, int | None]:
         base_url, model = self._endpoint
         mode = known_mode(base_url, model)
-        if mode is None:
-            # Probe one request at a time until the endpoint's mode is known,
-            # so a fan-out of many rows pays for one rejected call, not many.
-            async with self._probe_lock:
-                mode = known_mode(base_url, model)
-                if mode is None:
-                    return await self._structured_from(
-                        "json_schema", messages, schema, name, max_tokens
-                    )
-        return await self._structured_from(mode, messages, schema, name, max_tokens)
+        if mode is not None:
+            return await self._structured_from(mode, messages, schema, name, max_tokens)
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_future()
+            self._probe_mode = "json_schema"
+            try:
+                return await self._structured_from(
+                    "json_schema", messages, schema, name, max_tokens, probe=True
+                )
+            finally:
+                if not self._probe.done():
+                    self._probe.set_result(None)
+        return await self._structured_from(
+            await self._wait_for_probe(self._probe), messages, schema, name, max_tokens
+        )
+
+    async def _wait_for_probe(self, probe: asyncio.Future[None]) -> StructuredMode:
+        """The mode to send in: the known one, or the probe's once its try outlasts the grace."""
+        while not probe.done():
+            rejections = self._probe_rejections
+            await asyncio.wait({probe}, timeout=self._probe_grace_s)
+            if self._probe_rejections == rejections:
+                break  # no rejection within the grace: most likely accepted
+        base_url, model = self._endpoint
+        return known_mode(base_url, model) or self._probe_mode
 
     async def _structured_from(
         self,
@@ -420,6 +458,8 @@ class LLMClient:
         schema: dict[str, Any],
         name: str,
         max_tokens: int | None,
+        *,
+        probe: bool = False,
     ) -> tuple[ChatReply, int | None]:
         base_url, model = self._endpoint
         current = mode
@@ -448,6 +488,9 @@ class LLMClient:
                     fallback,
                 )
                 current = fallback
+                if probe:
+                    self._probe_mode = fallback
+                    self._probe_rejections += 1
                 continue
             if known_mode(base_url, model) != current:
                 remember_mode(base_url, model, current)
@@ -654,6 +697,17 @@ class LLMClient:
             cached=False,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """The TLS settings every client of this process shares (certificates are read once).
+
+    httpx's defaults (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as set
+    when the first client is built); loading the certificates takes ≈ 20 ms,
+    which a Spark task or a short job would otherwise pay per client.
+    """
+    return httpx2.create_ssl_context()
 
 
 def _cacheable(reply: ChatReply, asked: int | None, sent: int | None) -> bool:

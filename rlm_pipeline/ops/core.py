@@ -8,7 +8,9 @@ The steps, in order:
    across calls, e.g. over the slices of a stream);
 3. **look up** every distinct text in the stored row answers (:class:`RowStore`,
    in the client's cache file): a text answered by an earlier run is not sent;
-4. **batch** ``spec.batch_size`` of the remaining texts per call, numbered 0..n-1;
+4. **batch** ``spec.batch_size`` of the remaining texts per call, numbered 0..n-1,
+   worked on in input order by a pool of twice the client's concurrency limit
+   (so its slots stay full and a large input is not one task per batch);
 5. **check** the reply row by row (:mod:`rlm_pipeline.ops.reply`) and **store**
    each row that passed (failures are never stored); stores are written in one
    transaction per :data:`STORE_FLUSH_ROWS` rows or :data:`STORE_FLUSH_S`
@@ -81,6 +83,7 @@ from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec
 
 __all__ = [
     "EMPTY_INPUT",
+    "DEFAULT_POOL",
     "CachedRowsProgress",
     "JsonClient",
     "Memo",
@@ -108,6 +111,8 @@ _EMPTY: RowResult = (None, EMPTY_INPUT)
 STORE_FLUSH_ROWS = 512
 #: Longest time a checked row answer waits before it is written.
 STORE_FLUSH_S = 0.25
+#: Batches worked on at once for a client that does not say its concurrency limit.
+DEFAULT_POOL = 64
 
 
 class JsonClient(Protocol):
@@ -367,6 +372,20 @@ class _Run:
             cache.put(key, ChatReply(content=None))
 
 
+def _pool_size(client: object) -> int:
+    """How many batches to work on at once: twice the client's concurrency limit.
+
+    More than the limit, so the client's slots stay full while some calls
+    wait out a retry backoff; bounded, so a million rows do not become a
+    million pending tasks.  Clients without a ``config.max_concurrency`` get
+    :data:`DEFAULT_POOL`.
+    """
+    limit = getattr(getattr(client, "config", None), "max_concurrency", None)
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        return 2 * limit
+    return DEFAULT_POOL
+
+
 def _takes_validate(client: object) -> bool:
     """Whether ``client.json`` takes ``validate=`` (``LLMClient`` does; simple doubles may not)."""
     method = getattr(client, "json", None)
@@ -489,9 +508,25 @@ async def _answer(
             progress(rows, failed)
 
     size = spec.batch_size
-    batches = [fresh[i : i + size] for i in range(0, len(fresh), size)]
-    if batches:
-        await asyncio.gather(*(one_batch(batch) for batch in batches))
+    starts = iter(range(0, len(fresh), size))
+
+    async def worker() -> None:
+        for start in starts:  # shared: each batch is taken by one worker, in order
+            await one_batch(fresh[start : start + size])
+
+    n_workers = min(-(-len(fresh) // size), _pool_size(run.client))
+    if n_workers:
+        workers = [asyncio.ensure_future(worker()) for _ in range(n_workers)]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException as exc:
+            for task in workers:
+                task.cancel()
+            for unsent in fresh:  # batches no worker took: never leave a future pending
+                future = memo.get(unsent)
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+            raise
     if waiting:
         done = [text for text in waiting if futures[text] is not None]
         await asyncio.gather(*(f for f in (futures[t] for t in done) if f is not None))

@@ -413,7 +413,8 @@ def test_structured_mode_fallback_costs_one_failure_per_mode(
     texts = [ticket(i) for i in range(24)]
 
     async def run(batch: list[str]) -> list[Any]:
-        async with LLMClient(_llm(sim, max_concurrency=16)) as client:
+        # a long grace: the others wait for the probe however slow this machine is
+        async with LLMClient(_llm(sim, max_concurrency=16), probe_grace_s=30.0) as client:
             return await _classify_all(client, batch)
 
     labels = asyncio.run(run(texts[:12]))
@@ -427,6 +428,41 @@ def test_structured_mode_fallback_costs_one_failure_per_mode(
     stats = sim.stats()
     assert labels == [intended_label(t, LABELS) for t in texts[12:]]
     assert stats["ok"] == 24 and stats["requests"] - stats["ok"] == rejected
+
+
+def test_calls_do_not_idle_while_an_accepted_probe_is_out(sim_factory: SimFactory) -> None:
+    # llama.cpp-like server: json_schema is refused at once, json_object is then accepted
+    sim = sim_factory(structured_mode="json_object", latency_ms=1_000)
+    texts = [ticket(i) for i in range(12)]
+
+    async def run() -> list[Any]:
+        async with LLMClient(_llm(sim, max_concurrency=16)) as client:  # default grace
+            return await _classify_all(client, texts)
+
+    labels = asyncio.run(run())
+    stats = sim.stats()
+    assert labels == [intended_label(t, LABELS) for t in texts]
+    assert stats["requests"] - stats["ok"] == 1  # only the probe's json_schema try
+    ok = sorted((start, end) for start, end, status, _ in stats["requests_log"] if status == 200)
+    probe_end = ok[0][1]
+    # the other eleven went while the probe's accepted try was still out
+    assert len(ok) == 12 and all(start < probe_end for start, _ in ok[1:])
+
+
+def test_refusal_after_the_grace_costs_one_try_per_call_sent(sim_factory: SimFactory) -> None:
+    sim = sim_factory(structured_mode="json_object", latency_ms=50)
+    texts = [ticket(i) for i in range(12)]
+
+    async def run() -> list[Any]:
+        async with LLMClient(_llm(sim, max_concurrency=16), probe_grace_s=0.0) as client:
+            return await _classify_all(client, texts)
+
+    labels = asyncio.run(run())
+    stats = sim.stats()
+    assert labels == [intended_label(t, LABELS) for t in texts]
+    assert stats["ok"] == 12
+    assert 1 <= stats["requests"] - stats["ok"] <= 12  # each call is refused at most once
+    assert structured.known_mode(sim.base_url, "sim-1") == "json_object"
 
 
 def test_budget_stops_before_overshoot_under_concurrency(sim_factory: SimFactory) -> None:

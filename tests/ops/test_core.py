@@ -178,3 +178,55 @@ def test_progress_counts_every_row_once() -> None:
                     progress=lambda rows, failed: seen.append((rows, failed))))
     assert sum(r for r, _ in seen) == len(texts)
     assert sum(f for _, f in seen) == 2
+
+
+class SlowClient(FakeClient):
+    """A FakeClient that says its concurrency limit and records how many calls overlap."""
+
+    def __init__(self, max_concurrency: int, fail_on_call: int | None = None) -> None:
+        super().__init__()
+        self.config = type("Config", (), {"max_concurrency": max_concurrency})()
+        self.fail_on_call = fail_on_call
+        self.open = 0
+        self.peak = 0
+
+    async def json(self, messages, schema, *, name, max_tokens=None, prompt_version=None):  # type: ignore[no-untyped-def]
+        self.open += 1
+        self.peak = max(self.peak, self.open)
+        try:
+            await asyncio.sleep(0.001)
+            if self.fail_on_call is not None and len(self.calls) + 1 == self.fail_on_call:
+                self.calls.append([])
+                raise RuntimeError("a bug in the client")
+            return await super().json(messages, schema, name=name)
+        finally:
+            self.open -= 1
+
+
+def test_batches_are_worked_by_a_bounded_pool_in_input_order() -> None:
+    texts = [f"refund {i}" if i % 3 else f"crash {i}" for i in range(400)]
+    client = SlowClient(max_concurrency=3)
+    out = run(classify_texts(texts, client, ClassifySpec("t", LABELS, batch_size=4)))
+    assert out == [(_truth(t), None) for t in texts]
+    assert len(client.calls) == 100
+    assert client.peak == 6  # twice the client's limit, not one task per batch
+    assert [call[0] for call in client.calls] == texts[::4]  # sent in input order
+
+
+def test_a_client_bug_fails_the_call_and_every_waiter_sharing_the_memo() -> None:
+    from rlm_pipeline.ops.core import Memo
+
+    texts = [f"refund {i}" for i in range(40)]
+    client = SlowClient(max_concurrency=2, fail_on_call=3)
+
+    async def both() -> list[Any]:
+        memo = Memo()
+        first = asyncio.ensure_future(classify_texts(texts, client, ClassifySpec("t", LABELS, batch_size=2), memo=memo))
+        await asyncio.sleep(0)
+        # the same texts again: they wait on the first call's answers
+        second = classify_texts(texts[::-1], client, ClassifySpec("t", LABELS, batch_size=2), memo=memo)
+        return list(await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 10))
+
+    first, second = run(both())
+    assert isinstance(first, RuntimeError) and isinstance(second, RuntimeError)
+    assert len(client.calls) < 20  # the pool stopped taking batches
