@@ -74,6 +74,7 @@ from rlm_pipeline.llm.structured import (
 )
 from rlm_pipeline.llm.structured import validate as check_schema
 from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
+from rlm_pipeline.llm.transport import LeanTransport
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 
 __all__ = [
@@ -132,8 +133,9 @@ class LLMClient:
         so their in-flight requests cannot jointly overshoot.
     http_client
         An ``httpx2.AsyncClient`` to send through (not closed by :meth:`aclose`).
-        By default the client builds one with a pool of at least
-        ``max_concurrency`` connections.
+        By default the client builds one over a
+        :class:`~rlm_pipeline.llm.transport.LeanTransport` keeping up to
+        ``max_concurrency`` idle connections.
     retry
         Backoff policy; by default ``RetryPolicy(max_retries=config.max_retries)``.
     rng
@@ -185,8 +187,14 @@ class LLMClient:
         )
         self._owns_http = http_client is None
         if http_client is None:
+            # Requests in flight are bounded by our semaphore, so the lean transport
+            # needs no pool of its own; the limits and TLS settings also apply to the
+            # transports httpx mounts for proxy environment variables.
             http_client = httpx2.AsyncClient(
                 timeout=timeout,
+                transport=LeanTransport(
+                    ssl_context=_ssl_context(), max_idle=config.max_concurrency
+                ),
                 limits=httpx2.Limits(
                     max_connections=config.max_concurrency + 4,
                     max_keepalive_connections=config.max_concurrency,
