@@ -102,7 +102,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 #: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 #: How long calls wait on the structured-mode probe's current try before going in its mode.
-PROBE_GRACE_S = 0.05
+PROBE_GRACE_S = 0.02
 
 
 class _FormatRejected(Exception):

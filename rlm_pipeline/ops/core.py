@@ -85,6 +85,7 @@ __all__ = [
     "EMPTY_INPUT",
     "DEFAULT_POOL",
     "CachedRowsProgress",
+    "Claim",
     "JsonClient",
     "Memo",
     "RowProgress",
@@ -107,6 +108,7 @@ RowProgress = Callable[[int, int], None]
 
 EMPTY_INPUT = "empty_input"
 _EMPTY: RowResult = (None, EMPTY_INPUT)
+_LOST: RowResult = (None, "missing_in_reply: internal bookkeeping lost this row")
 #: Checked row answers written per transaction (at most).
 STORE_FLUSH_ROWS = 512
 #: Longest time a checked row answer waits before it is written.
@@ -237,41 +239,47 @@ class RowStore:
             self.cache.put_rows(pending)
 
 
+class Claim:
+    """The texts one :func:`apply_texts` call asks for, and their answers.
+
+    ``done`` is resolved when the call is over (or gets its exception), so a
+    later call waiting on some of these texts waits on one future per claim,
+    not one per text.
+    """
+
+    __slots__ = ("done", "results", "stored")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.results: dict[str, RowResult] = {}
+        self.stored: set[str] = set()  # texts answered from the row store
+
+
 class Memo:
-    """Answers already asked for in this run (text -> future result).
+    """Texts already asked for in this run (text -> the :class:`Claim` asking for it).
 
     Share one memo between calls of :func:`apply_texts` in the same event
     loop to dedup across slices of a stream.  ``max_size`` bounds memory: when
-    it is passed, finished entries are dropped (a later repeat is asked again,
-    usually from the stored row answers).
+    it is passed, texts of finished claims are dropped (a later repeat is
+    asked again, usually from the stored row answers).
     """
 
     def __init__(self, max_size: int = 500_000) -> None:
         self.max_size = max_size
-        self._futures: dict[str, asyncio.Future[RowResult]] = {}
-        self._stored: set[str] = set()  # texts whose answer came from the row store
+        self._claims: dict[str, Claim] = {}
 
-    def get(self, text: str) -> asyncio.Future[RowResult] | None:
-        """The pending or finished answer for ``text``, if asked already."""
-        return self._futures.get(text)
+    def get(self, text: str) -> Claim | None:
+        """The claim that asks (or asked) for ``text``, if any."""
+        return self._claims.get(text)
 
-    def put(self, text: str, future: asyncio.Future[RowResult]) -> None:
-        """Remember ``future`` as the answer for ``text``."""
-        if len(self._futures) >= self.max_size:
-            self._futures = {t: f for t, f in self._futures.items() if not f.done()}
-            self._stored &= self._futures.keys()
-        self._futures[text] = future
-
-    def mark_stored(self, text: str) -> None:
-        """Note that ``text`` was answered from the row store (not by a call)."""
-        self._stored.add(text)
-
-    def is_stored(self, text: str) -> bool:
-        """Whether ``text`` was answered from the row store in this run."""
-        return text in self._stored
+    def put(self, text: str, claim: Claim) -> None:
+        """Record that ``claim`` asks for ``text``."""
+        if len(self._claims) >= self.max_size:
+            self._claims = {t: c for t, c in self._claims.items() if not c.done.done()}
+        self._claims[text] = claim
 
     def __len__(self) -> int:
-        return len(self._futures)
+        return len(self._claims)
 
 
 class _Run:
@@ -398,10 +406,6 @@ def _takes_validate(client: object) -> bool:
     return "validate" in params
 
 
-def _is_blank(text: object) -> bool:
-    return not isinstance(text, str) or not text.strip()
-
-
 async def apply_texts(
     texts: Sequence[str | None],
     client: JsonClient,
@@ -440,10 +444,10 @@ async def apply_texts(
     """
     memo = memo if memo is not None else Memo()
     run = _Run(client, spec)
-    loop = asyncio.get_running_loop()
+    claim = Claim(asyncio.get_running_loop().create_future())
     counts: dict[str, int] = {}
     fresh: list[str] = []
-    waiting: list[str] = []  # texts answered (or being answered) by an earlier call
+    waiting: dict[str, Claim] = {}  # texts an earlier call asks for, and its claim
     empties = 0
     for text in texts:
         if not isinstance(text, str) or not text.strip():
@@ -453,55 +457,56 @@ async def apply_texts(
             counts[text] += 1
             continue
         counts[text] = 1
-        if memo.get(text) is None:
-            memo.put(text, loop.create_future())
+        earlier = memo.get(text)
+        if earlier is None:
+            memo.put(text, claim)
             fresh.append(text)
         else:
-            waiting.append(text)
+            waiting[text] = earlier  # kept here: a shared memo may drop it meanwhile
     if progress is not None and empties:
         progress(empties, empties)
-    # taken before any await: a shared memo may drop finished entries meanwhile
-    futures = {text: memo.get(text) for text in counts}
     try:
-        return await _answer(texts, fresh, waiting, futures, counts, memo, run, progress, tally)
+        await _answer(fresh, claim, counts, run, progress, tally)
+        if waiting:
+            await _wait_for(waiting, counts, progress, tally)
+    except BaseException as exc:
+        claim.done.set_exception(exc)  # waiting calls fail too, never hang
+        claim.done.exception()  # retrieved: no "never retrieved" warning when none waits
+        raise
+    else:
+        claim.done.set_result(None)
     finally:
         if run.store is not None:
             run.store.flush()  # also when cancelled: a stopped run keeps what it was told
+    out: list[RowResult] = []
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            out.append(_EMPTY)
+        else:
+            owner = waiting.get(text, claim)
+            out.append(owner.results.get(text, _LOST))
+    return out
 
 
 async def _answer(
-    texts: Sequence[str | None],
     fresh: list[str],
-    waiting: list[str],
-    futures: dict[str, asyncio.Future[RowResult] | None],
+    claim: Claim,
     counts: dict[str, int],
-    memo: Memo,
     run: _Run,
     progress: RowProgress | None,
     tally: Tally | None,
-) -> list[RowResult]:
-    """The rest of :func:`apply_texts`: stored answers, then calls for the rest."""
+) -> None:
+    """Answer the ``fresh`` texts into ``claim.results``: stored answers, then calls."""
     spec = run.spec
     if fresh and run.store is not None:
-        fresh = await _from_store(
-            run.store, fresh, futures, counts, memo, run.client, spec, progress, tally
-        )
+        fresh = await _from_store(run.store, fresh, claim, counts, run.client, spec, progress, tally)
 
     async def one_batch(batch: list[str]) -> None:
-        try:
-            results = await run.ask(batch)
-        except BaseException as exc:  # cancelled or a bug: never leave a future pending
-            for text in batch:
-                future = memo.get(text)
-                if future is not None and not future.done():
-                    future.set_exception(exc)
-            raise
+        results = await run.ask(batch)
         failed = 0
         rows = 0
         for text, result in zip(batch, results, strict=True):
-            future = memo.get(text)
-            if future is not None and not future.done():
-                future.set_result(result)
+            claim.results[text] = result
             rows += counts[text]
             failed += counts[text] if result[1] is not None else 0
         if progress is not None:
@@ -519,63 +524,51 @@ async def _answer(
         workers = [asyncio.ensure_future(worker()) for _ in range(n_workers)]
         try:
             await asyncio.gather(*workers)
-        except BaseException as exc:
+        except BaseException:
             for task in workers:
                 task.cancel()
-            for unsent in fresh:  # batches no worker took: never leave a future pending
-                future = memo.get(unsent)
-                if future is not None and not future.done():
-                    future.set_exception(exc)
             raise
-    if waiting:
-        done = [text for text in waiting if futures[text] is not None]
-        await asyncio.gather(*(f for f in (futures[t] for t in done) if f is not None))
-        stored_rows = sum(counts[t] for t in done if memo.is_stored(t))
-        if tally is not None:
-            tally.cached_rows += stored_rows
-        if progress is not None:
-            rows = sum(counts[t] for t in done)
-            failed = sum(counts[t] for t in done if _result(futures[t])[1] is not None)
-            progress(rows, failed)
-            if stored_rows and isinstance(progress, CachedRowsProgress):
-                progress.add_cached(stored_rows)
-    out: list[RowResult] = []
-    for text in texts:
-        if _is_blank(text):
-            out.append(_EMPTY)
-        else:
-            out.append(_result(futures[text]))  # type: ignore[index]
-    return out
+
+
+async def _wait_for(
+    waiting: dict[str, Claim],
+    counts: dict[str, int],
+    progress: RowProgress | None,
+    tally: Tally | None,
+) -> None:
+    """Wait for the earlier calls that ask for the ``waiting`` texts; count their rows."""
+    await asyncio.gather(*{id(c): c.done for c in waiting.values()}.values())
+    stored_rows = sum(counts[t] for t, c in waiting.items() if t in c.stored)
+    if tally is not None:
+        tally.cached_rows += stored_rows
+    if progress is not None:
+        rows = sum(counts[t] for t in waiting)
+        failed = sum(
+            counts[t] for t, c in waiting.items() if c.results.get(t, _LOST)[1] is not None
+        )
+        progress(rows, failed)
+        if stored_rows and isinstance(progress, CachedRowsProgress):
+            progress.add_cached(stored_rows)
 
 
 async def _from_store(
     store: RowStore,
     fresh: list[str],
-    futures: dict[str, asyncio.Future[RowResult] | None],
+    claim: Claim,
     counts: dict[str, int],
-    memo: Memo,
     client: Any,
     spec: OpSpec,
     progress: RowProgress | None,
     tally: Tally | None,
 ) -> list[str]:
-    """Answer what the row store has (resolving those futures); the texts still to ask."""
-    try:
-        stored = await asyncio.to_thread(store.lookup, fresh)
-    except BaseException as exc:  # never leave a future pending for other chunks
-        for text in fresh:
-            future = futures[text]
-            if future is not None and not future.done():
-                future.set_exception(exc)
-        raise
+    """Answer what the row store has (into ``claim``); the texts still to ask."""
+    stored = await asyncio.to_thread(store.lookup, fresh)
     if not stored:
         return fresh
     rows = 0
     for text, value in stored.items():
-        future = futures[text]
-        if future is not None and not future.done():
-            future.set_result((value, None))
-        memo.mark_stored(text)
+        claim.results[text] = (value, None)
+        claim.stored.add(text)
         rows += counts[text]
     saved_calls = -(-len(stored) // spec.batch_size)
     meter = getattr(client, "meter", None)
@@ -590,12 +583,6 @@ async def _from_store(
             progress.add_cached(rows)
     logger.debug("%d texts (%d rows) answered from stored row answers", len(stored), rows)
     return [text for text in fresh if text not in stored]
-
-
-def _result(future: asyncio.Future[RowResult] | None) -> RowResult:
-    if future is None:  # pragma: no cover - every sent text has a future
-        return (None, "missing_in_reply: internal bookkeeping lost this row")
-    return future.result()
 
 
 async def classify_texts(

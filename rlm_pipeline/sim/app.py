@@ -174,15 +174,18 @@ async def _chat(state: SimState, request: Request) -> Response:
             async with slots:
                 stats.enter_active()
                 try:
-                    if cfg.latency_ms:
-                        await asyncio.sleep(cfg.latency_ms / 1000)
+                    # The latency covers the work of answering, as a real server's does.
+                    loop = asyncio.get_running_loop()
+                    ready_at = loop.time() + cfg.latency_ms / 1000
                     if draw.http == "500":
+                        await asyncio.sleep(max(0.0, ready_at - loop.time()))
                         stats.fault("500")
                         raise _HTTPError(500, "Internal server error (simulated)", "server_error")
                     if draw.http == "timeout":
                         stats.fault("timeout")
-                        await asyncio.sleep(cfg.timeout_delay_s)
+                        await asyncio.sleep(cfg.latency_ms / 1000 + cfg.timeout_delay_s)
                     reply, rows = await _answer(state, body, task, draw)
+                    await asyncio.sleep(max(0.0, ready_at - loop.time()))
                 finally:
                     stats.leave_active()
         except _HTTPError as exc:
