@@ -436,6 +436,8 @@ def polars_body(ids: list[int], texts: list[str], batch_size: int, concurrency: 
         import polars as pl
 
         import rlm_pipeline as rp
+        import rlm_pipeline.llm.client  # noqa: F401  imports are not timed (as for the peers)
+        import rlm_pipeline.ops.api  # noqa: F401
 
         df = pl.DataFrame({"ticket_id": ids, "question": texts})
         llm = _llm(base_url, concurrency)
