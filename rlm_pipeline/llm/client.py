@@ -436,15 +436,14 @@ class LLMClient:
         if mode is not None:
             return await self._structured_from(mode, messages, schema, name, max_tokens)
         if self._probe is None or self._probe.done():
-            self._probe = asyncio.get_running_loop().create_future()
+            probe = self._probe = asyncio.get_running_loop().create_future()
             self._probe_mode = "json_schema"
             try:
                 return await self._structured_from(
                     "json_schema", messages, schema, name, max_tokens, probe=True
                 )
             finally:
-                if not self._probe.done():
-                    self._probe.set_result(None)
+                probe.set_result(None)
         return await self._structured_from(
             await self._wait_for_probe(self._probe), messages, schema, name, max_tokens
         )
