@@ -38,11 +38,9 @@ Examples
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import random
-import ssl
 from types import TracebackType
 from typing import Any
 
@@ -74,7 +72,7 @@ from rlm_pipeline.llm.structured import (
 )
 from rlm_pipeline.llm.structured import validate as check_schema
 from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
-from rlm_pipeline.llm.transport import LeanTransport
+from rlm_pipeline.llm.transport import LeanTransport, shared_ssl_context
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 
 __all__ = [
@@ -192,15 +190,13 @@ class LLMClient:
             # transports httpx mounts for proxy environment variables.
             http_client = httpx2.AsyncClient(
                 timeout=timeout,
-                transport=LeanTransport(
-                    ssl_context=_ssl_context(), max_idle=config.max_concurrency
-                ),
+                transport=LeanTransport(max_idle=config.max_concurrency),
                 limits=httpx2.Limits(
                     max_connections=config.max_concurrency + 4,
                     max_keepalive_connections=config.max_concurrency,
                 ),
                 follow_redirects=True,
-                verify=_ssl_context(),
+                verify=shared_ssl_context(),
             )
         self._http = http_client
         self._openai = openai.AsyncOpenAI(
@@ -704,17 +700,6 @@ class LLMClient:
             cached=False,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         )
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """The TLS settings every client of this process shares (certificates are read once).
-
-    httpx's defaults (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as set
-    when the first client is built); loading the certificates takes ≈ 20 ms,
-    which a Spark task or a short job would otherwise pay per client.
-    """
-    return httpx2.create_ssl_context()
 
 
 def _cacheable(reply: ChatReply, asked: int | None, sent: int | None) -> bool:

@@ -45,13 +45,14 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from contextlib import suppress
 from dataclasses import dataclass
 
 import httpx2
 
-__all__ = ["MAX_BODY_BYTES", "MAX_HEAD_BYTES", "LeanTransport"]
+__all__ = ["MAX_BODY_BYTES", "MAX_HEAD_BYTES", "LeanTransport", "shared_ssl_context"]
 
 #: Largest reply body read (a chat completion is a few KB).
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -59,6 +60,17 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_HEAD_BYTES = 64 * 1024
 
 _Origin = tuple[str, str, int]
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The TLS settings every client of this process shares (certificates are read once).
+
+    httpx's defaults (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` as set
+    when it is first called); loading the certificates takes ≈ 20 ms, which a
+    Spark task or a short job would otherwise pay per client.
+    """
+    return httpx2.create_ssl_context()
 _Headers = list[tuple[bytes, bytes]]
 
 
@@ -91,7 +103,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
     Parameters
     ----------
     ssl_context
-        TLS settings for ``https`` URLs; httpx's defaults when None.
+        TLS settings for ``https`` URLs; :func:`shared_ssl_context` when None.
     max_idle
         Idle connections kept for reuse, over all origins.
 
@@ -102,7 +114,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
     """
 
     def __init__(self, *, ssl_context: ssl.SSLContext | None = None, max_idle: int = 64) -> None:
-        self._ssl = ssl_context
+        self._ssl = ssl_context if ssl_context is not None else shared_ssl_context()
         self._max_idle = max_idle
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._n_idle = 0
@@ -167,11 +179,7 @@ class LeanTransport(httpx2.AsyncBaseTransport):
         self, origin: _Origin, timeout: float | None, request: httpx2.Request
     ) -> _Connection:
         scheme, host, port = origin
-        context: ssl.SSLContext | None = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = httpx2.create_ssl_context()
-            context = self._ssl
+        context = self._ssl if scheme == "https" else None
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
