@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench install java clean
+.PHONY: demo test lint typecheck unit test-real real-model bench install java clean
 
 install: $(STAMP)
 
@@ -28,10 +28,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check rlm_pipeline tests bench jobs
 	$(VENV)/bin/mypy rlm_pipeline
 
+# Tests marked real_model need a real local model: `make test-real`, not `make test`.
 unit: $(STAMP) java
-	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest
+	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -m "not real_model"
 
 test: lint unit
+
+# Qwen2.5-Coder-0.5B on a local llama.cpp server (bench/real_model.py: own venv under
+# ~/.cache/rlm_pipeline/real_model; the first build compiles llama.cpp, ~5 min on 2 cores).
+real-model: $(STAMP)
+	$(PY) bench/real_model.py install
+
+test-real: real-model java
+	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -m real_model tests/real -s
 
 bench: $(STAMP) java
 	$(PY) bench/run_all.py

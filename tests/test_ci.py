@@ -17,11 +17,11 @@ def _make_unit(addopts: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_ci_runs_make_test() -> None:
+def test_ci_runs_make_test_then_the_real_model_tests() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
     commands = [line for line in script.splitlines() if line.strip().startswith("make")]
-    assert commands == ["make test"]
+    assert commands == ["make test", "make test-real"]
 
 
 def test_no_tests_collected_is_a_failure() -> None:
