@@ -16,6 +16,12 @@ and sends the batches concurrently on an asyncio loop (bounded by
 ``llm.max_concurrency``), then joins the answers back in row order.  Use
 ``df.rlm.classify(...)`` when you also want the ``<output_column>_error``
 column that says why a label is null.
+
+Rows left without a value (blank inputs aside) are logged as one warning per
+call with counts by reason.  ``max_row_tokens`` / ``truncate`` limit the cells
+sent, as for :func:`rlm_pipeline.classify`.  ``df.rlm.classify`` refuses an
+output column the frame already has unless ``overwrite=True``; with the
+expression form the name is yours (``with_columns(label=...)``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,13 @@ if TYPE_CHECKING:
 __all__ = ["RLMExprNamespace", "RLMFrameNamespace", "RLMLazyFrameNamespace"]
 
 _TEXT = "__rlm_text"
+_MAX_ROW_TOKENS = 8_000  # rlm_pipeline.ops.spec.DEFAULT_MAX_ROW_TOKENS (not imported: kept light)
+
+
+def _labels(labels: Sequence[str]) -> list[str]:
+    from rlm_pipeline.ops.spec import check_labels
+
+    return list(check_labels(labels))
 
 
 @pl.api.register_expr_namespace("rlm")
@@ -49,6 +62,8 @@ class RLMExprNamespace:
         llm: LLM,
         instructions: str | None = None,
         batch_size: int = 16,
+        max_row_tokens: int = _MAX_ROW_TOKENS,
+        truncate: bool = False,
     ) -> pl.Expr:
         """One label per row (null where the model gave none; see ``df.rlm.classify``).
 
@@ -56,7 +71,7 @@ class RLMExprNamespace:
         --------
         >>> pl.col("question").rlm.classify(["a", "b"], llm=rp.LLM())  # doctest: +SKIP
         """
-        labels = list(labels)
+        labels = _labels(labels)
 
         def run(series: pl.Series) -> pl.Series:
             from rlm_pipeline.ops.api import classify
@@ -69,6 +84,8 @@ class RLMExprNamespace:
                 instructions=instructions,
                 batch_size=batch_size,
                 output_column="label",
+                max_row_tokens=max_row_tokens,
+                truncate=truncate,
             )
             labelled: pl.Series = out.get_column("label").alias(series.name)
             return labelled
@@ -82,6 +99,8 @@ class RLMExprNamespace:
         llm: LLM,
         output_type: OutputType = "string",
         batch_size: int = 16,
+        max_row_tokens: int = _MAX_ROW_TOKENS,
+        truncate: bool = False,
     ) -> pl.Expr:
         """One model answer per row for ``instruction`` (null where none)."""
         dtypes: dict[str, Any] = {
@@ -106,6 +125,8 @@ class RLMExprNamespace:
                 llm=llm,
                 output_type=output_type,
                 batch_size=batch_size,
+                max_row_tokens=max_row_tokens,
+                truncate=truncate,
             )
             values: pl.Series = out.get_column("value").alias(series.name)
             return values
@@ -125,18 +146,57 @@ class _FrameMethods:
         instructions: str | None = None,
         batch_size: int = 16,
         output_column: str = "label",
+        overwrite: bool = False,
+        max_row_tokens: int = _MAX_ROW_TOKENS,
+        truncate: bool = False,
     ) -> Any:
-        """:func:`rlm_pipeline.classify` on this frame (label and error columns)."""
+        """:func:`rlm_pipeline.classify` on this frame (label and error columns).
+
+        An ``output_column`` (or its ``_error`` column) the frame already has
+        raises ``InputError`` before any model call, unless ``overwrite=True``.
+        """
         from rlm_pipeline.ops.api import classify
 
         return classify(
             self._frame,
             column=column,
-            labels=list(labels),
+            labels=_labels(labels),
             llm=llm,
             instructions=instructions,
             batch_size=batch_size,
             output_column=output_column,
+            overwrite=overwrite,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
+        )
+
+    def llm_map(
+        self,
+        column: str,
+        instruction: str,
+        *,
+        llm: LLM,
+        output_type: OutputType = "string",
+        batch_size: int = 16,
+        output_column: str = "value",
+        overwrite: bool = False,
+        max_row_tokens: int = _MAX_ROW_TOKENS,
+        truncate: bool = False,
+    ) -> Any:
+        """:func:`rlm_pipeline.llm_map` on this frame (value and error columns)."""
+        from rlm_pipeline.ops.api import llm_map
+
+        return llm_map(
+            self._frame,
+            column=column,
+            instruction=instruction,
+            llm=llm,
+            output_type=output_type,
+            batch_size=batch_size,
+            output_column=output_column,
+            overwrite=overwrite,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
         )
 
     def ask(

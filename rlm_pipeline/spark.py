@@ -14,6 +14,13 @@ later actions never call the model again.  Checkpointed blocks live on the
 executors: with dynamic allocation, write the result out (or ``persist`` it
 to disk) before executors can be removed.  pyspark is imported only when the
 step is applied.
+
+Checked before any model call: ``labels`` given as one string raises
+``TypeError`` when the step is built; an ``output_column`` the input already
+has raises ``InputError`` when it is applied, unless ``overwrite=True``.
+Cells longer than ``max_row_tokens`` get ``input_too_long`` (or are cut, with
+``truncate=True``), and rows left without a value are logged as one warning
+with counts by reason, as for :func:`rlm_pipeline.classify`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlm_pipeline.llm.config import LLM
-from rlm_pipeline.ops.spec import OutputType
+from rlm_pipeline.ops.spec import DEFAULT_MAX_ROW_TOKENS, OutputType, check_labels
 
 __all__ = ["classify", "llm_map"]
 
@@ -35,9 +42,12 @@ def classify(
     instructions: str | None = None,
     batch_size: int = 16,
     output_column: str = "label",
+    overwrite: bool = False,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
 ) -> Callable[[Any], Any]:
     """A ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column."""
-    labels = list(labels)
+    labels = list(check_labels(labels))
 
     def step(df: Any) -> Any:
         from rlm_pipeline.ops.api import classify as classify_frame
@@ -51,6 +61,9 @@ def classify(
             batch_size=batch_size,
             output_column=output_column,
             engine="spark",
+            overwrite=overwrite,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
         )
 
     return step
@@ -63,8 +76,12 @@ def llm_map(
     llm: LLM,
     output_type: OutputType = "string",
     batch_size: int = 16,
+    output_column: str = "value",
+    overwrite: bool = False,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
 ) -> Callable[[Any], Any]:
-    """A ``DataFrame -> DataFrame`` step that adds ``value`` and ``value_error``."""
+    """A ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column."""
 
     def step(df: Any) -> Any:
         from rlm_pipeline.ops.api import llm_map as map_frame
@@ -76,7 +93,11 @@ def llm_map(
             llm=llm,
             output_type=output_type,
             batch_size=batch_size,
+            output_column=output_column,
             engine="spark",
+            overwrite=overwrite,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
         )
 
     return step

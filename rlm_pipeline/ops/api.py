@@ -11,11 +11,20 @@ CSV, JSONL, pyarrow Table, pandas) are read with Polars and give a Polars
 
 Every input row comes out exactly once, in input order, with the new value
 column (null when there is no trustworthy answer) and ``<output_column>_error``
-(null, or the reason: ``empty_input``, ``parse_error``, ``invalid_label``,
-``missing_in_reply``, ``api_error``, ``budget_exceeded``).  With
-``llm.cache_path`` set, every checked answer is stored per row (not per
+(null, or the reason: ``empty_input``, ``input_too_long``, ``parse_error``,
+``invalid_label``, ``missing_in_reply``, ``api_error``, ``budget_exceeded``).
+With ``llm.cache_path`` set, every checked answer is stored per row (not per
 batch) and failures never are, so a re-run — with any batch size, Spark
 partitioning or extra rows — re-asks only the rows not answered yet.
+
+Failing loudly, before any model call: an output column that already exists
+in the input raises :class:`~rlm_pipeline.errors.InputError` unless
+``overwrite=True``; ``labels`` given as one string raises ``TypeError``.  A
+cell longer than ``max_row_tokens`` estimated tokens (default
+:data:`~rlm_pipeline.ops.spec.DEFAULT_MAX_ROW_TOKENS`) is never sent: it gets
+``input_too_long``, or is cut to the limit with ``truncate=True``.  After the
+run, rows left without a value (blank inputs aside) are logged as one
+warning on the ``rlm_pipeline.ops.api`` logger, with counts by reason.
 
 Examples
 --------
@@ -37,8 +46,17 @@ from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import UsageMeter
 from rlm_pipeline.ops.core import RowProgress
 from rlm_pipeline.ops.estimate import Estimate, estimate_texts
-from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, ClassifySpec, MapSpec, OpSpec, OutputType
-from rlm_pipeline.ops.stats import OpStats
+from rlm_pipeline.ops.spec import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_ROW_TOKENS,
+    ClassifySpec,
+    MapSpec,
+    OpSpec,
+    OutputType,
+    check_labels,
+    check_output_columns,
+)
+from rlm_pipeline.ops.stats import OpStats, failure_summary
 
 __all__ = ["Estimate", "classify", "estimate", "llm_map", "run_op"]
 
@@ -66,25 +84,63 @@ def run_op(
     meter: UsageMeter | None = None,
     budget: Budget | None = None,
     progress: RowProgress | None = None,
+    overwrite: bool = False,
+    warn: bool = True,
 ) -> tuple[Any, OpStats]:
     """Run ``spec`` over ``data`` on the chosen engine; the frame and the stats.
 
     ``engine=None`` infers it: Spark for a Spark DataFrame, else Polars.
+    ``overwrite=False`` refuses an input that already has the output or error
+    column (before any model call).  ``warn`` logs one warning when rows are
+    left without a value (see :func:`~rlm_pipeline.ops.stats.failure_summary`).
     """
+    out, stats = _dispatch(
+        data,
+        spec,
+        llm,
+        engine=engine,
+        meter=meter,
+        budget=budget,
+        progress=progress,
+        overwrite=overwrite,
+    )
+    if warn:
+        op = "classify" if isinstance(spec, ClassifySpec) else "llm_map"
+        line = failure_summary(op, stats, spec.output_column, cached=bool(llm.cache_path))
+        if line is not None:
+            logger.warning("%s", line)
+    return out, stats
+
+
+def _dispatch(
+    data: Any,
+    spec: OpSpec,
+    llm: LLM,
+    *,
+    engine: str | None,
+    meter: UsageMeter | None,
+    budget: Budget | None,
+    progress: RowProgress | None,
+    overwrite: bool,
+) -> tuple[Any, OpStats]:
     if not isinstance(llm, LLM):
         msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
+        raise InputError(msg)
+    if not isinstance(overwrite, bool):
+        msg = f"overwrite must be True or False, got {overwrite!r}"
         raise InputError(msg)
     chosen = engine or ("spark" if _is_spark(data) else "polars")
     if chosen == "polars":
         from rlm_pipeline.ops import polars_fanout
 
-        return polars_fanout.apply(
-            _polars_input(data), spec, llm, meter=meter, budget=budget, progress=progress
-        )
+        frame = _polars_input(data)
+        names = frame.columns if isinstance(frame, pl.DataFrame) else frame.collect_schema().names()
+        check_output_columns(names, spec, overwrite=overwrite)
+        return polars_fanout.apply(frame, spec, llm, meter=meter, budget=budget, progress=progress)
     if chosen == "spark":
         from rlm_pipeline.ops import spark_fanout
 
-        frame = data
+        sdf = data
         if not _is_spark(data):
             from pyspark.sql import SparkSession
 
@@ -94,8 +150,9 @@ def run_op(
             if session is None:
                 msg = "engine='spark' needs an active SparkSession (or pass a Spark DataFrame)"
                 raise InputError(msg)
-            frame = to_spark(data, session)
-        return spark_fanout.apply(frame, spec, llm, meter=meter, budget=budget, progress=progress)
+            sdf = to_spark(data, session)
+        check_output_columns(sdf.columns, spec, overwrite=overwrite)
+        return spark_fanout.apply(sdf, spec, llm, meter=meter, budget=budget, progress=progress)
     msg = f"engine must be 'polars' or 'spark', got {engine!r}"
     raise InputError(msg)
 
@@ -113,6 +170,9 @@ def classify(
     budget: Budget | None = None,
     meter: UsageMeter | None = None,
     progress: RowProgress | None = None,
+    overwrite: bool = False,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
 ) -> Any:
     """Label every row's ``column`` with one of ``labels``.
 
@@ -124,7 +184,8 @@ def classify(
     column
         The text column.
     labels
-        Allowed labels.
+        Allowed labels: a list of unique, non-empty strings (one string such
+        as ``"a,b"`` raises ``TypeError``).
     llm
         Endpoint, limits (``max_concurrency``, ``rpm``, ``tpm`` hold for the
         whole call, across Spark tasks), retries and cache.
@@ -146,10 +207,26 @@ def classify(
     progress
         Called with ``(rows_finished, rows_failed)`` increments (Polars; Spark
         reports once at the end).
+    overwrite
+        Replace ``output_column`` / ``<output_column>_error`` when the input
+        already has them; by default that raises ``InputError`` before any call.
+    max_row_tokens
+        Longest cell sent, in estimated tokens (4 characters per token); a
+        longer cell gets a null and ``input_too_long`` without a call.
+    truncate
+        Cut a longer cell to ``max_row_tokens`` (ending ``… [truncated]``)
+        and send it, instead of ``input_too_long``.
 
     Returns
     -------
     The same kind of frame (see the module docstring) with the two new columns.
+
+    Raises
+    ------
+    TypeError
+        ``labels`` is a string.
+    InputError
+        Bad arguments, a missing column, or an existing output column.
 
     Examples
     --------
@@ -160,12 +237,23 @@ def classify(
     """
     spec = ClassifySpec(
         column=column,
-        labels=tuple(labels),
+        labels=check_labels(labels),
         instructions=instructions,
         batch_size=batch_size,
         output_column=output_column,
+        max_row_tokens=max_row_tokens,
+        truncate=truncate,
     )
-    out, _ = run_op(data, spec, llm, engine=engine, meter=meter, budget=budget, progress=progress)
+    out, _ = run_op(
+        data,
+        spec,
+        llm,
+        engine=engine,
+        meter=meter,
+        budget=budget,
+        progress=progress,
+        overwrite=overwrite,
+    )
     return out
 
 
@@ -182,12 +270,16 @@ def llm_map(
     budget: Budget | None = None,
     meter: UsageMeter | None = None,
     progress: RowProgress | None = None,
+    overwrite: bool = False,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
 ) -> Any:
     """Compute one typed value per row by applying ``instruction`` to ``column``.
 
-    Same contract as :func:`classify`; the value column has ``output_type``
-    (``string``, ``integer``, ``number``, ``boolean``) and the reasons go to
-    ``<output_column>_error``.
+    Same contract and keywords as :func:`classify` (``overwrite``,
+    ``max_row_tokens``, ``truncate`` included); the value column has
+    ``output_type`` (``string``, ``integer``, ``number``, ``boolean``) and the
+    reasons go to ``<output_column>_error``.
 
     Examples
     --------
@@ -202,8 +294,19 @@ def llm_map(
         output_type=output_type,
         batch_size=batch_size,
         output_column=output_column,
+        max_row_tokens=max_row_tokens,
+        truncate=truncate,
     )
-    out, _ = run_op(data, spec, llm, engine=engine, meter=meter, budget=budget, progress=progress)
+    out, _ = run_op(
+        data,
+        spec,
+        llm,
+        engine=engine,
+        meter=meter,
+        budget=budget,
+        progress=progress,
+        overwrite=overwrite,
+    )
     return out
 
 
@@ -214,6 +317,9 @@ def estimate(
     llm: LLM,
     batch_size: int = DEFAULT_BATCH_SIZE,
     instructions: str | None = None,
+    *,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
 ) -> Estimate:
     """What :func:`classify` would send and cost, without calling the model.
 
@@ -222,6 +328,9 @@ def estimate(
     cost no call.  For the rest it builds the same prompts, counts tokens with
     :func:`rlm_pipeline.llm.tokens.estimate_message_tokens` (the rule the
     simulator reports usage by) and looks each call up in the response cache.
+    ``too_long`` counts the rows over ``max_row_tokens``: they are not sent
+    (or, with ``truncate=True``, sent cut to the limit, as :func:`classify`
+    would).
 
     Examples
     --------
@@ -231,7 +340,12 @@ def estimate(
     (3, 2, 1)
     """
     spec = ClassifySpec(
-        column=column, labels=tuple(labels), instructions=instructions, batch_size=batch_size
+        column=column,
+        labels=check_labels(labels),
+        instructions=instructions,
+        batch_size=batch_size,
+        max_row_tokens=max_row_tokens,
+        truncate=truncate,
     )
     return estimate_texts(_column_texts(data, column), spec, llm)
 

@@ -2,7 +2,10 @@
 
 The steps, in order:
 
-1. **skip** nulls and blank strings (``empty_input``; they are never sent);
+1. **skip** nulls and blank strings (``empty_input``; they are never sent) and
+   cells longer than ``spec.max_row_tokens`` estimated tokens
+   (``input_too_long``, never sent), or cut them to the limit when
+   ``spec.truncate`` (:func:`~rlm_pipeline.ops.spec.fit_text`);
 2. **dedup** identical texts: each distinct text is asked once and its answer
    joined back to every row that has it (a shared :class:`Memo` extends this
    across calls, e.g. over the slices of a stream);
@@ -70,6 +73,7 @@ from typing import Any, Protocol, runtime_checkable
 from rlm_pipeline.errors import BudgetExceededError, LLMError, LLMResponseParseError
 from rlm_pipeline.llm.cache import ResponseCache, RowKeys
 from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.llm.tokens import CHARS_PER_TOKEN
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.prompts import (
     PROMPT_VERSION,
@@ -79,7 +83,7 @@ from rlm_pipeline.ops.prompts import (
     reply_schema,
 )
 from rlm_pipeline.ops.reply import check_reply, check_value, parse_raw
-from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec
+from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec, fit_text
 
 __all__ = [
     "EMPTY_INPUT",
@@ -439,8 +443,9 @@ async def apply_texts(
     -------
     list of (value, error)
         Exactly ``len(texts)`` entries; ``error`` is None or a reason starting
-        with ``empty_input``, ``parse_error``, ``invalid_label``,
-        ``missing_in_reply``, ``api_error`` or ``budget_exceeded``.
+        with ``empty_input``, ``input_too_long``, ``parse_error``,
+        ``invalid_label``, ``missing_in_reply``, ``api_error`` or
+        ``budget_exceeded``.
     """
     memo = memo if memo is not None else Memo()
     run = _Run(client, spec)
@@ -448,10 +453,11 @@ async def apply_texts(
     counts: dict[str, int] = {}
     fresh: list[str] = []
     waiting: dict[str, Claim] = {}  # texts an earlier call asks for, and its claim
-    empties = 0
-    for text in texts:
-        if not isinstance(text, str) or not text.strip():
-            empties += 1
+    texts, too_long = _fit_rows(texts, spec)
+    unsent = 0  # blank or too long: answered without a call
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip() or i in too_long:
+            unsent += 1
             continue
         if text in counts:
             counts[text] += 1
@@ -463,8 +469,8 @@ async def apply_texts(
             fresh.append(text)
         else:
             waiting[text] = earlier  # kept here: a shared memo may drop it meanwhile
-    if progress is not None and empties:
-        progress(empties, empties)
+    if progress is not None and unsent:
+        progress(unsent, unsent)
     try:
         await _answer(fresh, claim, counts, run, progress, tally)
         if waiting:
@@ -479,13 +485,41 @@ async def apply_texts(
         if run.store is not None:
             run.store.flush()  # also when cancelled: a stopped run keeps what it was told
     out: list[RowResult] = []
-    for text in texts:
-        if not isinstance(text, str) or not text.strip():
+    for i, text in enumerate(texts):
+        if i in too_long:
+            out.append(too_long[i])
+        elif not isinstance(text, str) or not text.strip():
             out.append(_EMPTY)
         else:
             owner = waiting.get(text, claim)
             out.append(owner.results.get(text, _LOST))
     return out
+
+
+def _fit_rows(
+    texts: Sequence[str | None], spec: OpSpec
+) -> tuple[Sequence[str | None], dict[int, RowResult]]:
+    """``texts`` with long cells cut (``spec.truncate``), and the rows too long to send.
+
+    The input sequence is returned as is when no cell passes the limit.
+    """
+    limit = spec.max_row_tokens * CHARS_PER_TOKEN
+    if not any(isinstance(text, str) and len(text) > limit for text in texts):
+        return texts, {}
+    sent = list(texts)
+    too_long: dict[int, RowResult] = {}
+    for i, text in enumerate(texts):
+        if isinstance(text, str) and len(text) > limit and text.strip():
+            fitted, reason = fit_text(text, spec)
+            if reason is None:
+                sent[i] = fitted
+            else:
+                too_long[i] = (None, reason)
+    if too_long:
+        logger.debug(
+            "%d rows longer than %d tokens are not sent", len(too_long), spec.max_row_tokens
+        )
+    return sent, too_long
 
 
 async def _answer(

@@ -14,8 +14,10 @@ Examples
 --------
 >>> from rlm_pipeline.ops.spec import ClassifySpec
 >>> est = estimate_texts(["a", "b", "a", None], ClassifySpec("q", ("x", "y")), LLM())
->>> est.rows, est.distinct_texts, est.calls, est.cached
-(4, 2, 1, 0)
+>>> est.rows, est.distinct_texts, est.calls, est.cached, est.too_long
+(4, 2, 1, 0, 0)
+>>> estimate_texts(["x" * 100, "a"], ClassifySpec("q", ("x", "y"), max_row_tokens=10), LLM()).too_long
+1
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from rlm_pipeline.ops.prompts import (
     reply_schema,
     single_row,
 )
-from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+from rlm_pipeline.ops.spec import ClassifySpec, OpSpec, fit_text
 
 __all__ = ["Estimate", "estimate_texts"]
 
@@ -56,7 +58,8 @@ class Estimate:
     rows
         Input rows.
     distinct_texts
-        Distinct non-blank texts (what would be asked).
+        Distinct non-blank texts (what would be asked), counted after long
+        cells are cut (``truncate``) or left out (``input_too_long``).
     cached
         Distinct texts already answered (free): a stored row answer, or a
         request already in the response cache.
@@ -66,6 +69,9 @@ class Estimate:
         Tokens of those calls.
     cost_usd
         Their cost at ``llm.price()``.
+    too_long
+        Rows longer than ``max_row_tokens``: not sent (``input_too_long``),
+        or sent cut to the limit when ``truncate``.
     """
 
     rows: int
@@ -75,6 +81,7 @@ class Estimate:
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    too_long: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, for JSON output."""
@@ -108,7 +115,17 @@ def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estim
     from rlm_pipeline.llm.cache import ResponseCache, json_key
     from rlm_pipeline.ops.core import RowStore
 
-    distinct = list(dict.fromkeys(t for t in texts if isinstance(t, str) and t.strip()))
+    too_long = 0
+    sent: list[str] = []
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
+            continue
+        if estimate_tokens(text) > spec.max_row_tokens:
+            too_long += 1
+        fitted, _ = fit_text(text, spec)
+        if fitted is not None:
+            sent.append(fitted)
+    distinct = list(dict.fromkeys(sent))
     cache = None
     if llm.cache_path and os.path.exists(llm.cache_path):
         cache = ResponseCache(llm.cache_path)
@@ -143,4 +160,5 @@ def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estim
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cost_usd=llm.price().cost(input_tokens, output_tokens),
+        too_long=too_long,
     )

@@ -5,6 +5,8 @@ Examples
 >>> stats = OpStats.from_results([("a", None), (None, "empty_input"), ("a", None)])
 >>> stats.rows, stats.answered, stats.errors
 (3, 2, {'empty_input': 1})
+>>> failure_summary("classify", OpStats(rows=5000, answered=4988, errors={"api_error": 10, "parse_error": 2}), "label")
+'classify: 12 of 5,000 rows have no label: api_error 10, parse_error 2 — re-run to ask them again (set LLM(cache_path=...) so a re-run re-asks only those rows)'
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from typing import Any
 
 from rlm_pipeline.llm.usage import Usage
 
-__all__ = ["ERROR_KINDS", "OpStats", "error_kind"]
+__all__ = ["ERROR_KINDS", "OpStats", "error_kind", "failure_summary"]
 
 #: Every reason in an error column starts with one of these.
 ERROR_KINDS = (
     "empty_input",
+    "input_too_long",
     "parse_error",
     "invalid_label",
     "missing_in_reply",
@@ -103,3 +106,39 @@ class OpStats:
             "values": dict(self.values),
             "usage": self.usage.to_dict(),
         }
+
+
+#: Reasons that asking again can clear (failures are never cached, so a re-run re-asks them).
+_ASK_AGAIN = ("parse_error", "invalid_label", "missing_in_reply", "api_error", "budget_exceeded")
+
+
+def failure_summary(op: str, stats: OpStats, noun: str, *, cached: bool = False) -> str | None:
+    """One line on the rows that failed, with counts by reason and what to do; None if none did.
+
+    Blank inputs (``empty_input``) are not failures and are left out.
+    ``noun`` names the missing value (the output column); ``cached`` says
+    whether the run had a cache file (so a re-run re-asks only the failed rows).
+
+    Examples
+    --------
+    >>> failure_summary("llm_map", OpStats(rows=3, answered=2, errors={"empty_input": 1}), "value")
+    >>> failure_summary("classify", OpStats(rows=9, answered=8, errors={"input_too_long": 1}), "label")
+    'classify: 1 of 9 rows have no label: input_too_long 1 — pass truncate=True or a larger max_row_tokens'
+    """
+    failed = {kind: n for kind, n in sorted(stats.errors.items()) if kind != "empty_input" and n}
+    if not failed:
+        return None
+    counts = ", ".join(f"{kind} {n:,}" for kind, n in failed.items())
+    hints = []
+    if any(kind in _ASK_AGAIN for kind in failed):
+        if cached:
+            hints.append("re-run to re-ask only those rows (failures are not cached)")
+        else:
+            hints.append(
+                "re-run to ask them again (set LLM(cache_path=...) so a re-run "
+                "re-asks only those rows)"
+            )
+    if "input_too_long" in failed:
+        hints.append("pass truncate=True or a larger max_row_tokens")
+    line = f"{op}: {sum(failed.values()):,} of {stats.rows:,} rows have no {noun}: {counts}"
+    return line + (" — " + "; ".join(hints) if hints else "")
