@@ -32,12 +32,26 @@ rule-based planner, not a language model); the output says so.  With
 ``--base-url`` / ``--model`` (and ``OPENAI_API_KEY``) the same run measures a
 real OpenAI-compatible endpoint.
 
+Per size, each method answers all its questions before the next starts (a
+local server reuses the table's prompt prefix across the baseline's
+questions); the JSON report is rewritten after every question and
+``--resume`` keeps the finished runs of ``--out``, so a long real-model run
+can go on in the background and be restarted.  The report has, per size and
+method, score, calls, input / output tokens, largest prompt, seconds, the RLM's
+root protocol per turn and the scores per question family.
+
 Usage::
 
     python bench/oolong_synth.py                      # simulator, sizes 2^13..2^20
     python bench/oolong_synth.py --sizes 13,14 --questions-per-size 4
     python bench/oolong_synth.py --base-url http://127.0.0.1:8000/v1 --model my-model \\
         --context-window 32768 --out bench/results/oolong_my_model.json
+
+    # the real local model (bench/real_model.py up prints the URL); see bench/README.md
+    python bench/oolong_synth.py --base-url "$(python bench/real_model.py up)" \\
+        --model qwen-0.5b --sizes 10,12,14 --questions-per-size 10 --context-window 16384 \\
+        --token-scale 1.3 --cache /tmp/oolong_sub.sqlite --traces /tmp/oolong_traces \\
+        --seed-question 5000 --out bench/results/oolong_synth_real.json --resume
 """
 
 from __future__ import annotations
@@ -460,28 +474,44 @@ class MethodRun:
 
 
 def run_rlm(question: Question, ds: Dataset, llm: LLM, *, max_steps: int = 20,
-            max_depth: int = 1, timeout_s: float = 900.0) -> MethodRun:
-    """Answer with :class:`rlm_pipeline.RLM` over the table (root never sees the rows)."""
+            max_depth: int = 1, timeout_s: float = 900.0, sub: LLM | None = None,
+            protocol: str | None = None, trace_path: str | None = None) -> MethodRun:
+    """Answer with :class:`rlm_pipeline.RLM` over the table (root never sees the rows).
+
+    ``sub`` is the sub-model (default: ``llm``; give it a ``cache_path`` so the
+    labels of one table are reused across its questions); ``protocol`` is
+    passed to ``rp.RLM`` when set.
+    """
     import rlm_pipeline as rp
 
     started = time.monotonic()
-    rlm = rp.RLM(root=llm, sub=llm, max_steps=max_steps, max_depth=max_depth,
-                 timeout_s=timeout_s)
+    options: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
+    rlm = rp.RLM(root=llm, sub=sub or llm, max_steps=max_steps, max_depth=max_depth,
+                 timeout_s=timeout_s, **options)
     try:
-        res = rlm.run(question.text, ds.table, text_column="text")
+        res = rlm.run(question.text, ds.table, text_column="text", trace_path=trace_path)
     except RLMPipelineError as exc:
+        partial = getattr(exc, "partial", None)
         return MethodRun("rlm", None, "", 0.0, 0, 0, 0, 0, 0.0,
-                         round(time.monotonic() - started, 3), error=f"{type(exc).__name__}: {exc}")
+                         round(time.monotonic() - started, 3),
+                         error=f"{type(exc).__name__}: {exc}"[:500],
+                         extra={"partial": str(partial)[:300] if partial is not None else None})
     pred = parse_prediction(res.value if res.value is not None else res.answer, question.kind)
     usage = res.usage
-    tools = [r.get("tool") for r in res.trace if r.get("kind") == "tool" and r.get("depth") == 0]
+    root = [r for r in res.trace if r.get("depth") == 0]
+    tools = [r.get("tool") for r in root if r.get("kind") == "tool"]
+    protocols = [str(r["extra"]["protocol"]) for r in root
+                 if r.get("kind") == "model" and (r.get("extra") or {}).get("protocol")]
     return MethodRun(
         "rlm", pred, res.answer[:300], score(question.gold, pred, question.kind), usage.calls,
         usage.input_tokens, usage.output_tokens, usage.max_prompt_tokens, usage.cost_usd,
         round(time.monotonic() - started, 3),
         error=(res.stop_reason if not res.answered else
                None if res.value is not None else f"answered null: {res.explanation or ''}"[:300]),
-        extra={"root_steps": res.steps, "tool_errors": res.errors, "tools": tools},
+        extra={"root_steps": res.steps, "tool_errors": res.errors, "tools": tools,
+               "tool_error_calls": [r.get("tool") for r in root if r.get("kind") == "error"],
+               "protocols": protocols, "cached_calls": usage.cached_calls,
+               "trace_path": trace_path},
     )
 
 
@@ -492,17 +522,21 @@ BASELINE_SYSTEM = (
 )
 
 
-def baseline_messages(question: Question, ds: Dataset, context_window: int
-                      ) -> tuple[list[dict[str, str]], int]:
-    """The one-prompt baseline's messages and how many lines fit in the context window."""
+def baseline_messages(question: Question, ds: Dataset, context_window: int,
+                      token_scale: float = 1.0) -> tuple[list[dict[str, str]], int]:
+    """The one-prompt baseline's messages and how many lines fit in the context window.
+
+    ``token_scale`` is the model's tokens per estimated token (the estimate is
+    4 characters per token; a tokenizer that splits digits counts more).
+    """
     head = "Instances:\n"
     tail = f"\n\nQuestion: {question.text}"
-    fixed = estimate_tokens(BASELINE_SYSTEM + head + tail) + 16
+    fixed = estimate_tokens(BASELINE_SYSTEM + head + tail) * token_scale + 16
     room = context_window - _REPLY_TOKENS - _PROMPT_MARGIN_TOKENS - fixed
     kept = 0
-    used = 0
+    used = 0.0
     for line in ds.lines:
-        cost = estimate_tokens(line + "\n")
+        cost = estimate_tokens(line + "\n") * token_scale
         if used + cost > room:
             break
         used += cost
@@ -512,11 +546,12 @@ def baseline_messages(question: Question, ds: Dataset, context_window: int
              {"role": "user", "content": user}], kept)
 
 
-def run_baseline(question: Question, ds: Dataset, llm: LLM, *, context_window: int) -> MethodRun:
+def run_baseline(question: Question, ds: Dataset, llm: LLM, *, context_window: int,
+                 token_scale: float = 1.0) -> MethodRun:
     """Answer with one call holding the whole table as text, cut to the context window."""
     from rlm_pipeline.llm.client import LLMClient
 
-    messages, kept = baseline_messages(question, ds, context_window)
+    messages, kept = baseline_messages(question, ds, context_window, token_scale)
 
     async def ask() -> Any:
         async with LLMClient(llm) as client:
@@ -545,7 +580,13 @@ def run_baseline(question: Question, ds: Dataset, llm: LLM, *, context_window: i
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Everything one benchmark run needs."""
+    """Everything one benchmark run needs.
+
+    ``token_scale``: model tokens per estimated token (sizes are in model
+    tokens: a table for size ``2^k`` has about ``2^k / token_scale`` estimated
+    tokens).  ``cache_path``: the sub-model's response cache.  ``protocol``:
+    the RLM's root protocol (None: the library default).
+    """
 
     sizes: tuple[int, ...] = DEFAULT_SIZES
     questions_per_size: int = 7
@@ -556,13 +597,23 @@ class BenchConfig:
     max_steps: int = 20
     max_depth: int = 1
     methods: tuple[str, ...] = ("rlm", "baseline")
+    token_scale: float = 1.0
+    protocol: str | None = None
+    cache_path: str | None = None
+    rlm_timeout_s: float = 900.0
+    request_timeout_s: float = 300.0
+    max_retries: int = 3
+    max_concurrency: int = 16
+    traces_dir: str | None = None
 
 
-def _summarise(runs: list[MethodRun]) -> dict[str, Any]:
+def _summarise(runs: list[MethodRun], families: list[str] | None = None) -> dict[str, Any]:
     n = max(1, len(runs))
-    return {
+    out: dict[str, Any] = {
         "score": round(sum(r.score for r in runs) / n, 4),
         "calls": sum(r.calls for r in runs),
+        "input_tokens": sum(r.input_tokens for r in runs),
+        "output_tokens": sum(r.output_tokens for r in runs),
         "total_tokens": sum(r.input_tokens + r.output_tokens for r in runs),
         "max_prompt_tokens": max((r.max_prompt_tokens for r in runs), default=0),
         "cost_usd": round(sum(r.cost_usd for r in runs), 6),
@@ -570,50 +621,51 @@ def _summarise(runs: list[MethodRun]) -> dict[str, Any]:
         "errors": sum(1 for r in runs if r.error),
         "questions": len(runs),
     }
+    protocols: dict[str, int] = {}
+    for r in runs:
+        for proto in r.extra.get("protocols") or []:
+            protocols[proto] = protocols.get(proto, 0) + 1
+    if protocols:
+        out["protocol_turns"] = protocols
+    if families is not None:
+        per: dict[str, list[float]] = {}
+        for fam, r in zip(families, runs, strict=True):
+            per.setdefault(fam, []).append(r.score)
+        out["by_family"] = {f: {"score": round(sum(v) / len(v), 4), "questions": len(v)}
+                            for f, v in sorted(per.items())}
+    return out
+
+
+def _run_from_dict(data: dict[str, Any]) -> MethodRun:
+    return MethodRun(**data)
 
 
 def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
-              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every size and question with both methods; the report as a JSON-ready dict."""
+              progress: Callable[[str], None] | None = None,
+              previous: dict[str, Any] | None = None,
+              save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every size and question with both methods; the report as a JSON-ready dict.
+
+    Per size, each method answers all questions before the next method starts
+    (a local server then reuses the table's prompt prefix across the
+    baseline's questions).  ``previous`` is an earlier report of the same
+    configuration: its finished (size, question, method) runs are kept, not
+    rerun (``--resume``).  ``save`` gets the report after every question.
+    """
     llm = LLM(model=cfg.model, base_url=base_url, api_key=None if not simulator else "sim",
-              max_concurrency=16, timeout_s=300.0, max_retries=3)
+              max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s,
+              max_retries=cfg.max_retries)
+    sub = llm if cfg.cache_path is None else LLM(
+        model=cfg.model, base_url=base_url, api_key=llm.api_key,
+        max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s,
+        max_retries=cfg.max_retries, cache_path=cfg.cache_path)
     say = progress or (lambda _msg: None)
-    sizes: list[dict[str, Any]] = []
-    for exponent in cfg.sizes:
-        target = 2**exponent if exponent <= 64 else exponent
-        ds = make_dataset(target, seed=cfg.seed + exponent)
-        questions = make_questions(ds, cfg.questions_per_size, seed=cfg.seed + exponent)
-        say(f"size 2^{exponent}: {ds.rows:,} rows, {ds.tokens:,} tokens, "
-            f"{len(questions)} questions")
-        per_method: dict[str, list[MethodRun]] = {m: [] for m in cfg.methods}
-        rows: list[dict[str, Any]] = []
-        for question in questions:
-            entry: dict[str, Any] = {**asdict(question), "runs": {}}
-            for method in cfg.methods:
-                if method == "rlm":
-                    run = run_rlm(question, ds, llm, max_steps=cfg.max_steps,
-                                  max_depth=cfg.max_depth)
-                else:
-                    run = run_baseline(question, ds, llm, context_window=cfg.context_window)
-                per_method[method].append(run)
-                entry["runs"][method] = asdict(run)
-                say(f"  {method:8s} {run.score:4.2f}  gold={question.gold!s:<18} "
-                    f"pred={run.prediction!s:<18} {question.text[:60]}"
-                    + (f"  [{run.error[:80]}]" if run.error else ""))
-            rows.append(entry)
-        sizes.append({
-            "log2_tokens": exponent if exponent <= 64 else round(math.log2(exponent), 2),
-            "target_tokens": target,
-            "tokens": ds.tokens,
-            "rows": ds.rows,
-            "methods": {m: _summarise(r) for m, r in per_method.items()},
-            "questions": rows,
-        })
-    overall = {
-        m: _summarise([MethodRun(**{**q["runs"][m]}) for s in sizes for q in s["questions"]])
-        for m in cfg.methods
-    }
-    return {
+    done: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for size in (previous or {}).get("sizes", []):
+        for q in size["questions"]:
+            for method, run in q["runs"].items():
+                done[(size["log2_tokens"], q["text"], method)] = run
+    report: dict[str, Any] = {
         "benchmark": "oolong_synth",
         "model": cfg.model,
         "base_url": None if simulator else base_url,
@@ -623,30 +675,156 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
         "context_window": cfg.context_window,
         "scoring": "numeric: 0.75 ** |gold - pred|; others: exact match",
         "config": asdict(cfg),
-        "overall": overall,
-        "sizes": sizes,
+        "overall": {},
+        "sizes": [],
     }
+    for exponent in cfg.sizes:
+        target = 2**exponent if exponent <= 64 else exponent
+        ds = make_dataset(max(8, int(target / cfg.token_scale)), seed=cfg.seed + exponent)
+        questions = make_questions(ds, cfg.questions_per_size, seed=cfg.seed + exponent)
+        log2 = exponent if exponent <= 64 else round(math.log2(exponent), 2)
+        say(f"size 2^{log2}: {ds.rows:,} rows, {ds.tokens:,} estimated tokens "
+            f"(~{round(ds.tokens * cfg.token_scale):,} model tokens), {len(questions)} questions")
+        rows: list[dict[str, Any]] = [{**asdict(q), "runs": {}} for q in questions]
+        entry: dict[str, Any] = {
+            "log2_tokens": log2, "target_tokens": target, "tokens": ds.tokens,
+            "model_tokens_est": round(ds.tokens * cfg.token_scale), "rows": ds.rows,
+            "methods": {}, "questions": rows,
+        }
+        report["sizes"].append(entry)
+        for method in cfg.methods:
+            for i, question in enumerate(questions):
+                key = (log2, question.text, method)
+                if key in done:
+                    rows[i]["runs"][method] = done[key]
+                    continue
+                if method == "rlm":
+                    trace = (None if cfg.traces_dir is None else
+                             str(Path(cfg.traces_dir) / f"rlm_2^{log2}_q{i:02d}.jsonl"))
+                    run = run_rlm(question, ds, llm, max_steps=cfg.max_steps,
+                                  max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
+                                  sub=sub, protocol=cfg.protocol, trace_path=trace)
+                else:
+                    run = run_baseline(question, ds, llm, context_window=cfg.context_window,
+                                       token_scale=cfg.token_scale)
+                rows[i]["runs"][method] = asdict(run)
+                say(f"  {method:8s} {run.score:4.2f}  gold={question.gold!s:<18} "
+                    f"pred={run.prediction!s:<18} {run.seconds:7.1f}s {question.text[:60]}"
+                    + (f"  [{run.error[:80]}]" if run.error else ""))
+                _refresh(report, cfg.methods)
+                if save is not None:
+                    save(report)
+        _refresh(report, cfg.methods)
+    if save is not None:
+        save(report)
+    return report
+
+
+def _refresh(report: dict[str, Any], methods: Sequence[str]) -> None:
+    """Recompute the per-size and overall summaries from the runs present."""
+    everything: dict[str, tuple[list[MethodRun], list[str]]] = {m: ([], []) for m in methods}
+    for size in report["sizes"]:
+        for method in methods:
+            pairs = [(_run_from_dict(q["runs"][method]), q["family"])
+                     for q in size["questions"] if method in q["runs"]]
+            if not pairs:
+                continue
+            runs, fams = [p[0] for p in pairs], [p[1] for p in pairs]
+            size["methods"][method] = _summarise(runs, fams)
+            everything[method][0].extend(runs)
+            everything[method][1].extend(fams)
+    report["overall"] = {m: _summarise(r, f) for m, (r, f) in everything.items() if r}
+
+
+def run_seed_question(llm: LLM, sub: LLM, *, rows: int, seed: int = 0, max_steps: int = 20,
+                      max_depth: int = 1, timeout_s: float = 1800.0, protocol: str | None = None,
+                      trace_path: str | None = None) -> dict[str, Any]:
+    """The seed's question over ``rows`` synthetic tickets with the RLM: answer, truth, steps."""
+    import rlm_pipeline as rp
+    from rlm_pipeline.datasets import KNOWN_USERS, tickets
+
+    question = "Among users 12345, 67890 and 11111, how many questions are about billing?"
+    frame = tickets(rows, seed=seed)
+    truth = frame.filter(pl.col("user_id").is_in(list(KNOWN_USERS))
+                         & (pl.col("true_label") == "billing")).height
+    options: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
+    rlm = rp.RLM(root=llm, sub=sub, max_steps=max_steps, max_depth=max_depth,
+                 timeout_s=timeout_s, **options)
+    started = time.monotonic()
+    out: dict[str, Any] = {"question": question, "rows": rows, "truth": truth,
+                           "prompt_tokens_if_direct": estimate_tokens(
+                               "\n".join(frame["question"].to_list()))}
+    try:
+        res = rlm.run(question, frame.drop("true_label"), text_column="question",
+                      trace_path=trace_path)
+    except RLMPipelineError as exc:
+        out.update(answer=None, value=None, error=f"{type(exc).__name__}: {exc}"[:500],
+                   seconds=round(time.monotonic() - started, 1))
+        return out
+    root = [r for r in res.trace if r.get("depth") == 0]
+    out.update(
+        answer=res.answer, value=res.value, stop_reason=res.stop_reason, steps=res.steps,
+        tool_errors=res.errors, seconds=round(time.monotonic() - started, 1),
+        usage=res.usage.to_dict(), trace_path=trace_path,
+        score=score(truth, parse_prediction(res.value if res.value is not None else res.answer,
+                                            "number"), "number"),
+        steps_taken=[
+            {"kind": r["kind"], "tool": r.get("tool"), "arguments": r.get("arguments"),
+             "result": (r.get("error") or r.get("result_summary") or "")[:200],
+             "protocol": (r.get("extra") or {}).get("protocol")}
+            for r in root if r["kind"] in ("tool", "error", "answer", "model")
+        ],
+    )
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
     """The report as a plain-text table (one line per size and method)."""
     head = (f"{'size':>6} {'rows':>7} {'method':>9} {'score':>6} {'calls':>7} "
-            f"{'tokens':>11} {'max prompt':>11} {'cost $':>9} {'errors':>6}")
+            f"{'in tok':>10} {'out tok':>8} {'max prompt':>11} {'seconds':>8} {'errors':>6}")
     lines = [head, "-" * len(head)]
+
+    def line(size: str, rows: str, method: str, m: dict[str, Any]) -> str:
+        return (f"{size:>6} {rows:>7} {method:>9} {m['score']:>6.3f} {m['calls']:>7,} "
+                f"{m.get('input_tokens', m['total_tokens']):>10,} {m.get('output_tokens', 0):>8,} "
+                f"{m['max_prompt_tokens']:>11,} {m['seconds']:>8.1f} {m['errors']:>6}")
+
     for size in report["sizes"]:
         for method, m in size["methods"].items():
-            lines.append(
-                f"{'2^' + str(size['log2_tokens']):>6} {size['rows']:>7,} {method:>9} "
-                f"{m['score']:>6.3f} {m['calls']:>7,} {m['total_tokens']:>11,} "
-                f"{m['max_prompt_tokens']:>11,} {m['cost_usd']:>9.4f} {m['errors']:>6}"
-            )
+            lines.append(line(f"2^{size['log2_tokens']}", f"{size['rows']:,}", method, m))
     for method, m in report["overall"].items():
-        lines.append(
-            f"{'all':>6} {'':>7} {method:>9} {m['score']:>6.3f} {m['calls']:>7,} "
-            f"{m['total_tokens']:>11,} {m['max_prompt_tokens']:>11,} {m['cost_usd']:>9.4f} "
-            f"{m['errors']:>6}"
-        )
+        lines.append(line("all", "", method, m))
     return "\n".join(lines)
+
+
+def plot_scores(reports: Sequence[tuple[str, dict[str, Any]]], out: Path) -> Path:
+    """Score vs context size, one line per (report, method); written as PNG to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    styles = {"rlm": "-o", "baseline": "--s"}
+    for label, report in reports:
+        for method in report["overall"]:
+            points = [(2 ** float(s["log2_tokens"]), s["methods"][method]["score"])
+                      for s in report["sizes"] if method in s["methods"]]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                name = "RLM" if method == "rlm" else "direct (one prompt)"
+                ax.plot(xs, ys, styles.get(method, "-"), label=f"{name}, {label}")
+    ax.set_xscale("log", base=2)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("context size (tokens)")
+    ax.set_ylabel("score (OOLONG scoring)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -684,13 +862,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--questions-per-size", type=int, default=7)
     p.add_argument("--context-window", type=int, default=DEFAULT_CONTEXT_WINDOW,
                    help="baseline's context window in tokens; the table is cut to fit")
+    p.add_argument("--token-scale", type=float, default=1.0,
+                   help="model tokens per estimated (4-char) token; sizes are in model tokens")
     p.add_argument("--max-steps", type=int, default=20)
     p.add_argument("--max-depth", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--methods", default="rlm,baseline", help="comma list: rlm, baseline")
+    p.add_argument("--protocol", default=None,
+                   help="RLM root protocol (auto, tools, json, text); default: the library's")
+    p.add_argument("--cache", default=None, metavar="SQLITE",
+                   help="response cache of the sub-model (labels reused across questions)")
+    p.add_argument("--rlm-timeout", type=float, default=900.0, help="seconds per RLM run")
+    p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")
+    p.add_argument("--max-retries", type=int, default=3)
+    p.add_argument("--max-concurrency", type=int, default=16)
+    p.add_argument("--traces", type=Path, default=None, metavar="DIR",
+                   help="write each RLM run's JSONL trace into DIR")
+    p.add_argument("--seed-question", type=int, default=0, metavar="ROWS",
+                   help="also ask the seed question over ROWS synthetic tickets with the RLM")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished runs of --out (same questions) and run the rest")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG",
+                   help="also plot score vs size (with --plot-with reports) to PNG")
+    p.add_argument("--plot-with", action="append", default=[], metavar="LABEL=JSON",
+                   help="another report to draw in the plot, e.g. simulated=bench/results/x.json")
+    p.add_argument("--plot-only", action="store_true",
+                   help="do not run: plot --out (and --plot-with) to --plot")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the table")
     return p
+
+
+def _write(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _plot(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    label = "simulated" if report.get("simulator") else str(report.get("model"))
+    reports: list[tuple[str, dict[str, Any]]] = [(label, report)]
+    for item in args.plot_with:
+        name, _, path = item.partition("=")
+        reports.append((name, json.loads(Path(path).read_text(encoding="utf-8"))))
+    print(f"plot: {plot_scores(reports, args.plot)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -700,18 +916,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not methods or set(methods) - {"rlm", "baseline"}:
         print("--methods takes rlm and/or baseline", file=sys.stderr)
         return 2
-    if args.questions_per_size < 1 or args.context_window < 2048:
-        print("--questions-per-size must be >= 1 and --context-window >= 2048", file=sys.stderr)
+    if args.questions_per_size < 1 or args.context_window < 2048 or args.token_scale <= 0:
+        print("--questions-per-size must be >= 1, --context-window >= 2048 and --token-scale > 0",
+              file=sys.stderr)
         return 2
+    if args.plot_only:
+        if args.plot is None or not args.out.exists():
+            print("--plot-only needs --plot PNG and an existing --out report", file=sys.stderr)
+            return 2
+        _plot(args, json.loads(args.out.read_text(encoding="utf-8")))
+        return 0
     cfg = BenchConfig(sizes=args.sizes, questions_per_size=args.questions_per_size,
                       model=args.model, base_url=args.base_url,
                       context_window=args.context_window, seed=args.seed,
-                      max_steps=args.max_steps, max_depth=args.max_depth, methods=methods)
+                      max_steps=args.max_steps, max_depth=args.max_depth, methods=methods,
+                      token_scale=args.token_scale, protocol=args.protocol,
+                      cache_path=args.cache, rlm_timeout_s=args.rlm_timeout,
+                      request_timeout_s=args.request_timeout, max_retries=args.max_retries,
+                      max_concurrency=args.max_concurrency,
+                      traces_dir=str(args.traces) if args.traces else None)
+    if args.traces:
+        args.traces.mkdir(parents=True, exist_ok=True)
+    previous = None
+    if args.resume and args.out.exists():
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
     say: Callable[[str], None] = (lambda _m: None) if args.quiet else (
         lambda m: print(m, flush=True))
+
+    def save(report: dict[str, Any]) -> None:
+        if previous and "seed_question" in previous and "seed_question" not in report:
+            report["seed_question"] = previous["seed_question"]
+        _write(args.out, report)
+
     if args.base_url:
         say(f"model {args.model} at {args.base_url}")
-        report = run_bench(cfg, args.base_url, simulator=False, progress=say)
+        report = run_bench(cfg, args.base_url, simulator=False, progress=say,
+                           previous=previous, save=save)
+        if args.seed_question:
+            if report.get("seed_question", {}).get("rows") == args.seed_question:
+                say("seed question: kept from --out (--resume)")
+            else:
+                root = LLM(model=cfg.model, base_url=args.base_url,
+                           timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+                           max_concurrency=cfg.max_concurrency)
+                sub = LLM(model=cfg.model, base_url=args.base_url,
+                          timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+                          max_concurrency=cfg.max_concurrency, cache_path=cfg.cache_path)
+                trace = str(args.traces / "seed_question.jsonl") if args.traces else None
+                say(f"seed question over {args.seed_question:,} tickets (RLM only)")
+                report["seed_question"] = run_seed_question(
+                    root, sub, rows=args.seed_question, seed=cfg.seed, max_steps=cfg.max_steps,
+                    max_depth=cfg.max_depth, timeout_s=max(cfg.rlm_timeout_s, 1800.0),
+                    protocol=cfg.protocol, trace_path=trace)
+                seed = report["seed_question"]
+                say(f"  answer={seed.get('value')!r} truth={seed['truth']} "
+                    f"steps={seed.get('steps')} {seed.get('error') or ''}")
+            save(report)
     else:
         from rlm_pipeline.sim import SimConfig, SimServer
 
@@ -719,14 +979,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"no --base-url: using rlm_pipeline's offline SIMULATOR at {sim.base_url} "
                 "(keyword classifier + rule-based planner, not a language model). "
                 "Pass --base-url/--model to measure a real endpoint.")
-            report = run_bench(cfg, sim.base_url, simulator=True, progress=say)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1, default=str) + "\n", encoding="utf-8")
+            report = run_bench(cfg, sim.base_url, simulator=True, progress=say,
+                               previous=previous, save=save)
+    _write(args.out, report)
     print(format_table(report))
     if report["simulator"]:
         print("(model: offline simulator, not a language model; costs at "
               f"{args.model} list prices)")
     print(f"report: {args.out}")
+    if args.plot is not None:
+        _plot(args, report)
     return 0
 
 

@@ -209,3 +209,45 @@ def test_rlm_answers_compare_questions_through_the_simulator(ds: Any) -> None:
             run = oolong.run_rlm(q, ds, llm)
             assert (run.prediction, run.score, run.error) == (q.gold, 1.0, None), q.text
             assert "classify" in run.extra["tools"] and "sql" in run.extra["tools"]
+
+
+def test_resume_keeps_finished_runs_and_runs_the_rest(tmp_path: Path) -> None:
+    out = tmp_path / "oolong.json"
+    args = ["--sizes", "11", "--questions-per-size", "3", "--out", str(out), "-q"]
+    assert oolong.main(args) == 0
+    first = json.loads(out.read_text(encoding="utf-8"))
+    size = first["sizes"][0]
+    # per method: input and output tokens add up, and every family asked has a score
+    for method in ("rlm", "baseline"):
+        m = size["methods"][method]
+        assert m["input_tokens"] + m["output_tokens"] == m["total_tokens"] > 0
+        assert set(m["by_family"]) == {q["family"] for q in size["questions"]}
+        assert sum(f["questions"] for f in m["by_family"].values()) == 3
+    # forget one finished run, as if the process had been stopped there
+    dropped = size["questions"][1]["runs"].pop("rlm")
+    out.write_text(json.dumps(first), encoding="utf-8")
+    assert oolong.main([*args, "--resume"]) == 0
+    second = json.loads(out.read_text(encoding="utf-8"))
+    again = second["sizes"][0]["questions"]
+    for i, q in enumerate(size["questions"]):
+        for method, run in q["runs"].items():
+            assert again[i]["runs"][method] == run  # kept as it was, not rerun
+    assert again[1]["runs"]["rlm"]["prediction"] == dropped["prediction"]
+    assert second["sizes"][0]["methods"]["rlm"]["questions"] == 3
+
+
+def test_token_scale_cuts_the_baseline_by_model_tokens(ds: Any) -> None:
+    q = oolong.make_questions(ds, 1, seed=0)[0]
+    _, kept_1 = oolong.baseline_messages(q, ds, context_window=8192)
+    _, kept_2 = oolong.baseline_messages(q, ds, context_window=8192, token_scale=2.0)
+    assert 0 < kept_2 < kept_1 and abs(kept_1 / kept_2 - 2) < 0.2
+
+
+def test_plot_only_draws_score_against_size(tmp_path: Path) -> None:
+    out = tmp_path / "oolong.json"
+    assert oolong.main(["--sizes", "10", "--questions-per-size", "2", "--out", str(out),
+                        "-q"]) == 0
+    png = tmp_path / "plot.png"
+    code = oolong.main(["--out", str(out), "--plot", str(png), "--plot-only",
+                        "--plot-with", f"again={out}"])
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
