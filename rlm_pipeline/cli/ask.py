@@ -3,6 +3,14 @@
 Steps are printed as they happen (through ``RLM.run``'s ``on_step``), then the
 answer and the usage.  With ``--json`` stdout holds exactly one JSON object,
 ``{"answer", "value", "usage", "trace_path"}``, and the steps go to stderr.
+Every other way out prints one object too (with the same exit code and the one
+error line on stderr): ``{"error": {"kind", "message"}, "partial", "usage",
+"trace_path"}``, where ``kind`` is ``budget_exceeded``, ``llm_error``,
+``input_error``, ``expression_error``, ``engine_error``, ``error``,
+``interrupted`` or ``internal_error``, and ``partial`` is the best partial
+result of a run stopped by its budget (else null).  A run that ends without an
+answer within --max-steps prints the usual object plus ``"error"`` (kind
+``no_answer``).
 """
 
 from __future__ import annotations
@@ -13,10 +21,18 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from rlm_pipeline.errors import InputError
+from rlm_pipeline.errors import (
+    BudgetExceededError,
+    EngineError,
+    ExpressionError,
+    InputError,
+    LLMError,
+    RLMPipelineError,
+)
 
 __all__ = [
     "add_parser",
+    "error_kind",
     "format_step",
     "format_usage",
     "run",
@@ -143,8 +159,74 @@ def spark_session(engine: str | None) -> Any:
     )
 
 
+def error_kind(exc: BaseException) -> str:
+    """The ``kind`` of ``ask --json``'s error object for an exception.
+
+    Examples
+    --------
+    >>> error_kind(BudgetExceededError("calls", 5, 5)), error_kind(KeyboardInterrupt())
+    ('budget_exceeded', 'interrupted')
+    """
+    kinds: tuple[tuple[type[BaseException], str], ...] = (
+        (BudgetExceededError, "budget_exceeded"),
+        (LLMError, "llm_error"),
+        (InputError, "input_error"),
+        (ExpressionError, "expression_error"),
+        (EngineError, "engine_error"),
+        (RLMPipelineError, "error"),
+        (KeyboardInterrupt, "interrupted"),
+    )
+    return next((kind for cls, kind in kinds if isinstance(exc, cls)), "internal_error")
+
+
+def _usage_of(run_end: dict[str, Any] | None) -> dict[str, Any]:
+    usage = ((run_end or {}).get("extra") or {}).get("usage")
+    if isinstance(usage, dict):
+        return usage
+    from rlm_pipeline.llm.usage import Usage
+
+    return Usage().to_dict()
+
+
+def _recording(
+    on_step: Callable[[dict[str, Any]], None], seen: dict[str, Any]
+) -> Callable[[dict[str, Any]], None]:
+    """``on_step`` that also keeps the root's ``run_end`` record (its usage) in ``seen``."""
+
+    def record(step: dict[str, Any]) -> None:
+        if step.get("kind") == "run_end" and step.get("path") in (None, "root"):
+            seen["run_end"] = step
+        on_step(step)
+
+    return record
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run ``ask``: 0 when the model answered, 1 when it did not (errors raise)."""
+    """Run ``ask``: 0 when the model answered, 1 when it did not (errors raise).
+
+    With ``--json`` an error also prints its JSON object on stdout before it
+    propagates (the caller prints the one stderr line and picks the exit code).
+    """
+    seen: dict[str, Any] = {}
+    if not args.json:
+        return _run(args, seen)
+    try:
+        return _run(args, seen)
+    except BaseException as exc:
+        if isinstance(exc, SystemExit | GeneratorExit):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        out = {
+            "error": {"kind": error_kind(exc), "message": first},
+            "partial": getattr(exc, "partial", None),
+            "usage": _usage_of(seen.get("run_end")),
+            "trace_path": args.trace,
+        }
+        print(json.dumps(out, ensure_ascii=False, default=str), flush=True)
+        raise
+
+
+def _run(args: argparse.Namespace, seen: dict[str, Any]) -> int:
     import rlm_pipeline as rp
 
     for name in ("max_steps", "max_depth"):
@@ -177,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         args.input,
         text_column=args.text_column,
         trace_path=args.trace,
-        on_step=step_printer(steps_to),
+        on_step=_recording(step_printer(steps_to), seen),
     )
     if args.json:
         out = {
@@ -186,6 +268,9 @@ def run(args: argparse.Namespace) -> int:
             "usage": res.usage.to_dict(),
             "trace_path": res.trace_path,
         }
+        if not res.answered:
+            message = "the model gave no answer within --max-steps"
+            out["error"] = {"kind": "no_answer", "message": message}
         print(json.dumps(out, ensure_ascii=False, default=str))
     else:
         print(f"\nAnswer: {res.answer}")

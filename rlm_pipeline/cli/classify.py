@@ -7,6 +7,20 @@ file and ``--no-cache`` turns caching off.  The output is written to a
 temporary file next to ``--output`` and renamed into place, so a crash or a
 Ctrl-C / SIGTERM never leaves a half-written file; answered rows are already
 in the cache, so running the same command again only sends what is missing.
+
+Checked before any model call (exit 2, nothing sent, nothing written): the
+labels (exactly one of --labels, --labels-file, --label), the prices
+(--max-cost-usd needs a priced model: built in, or --price-input/--price-output),
+--output (not the input, not inside an input directory or glob, not a
+directory), the text column, --id-column (present, unique, no nulls) and the
+output columns (not already in the input unless --overwrite-column).
+
+After the run, rows without a label are summed up by reason on stderr.  If any
+failed for a transient reason (api_error, budget_exceeded) nothing is written
+and the exit code is 1, with the command that re-asks only those rows; accept
+the partial output with --allow-errors or --max-error-rate R.  A systemic
+failure (endpoint down, bad key, unknown model) stops the run at once: exit 1,
+one line, nothing written.
 """
 
 from __future__ import annotations
@@ -17,14 +31,18 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rlm_pipeline.cli.failures import FailureReport, rerun_command
+from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
+from rlm_pipeline.cli.outputs import check_output_path, staged_output
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "rlm_pipeline", "responses.sqlite")
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -37,22 +55,63 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("input", metavar="INPUT", help="Parquet file, directory or glob; CSV; JSONL")
     p.add_argument("--column", required=True, help="text column to classify")
-    p.add_argument("--labels", required=True, help="comma-separated labels, e.g. a,b,c")
+    add_label_arguments(p)
     p.add_argument("--output", required=True, help="output Parquet file")
     p.add_argument("--engine", choices=("polars", "spark"), default="polars")
     p.add_argument("--batch-size", type=int, default=16, help="rows per call (1 for small models)")
     p.add_argument("--concurrency", type=int, default=32, help="requests in flight")
     p.add_argument("--model", default=None, help="model name (default gpt-4.1-mini)")
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
+    p.add_argument(
+        "--max-retries", type=int, default=None, help="retries per model call (default 6)"
+    )
     p.add_argument("--cache", default=None, help="response cache file (see above)")
     p.add_argument("--no-cache", action="store_true", help="do not cache responses")
     p.add_argument("--instructions", default=None, help="extra guidance for the model")
     p.add_argument("--estimate", action="store_true", help="print the estimate; call nothing")
     p.add_argument("--max-cost-usd", type=float, default=None, help="stop before this cost")
+    p.add_argument(
+        "--price-input", type=float, default=None, metavar="USD", help="USD per 1M input tokens"
+    )
+    p.add_argument(
+        "--price-output", type=float, default=None, metavar="USD", help="USD per 1M output tokens"
+    )
     p.add_argument("--rpm", type=int, default=None, help="requests per minute, whole job")
     p.add_argument("--tpm", type=int, default=None, help="tokens per minute, whole job")
     p.add_argument("--id-column", default=None, help="column that must be unique and non-null")
     p.add_argument("--output-column", default="label", help="name of the label column")
+    p.add_argument(
+        "--overwrite-column",
+        action="store_true",
+        help="replace --output-column (and its _error column) when the input already has it",
+    )
+    p.add_argument(
+        "--max-row-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest cell sent, in estimated tokens (default 8000); longer: input_too_long",
+    )
+    p.add_argument(
+        "--truncate", action="store_true", help="cut cells over --max-row-tokens instead"
+    )
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="write the output even if rows failed for a transient reason (exit 0)",
+    )
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="write the output if at most this fraction (0-1) of rows failed transiently",
+    )
+    p.add_argument(
+        "--great-expectations",
+        action="store_true",
+        help="validate the output with great-expectations (slower) instead of built-in checks",
+    )
     p.set_defaults(func=run)
 
 
@@ -81,19 +140,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-@contextlib.contextmanager
-def _temp_output(output: Path) -> Iterator[Path]:
-    """A temporary file beside ``output``; removed unless renamed into place."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _spark_session() -> Any:
     from pyspark.sql import SparkSession
 
@@ -110,25 +156,25 @@ def _spark_session() -> Any:
     return session
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``classify``; return the exit code."""
-    from rlm_pipeline.engines.load import to_polars, to_spark
-    from rlm_pipeline.llm.config import LLM, Budget
-    from rlm_pipeline.llm.usage import UsageMeter
-    from rlm_pipeline.ops.api import estimate
-    from rlm_pipeline.ops.spec import ClassifySpec
+def _has_price(llm: Any) -> bool:
+    """Whether ``llm``'s model has a price (given, or in the built-in table)."""
+    has_price = getattr(llm, "has_price", None)
+    if callable(has_price):
+        return bool(has_price())
+    from rlm_pipeline.llm.config import DEFAULT_PRICES
 
-    if not args.debug:  # great-expectations logs its temporary folders at INFO
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    spec = ClassifySpec(
-        column=args.column,
-        labels=tuple(labels),
-        instructions=args.instructions,
-        batch_size=args.batch_size,
-        output_column=args.output_column,
-    )
-    llm_kwargs: dict[str, Any] = {
+    table = {**DEFAULT_PRICES, **llm.prices}
+    return llm.model in table or any(llm.model.startswith(name) for name in table)
+
+
+def _no_price(model: str) -> str:
+    return f"no price for model {model}"
+
+
+def _llm(args: argparse.Namespace) -> Any:
+    from rlm_pipeline.llm.config import LLM, Price
+
+    kwargs: dict[str, Any] = {
         "base_url": args.base_url,
         "max_concurrency": args.concurrency,
         "rpm": args.rpm,
@@ -136,57 +182,260 @@ def run(args: argparse.Namespace) -> int:
         "cache_path": _cache_path(args),
     }
     if args.model:
-        llm_kwargs["model"] = args.model
-    llm = LLM(**llm_kwargs)
-    if args.max_cost_usd is not None and args.max_cost_usd < 0:
+        kwargs["model"] = args.model
+    if args.max_retries is not None:
+        kwargs["max_retries"] = args.max_retries
+    prices = (args.price_input, args.price_output)
+    if prices != (None, None):
+        if None in prices:
+            raise InputError("give both --price-input and --price-output (USD per 1M tokens)")
+        if min(p for p in prices if p is not None) < 0:
+            raise InputError("--price-input and --price-output must be >= 0")
+        model = args.model or LLM().model
+        kwargs["prices"] = {model: Price(float(args.price_input), float(args.price_output))}
+    return LLM(**kwargs)
+
+
+def _budget(args: argparse.Namespace, llm: Any) -> Any:
+    from rlm_pipeline.llm.config import Budget
+
+    if args.max_cost_usd is None:
+        return None
+    if args.max_cost_usd < 0:
         raise InputError("--max-cost-usd must be >= 0")
-    budget = Budget(max_cost_usd=args.max_cost_usd) if args.max_cost_usd is not None else None
+    if not _has_price(llm):
+        msg = (
+            f"{_no_price(llm.model)}: pass --price-input/--price-output (USD per 1M tokens) "
+            "to use --max-cost-usd"
+        )
+        raise InputError(msg)
+    return Budget(max_cost_usd=args.max_cost_usd)
+
+
+def _spec(args: argparse.Namespace, labels: list[str]) -> Any:
+    from rlm_pipeline.ops.spec import ClassifySpec
+
+    extra: dict[str, Any] = {}
+    if args.max_row_tokens is not None:
+        if args.max_row_tokens < 1:
+            raise InputError("--max-row-tokens must be >= 1")
+        extra["max_row_tokens"] = args.max_row_tokens
+    if args.truncate:
+        extra["truncate"] = True
+    return ClassifySpec(
+        column=args.column,
+        labels=tuple(labels),
+        instructions=args.instructions,
+        batch_size=args.batch_size,
+        output_column=args.output_column,
+        **extra,
+    )
+
+
+def _check_columns(columns: list[str], spec: Any, args: argparse.Namespace) -> None:
+    """The text column, --id-column and the output columns, against the input's columns."""
+    if spec.column not in columns:
+        msg = f"column {spec.column!r} not found; columns: {columns}"
+        raise InputError(msg)
+    if args.id_column is not None and args.id_column not in columns:
+        msg = f"--id-column {args.id_column!r} not found; columns: {columns}"
+        raise InputError(msg)
+    taken = [c for c in (spec.output_column, spec.error_column) if c in columns]
+    if taken and not args.overwrite_column:
+        names = " and ".join(repr(c) for c in taken)
+        msg = (
+            f"column {names} already in the input; pick another --output-column, "
+            "or pass --overwrite-column to replace it"
+        )
+        raise InputError(msg)
+
+
+def _check_ids(data: Any, id_column: str, spark: bool) -> None:
+    """--id-column must be unique and non-null (read before any model call)."""
+    if spark:
+        from pyspark.sql import functions as F
+
+        col = F.col(f"`{id_column}`")
+        nulls = data.where(col.isNull()).count()
+        dup_rows = (
+            data.where(col.isNotNull()).groupBy(col).count().where(F.col("count") > 1).limit(1)
+        ).collect()
+        duplicated = len(dup_rows)
+        example = dup_rows[0][0] if dup_rows else None
+    else:
+        import polars as pl
+
+        ids = pl.col(id_column)
+        row = (
+            data.select(
+                ids.null_count().alias("nulls"),
+                ids.drop_nulls().is_duplicated().sum().alias("duplicated"),
+                ids.drop_nulls().filter(ids.drop_nulls().is_duplicated()).first().alias("example"),
+            )
+            .collect()
+            .row(0, named=True)
+        )
+        nulls, duplicated, example = row["nulls"], row["duplicated"], row["example"]
+    if duplicated:
+        msg = (
+            f"--id-column {id_column!r} is not unique (e.g. {example!r} repeats); nothing was sent"
+        )
+        raise InputError(msg)
+    if nulls:
+        msg = f"--id-column {id_column!r} has {nulls:,} null(s); nothing was sent"
+        raise InputError(msg)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``classify``; return the exit code."""
+    from rlm_pipeline.engines.load import to_polars, to_spark
+    from rlm_pipeline.llm.usage import UsageMeter
+
+    # Everything that can be refused is checked before any model call.
+    labels = labels_from_args(args)
+    llm = _llm(args)
+    budget = _budget(args, llm)
+    if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
+        raise InputError("--max-error-rate must be between 0 and 1")
+    max_error_rate = 1.0 if args.allow_errors else args.max_error_rate
+    spec = _spec(args, labels)
+    output = check_output_path(args.input, args.output)
 
     session = _spark_session() if args.engine == "spark" else None
-    data = to_spark(args.input, session) if session is not None else to_polars(args.input)
+    data: Any
+    if session is not None:
+        data = to_spark(args.input, session)
+        columns = list(data.columns)
+    else:
+        data = to_polars(args.input)
+        columns = data.collect_schema().names()
+    _check_columns(columns, spec, args)
+    if args.id_column:
+        _check_ids(data, args.id_column, spark=session is not None)
 
     if args.estimate:
-        est = estimate(
-            data,
-            args.column,
-            labels,
-            llm,
-            batch_size=args.batch_size,
-            instructions=args.instructions,
-        )
-        print(f"rows            {est.rows:>12,}")
-        print(f"distinct texts  {est.distinct_texts:>12,}")
-        print(f"cached texts    {est.cached:>12,}")
-        print(f"calls           {est.calls:>12,}")
-        print(f"input tokens    {est.input_tokens:>12,}")
-        print(f"output tokens   {est.output_tokens:>12,}")
-        print(f"cost (USD)      {est.cost_usd:>12.4f}   ({llm.model}; no model was called)")
+        _print_estimate(data, spec, llm)
         return 0
 
     meter = UsageMeter()
-    output = Path(args.output)
-    with _sigterm_as_interrupt(), _temp_output(output) as tmp:
-        input_rows, stats = _classify(data, spec, llm, meter, budget, tmp, session)
+    with _sigterm_as_interrupt(), staged_output(output) as staged:
+        input_rows, stats = _classify(data, spec, llm, meter, budget, staged.tmp, session, args)
         from rlm_pipeline.validate import validate_output
 
         result = validate_output(
-            _read_back(tmp),
+            _read_back(staged.tmp),
             input_rows=input_rows,
             labels=labels,
             output_column=spec.output_column,
             id_column=args.id_column,
+            backend="great_expectations" if args.great_expectations else "builtin",
         )
         if not result.success:
             for line in result.failed:
                 print(f"rlm-pipeline: validation failed: {line}", file=sys.stderr)
+            print(f"rlm-pipeline: error: nothing written to {args.output}", file=sys.stderr)
             return 1
-        os.replace(tmp, output)
-    _report(stats, meter, output, spec.output_column)
+        failures = FailureReport(rows=stats.rows, errors=dict(stats.errors))
+        if not failures.accepted(max_error_rate):
+            _refuse(failures, args)
+            return 1
+        staged.commit()
+    _report(stats, meter, Path(args.output), spec.output_column)
+    if failures.failed:
+        _warn_failures(failures, args)
     return 0
 
 
+def _print_estimate(data: Any, spec: Any, llm: Any) -> None:
+    from rlm_pipeline.ops.api import estimate
+
+    est = estimate(
+        data,
+        spec.column,
+        list(spec.labels),
+        llm,
+        batch_size=spec.batch_size,
+        instructions=spec.instructions,
+        max_row_tokens=spec.max_row_tokens,
+        truncate=spec.truncate,
+    )
+    print(f"rows            {est.rows:>12,}")
+    print(f"distinct texts  {est.distinct_texts:>12,}")
+    print(f"cached texts    {est.cached:>12,}")
+    print(f"calls           {est.calls:>12,}")
+    print(f"input tokens    {est.input_tokens:>12,}")
+    print(f"output tokens   {est.output_tokens:>12,}")
+    what = "cut to fit, --truncate" if spec.truncate else "not sent: input_too_long"
+    print(f"rows too long   {est.too_long:>12,}   (over {spec.max_row_tokens:,} tokens; {what})")
+    if _has_price(llm):
+        print(f"cost (USD)      {est.cost_usd:>12.4f}   ({llm.model}; no model was called)")
+    else:
+        print(
+            f"cost: unknown ({_no_price(llm.model)}; pass --price-input/--price-output, "
+            "USD per 1M tokens)"
+        )
+
+
+def _rerun_hint(args: argparse.Namespace) -> list[str]:
+    argv = getattr(args, "argv", None)
+    lines = []
+    if argv is not None:
+        lines.append(f"  {rerun_command(argv)}")
+    if args.no_cache:
+        lines.append("  (with --no-cache every row is asked again; drop it to re-ask only these)")
+    return lines
+
+
+def _refuse(failures: FailureReport, args: argparse.Namespace) -> None:
+    err = sys.stderr
+    print(f"rlm-pipeline: {failures.failed:,} of {failures.rows:,} rows have no label:", file=err)
+    for line in failures.lines():
+        print(line, file=err)
+    print(
+        "rlm-pipeline: run the same command again to re-ask only the failed rows "
+        "(answered rows are cached):",
+        file=err,
+    )
+    for line in _rerun_hint(args):
+        print(line, file=err)
+    print(
+        "rlm-pipeline: or accept the partial output with --allow-errors (or --max-error-rate R)",
+        file=err,
+    )
+    print(
+        f"rlm-pipeline: error: {failures.transient:,} rows failed for a transient reason; "
+        f"nothing written to {args.output}",
+        file=err,
+    )
+
+
+def _warn_failures(failures: FailureReport, args: argparse.Namespace) -> None:
+    err = sys.stderr
+    print(
+        f"rlm-pipeline: warning: {failures.failed:,} of {failures.rows:,} rows have no label:",
+        file=err,
+    )
+    for line in failures.lines():
+        print(line, file=err)
+    if failures.transient:
+        print(
+            "rlm-pipeline: accepted by --allow-errors/--max-error-rate; the same command "
+            "re-asks only the failed rows:",
+            file=err,
+        )
+        for line in _rerun_hint(args):
+            print(line, file=err)
+
+
 def _classify(
-    data: Any, spec: Any, llm: Any, meter: Any, budget: Any, tmp: Path, session: Any
+    data: Any,
+    spec: Any,
+    llm: Any,
+    meter: Any,
+    budget: Any,
+    tmp: Path,
+    session: Any,
+    args: argparse.Namespace,
 ) -> tuple[int, Any]:
     """Run the operator into ``tmp``; the input row count and the stats."""
     from rlm_pipeline.ops import polars_fanout, spark_fanout
@@ -236,6 +485,6 @@ def _report(stats: Any, meter: Any, output: Path, column: str) -> None:
     )
     if stats.errors.get("budget_exceeded"):
         print(
-            f"budget reached: {stats.errors['budget_exceeded']:,} rows not asked; "
-            "run again with a higher --max-cost-usd to finish (answered rows are cached)"
+            f"budget reached: {stats.errors['budget_exceeded']:,} rows not asked; the same "
+            "command asks them (each run has its own budget; answered rows are cached)"
         )

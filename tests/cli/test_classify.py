@@ -67,13 +67,15 @@ def test_exit_codes(sim: Any, tmp_path: Path) -> None:
     missing = subprocess.run(_cmd(sim, tmp_path / "missing.parquet", out, tmp_path / "c.sqlite"),
                              env=_env(), capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
-    # an id column with duplicates fails validation: exit 1 naming the expectation
+    # an id column with duplicates is refused before any call: exit 2 naming the column
     dup = tmp_path / "dup.parquet"
     pl.DataFrame({"id": [1, 1], "q": ["refund", "crash"]}).write_parquet(dup)
+    sim.reset_stats()
     failed = subprocess.run(_cmd(sim, dup, out, tmp_path / "c.sqlite", "--id-column", "id"),
                             env=_env(), capture_output=True, text=True, timeout=120)
-    assert failed.returncode == 1
-    assert "expect_column_values_to_be_unique(id)" in failed.stderr
+    assert failed.returncode == 2
+    assert "--id-column 'id' is not unique" in failed.stderr
+    assert sim.stats()["requests"] == 0
     assert not out.exists()
 
 
