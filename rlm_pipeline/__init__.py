@@ -30,6 +30,7 @@ __all__ = [
     "ExpressionError",
     "InputError",
     "LLM",
+    "LLMEndpointError",
     "LLMError",
     "LLMResponseParseError",
     "Price",
@@ -60,6 +61,7 @@ _LAZY = {
     "UnsupportedExpressionError": "rlm_pipeline.errors",
     "EngineError": "rlm_pipeline.errors",
     "LLMError": "rlm_pipeline.errors",
+    "LLMEndpointError": "rlm_pipeline.errors",
     "LLMResponseParseError": "rlm_pipeline.errors",
     "BudgetExceededError": "rlm_pipeline.errors",
 }
@@ -75,6 +77,7 @@ if TYPE_CHECKING:
         EngineError,
         ExpressionError,
         InputError,
+        LLMEndpointError,
         LLMError,
         LLMResponseParseError,
         RLMPipelineError,

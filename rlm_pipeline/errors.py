@@ -10,7 +10,10 @@ The tree::
     ├── LLMError                            a model call failed for good
     │   ├── LLMResponseParseError           reply did not parse / validate; carries raw text
     │   ├── LLMRateLimitError               429 after all retries
-    │   └── LLMTimeoutError                 timed out after all retries
+    │   ├── RootModelError                  the RLM root's model failed mid-run; carries partial
+    │   ├── LLMTimeoutError                 timed out after all retries
+    │   └── LLMEndpointError                the endpoint fails for one systemic cause
+    │                                       (unreachable, key refused, unknown model)
     └── BudgetExceededError                 a limit (calls, tokens, cost, steps, time) was hit
 
 Foreign errors (Polars, Spark, openai, sqlglot) are converted at the boundary
@@ -27,11 +30,13 @@ __all__ = [
     "EngineError",
     "ExpressionError",
     "InputError",
+    "LLMEndpointError",
     "LLMError",
     "LLMRateLimitError",
     "LLMResponseParseError",
     "LLMTimeoutError",
     "RLMPipelineError",
+    "RootModelError",
     "UnsupportedExpressionError",
 ]
 
@@ -107,8 +112,97 @@ class LLMRateLimitError(LLMError):
     """HTTP 429 persisted after every retry."""
 
 
+class RootModelError(LLMError):
+    """The RLM's root model failed for good during a run (server error, crash, refusal).
+
+    The run is not lost: ``partial`` holds the best partial result (the last
+    successful tool result of the root) and ``steps`` the root turns used.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: Any = None,
+        steps: int = 0,
+        status: int | None = None,
+        attempts: int = 1,
+    ):
+        self.partial = partial
+        self.steps = steps
+        super().__init__(message, status=status, attempts=attempts)
+
+
 class LLMTimeoutError(LLMError):
     """The request timed out after every retry."""
+
+
+class LLMEndpointError(LLMError):
+    """The endpoint fails every call for one cause that is not the row's.
+
+    Raised by the client's circuit breaker (:mod:`rlm_pipeline.llm.breaker`):
+    connection refused, DNS or TLS failure, HTTP 401/403/404, an exhausted
+    quota, the same 5xx on every call, or no endpoint configured at all.  Once
+    raised by a client, every later call of that client raises it at once
+    without sending anything.  The operators let it propagate (it never
+    becomes ``api_error`` rows), so a run against a dead endpoint stops
+    within seconds.
+
+    Parameters
+    ----------
+    message
+        One line: what failed, where, and a hint.
+    endpoint
+        The base URL the client sends to.
+    cause
+        A short kind: ``"connection_refused"``, ``"dns"``, ``"tls"``,
+        ``"connect"``, ``"connect_timeout"``, ``"unauthorized"`` (401),
+        ``"forbidden"`` (403), ``"not_found"`` (404), ``"quota"``,
+        ``"server_error"`` (5xx) or ``"no_endpoint"``.
+    status
+        The HTTP status, when there was one.
+    attempts
+        Tries of the call that tripped the breaker.
+
+    Examples
+    --------
+    >>> err = LLMEndpointError("connection refused at http://127.0.0.1:9/v1 - is the server running?",
+    ...                        endpoint="http://127.0.0.1:9/v1", cause="connection_refused")
+    >>> isinstance(err, LLMError), err.cause
+    (True, 'connection_refused')
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        endpoint: str,
+        cause: str,
+        status: int | None = None,
+        attempts: int = 1,
+    ):
+        self.endpoint = endpoint
+        self.cause = cause
+        super().__init__(message, status=status, attempts=attempts)
+
+    def again(self) -> LLMEndpointError:
+        """A fresh copy (raised by each later call, so tracebacks do not pile up on one object)."""
+        return LLMEndpointError(
+            str(self),
+            endpoint=self.endpoint,
+            cause=self.cause,
+            status=self.status,
+            attempts=self.attempts,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_endpoint_error, (str(self), self.endpoint, self.cause, self.status, self.attempts))
+
+
+def _endpoint_error(
+    message: str, endpoint: str, cause: str, status: int | None, attempts: int
+) -> LLMEndpointError:
+    return LLMEndpointError(message, endpoint=endpoint, cause=cause, status=status, attempts=attempts)
 
 
 class BudgetExceededError(RLMPipelineError):

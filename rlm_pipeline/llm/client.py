@@ -16,6 +16,14 @@ second loop).  Each request goes through, in order:
    decides);
 4. usage recorded from the server's ``usage`` numbers, reply cached.
 
+A circuit breaker (:mod:`rlm_pipeline.llm.breaker`) watches the tries until the
+first successful reply: when the endpoint fails for one systemic cause
+(connection refused, DNS, TLS, HTTP 401/403/404, the same 5xx on every call) it
+trips, and this call and every pending and later one raise
+:class:`~rlm_pipeline.errors.LLMEndpointError` at once, sending nothing more.
+Connection failures before the first reply get a few quick tries (one call
+retries while the others wait for its verdict), not the full backoff.
+
 Structured calls (:meth:`LLMClient.json`) to an endpoint whose structured-output
 mode is not known yet are led by one *probe*: the first call tries the modes in
 order and the others wait for it, but at most :data:`PROBE_GRACE_S` per try of
@@ -38,6 +46,7 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import random
@@ -48,11 +57,21 @@ import httpx2
 import openai
 
 from rlm_pipeline.errors import (
+    BudgetExceededError,
     InputError,
+    LLMEndpointError,
     LLMError,
     LLMRateLimitError,
     LLMResponseParseError,
     LLMTimeoutError,
+)
+from rlm_pipeline.llm.breaker import (
+    CONNECT_MAX_DELAY_S,
+    CONNECT_TRIES,
+    Breaker,
+    connect_error,
+    is_connect_failure,
+    missing_endpoint,
 )
 from rlm_pipeline.llm.budget import BudgetGuard, Reservation, shared_guard
 from rlm_pipeline.llm.cache import ResponseCache, chat_key, json_key
@@ -80,6 +99,8 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "DEFAULT_CHAT_REPLY_TOKENS",
     "DEFAULT_REPLY_TOKENS",
+    "PREFLIGHT_MESSAGES",
+    "PREFLIGHT_VERSION",
     "PROBE_GRACE_S",
     "ChatReply",
     "LLMClient",
@@ -101,6 +122,10 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 #: How long calls wait on the structured-mode probe's current try before going in its mode.
 PROBE_GRACE_S = 0.02
+#: The request :meth:`LLMClient.preflight` sends (with ``max_tokens=1``).
+PREFLIGHT_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Reply with OK."}]
+#: Cache key version of the preflight request.
+PREFLIGHT_VERSION = "preflight-1"
 
 
 class _FormatRejected(Exception):
@@ -175,11 +200,22 @@ class LLMClient:
         else:
             self.meter = meter if meter is not None else UsageMeter()
             self.guard = shared_guard(budget, self.meter) if budget is not None else None
+        if self.guard is not None:
+            config.require_price(self.guard.budget)
         self.retry = retry if retry is not None else RetryPolicy(max_retries=config.max_retries)
         self._rng = rng if rng is not None else random.Random()
         self._price = config.price()
         base_url = config.resolved_base_url()
         self._endpoint = (base_url or DEFAULT_ENDPOINT, config.model)
+        # The circuit breaker (see the module docstring), the call retrying the
+        # connection for all (resolved with its verdict), and a future resolved
+        # when the breaker trips (wakes the calls sleeping in a backoff).
+        self._breaker = Breaker(self._endpoint[0], config.model)
+        self._unconfigured = missing_endpoint(config)
+        self._reconnecting: asyncio.Future[None] | None = None
+        self._connect_fails = 0
+        self._tripped: asyncio.Future[None] | None = None
+        self._call_ids = itertools.count()
         timeout = httpx2.Timeout(
             config.timeout_s, connect=min(config.timeout_s, DEFAULT_CONNECT_TIMEOUT_S)
         )
@@ -397,6 +433,57 @@ class LLMClient:
             self._cache.put(key, reply)
         return value, reply
 
+    async def preflight(self) -> bool:
+        """Check the endpoint with one minimal request (a 1-token chat) before a large run.
+
+        Only a systemic failure (the circuit breaker trips: unreachable,
+        key refused, unknown model, no endpoint configured) is raised; any
+        other outcome — a reply, a 400, a 5xx after this client's retries, a
+        budget stop — passes, and the run itself deals with it.  The call is
+        recorded in the meter like any other.  With a response cache holding
+        a reply to this same request (the endpoint answered it before),
+        nothing is sent or recorded.
+
+        Returns
+        -------
+        bool
+            Whether a request was sent.
+
+        Raises
+        ------
+        LLMEndpointError
+            The endpoint fails for a systemic cause.
+
+        Examples
+        --------
+        >>> import asyncio
+        >>> from rlm_pipeline.errors import LLMEndpointError
+        >>> from rlm_pipeline.llm.config import LLM
+        >>> from rlm_pipeline.llm.retry import RetryPolicy
+        >>> async def main() -> None:
+        ...     llm = LLM(model="m", base_url="http://127.0.0.1:9/v1")
+        ...     async with LLMClient(llm, retry=RetryPolicy(base_delay_s=0.01)) as client:
+        ...         await client.preflight()
+        >>> try:
+        ...     asyncio.run(main())
+        ... except LLMEndpointError as exc:
+        ...     print(exc)
+        connection refused at http://127.0.0.1:9/v1 — is the server running?
+        """
+        if self._cache is not None:
+            key = chat_key(
+                self.config, PREFLIGHT_MESSAGES, max_tokens=1, prompt_version=PREFLIGHT_VERSION
+            )
+            if self._cache.get(key) is not None:
+                return False
+        try:
+            await self.chat(PREFLIGHT_MESSAGES, max_tokens=1, prompt_version=PREFLIGHT_VERSION)
+        except LLMEndpointError:
+            raise
+        except (LLMError, BudgetExceededError) as exc:
+            logger.debug("preflight of %s passed with: %s", self._endpoint[0], exc)
+        return True
+
     async def aclose(self) -> None:
         """Close the HTTP client (when this client built it) and the cache."""
         if self._closed:
@@ -532,6 +619,9 @@ class LLMClient:
         be longer than what was booked.
         """
         self._check_loop()
+        if self._unconfigured is not None:
+            self._breaker.trip(self._unconfigured)
+        self._breaker.check()  # tripped: nothing is reserved or sent
         prompt_tokens = estimate_message_tokens(messages, tools)
         if max_tokens is not None:
             reply_tokens = max_tokens
@@ -582,66 +672,166 @@ class LLMClient:
         policy = self.retry
         tries = policy.max_retries + 1
         attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._semaphore:
-                    if self._rpm is not None:
-                        await self._rpm.acquire()
-                    if self._tpm is not None:
-                        await self._tpm.acquire(projected_tokens)
-                    # The low-level post skips the SDK's per-call TypedDict transform
-                    # and pydantic model building (≈ 2 ms of CPU per call): ``params``
-                    # is JSON-ready already, and we read the few reply fields we use.
-                    # Headers, auth, base_url, timeouts and the status -> exception
-                    # mapping are still the openai client's.
-                    response = await self._openai.post(
-                        "/chat/completions",
-                        cast_to=httpx2.Response,
-                        body=params,
-                        options={"security": {"bearer_auth": True}},
+        call = next(self._call_ids)
+        leading = False  # this call retries the connection for the client
+        try:
+            while True:
+                await self._wait_for_reconnect(leading)
+                attempt += 1
+                try:
+                    async with self._semaphore:
+                        self._breaker.check()  # tripped while this call waited for a slot
+                        if self._rpm is not None:
+                            await self._rpm.acquire()
+                        if self._tpm is not None:
+                            await self._tpm.acquire(projected_tokens)
+                        # The low-level post skips the SDK's per-call TypedDict transform
+                        # and pydantic model building (≈ 2 ms of CPU per call): ``params``
+                        # is JSON-ready already, and we read the few reply fields we use.
+                        # Headers, auth, base_url, timeouts and the status -> exception
+                        # mapping are still the openai client's.
+                        response = await self._openai.post(
+                            "/chat/completions",
+                            cast_to=httpx2.Response,
+                            body=params,
+                            options={"security": {"bearer_auth": True}},
+                        )
+                except openai.APIStatusError as exc:
+                    leading = self._reached(leading)
+                    status = exc.status_code
+                    if "response_format" in params:
+                        detail = _error_text(exc)
+                        if is_format_rejection(status, detail):
+                            self._breaker.other()
+                            raise _FormatRejected(status, detail) from exc
+                    tripped = self._breaker.on_status(status, _error_text(exc), call=call)
+                    if tripped is not None:
+                        self.meter.record_failure()
+                        self._wake()
+                        tripped.attempts = attempt
+                        raise tripped from exc
+                    if not should_retry(status):
+                        logger.debug("not retrying HTTP %d (try %d)", status, attempt)
+                        self.meter.record_failure()
+                        msg = f"HTTP {status} from {self._endpoint[0]}: {_error_text(exc)[:300]}"
+                        raise LLMError(msg, status=status, attempts=attempt) from exc
+                    if attempt >= tries:
+                        self.meter.record_failure()
+                        error_cls = LLMRateLimitError if status == 429 else LLMError
+                        msg = f"{status} after {attempt} tries: {_error_text(exc)[:200]}"
+                        raise error_cls(msg, status=status, attempts=attempt) from exc
+                    delay = retry_delay(
+                        attempt, parse_retry_after(exc.response.headers), self._rng, policy
                     )
-            except openai.APIStatusError as exc:
-                status = exc.status_code
-                if "response_format" in params:
-                    detail = _error_text(exc)
-                    if is_format_rejection(status, detail):
-                        raise _FormatRejected(status, detail) from exc
-                if not should_retry(status):
-                    logger.debug("not retrying HTTP %d (try %d)", status, attempt)
+                    logger.debug(
+                        "retrying HTTP %d in %.3fs (try %d of %d)", status, delay, attempt, tries
+                    )
+                    await self._pause(delay)
+                    continue
+                except openai.APIConnectionError as exc:
+                    if self._breaker.armed and is_connect_failure(exc):
+                        leading = await self._connect_failed(exc, leading)
+                        continue
+                    self._breaker.other()
+                    timed_out = isinstance(exc, openai.APITimeoutError)
+                    what = "timeout" if timed_out else "connection error"
+                    if attempt >= tries or not should_retry(exc):
+                        self.meter.record_failure()
+                        error_cls = LLMTimeoutError if timed_out else LLMError
+                        msg = f"{what} after {attempt} tries ({self._endpoint[0]})"
+                        raise error_cls(msg, attempts=attempt) from exc
+                    delay = retry_delay(attempt, None, self._rng, policy)
+                    logger.debug("retrying %s in %.3fs (try %d of %d)", what, delay, attempt, tries)
+                    await self._pause(delay)
+                    continue
+                except openai.OpenAIError as exc:
                     self.meter.record_failure()
-                    msg = f"HTTP {status} from {self._endpoint[0]}: {_error_text(exc)[:300]}"
-                    raise LLMError(msg, status=status, attempts=attempt) from exc
-                if attempt >= tries:
-                    self.meter.record_failure()
-                    error_cls = LLMRateLimitError if status == 429 else LLMError
-                    msg = f"{status} after {attempt} tries: {_error_text(exc)[:200]}"
-                    raise error_cls(msg, status=status, attempts=attempt) from exc
-                delay = retry_delay(
-                    attempt, parse_retry_after(exc.response.headers), self._rng, policy
-                )
-                logger.debug(
-                    "retrying HTTP %d in %.3fs (try %d of %d)", status, delay, attempt, tries
-                )
-                await asyncio.sleep(delay)
-                continue
-            except openai.APIConnectionError as exc:
-                timed_out = isinstance(exc, openai.APITimeoutError)
-                what = "timeout" if timed_out else "connection error"
-                if attempt >= tries or not should_retry(exc):
-                    self.meter.record_failure()
-                    error_cls = LLMTimeoutError if timed_out else LLMError
-                    msg = f"{what} after {attempt} tries ({self._endpoint[0]})"
-                    raise error_cls(msg, attempts=attempt) from exc
-                delay = retry_delay(attempt, None, self._rng, policy)
-                logger.debug("retrying %s in %.3fs (try %d of %d)", what, delay, attempt, tries)
-                await asyncio.sleep(delay)
-                continue
-            except openai.OpenAIError as exc:
+                    msg = f"model call failed: {exc}"
+                    raise LLMError(msg, attempts=attempt) from exc
+                leading = self._reached(leading)
+                self._breaker.success()
+                return self._reply_from(response, prompt_tokens, projected_tokens)
+        finally:
+            if leading:
+                self._end_reconnect()
+
+    # ---------------------------------------------------------------- breaker
+
+    async def _wait_for_reconnect(self, leading: bool) -> None:
+        """Before a try: wait while another call retries the connection; raise if tripped."""
+        while not leading and self._reconnecting is not None:
+            await asyncio.wait({self._reconnecting})
+        self._breaker.check()
+
+    async def _connect_failed(self, exc: openai.APIConnectionError, leading: bool) -> bool:
+        """A try could not connect, and the endpoint never answered: retry quickly, or trip.
+
+        The first call to fail leads: it retries (up to :data:`CONNECT_TRIES`
+        tries in all, fewer when the retry policy allows fewer) while every
+        other call waits for its verdict, so a dead endpoint sees a handful of
+        connection attempts, not one per call.  Returns whether this call leads.
+
+        Raises
+        ------
+        LLMEndpointError
+            The connection kept failing (the breaker trips).
+        """
+        self._breaker.check()  # tripped meanwhile (by the call that led before)
+        if self._reconnecting is not None and not leading:
+            return False  # another call leads: wait for it at the top of the loop
+        if self._reconnecting is None:
+            self._reconnecting = asyncio.get_running_loop().create_future()
+            self._connect_fails = 0
+        try:
+            self._connect_fails += 1
+            if self._connect_fails >= min(CONNECT_TRIES, self.retry.max_retries + 1):
                 self.meter.record_failure()
-                msg = f"model call failed: {exc}"
-                raise LLMError(msg, attempts=attempt) from exc
-            return self._reply_from(response, prompt_tokens, projected_tokens)
+                error = self._breaker.trip(
+                    connect_error(self._endpoint[0], exc, attempts=self._connect_fails)
+                )
+                logger.debug("circuit breaker tripped: %s", error)
+                self._wake()
+                raise error from exc
+            delay = min(
+                retry_delay(self._connect_fails, None, self._rng, self.retry), CONNECT_MAX_DELAY_S
+            )
+            logger.debug(
+                "cannot connect to %s; retrying in %.3fs (try %d of %d)",
+                self._endpoint[0],
+                delay,
+                self._connect_fails,
+                CONNECT_TRIES,
+            )
+            await self._pause(delay)
+        except BaseException:
+            self._end_reconnect()  # never leave the others waiting on a call that is gone
+            raise
+        return True
+
+    def _reached(self, leading: bool) -> bool:
+        """A try got an HTTP reply: the endpoint is reachable, the waiting calls may go."""
+        if leading:
+            self._end_reconnect()
+        return False
+
+    def _end_reconnect(self) -> None:
+        waiter, self._reconnecting = self._reconnecting, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake(self) -> None:
+        """The breaker tripped: wake every call that waits or sleeps, so each raises at once."""
+        self._end_reconnect()
+        if self._tripped is not None and not self._tripped.done():
+            self._tripped.set_result(None)
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds of backoff, or less if the breaker trips meanwhile."""
+        if self._tripped is None:
+            self._tripped = asyncio.get_running_loop().create_future()
+        if not self._tripped.done():
+            await asyncio.wait({self._tripped}, timeout=delay)
+        self._breaker.check()
 
     def _reply_from(
         self, response: httpx2.Response, prompt_tokens: int, projected_tokens: int

@@ -132,14 +132,71 @@ class LLM:
         return self.api_key or os.environ.get("OPENAI_API_KEY") or "sk-no-key"
 
     def price(self) -> Price:
-        """Price of this model: ``prices`` first, then :data:`DEFAULT_PRICES`, else free."""
+        """Price of this model (:meth:`known_price`), or free when it has none.
+
+        Usage of an unpriced model is recorded at zero cost; check
+        :meth:`has_price` before showing a cost (a cost budget with an
+        unpriced model is refused, see :meth:`require_price`).
+        """
+        known = self.known_price()
+        return known if known is not None else Price(0.0, 0.0)
+
+    def known_price(self) -> Price | None:
+        """Price of this model: ``prices`` first, then :data:`DEFAULT_PRICES`; None if neither has it.
+
+        An exact name wins; otherwise the longest table name the model name
+        starts with (``gpt-4.1-mini-2025-04-14`` is priced as ``gpt-4.1-mini``).
+
+        Examples
+        --------
+        >>> LLM(model="gpt-4.1-mini-2025-04-14").known_price()
+        Price(input_per_mtok=0.4, output_per_mtok=1.6)
+        >>> LLM(model="meta-llama/Llama-3.3-70B-Instruct-Turbo").known_price() is None
+        True
+        """
         table = {**DEFAULT_PRICES, **self.prices}
         if self.model in table:
             return table[self.model]
         for name in sorted(table, key=len, reverse=True):
             if self.model.startswith(name):
                 return table[name]
-        return Price(0.0, 0.0)
+        return None
+
+    def has_price(self) -> bool:
+        """Whether this model is priced (by ``prices`` or :data:`DEFAULT_PRICES`).
+
+        Examples
+        --------
+        >>> LLM(model="sim-1").has_price(), LLM(model="sim-1", prices={"sim-1": Price(1, 2)}).has_price()
+        (False, True)
+        """
+        return self.known_price() is not None
+
+    def require_price(self, budget: Budget | None) -> None:
+        """Refuse a cost budget for a model that has no price (nothing could be counted against it).
+
+        Raises
+        ------
+        InputError
+            ``budget.max_cost_usd`` is set and :meth:`has_price` is False.
+
+        Examples
+        --------
+        >>> LLM(model="sim-1").require_price(Budget(max_calls=5))  # no cost limit: fine
+        >>> LLM(model="sim-1").require_price(Budget(max_cost_usd=1.0))
+        Traceback (most recent call last):
+        ...
+        rlm_pipeline.errors.InputError: no price for model 'sim-1': pass --price-input/--price-output (USD per 1M tokens) or rp.Price via LLM(prices=...)
+        """
+        from rlm_pipeline.errors import InputError
+
+        if budget is None or budget.max_cost_usd is None or self.has_price():
+            return
+        msg = (
+            f"no price for model {self.model!r}: pass --price-input/--price-output "
+            "(USD per 1M tokens) or rp.Price via LLM(prices=...)"
+        )
+        raise InputError(msg)
 
     def share(self, parts: int) -> LLM:
         """A copy whose concurrency, rpm and tpm are this config's divided by ``parts``.

@@ -40,7 +40,10 @@ meter, whose ``cached_calls`` counts *calls*, gets one cached call per
 saved.
 
 An :class:`~rlm_pipeline.errors.LLMError` raised by the client (after its own
-retries) gives ``api_error: ...`` to the rows of that call.  A
+retries) gives ``api_error: ...`` to the rows of that call; an
+:class:`~rlm_pipeline.errors.LLMEndpointError` (the client's circuit breaker
+tripped: endpoint unreachable, key refused, unknown model) is raised instead,
+ending the whole call.  A
 :class:`~rlm_pipeline.errors.BudgetExceededError` stops the run cleanly: calls
 already answered are kept, every row not yet answered gets ``budget_exceeded``.
 
@@ -70,7 +73,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from rlm_pipeline.errors import BudgetExceededError, LLMError, LLMResponseParseError
+from rlm_pipeline.errors import (
+    BudgetExceededError,
+    LLMEndpointError,
+    LLMError,
+    LLMResponseParseError,
+)
 from rlm_pipeline.llm.cache import ResponseCache, RowKeys
 from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.llm.tokens import CHARS_PER_TOKEN
@@ -349,6 +357,8 @@ class _Run:
             outcome = check_reply(parsed, len(texts), self.spec)
             self._store(texts, outcome)
             return outcome, False
+        except LLMEndpointError:
+            raise  # systemic (the client's breaker tripped): stop the run, never api_error rows
         except LLMError as exc:
             return [(None, f"api_error: {exc}")] * len(texts), True
         outcome = check_reply(obj, len(texts), self.spec)

@@ -216,6 +216,9 @@ def _check_request(cfg: SimConfig, request: Request, raw: bytes) -> dict[str, An
         raise _HTTPError(400, f"request body is not JSON: {exc}", "invalid_request_error") from exc
     if not isinstance(body, dict):
         raise _HTTPError(400, "request body must be a JSON object", "invalid_request_error")
+    if cfg.strict_models and body.get("model") not in cfg.models:
+        raise _HTTPError(404, f"The model `{body.get('model')}` does not exist (simulated)",
+                         "invalid_request_error", code="model_not_found", param="model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(
         isinstance(m, dict) for m in messages

@@ -48,7 +48,11 @@ class SimConfig:
     retry_after_s
         ``(low, high)`` range of the ``Retry-After`` sent with a 429.
     models
-        Model names listed by ``GET /v1/models`` (any name is accepted).
+        Model names listed by ``GET /v1/models`` (any name is accepted, unless
+        ``strict_models``).
+    strict_models
+        When True, a chat request for a model not in ``models`` gets HTTP 404
+        (``model_not_found``), as OpenAI and vLLM answer.
     max_log
         Most entries kept in the ``requests_log`` of the stats.
 
@@ -71,6 +75,7 @@ class SimConfig:
     require_api_key: str | None = None
     retry_after_s: tuple[float, float] = (0.05, 0.2)
     models: tuple[str, ...] = ("sim-1", "gpt-4.1-mini", "gpt-4.1-nano")
+    strict_models: bool = False
     max_log: int = 1_000_000
 
     def __post_init__(self) -> None:
