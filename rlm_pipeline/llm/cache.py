@@ -13,6 +13,11 @@ executors, parallel jobs) can read and write it at once; a writer that finds
 the file locked waits instead of failing.  Only successful replies are stored —
 the client stores a structured reply only after it parsed and validated.
 
+A third small table, ``endpoint_modes``, remembers what an endpoint and model
+can do (:meth:`ResponseCache.get_mode` / :meth:`ResponseCache.put_mode`), e.g.
+the RLM root's action protocol, so a later process starts in the mode that
+worked instead of finding it out again.
+
 The same file also holds **row answers** (table ``row_answers``): one checked
 answer per input text of a semantic operator (classify / llm_map), keyed by
 :func:`row_key` — endpoint, model, temperature, prompt version, the operator parameters
@@ -87,6 +92,15 @@ _ROWS_SQL = (
     " key TEXT PRIMARY KEY,"
     " value TEXT NOT NULL,"
     " created_at REAL NOT NULL)"
+)
+_MODES_SQL = (
+    "CREATE TABLE IF NOT EXISTS endpoint_modes ("
+    " kind TEXT NOT NULL,"
+    " endpoint TEXT NOT NULL,"
+    " model TEXT NOT NULL,"
+    " mode TEXT NOT NULL,"
+    " updated_at REAL NOT NULL,"
+    " PRIMARY KEY (kind, endpoint, model))"
 )
 #: The ``kind`` field of every row-answer key.
 ROW_ANSWER_KIND = "row-answer"
@@ -337,6 +351,7 @@ class ResponseCache:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(_SCHEMA_SQL)
             conn.execute(_ROWS_SQL)
+            conn.execute(_MODES_SQL)
         except sqlite3.Error as exc:
             msg = f"cannot open response cache {self.path!r}: {exc}"
             raise LLMError(msg) from exc
@@ -474,6 +489,45 @@ class ResponseCache:
                     raise
             except sqlite3.Error as exc:
                 logger.warning("row answer write failed (%s): %s", self.path, exc)
+
+    def get_mode(self, kind: str, endpoint: str, model: str) -> str | None:
+        """The mode remembered for ``kind`` (e.g. ``"rlm_protocol"``) at this endpoint and model.
+
+        ``endpoint`` is an :func:`endpoint_id`.  A failed read is logged and reads as None.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                row = conn.execute(
+                    "SELECT mode FROM endpoint_modes WHERE kind = ? AND endpoint = ? AND model = ?",
+                    (kind, endpoint, model),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                logger.warning("endpoint mode read failed (%s): %s", self.path, exc)
+                return None
+        return None if row is None else str(row[0])
+
+    def put_mode(self, kind: str, endpoint: str, model: str, mode: str) -> None:
+        """Remember ``mode`` for ``kind`` at this endpoint and model (a failed write is logged).
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> with ResponseCache(os.path.join(tempfile.mkdtemp(), "c.sqlite")) as cache:
+        ...     cache.put_mode("rlm_protocol", "http://127.0.0.1:1/v1", "m", "text")
+        ...     cache.get_mode("rlm_protocol", "http://127.0.0.1:1/v1", "m")
+        'text'
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute(
+                    "INSERT OR REPLACE INTO endpoint_modes (kind, endpoint, model, mode, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (kind, endpoint, model, mode, time.time()),
+                )
+            except sqlite3.Error as exc:
+                logger.warning("endpoint mode write failed (%s): %s", self.path, exc)
 
     def row_count(self) -> int:
         """Number of stored row answers."""

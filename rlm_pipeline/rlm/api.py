@@ -18,10 +18,19 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rlm_pipeline.errors import BudgetExceededError, InputError
+from rlm_pipeline.errors import (
+    BudgetExceededError,
+    InputError,
+    LLMError,
+    LLMRateLimitError,
+    LLMResponseParseError,
+    LLMTimeoutError,
+    RootModelError,
+)
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.rlm.loop import LoopResult, run_loop
+from rlm_pipeline.rlm.protocol import PROMPT_VARIANTS, PROTOCOLS
 from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import RunState, Scope
 from rlm_pipeline.rlm.steps import StepCallback, StepLog
@@ -65,6 +74,8 @@ class RLMResult:
         ``"max_steps"`` (never answered).
     seconds
         Wall-clock time of the run.
+    protocol
+        The root action protocol the run ended in (``tools``, ``json`` or ``text``).
     """
 
     answer: str
@@ -78,6 +89,7 @@ class RLMResult:
     stop_reason: str = "answer"
     seconds: float = 0.0
     run_id: str = field(default="", repr=False)
+    protocol: str = "tools"
 
     @property
     def answered(self) -> bool:
@@ -111,6 +123,19 @@ class RLM:
     max_parallel
         Sub-runs of one ``recurse`` call that run at once (on Spark also at most
         the sub model's ``max_concurrency``).
+    protocol
+        How the root model's actions travel (:mod:`rlm_pipeline.rlm.protocol`):
+        ``"tools"`` (native function calling), ``"json"`` (one action per turn
+        as a JSON object through ``response_format``, grammar-constrained where
+        the server can), ``"text"`` (actions read from the reply text) or
+        ``"auto"`` (the default: starts with the protocol remembered for the
+        endpoint and model, else ``tools``; switches to ``text`` when the model
+        writes its actions as text and to ``json`` when the server refuses
+        ``tools``, and remembers it, also in the cache file when there is one).
+    prompt
+        The root system prompt: ``"full"``, ``"compact"`` (for small models: the
+        action syntax and one worked example) or ``"auto"`` (compact for the
+        ``json`` and ``text`` protocols, full for ``tools``).
 
     Notes
     -----
@@ -160,6 +185,8 @@ class RLM:
         *,
         sub_prompt_tokens: int = DEFAULT_SUB_PROMPT_TOKENS,
         max_parallel: int = DEFAULT_MAX_PARALLEL,
+        protocol: str = "auto",
+        prompt: str = "auto",
     ) -> None:
         if not isinstance(root, LLM):
             raise InputError("root must be an rp.LLM")
@@ -177,6 +204,11 @@ class RLM:
             raise InputError(f"sub_prompt_tokens must be >= 256, got {sub_prompt_tokens}")
         if max_parallel < 1:
             raise InputError(f"max_parallel must be >= 1, got {max_parallel}")
+        if protocol not in PROTOCOLS:
+            raise InputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if prompt not in PROMPT_VARIANTS:
+            known = ", ".join(PROMPT_VARIANTS)
+            raise InputError(f"prompt must be one of {known}, got {prompt!r}")
         self.root = root
         self.sub = sub or root
         self.engine = engine
@@ -187,6 +219,8 @@ class RLM:
         self.spark = spark
         self.sub_prompt_tokens = sub_prompt_tokens
         self.max_parallel = max_parallel
+        self.protocol = protocol
+        self.prompt = prompt
 
     def run(
         self,
@@ -223,8 +257,11 @@ class RLM:
         BudgetExceededError
             A call/token/cost budget or the timeout was hit; ``.partial`` holds the
             best partial result (the last successful tool result of the root).
-        LLMError
-            The root model failed for good (after retries).
+        RootModelError
+            The root model's server failed for good on some turn (after retries),
+            the forced final turn included; ``.partial`` holds the best partial
+            result and the message says at which step and why.  It is an
+            :class:`~rlm_pipeline.errors.LLMError`.
         """
         from rlm_pipeline.engines.load import open_engine
 
@@ -270,6 +307,8 @@ class RLM:
             spark=self.spark,
             max_parallel=self.max_parallel,
             steps=steps,
+            protocol=self.protocol,
+            prompt=self.prompt,
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         # Every way out writes the `run_end` record first; the step log is closed last.
@@ -287,6 +326,12 @@ class RLM:
                 err = BudgetExceededError(exc.what, exc.spent, exc.budget, partial=state.partial)
                 self._record_end(state, None, str(err))
                 raise err from exc
+            except LLMError as exc:  # the root model's server failed for good
+                failed = _root_failure(exc, state)
+                self._record_end(state, None, cut(str(failed), 1000))
+                if failed is exc:
+                    raise
+                raise failed from exc
             except BaseException as exc:  # the root model failed, or the run was cancelled
                 self._record_end(state, None, cut(f"{type(exc).__name__}: {exc}", 1000))
                 raise
@@ -344,7 +389,37 @@ class RLM:
             stop_reason=result.stop_reason,
             seconds=round(seconds, 3),
             run_id=state.run_id,
+            protocol=result.protocol,
         )
+
+
+_WRAPPED = (LLMError, LLMRateLimitError, LLMTimeoutError, LLMResponseParseError)
+
+
+def _root_failure(exc: LLMError, state: RunState) -> LLMError:
+    """The error a run ends with when its root model fails: one line, with the partial.
+
+    Plain model failures become a :class:`RootModelError`; a more specific
+    error (e.g. an endpoint found dead) keeps its type and gets ``partial``.
+    """
+    if type(exc) not in _WRAPPED:
+        if not hasattr(exc, "partial"):
+            setattr(exc, "partial", state.partial)  # noqa: B010 - not declared on LLMError
+        return exc
+    reason = " ".join(str(exc).split())
+    partial = state.partial
+    shown = " ".join(str(partial).split()) if partial is not None else "none"
+    message = (
+        f"root model failed at step {state.root_steps}: {cut(reason, 300)}; "
+        f"best partial result: {cut(shown, 300)}"
+    )
+    return RootModelError(
+        message,
+        partial=partial,
+        steps=state.root_steps,
+        status=exc.status,
+        attempts=exc.attempts,
+    )
 
 
 def _engine_kind(engine: Any) -> str:

@@ -2,7 +2,8 @@
 
 Tool results are already bounded; over many steps the conversation still
 grows.  Before each model call :meth:`Conversation.messages_for_call` shortens
-old tool results and, if that is not enough, drops the oldest whole steps
+old tool results (``tool`` messages, or the user messages that carry results,
+nudges and corrections in the json and text protocols) and, if that is not enough, drops the oldest whole steps
 (an assistant turn with its tool results), leaving a note that says how many
 were omitted.  The system prompt and the first message (question + metadata)
 are always kept, and the message order stays valid for the chat API.
@@ -65,7 +66,7 @@ class Conversation:
         for group in self.groups[:-_KEEP_RECENT_GROUPS]:
             for message in group:
                 content = message.get("content")
-                if message["role"] == "tool" and isinstance(content, str):
+                if message["role"] in ("tool", "user") and isinstance(content, str):
                     if len(content) > _SHORT_RESULT_CHARS:
                         message["content"] = cut(content, _SHORT_RESULT_CHARS) + " [shortened]"
         messages = self._all()

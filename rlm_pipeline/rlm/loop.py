@@ -1,12 +1,31 @@
-"""The root loop: prompt → tool calls → dispatch → bounded results → … → ``answer``.
+"""The root loop: prompt → actions → dispatch → bounded results → … → ``answer``.
 
 One loop runs per RLM level: the root at depth 0 and one per partition for
-``recurse`` at deeper levels.  Only a call of the ``answer`` tool ends a loop
-with an answer; free text is never parsed for one.  A reply without tool
-calls gets a nudge.  When the steps are used up the model is asked once more
-with ``tool_choice`` naming ``answer``; other tools called in that turn are not
-run, and a model that still does not answer ends the loop without an answer.
-Budget errors raised by the client propagate to the caller.
+``recurse`` at deeper levels.  Only the ``answer`` action ends a loop with an
+answer; prose is never read as one.  The actions travel by one of three
+protocols (:mod:`rlm_pipeline.rlm.protocol`):
+
+- ``tools``: native tool calls; a reply without any gets a nudge;
+- ``json``: one ``{"tool", "arguments"}`` object per turn through
+  ``response_format``; results come back as a user message;
+- ``text``: actions written in the reply (:func:`~rlm_pipeline.rlm.actions.parse_actions`),
+  several per reply run in order up to a cap; a reply with none gets a
+  correction message.
+
+``auto`` starts with the protocol remembered for the endpoint and model (else
+``tools``); a ``tools`` reply whose text holds actions runs them at once and
+switches to ``text``; a server that refuses ``tools`` / ``tool_choice`` switches
+to ``json``.  Each action is validated like a native call.  When the steps are
+used up the model is asked once more with only ``answer`` allowed (``tool_choice``
+naming it, an answer-only schema, or an answer-only instruction); other actions
+in that turn are not run, and a model that still does not answer ends the loop
+without an answer.
+
+Guards for small models: the same failing call twice gets a targeted hint, and
+an ``answer`` before any action has looked at the data is refused once.
+Budget errors and failures of the model's server propagate to the caller
+(:meth:`rlm_pipeline.RLM.run` turns the latter into a ``RootModelError``
+carrying the best partial result).
 """
 
 from __future__ import annotations
@@ -15,25 +34,45 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_pipeline.errors import LLMError, LLMResponseParseError
+from rlm_pipeline.llm.cache import endpoint_id, json_key
 from rlm_pipeline.llm.tokens import estimate_tokens
+from rlm_pipeline.rlm.actions import correction_message, parse_actions
 from rlm_pipeline.rlm.conversation import Conversation
 from rlm_pipeline.rlm.prompts import (
+    EARLY_ANSWER_MESSAGE,
     PROMPT_VERSION,
-    SYSTEM_PROMPT,
     ViewInfo,
     final_answer_message,
     first_message,
     nudge_message,
+    results_message,
+    system_prompt,
 )
-from rlm_pipeline.rlm.render import cut
+from rlm_pipeline.rlm.protocol import (
+    ACTION_SCHEMA_NAME,
+    EXAMPLES,
+    Protocol,
+    action_schema,
+    action_text,
+    example,
+    is_tools_rejection,
+    known_protocol,
+    remember_protocol,
+    repeat_hint,
+    tool_lines,
+)
+from rlm_pipeline.rlm.render import bound, cut
 from rlm_pipeline.rlm.scope import Scope
 from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS, ToolOutcome, dispatch
 
 __all__ = [
+    "ANSWER_SCHEMA",
     "FORCE_ANSWER_CHOICE",
+    "PROTOCOL_MODE_KIND",
     "ROOT_PROMPT_BUDGET_TOKENS",
     "LoopResult",
     "describe_context",
@@ -50,6 +89,12 @@ _TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
 #: a model or server that ignores the choice and calls another tool is refused, since
 #: only an `answer` call is taken as the answer.
 FORCE_ANSWER_CHOICE: dict[str, Any] = {"type": "function", "function": {"name": "answer"}}
+#: The json protocol's schemas: any action, and only `answer` (the forced final turn).
+ACTION_SCHEMA = action_schema(TOOL_NAMES)
+ANSWER_SCHEMA = action_schema(["answer"])
+_ACTION_TOKENS = estimate_tokens(json.dumps(ACTION_SCHEMA, separators=(",", ":")))
+#: The ``kind`` under which the protocol is remembered in the response cache file.
+PROTOCOL_MODE_KIND = "rlm_protocol"
 
 
 @dataclass(frozen=True)
@@ -58,6 +103,7 @@ class LoopResult:
 
     ``stop_reason`` is ``"answer"`` (the model called `answer`), ``"forced_answer"``
     (it answered when asked after the last step) or ``"max_steps"`` (no answer).
+    ``protocol`` is the action protocol the loop ended in.
     """
 
     answered: bool
@@ -65,6 +111,70 @@ class LoopResult:
     explanation: str | None
     steps: int
     stop_reason: str
+    protocol: str = "tools"
+
+
+@dataclass
+class _Call:
+    """One action to run: from a native tool call or read from text / JSON."""
+
+    name: str
+    arguments: str
+    call_id: str = ""
+
+
+@dataclass
+class _Channel:
+    """The protocol state of one loop, and its guards."""
+
+    requested: str
+    protocol: Protocol
+    compact: bool | None  # None: chosen by the protocol ("auto" prompt)
+    endpoint: str
+    model: str
+    cache: Any
+    data_seen: bool = False
+    early_answer_refused: bool = False
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def prompt(self) -> str:
+        compact = self.protocol != "tools" if self.compact is None else self.compact
+        return system_prompt(
+            self.protocol, compact=compact, tool_lines=tool_lines(), example=example(self.protocol)
+        )
+
+    def switch(self, protocol: Protocol, conv: Conversation) -> None:
+        """Go on in ``protocol``, remembered for this endpoint and model."""
+        logger.info(
+            "%s (%s): root protocol %s -> %s", self.endpoint, self.model, self.protocol, protocol
+        )
+        self.protocol = protocol
+        remember_protocol(self.endpoint, self.model, protocol)
+        if self.cache is not None:
+            self.cache.put_mode(PROTOCOL_MODE_KIND, self.endpoint, self.model, protocol)
+        conv.head[0] = {"role": "system", "content": self.prompt()}
+        _as_text_history(conv, protocol)
+
+
+def _channel(scope: Scope, client: Any) -> _Channel:
+    state = scope.state
+    requested = state.protocol
+    config = client.config
+    endpoint = endpoint_id(config.resolved_base_url())
+    cache = getattr(client, "cache", None)
+    protocol: Protocol = "tools"
+    if requested in ("tools", "json", "text"):
+        protocol = requested  # type: ignore[assignment]
+    else:
+        found: str | None = known_protocol(endpoint, config.model)
+        if found is None and cache is not None:
+            found = cache.get_mode(PROTOCOL_MODE_KIND, endpoint, config.model)
+            if found in ("tools", "json", "text"):
+                remember_protocol(endpoint, config.model, found)  # type: ignore[arg-type]
+        if found in ("tools", "json", "text"):
+            protocol = found  # type: ignore[assignment]
+    compact = None if state.prompt == "auto" else state.prompt == "compact"
+    return _Channel(requested, protocol, compact, endpoint, config.model, cache)
 
 
 async def describe_context(scope: Scope) -> ViewInfo:
@@ -93,7 +203,8 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         max_depth=state.max_depth,
         max_steps=state.max_steps,
     )
-    conv = Conversation(SYSTEM_PROMPT, first, budget_tokens=ROOT_PROMPT_BUDGET_TOKENS)
+    channel = _channel(scope, client)
+    conv = Conversation(channel.prompt(), first, budget_tokens=ROOT_PROMPT_BUDGET_TOKENS)
     state.steps.record(
         depth=scope.depth,
         path=scope.path,
@@ -106,19 +217,33 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
             "prompt_version": PROMPT_VERSION,
             "max_steps": state.max_steps,
             "max_depth": state.max_depth,
+            "protocol": channel.requested,
+            "start_protocol": channel.protocol,
         },
     )
     for step in range(1, state.max_steps + 1):
         if scope.depth == 0:
             state.root_steps = step
-        outcome = await _turn(scope, client, conv, step, forced=False)
+        outcome = await _turn(scope, client, conv, channel, step, forced=False)
         if outcome is not None:
-            return LoopResult(True, outcome.value, outcome.explanation, step, "answer")
-    conv.add({"role": "user", "content": final_answer_message(state.max_steps)})
-    outcome = await _turn(scope, client, conv, state.max_steps + 1, forced=True)
+            return LoopResult(
+                True, outcome.value, outcome.explanation, step, "answer", channel.protocol
+            )
+    syntax = (
+        None
+        if channel.protocol == "tools"
+        else action_text(channel.protocol, "answer", EXAMPLES["answer"])
+    )
+    conv.add({"role": "user", "content": final_answer_message(state.max_steps, syntax)})
+    outcome = await _turn(scope, client, conv, channel, state.max_steps + 1, forced=True)
     if outcome is not None:
         return LoopResult(
-            True, outcome.value, outcome.explanation, state.max_steps, "forced_answer"
+            True,
+            outcome.value,
+            outcome.explanation,
+            state.max_steps,
+            "forced_answer",
+            channel.protocol,
         )
     state.steps.record(
         depth=scope.depth,
@@ -127,98 +252,367 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         result_summary=f"no answer after {state.max_steps} steps",
         error="max_steps: the model never called answer",
     )
-    return LoopResult(False, None, None, state.max_steps, "max_steps")
+    return LoopResult(False, None, None, state.max_steps, "max_steps", channel.protocol)
 
 
 async def _turn(
-    scope: Scope, client: Any, conv: Conversation, step: int, *, forced: bool
+    scope: Scope,
+    client: Any,
+    conv: Conversation,
+    channel: _Channel,
+    step: int,
+    *,
+    forced: bool,
 ) -> ToolOutcome | None:
-    """One model call and its tool calls; returns the `answer` outcome if there was one."""
-    state = scope.state
+    """One model call and its actions; returns the `answer` outcome if there was one."""
     started = time.monotonic()
-    reply = await client.chat(
-        conv.messages_for_call(_TOOLS_TOKENS),
-        tools=TOOLS,
-        tool_choice=FORCE_ANSWER_CHOICE if forced else "auto",
-        prompt_version=PROMPT_VERSION,
-    )
-    state.steps.record(
-        depth=scope.depth,
-        path=scope.path,
-        kind="model",
-        result_summary=cut(reply.content or "", 300) or None,
-        input_tokens=reply.input_tokens,
-        output_tokens=reply.output_tokens,
-        seconds=time.monotonic() - started,
-        extra={"step": step, "tool_calls": len(reply.tool_calls), "forced": forced},
-    )
-    if not reply.tool_calls:
-        state.errors += 1
-        text = nudge_message()
+    protocol = channel.protocol
+    switched: str | None = None
+    try:
+        if protocol == "tools":
+            reply = await client.chat(
+                conv.messages_for_call(_TOOLS_TOKENS),
+                tools=TOOLS,
+                tool_choice=FORCE_ANSWER_CHOICE if forced else "auto",
+                prompt_version=PROMPT_VERSION,
+            )
+        elif protocol == "json":
+            return await _json_turn(scope, client, conv, channel, step, forced=forced)
+        else:
+            reply = await client.chat(conv.messages_for_call(0), prompt_version=PROMPT_VERSION)
+    except LLMError as exc:
+        if (
+            protocol == "tools"
+            and channel.requested == "auto"
+            and is_tools_rejection(exc.status, str(exc))
+        ):
+            channel.switch("json", conv)
+            reason = f"server refused tools: {cut(str(exc), 300)}"
+            return await _json_turn(
+                scope, client, conv, channel, step, forced=forced, switched=reason
+            )
+        raise
+    calls: list[_Call] = [_Call(c.name, c.arguments, c.id) for c in reply.tool_calls]
+    parsed = None
+    if protocol == "text" or (not calls and channel.requested == "auto"):
+        parsed = parse_actions(reply.content)
+        if protocol == "tools" and parsed.actions:
+            channel.switch("text", conv)  # run them now: no wasted turn
+            switched = "text"
+        calls = [_Call(a.name, a.arguments) for a in parsed.actions] if parsed.actions else []
+    _record_model(scope, reply, step, started, len(calls), forced, protocol, switched)
+    if not calls:
+        if channel.protocol == "tools":
+            text, error = nudge_message(), "reply had no tool call (nudged to use tools)"
+        else:
+            text = correction_message(parsed or parse_actions(reply.content), TOOL_NAMES)
+            error = "reply held no valid action (sent a correction)"
         conv.add(
             {"role": "assistant", "content": reply.content or ""},
             {"role": "user", "content": text},
         )
-        state.steps.record(
-            depth=scope.depth,
-            path=scope.path,
-            kind="error",
-            result_summary=text,
-            error="reply had no tool call (nudged to use tools)",
-        )
+        _record_error(scope, step, error, summary=text)
         return None
+    if channel.protocol == "tools":
+        return await _run_native(scope, conv, channel, calls, reply.content, step, forced)
+    conv.add({"role": "assistant", "content": reply.content or ""})
+    dropped = parsed.dropped if parsed is not None else 0
+    notes = list(parsed.problems) if parsed is not None else []
+    return await _run_as_text(scope, conv, channel, calls, step, forced, dropped, notes)
+
+
+async def _json_turn(
+    scope: Scope,
+    client: Any,
+    conv: Conversation,
+    channel: _Channel,
+    step: int,
+    *,
+    forced: bool,
+    switched: str | None = None,
+) -> ToolOutcome | None:
+    """One turn of the json protocol: one action object through ``response_format``.
+
+    ``switched`` is the reason when this turn follows a switch from ``tools``.
+    """
+    started = time.monotonic()
+    schema = ANSWER_SCHEMA if forced else ACTION_SCHEMA
+    messages = conv.messages_for_call(_ACTION_TOKENS)
+    try:
+        value, reply = await client.json(
+            messages,
+            schema,
+            name=ACTION_SCHEMA_NAME,
+            prompt_version=PROMPT_VERSION,
+            validate=False,
+        )
+    except LLMResponseParseError as exc:
+        _record_model(
+            scope, None, step, started, 0, forced, "json", None, raw=exc.raw, switched_from=switched
+        )
+        text = _json_correction("the reply was not one JSON object", forced)
+        conv.add({"role": "assistant", "content": exc.raw}, {"role": "user", "content": text})
+        _record_error(scope, step, "reply held no JSON action (sent a correction)", summary=text)
+        return None
+    name = value.get("tool", value.get("name"))
+    arguments = value.get("arguments", {})
+    if isinstance(arguments, str):
+        raw_args = arguments
+    else:
+        raw_args = json.dumps(arguments, ensure_ascii=False)
+    _record_model(
+        scope,
+        reply,
+        step,
+        started,
+        1 if isinstance(name, str) else 0,
+        forced,
+        "json",
+        None,
+        switched_from=switched,
+    )
+    if not isinstance(name, str) or not name:
+        if channel.cache is not None:  # a reply we reject must not be served again
+            channel.cache.delete(
+                json_key(
+                    client.config,
+                    messages,
+                    schema,
+                    name=ACTION_SCHEMA_NAME,
+                    prompt_version=PROMPT_VERSION,
+                )
+            )
+        text = _json_correction('the object had no "tool" name', forced)
+        conv.add(
+            {"role": "assistant", "content": reply.content or ""}, {"role": "user", "content": text}
+        )
+        _record_error(scope, step, "reply held no JSON action (sent a correction)", summary=text)
+        return None
+    conv.add({"role": "assistant", "content": reply.content or ""})
+    return await _run_as_text(scope, conv, channel, [_Call(name, raw_args)], step, forced, 0, [])
+
+
+def _json_correction(problem: str, forced: bool) -> str:
+    shown = action_text(
+        "json", "answer" if forced else "peek", EXAMPLES["answer" if forced else "peek"]
+    )
+    return f"Nothing was run: {problem}. Reply with exactly one JSON object, for example:\n{shown}"
+
+
+async def _run_native(
+    scope: Scope,
+    conv: Conversation,
+    channel: _Channel,
+    calls: list[_Call],
+    content: str | None,
+    step: int,
+    forced: bool,
+) -> ToolOutcome | None:
     conv.add(
         {
             "role": "assistant",
-            "content": reply.content,
+            "content": content,
             "tool_calls": [
                 {
-                    "id": call.id,
+                    "id": call.call_id,
                     "type": "function",
                     "function": {"name": call.name, "arguments": call.arguments},
                 }
-                for call in reply.tool_calls
+                for call in calls
             ],
         }
     )
     final: ToolOutcome | None = None
-    for call in reply.tool_calls:
+    for call in calls:
         if final is not None:
             conv.extend_last(
-                {"role": "tool", "tool_call_id": call.id, "content": "ignored: run ended"}
+                {"role": "tool", "tool_call_id": call.call_id, "content": "ignored: run ended"}
             )
             continue
-        call_started = time.monotonic()
-        before = state.meter.snapshot()
-        if forced and call.name != "answer":
-            outcome = _refused(call.name)
-        else:
-            outcome = await dispatch(call.name, call.arguments, scope)
-        spent = state.meter.snapshot()  # sub-calls of this tool (approximate under recursion)
-        conv.extend_last({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
-        if outcome.error is not None:
-            state.errors += 1
-        elif scope.depth == 0 and not outcome.final:
-            state.partial = outcome.text
-        state.steps.record(
-            depth=scope.depth,
-            path=scope.path,
-            kind="answer" if outcome.final else "error" if outcome.error else "tool",
-            tool=cut(call.name, 60),
-            arguments=_arguments_for_trace(call.arguments),
-            result_summary=cut(outcome.text, 2000),
-            rows_in=outcome.rows_in,
-            rows_out=outcome.rows_out,
-            sub_calls=outcome.sub_calls or max(0, spent.calls - before.calls),
-            input_tokens=max(0, spent.input_tokens - before.input_tokens),
-            output_tokens=max(0, spent.output_tokens - before.output_tokens),
-            seconds=time.monotonic() - call_started,
-            error=outcome.error,
-            extra={"step": step},
-        )
+        outcome = await _run_call(scope, channel, call, step, forced)
+        conv.extend_last({"role": "tool", "tool_call_id": call.call_id, "content": outcome.text})
         if outcome.final:
             final = outcome
     return final
+
+
+async def _run_as_text(
+    scope: Scope,
+    conv: Conversation,
+    channel: _Channel,
+    calls: list[_Call],
+    step: int,
+    forced: bool,
+    dropped: int,
+    notes: list[str],
+) -> ToolOutcome | None:
+    """Run actions read from text or JSON; their results go back as one user message."""
+    results: list[tuple[str, str]] = []
+    final: ToolOutcome | None = None
+    for call in calls:
+        if final is not None:
+            results.append((call.name, "ignored: run ended"))
+            continue
+        outcome = await _run_call(scope, channel, call, step, forced)
+        results.append((call.name, outcome.text))
+        if outcome.final:
+            final = outcome
+    if dropped:
+        message = (
+            f"{dropped} more actions were not run (at most {len(calls)} run per reply); "
+            "send them again if still needed"
+        )
+        notes = [message, *notes]
+        _record_error(scope, step, message)
+    conv.extend_last({"role": "user", "content": bound(results_message(results, notes), 12000)})
+    return final
+
+
+async def _run_call(
+    scope: Scope, channel: _Channel, call: _Call, step: int, forced: bool
+) -> ToolOutcome:
+    """Run one action through the guards and dispatch, and record it."""
+    state = scope.state
+    call_started = time.monotonic()
+    before = state.meter.snapshot()
+    if forced and call.name != "answer":
+        outcome = _refused(call.name)
+    elif (
+        call.name == "answer"
+        and not forced
+        and not channel.data_seen
+        and not channel.early_answer_refused
+    ):
+        channel.early_answer_refused = True
+        outcome = ToolOutcome(
+            text=f"error: {EARLY_ANSWER_MESSAGE}", error="answer before any data was checked"
+        )
+    else:
+        outcome = await dispatch(call.name, call.arguments, scope)
+    if outcome.error is not None:
+        key = (call.name, _canonical(call.arguments))
+        channel.failures[key] = channel.failures.get(key, 0) + 1
+        if channel.failures[key] == 2:
+            outcome.text = bound(
+                outcome.text + "\n" + repeat_hint(call.name, outcome.error, channel.protocol)
+            )
+    elif not outcome.final:
+        channel.data_seen = True
+    spent = state.meter.snapshot()  # sub-calls of this tool (approximate under recursion)
+    if outcome.error is not None:
+        state.errors += 1
+    elif scope.depth == 0 and not outcome.final:
+        state.partial = outcome.text
+    state.steps.record(
+        depth=scope.depth,
+        path=scope.path,
+        kind="answer" if outcome.final else "error" if outcome.error else "tool",
+        tool=cut(call.name, 60),
+        arguments=_arguments_for_trace(call.arguments),
+        result_summary=cut(outcome.text, 2000),
+        rows_in=outcome.rows_in,
+        rows_out=outcome.rows_out,
+        sub_calls=outcome.sub_calls or max(0, spent.calls - before.calls),
+        input_tokens=max(0, spent.input_tokens - before.input_tokens),
+        output_tokens=max(0, spent.output_tokens - before.output_tokens),
+        seconds=time.monotonic() - call_started,
+        error=outcome.error,
+        extra={"step": step, "protocol": channel.protocol},
+    )
+    return outcome
+
+
+def _record_model(
+    scope: Scope,
+    reply: Any,
+    step: int,
+    started: float,
+    actions: int,
+    forced: bool,
+    protocol: str,
+    switched: str | None,
+    *,
+    raw: str | None = None,
+    switched_from: str | None = None,
+) -> None:
+    extra: dict[str, Any] = {
+        "step": step,
+        "tool_calls": actions,
+        "forced": forced,
+        "protocol": protocol,
+    }
+    if switched:
+        extra["switched_to"] = switched
+    if switched_from:
+        extra["switched_from"] = "tools"
+        extra["switch_reason"] = cut(switched_from, 400)
+    content = raw if reply is None else reply.content
+    scope.state.steps.record(
+        depth=scope.depth,
+        path=scope.path,
+        kind="model",
+        result_summary=cut(content or "", 300) or None,
+        input_tokens=0 if reply is None else reply.input_tokens,
+        output_tokens=0 if reply is None else reply.output_tokens,
+        seconds=time.monotonic() - started,
+        extra=extra,
+    )
+
+
+def _record_error(scope: Scope, step: int, error: str, *, summary: str | None = None) -> None:
+    scope.state.errors += 1
+    scope.state.steps.record(
+        depth=scope.depth,
+        path=scope.path,
+        kind="error",
+        result_summary=cut(summary, 2000) if summary else None,
+        error=cut(error, 1000),
+        extra={"step": step},
+    )
+
+
+def _as_text_history(conv: Conversation, protocol: str) -> None:
+    """Rewrite native tool-call turns as text turns (after a switch away from ``tools``).
+
+    Servers that take no ``tools`` may refuse ``tool`` messages; the earlier
+    calls become action text in the assistant message and their results one
+    user message.
+    """
+    for index, group in enumerate(conv.groups):
+        assistant = group[0] if group else None
+        if assistant is None or not assistant.get("tool_calls"):
+            continue
+        written = []
+        for call in assistant["tool_calls"]:
+            function = call.get("function") or {}
+            try:
+                args = json.loads(function.get("arguments") or "{}")
+            except (json.JSONDecodeError, RecursionError):
+                args = {"raw": function.get("arguments")}
+            written.append(action_text(protocol, str(function.get("name")), args))
+        text = "\n".join(filter(None, [assistant.get("content") or "", *written]))
+        by_id = {
+            m.get("tool_call_id"): m.get("content") or ""
+            for m in group[1:]
+            if m.get("role") == "tool"
+        }
+        results = [
+            (str((c.get("function") or {}).get("name")), str(by_id.get(c.get("id"), "")))
+            for c in assistant["tool_calls"]
+        ]
+        others = [m for m in group[1:] if m.get("role") != "tool"]
+        conv.groups[index] = [
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": results_message(results)},
+            *others,
+        ]
+
+
+def _canonical(raw: str) -> str:
+    try:
+        return json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    except (json.JSONDecodeError, RecursionError, TypeError):
+        return raw.strip()
 
 
 def _refused(name: str) -> ToolOutcome:

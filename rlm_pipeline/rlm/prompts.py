@@ -9,7 +9,15 @@ planner (:mod:`rlm_pipeline.sim.planner`) can read it too.
 Examples
 --------
 >>> PROMPT_VERSION
-'rlm-root-v1'
+'rlm-root-v2'
+
+The system prompt comes in two variants (:func:`system_prompt`): the full one
+(:data:`SYSTEM_PROMPT`, the default with native tool calls) and a compact one
+for small models (the default for the ``json`` and ``text`` protocols) that
+lists the actions, shows their exact syntax and walks through one example.
+Both start with :data:`ROOT_PROMPT_MARKER`.  Without native tool calls, the
+results of one reply's actions go back in one user message
+(:func:`results_message`), each under a ``[result N: TOOL]`` line.
 """
 
 from __future__ import annotations
@@ -20,8 +28,11 @@ from typing import Any
 from rlm_pipeline.rlm.render import cut, jsonable, schema_line
 
 __all__ = [
+    "EARLY_ANSWER_MESSAGE",
     "PLAIN_SYSTEM_PROMPT",
     "PROMPT_VERSION",
+    "RESULT_HEADER",
+    "ROOT_PROMPT_MARKER",
     "SYSTEM_PROMPT",
     "ViewInfo",
     "combine_message",
@@ -29,9 +40,14 @@ __all__ = [
     "first_message",
     "nudge_message",
     "plain_message",
+    "results_message",
+    "system_prompt",
 ]
 
-PROMPT_VERSION = "rlm-root-v1"
+#: Part of every root cache key; bump it whenever a text below changes.
+PROMPT_VERSION = "rlm-root-v2"
+#: How every root system prompt starts (the simulator recognises the root role by it).
+ROOT_PROMPT_MARKER = "You are an orchestrator"
 
 SYSTEM_PROMPT = """\
 You are an orchestrator, not a solver. A table you cannot see in full is registered \
@@ -60,6 +76,49 @@ Example. Question: "Among users 12345, 67890 and 11111, how many questions are a
 -> {"n": 15}
 - answer {"value": 15, "explanation": "15 of the 41 questions from these users are about billing."}
 """
+
+_COMPACT_HEAD = """\
+You are an orchestrator. A table you cannot see is registered as view `context`. \
+You answer the question by running actions on it, a few at a time; sub-models read \
+the texts for you. Only the `answer` action ends the run; text is not an answer.
+
+Actions:
+{tools}
+
+{syntax}
+
+Steps: 1. peek 3 rows. 2. filter to the rows the question is about (SQL WHERE on \
+columns such as user_id or a date). 3. classify the text column into labels (or \
+llm_map a value per row). 4. sql: one SELECT that counts. 5. answer with the result.
+Do not answer before the data was checked. A result starting with "error:" means: \
+fix that action and try again.
+
+Example. Question: "Among users 12345, 67890 and 11111, how many questions are about billing?"
+{example}"""
+
+_SYNTAX = {
+    "tools": "Call the actions as tools (function calls).",
+    "json": (
+        "Reply with exactly one JSON object per turn, for one action:\n"
+        '{"tool": "<action>", "arguments": {...}}\n'
+        "Its result comes back in the next message."
+    ),
+    "text": (
+        "Write each action on its own line, exactly like this:\n"
+        '<tool_call>{"name": "<action>", "arguments": {...}}</tool_call>\n'
+        "Several actions in one reply run in order; their results come back in the "
+        "next message."
+    ),
+}
+
+#: One ``[result N: TOOL]`` line heads each action's result in a results message.
+RESULT_HEADER = "[result {n}: {tool}]"
+
+#: Sent (once per run) when `answer` comes before any tool has looked at the data.
+EARLY_ANSWER_MESSAGE = (
+    "not accepted yet: no action has looked at the data, so this answer is a guess. "
+    "Check with the data first (peek, filter, classify, sql), then answer."
+)
 
 PLAIN_SYSTEM_PROMPT = """\
 You answer one question about the rows given below (one JSON object per line). \
@@ -142,6 +201,53 @@ def first_message(
     return "\n".join(lines)
 
 
+def system_prompt(
+    protocol: str,
+    *,
+    compact: bool,
+    tool_lines: Sequence[str],
+    example: Sequence[tuple[str, str]],
+) -> str:
+    """The root system prompt for ``protocol`` (``tools``, ``json`` or ``text``).
+
+    ``tool_lines`` lists the actions (signature and description); ``example``
+    holds ``(action as written, its result)`` pairs of the worked example.  The
+    full variant with native tools is :data:`SYSTEM_PROMPT` as is; without
+    native tools it adds the action list and syntax.
+
+    Examples
+    --------
+    >>> text = system_prompt("text", compact=True, tool_lines=["- peek(view, n)"],
+    ...                      example=[("<tool_call>…</tool_call>", "view `context`: …")])
+    >>> text.startswith(ROOT_PROMPT_MARKER), "<tool_call>" in text
+    (True, True)
+    """
+    syntax = _SYNTAX.get(protocol, _SYNTAX["text"])
+    if not compact:
+        if protocol == "tools":
+            return SYSTEM_PROMPT
+        return f"{SYSTEM_PROMPT}\nActions:\n" + "\n".join(tool_lines) + f"\n\n{syntax}"
+    shown = "\n".join(f"{action}\n-> {result}" for action, result in example)
+    return _COMPACT_HEAD.format(tools="\n".join(tool_lines), syntax=syntax, example=shown)
+
+
+def results_message(results: Sequence[tuple[str, str]], notes: Sequence[str] = ()) -> str:
+    """The user message carrying the results of one reply's actions (json/text protocols).
+
+    Examples
+    --------
+    >>> print(results_message([("peek", "view `context`: first 1 rows")]))
+    [result 1: peek]
+    view `context`: first 1 rows
+    """
+    parts = [
+        RESULT_HEADER.format(n=i, tool=cut(tool, 60)) + "\n" + text
+        for i, (tool, text) in enumerate(results, 1)
+    ]
+    parts.extend(f"note: {note}" for note in notes)
+    return "\n".join(parts)
+
+
 def nudge_message() -> str:
     """Sent after a reply with no tool call: only tools act, only `answer` ends the run."""
     return (
@@ -150,12 +256,19 @@ def nudge_message() -> str:
     )
 
 
-def final_answer_message(steps: int) -> str:
-    """Sent once when the steps are used up, with `answer` forced."""
-    return (
+def final_answer_message(steps: int, syntax: str | None = None) -> str:
+    """Sent once when the steps are used up, with `answer` forced.
+
+    ``syntax`` shows how to write the `answer` action when it is not a native
+    tool call (json and text protocols).
+    """
+    text = (
         f"You have used all {steps} steps. Call `answer` now with your best answer "
         "from what you have found."
     )
+    if syntax:
+        text += f" Only `answer` is accepted now; write it exactly like this:\n{syntax}"
+    return text
 
 
 def plain_message(question: str, text_column: str | None, rows_jsonl: str) -> str:

@@ -57,6 +57,10 @@ class RunState:
     root_steps: int = 0
     #: Best partial answer so far: the last successful result at depth 0.
     partial: Any = None
+    #: The root action protocol asked for (``auto``, ``tools``, ``json``, ``text``) and
+    #: the system-prompt variant (``auto``, ``full``, ``compact``); see rlm/protocol.py.
+    protocol: str = "auto"
+    prompt: str = "auto"
 
 
 @dataclass

@@ -29,6 +29,7 @@ from typing import Any
 import jsonschema
 
 from rlm_pipeline.errors import BudgetExceededError, InputError, RLMPipelineError
+from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
 
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_PEEK_ROWS",
     "TOOLS",
     "TOOL_NAMES",
+    "TOOL_SPECS",
     "ToolError",
     "ToolOutcome",
     "check_view_name",
@@ -77,8 +79,8 @@ def _tool(
     }
 
 
-#: OpenAI function-calling schemas of the tools (DESIGN.md §2).
-TOOLS: list[dict[str, Any]] = [
+#: The tools' schemas with their real limits: what arguments are validated against.
+TOOL_SPECS: list[dict[str, Any]] = [
     _tool(
         "peek",
         "First rows of a view; each cell cut to 200 characters.",
@@ -165,10 +167,14 @@ TOOLS: list[dict[str, Any]] = [
     ),
 ]
 
+#: OpenAI function-calling schemas of the tools (DESIGN.md §2), as sent to servers: limits
+#: above :data:`~rlm_pipeline.rlm.limits.SCHEMA_LIMIT` are left out (grammar engines cannot
+#: take them) and enforced after parsing, by validation against :data:`TOOL_SPECS`.
+TOOLS: list[dict[str, Any]] = [wire_schema(t) for t in TOOL_SPECS]
 TOOL_NAMES: tuple[str, ...] = tuple(t["function"]["name"] for t in TOOLS)
 _VALIDATORS = {
     t["function"]["name"]: jsonschema.Draft202012Validator(t["function"]["parameters"])
-    for t in TOOLS
+    for t in TOOL_SPECS
 }
 
 
@@ -493,6 +499,8 @@ async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
     try:
         args = parse_arguments(name, raw_arguments)
         outcome = await _HANDLERS[name](args, scope)
+        if outcome.error is None and not outcome.final:
+            outcome.text = await _restated(name, args, outcome, scope)
     except (ToolError, InputError, BudgetExceededError) as exc:
         outcome = _error(exc)
     except RLMPipelineError as exc:
@@ -502,6 +510,24 @@ async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
         outcome = _error(exc, kind="internal error")
     logger.debug("tool %s done in %.3fs", name, time.monotonic() - started)
     return outcome
+
+
+async def _restated(name: str, args: dict[str, Any], outcome: ToolOutcome, scope: Scope) -> str:
+    """The result text, ending with the view's name, row count and columns when it lacks them.
+
+    Small models lose track of which views exist and what they hold; each
+    result that made or read a view restates it in one line.
+    """
+    view = args.get("view") if name == "peek" else args.get("name")
+    rows = outcome.rows_in if name == "peek" else outcome.rows_out
+    if not isinstance(view, str) or rows is None or "\ncolumns: " in outcome.text:
+        return outcome.text
+    try:
+        schema = await _engine(scope.engine.schema, view)
+    except Exception:  # noqa: BLE001 - the view is gone or unreadable: keep the result as is
+        return outcome.text
+    line = f"(view `{view}`: {rows} rows; columns: {schema_line(schema, limit=400)})"
+    return bound(outcome.text, MAX_RESULT_CHARS - len(line) - 1) + "\n" + line
 
 
 def _error(exc: BaseException, kind: str | None = None) -> ToolOutcome:

@@ -1,0 +1,269 @@
+"""How the root model's actions travel: native tool calls, one JSON action, or text.
+
+Three *protocols* carry the same closed set of actions (:data:`TOOLS`):
+
+* ``"tools"`` — OpenAI function calling: the tools go in ``tools``, the calls
+  come back as ``tool_calls`` and the results as ``tool`` messages;
+* ``"json"`` — each turn asks for exactly one action through
+  ``response_format``: an object ``{"tool": NAME, "arguments": {...}}`` whose
+  schema (:func:`action_schema`) is an ``anyOf`` over the tools, so grammar
+  engines (llama.cpp), guided decoding (vLLM) and strict modes return a valid
+  action; the results go back as one user message;
+* ``"text"`` — no tools in the request; the actions are read from the reply's
+  text (:mod:`rlm_pipeline.rlm.actions`) and the results go back as one user
+  message.
+
+``"auto"`` starts with the protocol remembered for the endpoint and model (in
+this process, then in the response cache file), else ``"tools"``; the loop
+switches to ``"text"`` when a reply writes its actions as text and to
+``"json"`` when the server refuses ``tools`` (:func:`is_tools_rejection`), and
+remembers the switch (:func:`remember_protocol`).
+
+Every schema sent to a server goes through :func:`wire_schema`: no
+``maxLength`` / ``maxItems`` / ``minLength`` / ``minItems`` above
+:data:`SCHEMA_LIMIT` (llama.cpp expands such a limit into that many grammar
+rules and fails or crashes); the real limits are enforced after parsing, by
+the tools' validators.
+
+Examples
+--------
+>>> schema = action_schema(["peek", "answer"])
+>>> [alt["properties"]["tool"]["const"] for alt in schema["anyOf"]]
+['peek', 'answer']
+>>> over_limit(action_schema(TOOL_NAMES))
+[]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from rlm_pipeline.rlm.limits import LIMIT_KEYS, SCHEMA_LIMIT, over_limit, wire_schema
+from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS
+
+__all__ = [
+    "ACTION_SCHEMA_NAME",
+    "EXAMPLES",
+    "LIMIT_KEYS",
+    "PROMPT_VARIANTS",
+    "PROTOCOLS",
+    "SCHEMA_LIMIT",
+    "Protocol",
+    "action_schema",
+    "action_text",
+    "example",
+    "forget_protocols",
+    "is_tools_rejection",
+    "known_protocol",
+    "over_limit",
+    "remember_protocol",
+    "repeat_hint",
+    "signature",
+    "tool_lines",
+    "wire_schema",
+]
+
+#: What ``RLM(protocol=...)`` accepts.
+PROTOCOLS: tuple[str, ...] = ("auto", "tools", "json", "text")
+#: What ``RLM(prompt=...)`` accepts.
+PROMPT_VARIANTS: tuple[str, ...] = ("auto", "full", "compact")
+Protocol = Literal["tools", "json", "text"]
+#: The ``name`` of the json protocol's ``response_format`` schema.
+ACTION_SCHEMA_NAME = "rlm_action"
+
+#: One worked call per tool, shown in prompts and hints.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "peek": {"view": "context", "n": 3},
+    "filter": {"view": "context", "where": "user_id IN (12345, 67890, 11111)", "name": "subset"},
+    "partition": {"view": "subset", "by": "user_id", "name": "parts"},
+    "sql": {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'billing'", "name": "result"},
+    "classify": {
+        "view": "subset",
+        "column": "question",
+        "labels": ["billing", "technical", "account", "other"],
+        "name": "labeled",
+    },
+    "llm_map": {
+        "view": "subset",
+        "column": "question",
+        "instruction": "How many words does this text have?",
+        "output_type": "integer",
+        "name": "mapped",
+    },
+    "recurse": {
+        "view": "parts",
+        "partition_column": "partition",
+        "query": "How many questions are about billing?",
+        "name": "per_part",
+    },
+    "answer": {"value": 15, "explanation": "15 questions are about billing."},
+}
+
+_LOCK = threading.Lock()
+_KNOWN: dict[tuple[str, str], Protocol] = {}
+_TOOLS_WORDS = re.compile(r"\btools?\b|tool[_ ]choice|function[_ ]call", re.IGNORECASE)
+
+
+def _parameters(name: str) -> dict[str, Any]:
+    for tool in TOOLS:
+        if tool["function"]["name"] == name:
+            params: dict[str, Any] = tool["function"]["parameters"]
+            return params
+    msg = f"unknown tool {name!r}"
+    raise KeyError(msg)
+
+
+def action_schema(names: Sequence[str] = TOOL_NAMES) -> dict[str, Any]:
+    """The json protocol's reply schema: one ``{"tool", "arguments"}`` object, any of ``names``.
+
+    The arguments' schemas are the tools' own (limits above
+    :data:`SCHEMA_LIMIT` and descriptions left out).  With ``names=["answer"]``
+    it is the forced final turn's schema.
+    """
+    alternatives = [
+        {
+            "type": "object",
+            "properties": {
+                "tool": {"const": name},
+                "arguments": wire_schema(_parameters(name), descriptions=False),
+            },
+            "required": ["tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for name in names
+    ]
+    return {"anyOf": alternatives}
+
+
+def signature(name: str) -> str:
+    """``name(arg, arg, optional?)`` from the tool's schema.
+
+    Examples
+    --------
+    >>> signature("peek")
+    'peek(view, n, columns?)'
+    """
+    params = _parameters(name)
+    required = set(params.get("required") or ())
+    names = [p if p in required else f"{p}?" for p in params.get("properties") or {}]
+    return f"{name}({', '.join(names)})"
+
+
+def tool_lines() -> list[str]:
+    """One line per tool: signature and description (for prompts without native tools)."""
+    lines = []
+    for tool in TOOLS:
+        function = tool["function"]
+        lines.append(f"- {signature(function['name'])}: {function.get('description', '')}")
+    return lines
+
+
+def action_text(protocol: str, name: str, arguments: dict[str, Any]) -> str:
+    """One action written the way ``protocol`` expects it in a reply.
+
+    Examples
+    --------
+    >>> action_text("json", "peek", {"view": "context", "n": 3})
+    '{"tool": "peek", "arguments": {"view": "context", "n": 3}}'
+    >>> action_text("text", "peek", {"view": "context", "n": 3})
+    '<tool_call>{"name": "peek", "arguments": {"view": "context", "n": 3}}</tool_call>'
+    """
+    args = json.dumps(arguments, ensure_ascii=False)
+    if protocol == "json":
+        return f'{{"tool": "{name}", "arguments": {args}}}'
+    return f'<tool_call>{{"name": "{name}", "arguments": {args}}}</tool_call>'
+
+
+def known_protocol(endpoint: str, model: str) -> Protocol | None:
+    """The protocol remembered for this endpoint and model in this process, if any."""
+    with _LOCK:
+        return _KNOWN.get((endpoint, model))
+
+
+def remember_protocol(endpoint: str, model: str, protocol: Protocol) -> None:
+    """Record the protocol that works for this endpoint and model (in this process)."""
+    with _LOCK:
+        _KNOWN[(endpoint, model)] = protocol
+
+
+def forget_protocols() -> None:
+    """Clear the process-wide table (tests, long-lived processes)."""
+    with _LOCK:
+        _KNOWN.clear()
+
+
+def is_tools_rejection(status: int | None, message: str) -> bool:
+    """Whether an HTTP error says the server does not take ``tools`` / ``tool_choice``.
+
+    Examples
+    --------
+    >>> is_tools_rejection(400, "HTTP 400: 'tools' is not supported")
+    True
+    >>> is_tools_rejection(400, "HTTP 400: context length exceeded")
+    False
+    >>> is_tools_rejection(500, "tools: internal error")
+    False
+    """
+    if status is None or not 400 <= status < 500 or status in (401, 403, 408, 429):
+        return False
+    return bool(_TOOLS_WORDS.search(message))
+
+
+#: The worked example's results, in the order of :data:`_EXAMPLE_STEPS`.
+_EXAMPLE_STEPS: tuple[tuple[str, str], ...] = (
+    (
+        "peek",
+        "view `context`: first 3 rows (5000 rows; columns: user_id (int64), question (string))",
+    ),
+    ("filter", "view `subset`: 41 rows (filtered from `context`, 5000 rows)"),
+    (
+        "classify",
+        "view `labeled`: 41 rows labelled; label counts: billing: 15, technical: 13, "
+        "account: 8, other: 5",
+    ),
+    ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 15}'),
+    ("answer", "answer recorded: 15"),
+)
+
+
+def example(protocol: str) -> list[tuple[str, str]]:
+    """The worked example as ``(action as written, result)`` pairs for ``protocol``."""
+    return [
+        (action_text(protocol, name, EXAMPLES[name]), result) for name, result in _EXAMPLE_STEPS
+    ]
+
+
+def repeat_hint(name: str, error: str, protocol: str) -> str:
+    """A targeted hint for a call that failed the same way twice.
+
+    Examples
+    --------
+    >>> repeat_hint("peek", "unknown view 'sales'; views are: context", "tools").split(":")[0]
+    'hint'
+    """
+    lower = error.lower()
+    if name not in TOOL_NAMES:
+        return (
+            f"hint: `{name[:60]}` is not an action and never will be (no code, no shell, "
+            f"no files); use one of: {', '.join(TOOL_NAMES)}."
+        )
+    shown = action_text(protocol, name, EXAMPLES.get(name, {}))
+    if "unknown view" in lower:
+        return (
+            "hint: use a view that exists (the error lists them), spelled exactly; make new "
+            f"views with filter or sql first. A correct call looks like: {shown}"
+        )
+    if "unknown column" in lower:
+        return "hint: use a column the error lists, spelled exactly; peek the view to see them."
+    if "bad arguments" in lower or "not valid json" in lower or "json object" in lower:
+        return f"hint: this action takes {signature(name)}; a correct call looks like: {shown}"
+    if name in ("sql", "filter", "partition"):
+        return (
+            "hint: keep the SQL simple: one read-only SELECT (or WHERE expression) over existing "
+            "views and their columns; no DDL, files or user functions."
+        )
+    return "hint: this exact call failed twice; change its arguments or use another action."
