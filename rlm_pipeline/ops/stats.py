@@ -138,6 +138,8 @@ def failure_summary(op: str, stats: OpStats, noun: str, *, cached: bool = False)
                 "re-run to ask them again (set LLM(cache_path=...) so a re-run "
                 "re-asks only those rows)"
             )
+    if "budget_exceeded" in failed:
+        hints.append("a larger Budget lets the re-run finish them")
     if "input_too_long" in failed:
         hints.append("pass truncate=True or a larger max_row_tokens")
     line = f"{op}: {sum(failed.values()):,} of {stats.rows:,} rows have no {noun}: {counts}"

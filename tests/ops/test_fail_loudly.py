@@ -92,6 +92,21 @@ def test_warning_names_the_cache_when_there_is_one(
     assert "re-run to re-ask only those rows (failures are not cached)" in message
 
 
+def test_budget_stop_is_in_the_warning(sim: Any, caplog: pytest.LogCaptureFixture) -> None:
+    df = pl.DataFrame({"q": tickets(64, seed=23)})
+    caplog.set_level(logging.WARNING, logger=API_LOGGER)
+    out = rp.classify(
+        df, "q", list(LABELS), _llm(sim, max_concurrency=1), budget=rp.Budget(max_calls=2)
+    )
+    stopped = _kinds(out)["budget_exceeded"]
+    assert stopped == 64 - 32 and sim.stats()["requests"] == 2
+    (message,) = _warnings(caplog)
+    assert message.startswith(
+        f"classify: {stopped} of 64 rows have no label: budget_exceeded {stopped}"
+    )
+    assert "a larger Budget" in message
+
+
 def test_no_warning_when_every_row_is_answered_or_blank(
     sim: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
