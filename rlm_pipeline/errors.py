@@ -11,7 +11,6 @@ The tree::
     │   ├── LLMResponseParseError           reply did not parse / validate; carries raw text
     │   ├── LLMRateLimitError               429 after all retries
     │   ├── RootModelError                  the RLM root's model failed mid-run; carries partial
-    │   ├── RootModelError                  the RLM root's model failed mid-run; carries partial
     │   ├── LLMTimeoutError                 timed out after all retries
     │   └── LLMEndpointError                the endpoint fails for one systemic cause
     │                                       (unreachable, key refused, unknown model)
@@ -37,7 +36,6 @@ __all__ = [
     "LLMResponseParseError",
     "LLMTimeoutError",
     "RLMPipelineError",
-    "RootModelError",
     "RootModelError",
     "UnsupportedExpressionError",
 ]
@@ -112,27 +110,6 @@ class LLMResponseParseError(LLMError):
 
 class LLMRateLimitError(LLMError):
     """HTTP 429 persisted after every retry."""
-
-
-class RootModelError(LLMError):
-    """The RLM's root model failed for good during a run (server error, crash, refusal).
-
-    The run is not lost: ``partial`` holds the best partial result (the last
-    successful tool result of the root) and ``steps`` the root turns used.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        partial: Any = None,
-        steps: int = 0,
-        status: int | None = None,
-        attempts: int = 1,
-    ):
-        self.partial = partial
-        self.steps = steps
-        super().__init__(message, status=status, attempts=attempts)
 
 
 class RootModelError(LLMError):
