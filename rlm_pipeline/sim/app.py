@@ -26,6 +26,7 @@ from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
 from rlm_pipeline.sim.classifier import intended_label
 from rlm_pipeline.sim.config import SimConfig
 from rlm_pipeline.sim.faults import FaultDraw, FaultInjector, malform, scramble_ids
+from rlm_pipeline.sim.protocols import check_grammar, render_root, root_protocol
 from rlm_pipeline.sim.replies import (
     completion,
     error_body,
@@ -33,7 +34,7 @@ from rlm_pipeline.sim.replies import (
     tool_call_message,
 )
 from rlm_pipeline.sim.stats import SimStats
-from rlm_pipeline.sim.wire import Task, plan_task
+from rlm_pipeline.sim.wire import Task, plan_task, requested_schema
 
 __all__ = ["SimState", "build_app"]
 
@@ -64,6 +65,7 @@ class SimState:
         self.faults = FaultInjector(config.seed)
         self.slots = asyncio.Semaphore(config.max_concurrency)
         self.ids = itertools.count(1)
+        self.root_requests = 0
         self._planner: ModuleType | None = None
 
     def update(self, changes: dict[str, Any]) -> SimConfig:
@@ -160,6 +162,7 @@ async def _chat(state: SimState, request: Request) -> Response:
             task = plan_task(body)
             kind = task.kind + ("_tool" if task.tool_name else "")
             _check_response_format(cfg, body)
+            _check_tools(cfg, body)
             draw = state.faults.draw(cfg)
             if draw.http == "429":
                 stats.fault("429")
@@ -246,6 +249,35 @@ def _check_response_format(cfg: SimConfig, body: dict[str, Any]) -> None:
         raise _HTTPError(500, _JSON_SCHEMA_REJECTED, "server_error", code=500)
 
 
+def _check_tools(cfg: SimConfig, body: dict[str, Any]) -> None:
+    """``tools`` refused (``tool_mode="rejected"``) and llama.cpp's grammar limits."""
+    if cfg.tool_mode == "rejected" and (body.get("tools") or body.get("tool_choice")):
+        raise _HTTPError(400, "tools and tool_choice are not supported by this server "
+                         "(simulated)", "invalid_request_error", param="tools")
+    if cfg.grammar_limit is not None:
+        problem = check_grammar(body, cfg.grammar_limit)
+        if problem is not None:
+            raise _HTTPError(500, problem, "server_error", code=500)
+
+
+async def _root_message(state: SimState, body: dict[str, Any]) -> Any:
+    """The planner's reply to a root request, in the request's action protocol."""
+    cfg = state.config
+    state.root_requests += 1
+    if cfg.fail_root_after is not None and state.root_requests > cfg.fail_root_after:
+        raise _HTTPError(500, "Internal server error: the model server crashed (simulated)",
+                         "server_error")
+    protocol = root_protocol(body, cfg.tool_mode, requested_schema(body))
+    # Only when asked: a planner swapped in by a test may take the body alone.
+    options = {"several": True} if protocol == "text" and cfg.text_several else {}
+    message = await _call_planner(state, "respond", body, **options)
+    if not isinstance(message, dict):
+        msg = "planner.respond must return an assistant message dict"
+        raise TypeError(msg)
+    turn = sum(1 for m in body["messages"] if m.get("role") == "assistant")
+    return render_root(_normalise_message(message), protocol, cfg.text_style, turn)
+
+
 async def _answer(
     state: SimState, body: dict[str, Any], task: Task, draw: FaultDraw
 ) -> tuple[dict[str, Any], int]:
@@ -254,11 +286,7 @@ async def _answer(
     rows = 0
     finish = "stop"
     if task.kind == "root":
-        message = await _call_planner(state, "respond", body)
-        if not isinstance(message, dict):
-            msg = "planner.respond must return an assistant message dict"
-            raise TypeError(msg)
-        message = _normalise_message(message)
+        message = await _root_message(state, body)
     elif task.kind == "plain":
         text = await _call_planner(state, "respond_plain", body)
         message = {"role": "assistant", "content": str(text)}
@@ -302,12 +330,12 @@ async def _answer(
     return reply, rows
 
 
-async def _call_planner(state: SimState, name: str, body: dict[str, Any]) -> Any:
+async def _call_planner(state: SimState, name: str, body: dict[str, Any], **options: Any) -> Any:
     function = getattr(state.planner(), name, None)
     if function is None:
         msg = f"the simulator's planner has no {name}()"
         raise _HTTPError(501, msg, "not_implemented_error")
-    result = function(body)
+    result = function(body, **options)
     if inspect.isawaitable(result):
         result = await result
     return result

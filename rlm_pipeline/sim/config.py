@@ -8,13 +8,23 @@ from typing import Any
 
 from rlm_pipeline.errors import InputError
 
-__all__ = ["STRUCTURED_MODES", "SimConfig"]
+__all__ = ["STRUCTURED_MODES", "TEXT_STYLES", "TOOL_MODES", "SimConfig"]
 
 #: How the simulator treats ``response_format``, mimicking real servers:
 #: ``json_schema`` (OpenAI, vLLM: everything accepted), ``json_object``
 #: (llama.cpp: ``json_schema`` rejected with HTTP 500, ``json_object`` + schema
 #: accepted), ``text`` (neither: any ``response_format`` gets HTTP 400).
 STRUCTURED_MODES = ("json_schema", "json_object", "text")
+
+#: How the simulator treats ``tools``, mimicking real servers: ``native`` (OpenAI,
+#: vLLM: calls come back as ``tool_calls``), ``text`` (llama.cpp's server for many
+#: models: the calls are written in the reply text), ``rejected`` (HTTP 400 naming
+#: ``tools`` for any request that offers tools).
+TOOL_MODES = ("native", "text", "rejected")
+#: How root actions are written in text: ``tag`` (``<tool_call>…</tool_call>``),
+#: ``bare`` (JSON objects in prose), ``fenced`` (a ```json block), or ``cycle``
+#: (tag, bare, fenced by turn).
+TEXT_STYLES = ("cycle", "tag", "bare", "fenced")
 
 _RATES = ("fault_429", "fault_500", "fault_timeout", "fault_malformed", "fault_wrong_ids")
 
@@ -55,6 +65,25 @@ class SimConfig:
         (``model_not_found``), as OpenAI and vLLM answer.
     max_log
         Most entries kept in the ``requests_log`` of the stats.
+    tool_mode
+        One of :data:`TOOL_MODES`: how a root request that offers ``tools`` is answered.
+        A root request without tools (the RLM's ``text`` protocol) is always answered
+        in text, and one whose ``response_format`` asks for an action object (the
+        ``json`` protocol) with that object.
+    text_style
+        One of :data:`TEXT_STYLES`: how actions are written in text replies (always
+        with prose around them).
+    text_several
+        Write several actions in one text reply when the plan allows (the actions
+        whose arguments do not depend on an earlier result), as small models do.
+    grammar_limit
+        When set, behave like llama.cpp's grammar engine: a request whose
+        ``response_format`` schema or ``tools`` hold a ``maxLength`` / ``minLength`` /
+        ``maxItems`` / ``minItems`` above this gets HTTP 500 (the real server fails
+        to build the grammar, or dies).
+    fail_root_after
+        When set, every root-role request after the first N gets HTTP 500 (a
+        server that crashed mid-run).
 
     Examples
     --------
@@ -77,6 +106,11 @@ class SimConfig:
     models: tuple[str, ...] = ("sim-1", "gpt-4.1-mini", "gpt-4.1-nano")
     strict_models: bool = False
     max_log: int = 1_000_000
+    tool_mode: str = "native"
+    text_style: str = "cycle"
+    text_several: bool = False
+    grammar_limit: int | None = None
+    fail_root_after: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_after_s", tuple(self.retry_after_s))
@@ -104,6 +138,17 @@ class SimConfig:
         if len(self.retry_after_s) != 2 or not 0 <= low <= high:
             msg = f"retry_after_s must be (low, high) with 0 <= low <= high, got {self.retry_after_s}"
             raise InputError(msg)
+        if self.tool_mode not in TOOL_MODES:
+            msg = f"tool_mode must be one of {TOOL_MODES}, got {self.tool_mode!r}"
+            raise InputError(msg)
+        if self.text_style not in TEXT_STYLES:
+            msg = f"text_style must be one of {TEXT_STYLES}, got {self.text_style!r}"
+            raise InputError(msg)
+        for name in ("grammar_limit", "fail_root_after"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 0):
+                msg = f"{name} must be an integer >= 0 or None, got {value!r}"
+                raise InputError(msg)
         if self.max_log < 0:
             msg = f"max_log must be >= 0, got {self.max_log}"
             raise InputError(msg)

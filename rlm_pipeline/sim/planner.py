@@ -58,6 +58,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_pipeline.sim.protocols import action_names, split_results, written_actions
+from rlm_pipeline.sim.wire import requested_schema
+
 __all__ = [
     "COMPARISONS",
     "DEFAULT_LABELS",
@@ -322,11 +325,26 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def _history(body: dict[str, Any]) -> tuple[str, _History]:
+    """The first user message and the calls so far, in any of the root's protocols.
+
+    Native calls are matched to their ``tool`` results by id; calls written in an
+    assistant message's text (json and text protocols) to the ``[result N: …]``
+    sections of the user message that follows it.
+    """
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     first = next((_text(m) for m in messages if m.get("role") == "user"), "")
     history = _History()
     results = {m.get("tool_call_id"): _text(m) for m in messages if m.get("role") == "tool"}
-    for message in messages:
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant" and not message.get("tool_calls"):
+            history.turns += 1
+            written = written_actions(_text(message))
+            following = messages[index + 1] if index + 1 < len(messages) else {}
+            answers = split_results(_text(following)) if following.get("role") == "user" else []
+            for number, (name, args) in enumerate(written):
+                result = answers[number] if number < len(answers) else ""
+                history.calls.append((name, args, result))
+            continue
         if message.get("role") == "assistant":
             history.turns += 1
             for call in message.get("tool_calls") or []:
@@ -346,12 +364,23 @@ def _history(body: dict[str, Any]) -> tuple[str, _History]:
             omitted = _OMITTED.search(_text(message))
             if omitted:
                 history.turns += int(omitted.group(1))
-    history.forced = _forces_answer(body.get("tool_choice"))
+    history.forced = _forces_answer(body) or _told_to_answer(messages)
     return first, history
 
 
-def _forces_answer(choice: Any) -> bool:
-    """Whether ``tool_choice`` names the ``answer`` function (OpenAI's or the flat form)."""
+def _told_to_answer(messages: list[dict[str, Any]]) -> bool:
+    """Whether the last message says the steps are used up (json/text protocols)."""
+    return bool(messages) and messages[-1].get("role") == "user" and _text(
+        messages[-1]
+    ).startswith("You have used all")
+
+
+def _forces_answer(body: dict[str, Any]) -> bool:
+    """Whether the request allows only ``answer``: ``tool_choice`` names it (OpenAI's or
+    the flat form), or the requested action schema (json protocol) offers nothing else."""
+    if action_names(requested_schema(body)) == ("answer",):
+        return True
+    choice = body.get("tool_choice")
     if not isinstance(choice, dict):
         return False
     function = choice.get("function")
@@ -639,8 +668,14 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
     return _answer(turn, "adversarial script finished", f"mode {mode}")
 
 
-def respond(body: dict[str, Any]) -> dict[str, Any]:
+def respond(body: dict[str, Any], *, several: bool = False) -> dict[str, Any]:
     """The assistant message for a root-role chat request (tool calls, or text).
+
+    The calls come back as native tool calls; the server writes them in the
+    request's protocol.  With ``several``, the planner also plans the calls
+    that do not need an earlier result (``peek`` and ``filter``; ``classify``
+    and the ``sql`` over its view) into one message, as small models write
+    several actions per reply.
 
     Examples
     --------
@@ -663,7 +698,23 @@ def respond(body: dict[str, Any]) -> dict[str, Any]:
     meta = parse_meta(first)
     if question.mode:
         return _adversarial(question, meta, history)
-    return _plan(question, meta, history)
+    message = _plan(question, meta, history)
+    return _ahead(question, meta, history, message) if several else message
+
+
+def _ahead(q: Question, meta: Meta, h: _History, message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` plus the calls after it that do not wait on a result (at most 3 in all)."""
+    calls = list(message.get("tool_calls") or [])
+    while 0 < len(calls) < 3 and not h.forced:
+        last = calls[-1]["function"]
+        if last["name"] == "answer":
+            break
+        h.calls.append((last["name"], json.loads(last["arguments"]), "(planned)"))
+        following = _plan(q, meta, h)["tool_calls"][0]
+        if following["function"]["name"] in ("answer", last["name"]):
+            break
+        calls.append({**following, "id": f"{following['id']}_{len(calls)}"})
+    return {**message, "tool_calls": calls}
 
 
 # ------------------------------------------------------------------ plain calls

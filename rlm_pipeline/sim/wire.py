@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_pipeline.llm.structured import STRUCTURED_PROMPT_PREFIX
+from rlm_pipeline.sim.protocols import ROOT_PROMPT_MARKER, action_names
 
 __all__ = [
     "PLAIN_PROMPT_MARKER",
@@ -53,6 +54,9 @@ class Task:
     with a bare label), ``structured`` (another JSON schema), ``root`` (the RLM
     root role: an ``answer`` tool is offered) or ``plain`` (anything else,
     including inlined ``Rows:`` and ``Question:`` prompts: the planner answers).
+    A request is the root role when it offers an ``answer`` tool, asks for an
+    action object (the json protocol) or starts with the root system prompt
+    (the text protocol).
     """
 
     kind: str
@@ -287,6 +291,8 @@ def plan_task(body: dict[str, Any]) -> Task:
     tools = body.get("tools") or []
     if any(_tool_function(t).get("name") == "answer" for t in tools):
         return Task("root")  # even when the answer tool is forced: the planner decides
+    if _is_root_prompt(messages) or action_names(requested_schema(body)) is not None:
+        return Task("root")  # the RLM root without native tools (json or text protocol)
     forced = forced_tool(body)
 
     schema = forced.get("parameters") if forced is not None else requested_schema(body)
@@ -325,6 +331,16 @@ def plan_task(body: dict[str, Any]) -> Task:
     if system_labels:
         return Task("classify_plain", labels=system_labels, text=user_text)
     return Task("plain")
+
+
+def _is_root_prompt(messages: list[Any]) -> bool:
+    """Whether the system prompt is the RLM root's (it starts with :data:`ROOT_PROMPT_MARKER`)."""
+    return any(
+        isinstance(m, dict)
+        and m.get("role") == "system"
+        and message_text(m).lstrip().startswith(ROOT_PROMPT_MARKER)
+        for m in messages[:1]
+    )
 
 
 def _prompt_labels(messages: list[Any]) -> tuple[str, ...]:
