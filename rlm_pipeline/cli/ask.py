@@ -74,6 +74,14 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock limit, seconds")
     parser.add_argument("--trace", metavar="FILE.jsonl", default=None, help="write the trace here")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--protocol",
+        choices=("auto", "tools", "json", "text"),
+        default="auto",
+        help="how the root model's actions travel: native tool calls, one JSON action per "
+        "turn (response_format), actions written in text, or auto (default: chosen per "
+        "endpoint and model, remembered)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -252,6 +260,7 @@ def _run(args: argparse.Namespace, seen: dict[str, Any]) -> int:
         budget=budget,
         timeout_s=args.timeout,
         spark=spark_session(args.engine),
+        protocol=args.protocol,
     )
     steps_to = sys.stderr if args.json else sys.stdout
     res = rlm.run(
