@@ -23,6 +23,7 @@ with ``raise ... from exc`` so callers only ever need to catch
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -153,9 +154,9 @@ class LLMEndpointError(LLMError):
     message
         One line: what failed, where, and a hint.
     endpoint
-        The base URL the client sends to.
+        The base URL the client sends to (read from the message when not given).
     cause
-        A short kind: ``"connection_refused"``, ``"dns"``, ``"tls"``,
+        A short kind (read from the message when not given): ``"connection_refused"``, ``"dns"``, ``"tls"``,
         ``"connect"``, ``"connect_timeout"``, ``"unauthorized"`` (401),
         ``"forbidden"`` (403), ``"not_found"`` (404), ``"quota"``,
         ``"server_error"`` (5xx) or ``"no_endpoint"``.
@@ -166,23 +167,33 @@ class LLMEndpointError(LLMError):
 
     Examples
     --------
-    >>> err = LLMEndpointError("connection refused at http://127.0.0.1:9/v1 - is the server running?",
-    ...                        endpoint="http://127.0.0.1:9/v1", cause="connection_refused")
-    >>> isinstance(err, LLMError), err.cause
-    (True, 'connection_refused')
+    >>> err = LLMEndpointError("connection refused at http://127.0.0.1:9/v1 — is the server running?")
+    >>> isinstance(err, LLMError), err.cause, err.endpoint
+    (True, 'connection_refused', 'http://127.0.0.1:9/v1')
+    >>> err = LLMEndpointError("HTTP 401 from http://h:8/v1: the API key was refused")
+    >>> err.cause, err.status, err.endpoint
+    ('unauthorized', 401, 'http://h:8/v1')
     """
 
     def __init__(
         self,
         message: str,
         *,
-        endpoint: str,
-        cause: str,
+        endpoint: str | None = None,
+        cause: str | None = None,
         status: int | None = None,
         attempts: int = 1,
     ):
+        # Rebuilt from its message alone (Polars re-raises errors of a UDF as
+        # ``type(exc)(text)``; Spark hands them over as text): read what it names.
+        if status is None:
+            found = re.search(r"\bHTTP (\d{3}) from ", message)
+            status = int(found.group(1)) if found else None
+        if endpoint is None:
+            url = re.search(r"https?://\S+?(?=:?\s|:?$)", message)
+            endpoint = url.group(0) if url else ""
         self.endpoint = endpoint
-        self.cause = cause
+        self.cause = cause if cause is not None else _endpoint_cause(message, status)
         super().__init__(message, status=status, attempts=attempts)
 
     def again(self) -> LLMEndpointError:
@@ -197,6 +208,27 @@ class LLMEndpointError(LLMError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_endpoint_error, (str(self), self.endpoint, self.cause, self.status, self.attempts))
+
+
+_CAUSE_PREFIXES = (
+    ("connection refused at ", "connection_refused"),
+    ("cannot resolve host ", "dns"),
+    ("TLS handshake with ", "tls"),
+    ("connecting to ", "connect_timeout"),
+    ("cannot connect to ", "connect"),
+    ("no model endpoint configured", "no_endpoint"),
+)
+_CAUSE_STATUSES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "quota"}
+
+
+def _endpoint_cause(message: str, status: int | None) -> str:
+    """The cause an endpoint error's message names (see :class:`LLMEndpointError`)."""
+    if status is not None:
+        return _CAUSE_STATUSES.get(status, "server_error" if status >= 500 else "http")
+    for prefix, cause in _CAUSE_PREFIXES:
+        if message.startswith(prefix):
+            return cause
+    return "connect"
 
 
 def _endpoint_error(

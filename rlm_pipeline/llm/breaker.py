@@ -49,6 +49,7 @@ rlm_pipeline.errors.LLMEndpointError: HTTP 401 from http://127.0.0.1:8000/v1: th
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 import time
@@ -61,14 +62,18 @@ from rlm_pipeline.llm.config import LLM
 __all__ = [
     "CONNECT_MAX_DELAY_S",
     "CONNECT_TRIES",
+    "DEFAULT_ENDPOINT",
     "SERVER_ERROR_CALLS",
     "SERVER_ERROR_SPAN_S",
     "Breaker",
     "connect_error",
     "is_connect_failure",
     "missing_endpoint",
+    "reraised",
 ]
 
+#: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
+DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 #: Tries (the first and quick retries) before a connection failure trips the breaker.
 CONNECT_TRIES = 3
 #: Longest wait between those tries.
@@ -267,7 +272,29 @@ def missing_endpoint(config: LLM) -> LLMEndpointError | None:
         "no model endpoint configured: set OPENAI_API_KEY (for api.openai.com), or "
         "OPENAI_BASE_URL / base_url= (--base-url) for another OpenAI-compatible server"
     )
-    return LLMEndpointError(msg, endpoint="https://api.openai.com/v1", cause="no_endpoint")
+    return LLMEndpointError(msg, endpoint=DEFAULT_ENDPOINT, cause="no_endpoint")
+
+
+def reraised(text: str, endpoint: str) -> LLMEndpointError | None:
+    """The endpoint error named in ``text`` (a remote traceback, e.g. a Spark task's), if any.
+
+    Spark hands a Python worker's exception to the driver as text; this
+    rebuilds the one-line error from the traceback's last
+    ``LLMEndpointError: ...`` line.
+
+    Examples
+    --------
+    >>> text = "Traceback ...\\nrlm_pipeline.errors.LLMEndpointError: HTTP 401 from http://h/v1: bad key\\n"
+    >>> err = reraised(text, "http://h/v1")
+    >>> str(err), err.cause, err.status
+    ('HTTP 401 from http://h/v1: bad key', 'unauthorized', 401)
+    >>> reraised("ValueError: nope", "http://h/v1") is None
+    True
+    """
+    found = re.findall(r"LLMEndpointError: ([^\r\n]+)", text)
+    if not found:
+        return None
+    return LLMEndpointError(found[-1].strip(), endpoint=endpoint)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -68,6 +68,7 @@ from rlm_pipeline.errors import (
 from rlm_pipeline.llm.breaker import (
     CONNECT_MAX_DELAY_S,
     CONNECT_TRIES,
+    DEFAULT_ENDPOINT,
     Breaker,
     connect_error,
     is_connect_failure,
@@ -118,8 +119,6 @@ DEFAULT_REPLY_TOKENS = 256
 DEFAULT_CHAT_REPLY_TOKENS = 1024
 #: Longest wait for a TCP connection (capped by the config's ``timeout_s``).
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-#: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
-DEFAULT_ENDPOINT = "https://api.openai.com/v1"
 #: How long calls wait on the structured-mode probe's current try before going in its mode.
 PROBE_GRACE_S = 0.02
 #: The request :meth:`LLMClient.preflight` sends (with ``max_tokens=1``).
@@ -677,10 +676,12 @@ class LLMClient:
         try:
             while True:
                 await self._wait_for_reconnect(leading)
-                attempt += 1
                 try:
                     async with self._semaphore:
+                        if self._reconnecting is not None and not leading:
+                            continue  # another call began retrying the connection meanwhile
                         self._breaker.check()  # tripped while this call waited for a slot
+                        attempt += 1
                         if self._rpm is not None:
                             await self._rpm.acquire()
                         if self._tpm is not None:

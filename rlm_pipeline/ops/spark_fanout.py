@@ -31,6 +31,14 @@ How a call runs:
   call made is spent) and added to the caller's meter.  Values are counted
   as Spark renders them as text (``true``, ``1.0E10``); llm_map keeps at most
   1,000 distinct values per partition and in all.
+- **a dead endpoint fails on the driver**: before any task starts, the driver
+  sends one minimal request through the same client code
+  (:meth:`~rlm_pipeline.llm.client.LLMClient.preflight`, counted in the usage;
+  nothing when the response cache shows the endpoint answered it before), so
+  a refused connection, a refused key or an unknown model raises
+  :class:`~rlm_pipeline.errors.LLMEndpointError` with its one line; a task
+  whose client's circuit breaker trips anyway fails the job, and the driver
+  raises the same typed error (not a Python-worker traceback).
 - the result is materialised once (``localCheckpoint(eager=True)``), so later
   actions on it never call the model again.  Every input row is in it exactly
   once, in input order.
@@ -61,6 +69,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from rlm_pipeline.errors import EngineError, InputError
+from rlm_pipeline.llm.breaker import DEFAULT_ENDPOINT, reraised
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.core import CachedRowsProgress, RowProgress, RowResult, Tally
@@ -489,6 +498,7 @@ def apply(
         raise InputError(msg)
     meter = meter if meter is not None else UsageMeter()
     llm = _absolute_cache(llm)
+    _preflight(llm, meter, budget)
     left = _remaining(budget, meter.snapshot()) if budget is not None else None
     drop = [c for c in (spec.output_column, spec.error_column) if c in df.columns]
     if drop:
@@ -501,6 +511,9 @@ def apply(
             mapped, acc = _map(df, spec, llm, left, slots)
             result = mapped.localCheckpoint(eager=True)
     except PySparkException as exc:
+        tripped = reraised(str(exc), llm.resolved_base_url() or DEFAULT_ENDPOINT)
+        if tripped is not None:  # a task's circuit breaker tripped
+            raise tripped from exc
         msg = f"Spark failed while running {type(spec).__name__}: {str(exc).splitlines()[0]}"
         raise EngineError(msg) from exc
     spent: Usage = acc.usage.value
@@ -515,6 +528,26 @@ def apply(
         if stats.cached_rows and isinstance(progress, CachedRowsProgress):
             progress.add_cached(stats.cached_rows)
     return result, stats
+
+
+def _preflight(llm: LLM, meter: UsageMeter, budget: Budget | None) -> None:
+    """Check the endpoint from the driver before any task starts (see the module docstring).
+
+    A few quick tries at most (a 5xx is retried twice, then left to the
+    tasks); only :class:`~rlm_pipeline.errors.LLMEndpointError` (and the
+    client's own checks, e.g. a cost budget for an unpriced model) is raised.
+    """
+    from rlm_pipeline.llm.client import LLMClient
+    from rlm_pipeline.llm.retry import RetryPolicy
+    from rlm_pipeline.ops.runner import run_sync
+
+    retry = RetryPolicy(max_retries=min(2, llm.max_retries))
+
+    async def check() -> None:
+        async with LLMClient(llm, meter=meter, budget=budget, retry=retry) as client:
+            await client.preflight()
+
+    run_sync(check)
 
 
 def _apply_global(
