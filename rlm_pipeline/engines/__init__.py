@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from rlm_pipeline._lazy import lazy_attributes
 
-__all__ = ["Engine", "PolarsEngine", "SparkEngine", "open_engine", "truncate_cells"]
+__all__ = ["Engine", "PolarsEngine", "SparkEngine", "ValueCounts", "open_engine", "truncate_cells"]
 
 _LAZY = {
     "Engine": "rlm_pipeline.engines.base",
@@ -25,6 +25,7 @@ _LAZY = {
     "SparkEngine": "rlm_pipeline.engines.spark",
     "open_engine": "rlm_pipeline.engines.load",
     "truncate_cells": "rlm_pipeline.engines.cells",
+    "ValueCounts": "rlm_pipeline.engines.reads",
 }
 
 if TYPE_CHECKING:
@@ -32,9 +33,8 @@ if TYPE_CHECKING:
     from rlm_pipeline.engines.cells import truncate_cells
     from rlm_pipeline.engines.load import open_engine
     from rlm_pipeline.engines.polars import PolarsEngine
+    from rlm_pipeline.engines.reads import ValueCounts
     from rlm_pipeline.engines.spark import SparkEngine
 
 
-__getattr__, __dir__ = lazy_attributes(
-    "rlm_pipeline.engines", _LAZY, globals(), __all__
-)
+__getattr__, __dir__ = lazy_attributes("rlm_pipeline.engines", _LAZY, globals(), __all__)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from rlm_pipeline.engines.reads import ValueCounts
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.spec import OpSpec
@@ -75,6 +76,29 @@ class Engine(Protocol):
 
     def head(self, view: str, n: int = 5, columns: list[str] | None = None) -> pa.Table:
         """First ``n`` rows (at most 20) of ``view``, each text cell cut to ~200 characters."""
+        ...
+
+    def value_counts(self, view: str, column: str, *, max_values: int) -> ValueCounts:
+        """Every distinct value of ``column`` with its row count: the library's own read.
+
+        Not the model's preview (:meth:`head`): no 20-row cap, no cut cells.  An
+        aggregation in the engine (one row per distinct value comes back, never the
+        rows); values keep their type, nulls form one group and sort first, then the
+        values ascending.  At most ``max_values`` (1 ..
+        :data:`~rlm_pipeline.engines.reads.MAX_VALUE_COUNTS`) values are returned;
+        ``distinct`` is exact either way, so a caller can refuse "300 values, at most
+        64" before doing anything.  See :mod:`rlm_pipeline.engines.reads`.
+        """
+        ...
+
+    def filter_value(self, view: str, column: str, value: Any, name: str) -> None:
+        """Register the rows of ``view`` whose ``column`` equals ``value`` as ``name``.
+
+        The library's exact key match (``recurse``), with no SQL text in between:
+        ``value`` is one of the values :meth:`value_counts` returned (any length, any
+        type); ``None`` selects the rows where ``column`` is null, and NaN matches NaN.
+        Lazy: nothing is computed (the caller has the count from :meth:`value_counts`).
+        """
         ...
 
     def filter(self, view: str, where: str, name: str) -> int:

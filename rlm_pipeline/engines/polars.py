@@ -22,6 +22,7 @@ from rlm_pipeline.engines.partitioning import (
     chunk_sizes,
     too_many_partitions,
 )
+from rlm_pipeline.engines.reads import ValueCounts, check_max_values, value_counts_of
 from rlm_pipeline.engines.types import neutral_polars_type
 from rlm_pipeline.engines.views import ViewRegistry, check_columns
 from rlm_pipeline.errors import EngineError, InputError
@@ -107,6 +108,35 @@ class PolarsEngine:
         with _polars_errors(f"collect view {view!r}"):
             table = self._views.get(view).collect().to_arrow()
         return normalize_arrow(table)
+
+    # -- the library's own reads (not the model's preview) ----------------------------
+
+    def value_counts(self, view: str, column: str, *, max_values: int) -> ValueCounts:
+        """Distinct values of ``column`` with their counts, uncut; see :class:`Engine`."""
+        limit = check_max_values(max_values)
+        frame = self._views.get(view)
+        check_columns([column], self.schema(view), view)
+        rows = _free_name(column, "rows")
+        groups = frame.group_by(column).agg(pl.len().alias(rows))
+        with _polars_errors(f"count the values of {column!r} in view {view!r}"):
+            top = groups.sort(column, nulls_last=False).head(limit + 1).collect().to_arrow()
+            distinct = top.num_rows
+            if distinct > limit:
+                distinct = _count(groups, f"count the values of {column!r}")
+        return value_counts_of(top, column, rows, limit, distinct)
+
+    def filter_value(self, view: str, column: str, value: Any, name: str) -> None:
+        """Register the rows whose ``column`` equals ``value`` (null-safe) as ``name``."""
+        frame = self._views.get(view)
+        check_columns([column], self.schema(view), view)
+        self._views.check_name(name)
+        if value is None:
+            condition = pl.col(column).is_null()
+        else:
+            dtype = frame.collect_schema()[column]
+            with _polars_errors(f"match a value of {column!r}"):
+                condition = pl.col(column).eq_missing(pl.lit(value, dtype=dtype))
+        self._views.put(name, frame.filter(condition))
 
     # -- model-facing operations ----------------------------------------------------
 
@@ -234,6 +264,10 @@ def _as_lazy(data: Any) -> pl.LazyFrame:
         return pl.DataFrame(data).lazy()
     msg = f"PolarsEngine cannot register {type(data).__name__}; use open_engine()"
     raise InputError(msg)
+
+
+def _free_name(taken: str, base: str) -> str:
+    return base if base != taken else base + "_"
 
 
 def _count(frame: pl.LazyFrame, what: str) -> int:

@@ -31,6 +31,7 @@ from rlm_pipeline.engines.partitioning import (
     chunk_sizes,
     too_many_partitions,
 )
+from rlm_pipeline.engines.reads import ValueCounts, check_max_values, value_counts_of
 from rlm_pipeline.engines.types import neutral_spark_type
 from rlm_pipeline.engines.views import ViewRegistry, check_columns
 from rlm_pipeline.errors import EngineError, InputError
@@ -158,6 +159,44 @@ class SparkEngine:
         with _spark_errors(f"collect view {view!r}"):
             table = self.frame(view).toArrow()
         return normalize_arrow(table)
+
+    # -- the library's own reads (not the model's preview) ----------------------------
+
+    def value_counts(self, view: str, column: str, *, max_values: int) -> ValueCounts:
+        """Distinct values of ``column`` with their counts, uncut; see :class:`Engine`.
+
+        One job on the usual path (group, sort, ``limit(max_values + 1)``, ``toArrow``);
+        a second one (``count`` of the groups) only when there are more values than that.
+        """
+        from pyspark.sql import functions as F
+
+        limit = check_max_values(max_values)
+        frame = self.frame(view)
+        check_columns([column], self.schema(view), view)
+        rows = _free_name({column}, "rows")
+        what = f"count the values of {column!r} in view {view!r}"
+        with _spark_errors(what):
+            groups = frame.groupBy(_col(column)).agg(F.count(F.lit(1)).alias(rows))
+            top = groups.orderBy(_col(column).asc_nulls_first()).limit(limit + 1).toArrow()
+        distinct = top.num_rows
+        if distinct > limit:
+            distinct = _count(groups, what)
+        return value_counts_of(top, column, rows, limit, distinct)
+
+    def filter_value(self, view: str, column: str, value: Any, name: str) -> None:
+        """Register the rows whose ``column`` equals ``value`` (``eqNullSafe``) as ``name``."""
+        from pyspark.sql import functions as F
+
+        frame = self.frame(view)
+        check_columns([column], self.schema(view), view)
+        self._views.check_name(name)
+        with _spark_errors(f"match a value of {column!r} in view {view!r}"):
+            if value is None:
+                result = frame.filter(_col(column).isNull())
+            else:
+                dtype = frame.schema[column].dataType
+                result = frame.filter(_col(column).eqNullSafe(F.lit(value).cast(dtype)))
+        self._store(name, result)
 
     # -- model-facing operations ----------------------------------------------------
 

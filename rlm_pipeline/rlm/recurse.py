@@ -37,22 +37,21 @@ from rlm_pipeline.rlm.tools import (
     ToolError,
     ToolOutcome,
     describe_view,
-    ident,
-    sql_literal,
 )
 
 if TYPE_CHECKING:
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import LLM
 
-__all__ = ["MAX_INLINE_ROWS", "MAX_PARTITIONS", "recurse"]
+__all__ = ["MAX_INLINE_ROWS", "MAX_RECURSE_PARTITIONS", "recurse", "too_many_partitions"]
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: A recurse call may fan out over at most this many partitions.
-MAX_PARTITIONS = 64
+#: A recurse call answers every partition, up to this many (one sub-run or plain call
+#: each); with more, it is refused before any sub-call (:func:`too_many_partitions`).
+MAX_RECURSE_PARTITIONS = 64
 #: At max depth, a partition with more rows than this is refused (filter first).
 MAX_INLINE_ROWS = 5000
 
@@ -65,33 +64,23 @@ async def recurse(
     engine = scope.engine
     if partition_column == "answer":
         raise ToolError("the partition column may not be called 'answer'; rename it with sql first")
-    keys_view = f"{INTERNAL_PREFIX}_keys"
-    col = ident(partition_column)
-    n_keys = int(
-        await asyncio.to_thread(
-            engine.sql,
-            f"SELECT {col} AS part_key, COUNT(*) AS n FROM {ident(view)} "
-            f"GROUP BY {col} ORDER BY part_key",
-            keys_view,
-        )
+    # The keys are the library's own read (exact, uncut, all of them), not the model's
+    # 20-row preview: every partition is answered, or the call is refused up front.
+    keys = await asyncio.to_thread(
+        engine.value_counts, view, partition_column, max_values=MAX_RECURSE_PARTITIONS
     )
-    if n_keys > MAX_PARTITIONS:
-        raise ToolError(
-            f"{n_keys} partitions; recurse takes at most {MAX_PARTITIONS}: filter first, or "
-            "partition into fewer chunks (partition with n) and recurse on `partition`"
-        )
-    keys = (await asyncio.to_thread(engine.head, keys_view, max(n_keys, 1), None)).to_pylist()
+    if not keys.complete:
+        raise ToolError(too_many_partitions(view, partition_column, keys.distinct))
     plain = scope.depth + 1 >= state.max_depth
     scratch = f"{INTERNAL_PREFIX}_part"
     parts: list[tuple[Any, Any, int]] = []
-    for row in keys:
-        key = row["part_key"]
-        where = f"{col} IS NULL" if key is None else f"{col} = {sql_literal(key)}"
-        rows = int(await asyncio.to_thread(engine.filter, view, where, scratch))
+    for key, rows in keys.pairs():
         if plain and rows > MAX_INLINE_ROWS:
-            data: Any = None
-        elif plain:
-            data = await asyncio.to_thread(engine.to_arrow, scratch)
+            parts.append((key, None, rows))
+            continue
+        await asyncio.to_thread(engine.filter_value, view, partition_column, key, scratch)
+        if plain:
+            data: Any = await asyncio.to_thread(engine.to_arrow, scratch)
         else:
             data = await asyncio.to_thread(engine.frame, scratch)
         parts.append((key, data, rows))
@@ -102,7 +91,7 @@ async def recurse(
     failed = [(p[0], err) for p, (_, err) in zip(parts, results, strict=True) if err]
     table = pa.table(
         {
-            partition_column: pa.array([p[0] for p in parts]),
+            partition_column: keys.values,  # the keys in their own type, uncut
             "answer": _answer_column([value for value, _ in results]),
         }
     )
@@ -115,6 +104,24 @@ async def recurse(
         text += f"\n{len(failed)} partitions without an answer (answer null): {shown}"
     rows_in = sum(p[2] for p in parts)
     return ToolOutcome(text=cut(text, 2000), rows_in=rows_in, rows_out=len(parts), sub_calls=calls)
+
+
+def too_many_partitions(view: str, column: str, partitions: int) -> str:
+    """The tool error for a ``recurse`` over more than :data:`MAX_RECURSE_PARTITIONS` keys.
+
+    Examples
+    --------
+    >>> print(too_many_partitions("subset", "user_id", 300))  # doctest: +NORMALIZE_WHITESPACE
+    view `subset` has 300 partitions by `user_id`; recurse handles at most 64: filter `subset`
+    to fewer values first, or partition it into fewer chunks (partition view=subset n=64,
+    then recurse with partition_column=partition)
+    """
+    m = MAX_RECURSE_PARTITIONS
+    return (
+        f"view `{view}` has {partitions} partitions by `{cut(column, 80)}`; recurse handles at "
+        f"most {m}: filter `{view}` to fewer values first, or partition it into fewer chunks "
+        f"(partition view={view} n={m}, then recurse with partition_column=partition)"
+    )
 
 
 async def _answer_parts(

@@ -352,23 +352,76 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     before = _meter_calls(scope)
     await _map_llm(scope, view, spec, name)
     calls = _meter_calls(scope) - before
-    scratch = f"{INTERNAL_PREFIX}_counts"
-    await _engine(
-        scope.engine.sql,
-        f"SELECT label, COUNT(*) AS n, COUNT(label_error) AS errors FROM {name} "
-        "GROUP BY label ORDER BY n DESC, label",
-        scratch,
-    )
-    counts = (await _engine(scope.engine.head, scratch, 60, None)).to_pylist()
-    total = sum(int(r["n"]) for r in counts)
-    failed = sum(int(r["errors"]) for r in counts)
-    shown = ", ".join(
-        f"{r['label'] if r['label'] is not None else 'null'}: {r['n']}" for r in counts
-    )
+    # The library's own reads (every label, uncut), not the model's 20-row preview.
+    counts = await _engine(scope.engine.value_counts, name, "label", max_values=len(labels) + 1)
+    total = counts.rows
+    shown = counts_line(counts.pairs(), labels, more=counts.distinct - len(counts.values))
     text = f"view `{name}`: {total} rows labelled ({calls} sub-calls); label counts: {shown}"
-    if failed:
-        text += f"; {failed} rows failed (label null, reason in `label_error`)"
+    text += await _failures(scope, name, "label_error", total, "label")
     return ToolOutcome(text=bound(text), rows_in=total, rows_out=total, sub_calls=calls)
+
+
+#: Characters of a classify result given to its label counts: the rest of the ~2,000
+#: is left for the header, the failure line and the view line added after the result.
+COUNTS_CHARS = 1200
+#: Distinct failure reasons read to summarise the failed rows by kind.
+MAX_REASONS = 200
+
+
+def counts_line(
+    pairs: list[tuple[Any, int]], labels: list[str], *, more: int = 0, limit: int = COUNTS_CHARS
+) -> str:
+    """Label counts as ``a: 3, b: 1, c: 0``, most rows first, every label included.
+
+    Labels without rows are listed with 0; the null label (rows that failed) as
+    ``null``.  If the text would pass ``limit`` characters it ends with
+    ``… and N more labels`` (never a silent cut).  ``more`` counts labels the
+    caller could not read.
+
+    Examples
+    --------
+    >>> counts_line([(None, 1), ("a", 3)], ["a", "b"])
+    'a: 3, null: 1, b: 0'
+    >>> names = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    >>> counts_line(list(zip(names, [5, 4, 3, 2, 1])), names, limit=40)
+    'alpha: 5, beta: 4, … and 3 more labels'
+    """
+    seen = {value for value, _ in pairs}
+    rows = list(pairs) + [(label, 0) for label in labels if label not in seen]
+    rows.sort(key=lambda p: (-p[1], p[0] is None, "" if p[0] is None else str(p[0])))
+    items = [f"{'null' if v is None else v}: {n}" for v, n in rows]
+    whole = ", ".join(items)
+    if not more and len(whole) <= limit:
+        return whole
+    room = limit - len(f", … and {len(items) + more} more labels")
+    shown: list[str] = []
+    size = 0
+    for item in items:
+        size += len(item) + (2 if shown else 0)
+        if size > room:
+            break
+        shown.append(item)
+    left = len(items) - len(shown) + more
+    return ", ".join([*shown, f"… and {left} more labels"]) if left else ", ".join(shown)
+
+
+async def _failures(scope: Scope, name: str, error_column: str, rows: int, column: str) -> str:
+    """``"; N rows failed (…: api_error 3, parse_error 1)"``, or ``""`` when none failed."""
+    reasons = await _engine(scope.engine.value_counts, name, error_column, max_values=MAX_REASONS)
+    failed = rows - reasons.count_of(None)
+    if failed <= 0:
+        return ""
+    kinds: dict[str, int] = {}
+    for reason, n in reasons.pairs():
+        if reason is not None:
+            kind = str(reason).split(":", 1)[0].strip()[:40]
+            kinds[kind] = kinds.get(kind, 0) + n
+    by_kind = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    if not reasons.complete:
+        by_kind += ", …"
+    return (
+        f"; {failed} rows failed ({column} null, reason in `{error_column}`: {cut(by_kind, 200)})"
+    )
 
 
 async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
@@ -389,8 +442,9 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     await _map_llm(scope, view, spec, name)
     calls = _meter_calls(scope) - before
     rows = int(await _engine(scope.engine.count, name))
+    failures = await _failures(scope, name, "value_error", rows, "value")
     text = await describe_view(scope, name, rows, preview=5)
-    text = bound(f"{calls} sub-calls; " + text)
+    text = bound(f"{calls} sub-calls{failures}; " + text)
     return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls)
 
 

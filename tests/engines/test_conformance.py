@@ -6,6 +6,7 @@ Known gaps are strict xfails per engine (``known_gap``), so a fix shows up as XP
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from rlm_pipeline.engines import Engine
 from rlm_pipeline.engines.partitioning import MAX_HEAD_ROWS, chunk_label, chunk_sizes
+from rlm_pipeline.engines.reads import MAX_VALUE_COUNTS
 from rlm_pipeline.errors import ExpressionError, InputError
 
 from .data import TICKETS_SCHEMA, norm, rows_of, sorted_rows, tickets, users
@@ -485,6 +487,140 @@ def test_partition_by_unknown_column(make_engine: MakeEngine) -> None:
     engine = make_engine(tickets())
     with pytest.raises(ExpressionError, match="nope"):
         engine.partition("context", by="nope", name="p")
+
+
+# -- the library's own reads: value_counts / filter_value -------------------------------------
+# Not the model's preview: no 20-row cap, no cut cells, exact (null-safe) matches.
+
+VALUE_COLUMNS = ["user_id", "question", "score", "urgent", "day"]
+
+
+@pytest.mark.parametrize("column", VALUE_COLUMNS)
+def test_value_counts_matches_duckdb(
+    make_engine: MakeEngine, duck: duckdb.DuckDBPyConnection, column: str
+) -> None:
+    engine = make_engine(tickets())
+    counts = engine.value_counts("context", column, max_values=1000)
+    expected = _duck_rows(
+        duck,
+        f"SELECT {column}, count(*) FROM context GROUP BY {column} "
+        f"ORDER BY {column} ASC NULLS FIRST",
+    )
+    assert [(norm(v), n) for v, n in counts.pairs()] == [(norm(v), n) for v, n in expected]
+    assert counts.complete and counts.distinct == len(expected)
+    assert counts.rows == 64
+    assert counts.values.type == engine.to_arrow("context").schema.field(column).type
+
+
+def test_value_counts_beyond_its_maximum_still_counts_every_value(
+    make_engine: MakeEngine, duck: duckdb.DuckDBPyConnection
+) -> None:
+    engine = make_engine(tickets())
+    counts = engine.value_counts("context", "user_id", max_values=3)
+    everything = _duck_rows(
+        duck, "SELECT user_id, count(*) FROM context GROUP BY user_id ORDER BY user_id NULLS FIRST"
+    )
+    assert counts.pairs() == everything[:3]
+    assert counts.pairs()[0][0] is None  # nulls first: always among the values read
+    assert counts.distinct == len(everything) == 10
+    assert not counts.complete
+
+
+def test_value_counts_is_not_the_preview(make_engine: MakeEngine) -> None:
+    # 30 distinct 1,000-character keys: all 30 come back, none cut (head gives 20, cut to 200)
+    keys = [f'{i:02d} O\'Brien \\ "q" '.ljust(1000, "k") for i in range(30)]
+    frame = pl.DataFrame({"key": [k for k in keys for _ in range(2)], "n": range(60)})
+    engine = make_engine(frame)
+    assert engine.head("context", 100).num_rows == MAX_HEAD_ROWS
+    counts = engine.value_counts("context", "key", max_values=64)
+    assert counts.pairs() == [(k, 2) for k in sorted(keys)]
+    assert all(len(k) == 1000 for k in counts.values.to_pylist())
+
+
+def test_value_counts_of_columns_named_like_its_count(make_engine: MakeEngine) -> None:
+    frame = pl.DataFrame({"rows": [1, 1, 2], "rows_": ["a", "b", "b"], "count": [5, 5, 5]})
+    engine = make_engine(frame)
+    assert engine.value_counts("context", "rows", max_values=5).pairs() == [(1, 2), (2, 1)]
+    assert engine.value_counts("context", "rows_", max_values=5).pairs() == [("a", 1), ("b", 2)]
+    assert engine.value_counts("context", "count", max_values=5).pairs() == [(5, 3)]
+
+
+def test_value_counts_of_an_empty_view(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    engine.filter("context", "ticket_id < 0", "none")
+    counts = engine.value_counts("none", "question", max_values=5)
+    assert counts.pairs() == [] and counts.distinct == 0 and counts.complete
+
+
+def test_value_counts_arguments_are_checked(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    with pytest.raises(InputError, match=r"unknown columns \['nope'\]"):
+        engine.value_counts("context", "nope", max_values=5)
+    with pytest.raises(InputError, match="unknown view 'missing'"):
+        engine.value_counts("missing", "user_id", max_values=5)
+    for bad in (0, -1, True, "5", 2.0, MAX_VALUE_COUNTS + 1):
+        with pytest.raises(InputError, match="max_values must be an integer"):
+            engine.value_counts("context", "user_id", max_values=bad)  # type: ignore[arg-type]
+
+
+def _awkward() -> pl.DataFrame:
+    """Keys that SQL literals get wrong: long, quoted, backslashed, NaN, timestamps, null."""
+    long_text = 'O\'Brien \\ said "hi"\n' + "z" * 990
+    return pl.DataFrame(
+        {
+            "text": [long_text, long_text + "!", None, "", "é 退款", long_text, None],
+            "ratio": [0.1, float("nan"), None, 1e-7, float("nan"), 0.1, 2.5],
+            "at": [
+                dt.datetime(2024, 1, 1, 12, 0, 0, 123456),
+                dt.datetime(2024, 1, 1, 12, 0, 0, 123456),
+                None,
+                dt.datetime(1999, 12, 31, 23, 59, 59),
+                dt.datetime(2024, 3, 1),
+                dt.datetime(2024, 3, 1),
+                dt.datetime(2024, 3, 1),
+            ],
+            "flag": [True, False, None, True, True, None, False],
+            "id": list(range(7)),
+        }
+    )
+
+
+@pytest.mark.parametrize("column", ["text", "ratio", "at", "flag", "id"])
+def test_filter_value_selects_each_value_exactly(make_engine: MakeEngine, column: str) -> None:
+    frame = _awkward()
+    engine = make_engine(frame)
+    counts = engine.value_counts("context", column, max_values=100)
+    assert counts.rows == frame.height
+    seen: list[int] = []
+    for value, n in counts.pairs():
+        engine.filter_value("context", column, value, "_rlm_one")
+        ids = engine.to_arrow("_rlm_one").column("id").to_pylist()
+        assert len(ids) == n == engine.count("_rlm_one"), value
+        seen += ids
+    assert sorted(seen) == list(range(frame.height))  # every row once, in one group
+
+
+def test_filter_value_of_a_long_key_matches_its_rows(make_engine: MakeEngine) -> None:
+    frame = _awkward()
+    engine = make_engine(frame)
+    long_text = frame["text"][0]
+    assert len(long_text) > 1000
+    engine.filter_value("context", "text", long_text, "mine")
+    assert sorted(engine.to_arrow("mine").column("id").to_pylist()) == [0, 5]
+    engine.filter_value("context", "text", None, "mine")
+    assert sorted(engine.to_arrow("mine").column("id").to_pylist()) == [2, 6]
+    engine.filter_value("context", "text", "absent", "mine")
+    assert engine.count("mine") == 0
+
+
+def test_filter_value_arguments_are_checked(make_engine: MakeEngine) -> None:
+    engine = make_engine(tickets())
+    with pytest.raises(InputError, match=r"unknown columns \['nope'\]"):
+        engine.filter_value("context", "nope", 1, "x")
+    with pytest.raises(InputError, match="unknown view 'missing'"):
+        engine.filter_value("missing", "user_id", 1, "x")
+    with pytest.raises(InputError, match="reserved|invalid|name"):
+        engine.filter_value("context", "user_id", 1, "context")
 
 
 # -- sql -------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ def test_protocol_methods_are_the_seam() -> None:
         "close",
         "count",
         "filter",
+        "filter_value",
         "frame",
         "head",
         "map_llm",
@@ -31,6 +32,7 @@ def test_protocol_methods_are_the_seam() -> None:
         "schema",
         "sql",
         "to_arrow",
+        "value_counts",
         "views",
     ]
 
