@@ -68,7 +68,8 @@ class Estimate:
     input_tokens, output_tokens
         Tokens of those calls.
     cost_usd
-        Their cost at ``llm.price()``.
+        Their cost at ``llm.price()``; None when the model has no price
+        (:meth:`~rlm_pipeline.llm.config.LLM.has_price`), never a made-up 0.
     too_long
         Rows longer than ``max_row_tokens``: not sent (``input_too_long``),
         or sent cut to the limit when ``truncate``.
@@ -80,7 +81,7 @@ class Estimate:
     calls: int
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None
     too_long: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,6 +160,6 @@ def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estim
         calls=calls,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=llm.price().cost(input_tokens, output_tokens),
+        cost_usd=llm.price().cost(input_tokens, output_tokens) if llm.has_price() else None,
         too_long=too_long,
     )

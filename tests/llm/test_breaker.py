@@ -312,6 +312,9 @@ def test_cost_budget_for_an_unpriced_model_is_refused_before_any_call(sim: Any) 
     assert 0 < meter.snapshot().cost_usd <= 0.01
     # a budget without a cost limit needs no price
     rp.classify(_frame(5), "q", LABELS, llm, budget=Budget(max_calls=10))
+    # and an estimate shows no made-up cost
+    assert rp.estimate(_frame(50), "q", LABELS, llm).cost_usd is None
+    assert rp.estimate(_frame(50), "q", LABELS, priced).cost_usd > 0
 
 
 # ------------------------------------------------------------------- operators
