@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from rlm_pipeline.errors import BudgetExceededError, RLMPipelineError
+from rlm_pipeline.errors import BudgetExceededError, LLMEndpointError, RLMPipelineError
 from rlm_pipeline.rlm.plain import answer_inline, parse_value
 from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import Scope
@@ -241,7 +241,7 @@ async def _answer_part(
         if not result.answered:
             return None, f"sub-run gave no answer ({result.stop_reason})"
         return result.value, None
-    except BudgetExceededError:
+    except (BudgetExceededError, LLMEndpointError):
         raise
     except RLMPipelineError as exc:
         logger.info("partition %r failed: %s", key, exc)

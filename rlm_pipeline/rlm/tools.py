@@ -28,7 +28,12 @@ from typing import Any
 
 import jsonschema
 
-from rlm_pipeline.errors import BudgetExceededError, InputError, RLMPipelineError
+from rlm_pipeline.errors import (
+    BudgetExceededError,
+    InputError,
+    LLMEndpointError,
+    RLMPipelineError,
+)
 from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
@@ -547,7 +552,9 @@ async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
 
     Only the run's own limits escape: :class:`BudgetExceededError` raised by the
     budget guard of a *root* model call is not raised here (tools catch theirs
-    and report them), so the caller decides when the run stops.
+    and report them), so the caller decides when the run stops.  An
+    :class:`LLMEndpointError` (the sub-model's endpoint is dead for every call)
+    is raised: no correction by the model can help, the run stops.
     """
     started = time.monotonic()
     try:
@@ -555,6 +562,8 @@ async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
         outcome = await _HANDLERS[name](args, scope)
         if outcome.error is None and not outcome.final:
             outcome.text = await _restated(name, args, outcome, scope)
+    except LLMEndpointError:
+        raise
     except (ToolError, InputError, BudgetExceededError) as exc:
         outcome = _error(exc)
     except RLMPipelineError as exc:

@@ -383,3 +383,13 @@ def test_spark_dead_endpoint_fails_on_the_driver(spark: Any, sim_factory: SimFac
         rp.classify(df, "q", LABELS, llm)
     assert str(tripped.value) == f"connection refused at {live.base_url} — is the server running?"
     assert tripped.value.cause == "connection_refused"
+
+
+def test_rlm_run_stops_when_the_sub_models_endpoint_is_dead(sim: Any) -> None:
+    root = LLM(model="sim-1", base_url=sim.base_url, api_key="k")
+    dead = _dead_llm()
+    started = time.monotonic()
+    with pytest.raises(LLMEndpointError) as info:  # not a tool error the root retries around
+        rp.RLM(root=root, sub=dead).run("How many tickets are about billing?", _frame(50), "q")
+    assert time.monotonic() - started < 10
+    assert str(info.value) == f"connection refused at {dead.base_url} — is the server running?"
