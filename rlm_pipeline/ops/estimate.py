@@ -18,6 +18,8 @@ Examples
 (4, 2, 1, 0, 0)
 >>> estimate_texts(["x" * 100, "a"], ClassifySpec("q", ("x", "y"), max_row_tokens=10), LLM()).too_long
 1
+>>> print(estimate_texts(["a"], ClassifySpec("q", ("x", "y")), LLM(model="my-local-model")).cost_usd)
+None
 """
 
 from __future__ import annotations

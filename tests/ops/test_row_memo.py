@@ -137,7 +137,7 @@ def test_faults_then_rerun_asks_only_failed_rows_and_estimate_agrees(
     # after the full run: everything stored, nothing to send, whatever the batch size
     for size in (16, 7):
         est = rp.estimate(df, "q", list(LABELS), llm, batch_size=size)
-        assert (est.cached, est.calls, est.input_tokens, est.cost_usd) == (1_500, 0, 0, 0.0)
+        assert (est.cached, est.calls, est.input_tokens, est.cost_usd) == (1_500, 0, 0, None)
 
 
 class _Client:
