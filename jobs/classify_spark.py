@@ -15,9 +15,16 @@ partition overwrite: only the dates present in this input are replaced, other
 dates in OUT stay as they are.  With ``--cache`` on storage every executor can
 reach, a re-run sends no model calls for rows already answered.
 
-If any row failed for a transient reason (``api_error``, ``budget_exceeded``)
-nothing is written and the job exits 1, so a scheduler retries it; the retry
-re-sends only those rows.
+Before any model call the job refuses an output folder that overlaps the
+input, and unknown columns.  A systemic model failure (nothing listening, key
+refused, unknown model) stops it within seconds: one line, exit 1, nothing
+written.  If rows failed for a transient reason (``api_error``,
+``budget_exceeded``) it prints the failed rows by reason, writes nothing and
+exits 1, so a scheduler retries it; the retry re-sends only those rows.
+``--allow-errors`` publishes such a partial result anyway.
+
+Labels: ``--labels a,b,c`` (a label with a comma in double quotes),
+``--labels-file F`` (one per line) or ``--label X`` repeated.
 
 Exit codes: 0 written, 1 validation or model failure (nothing written),
 2 bad arguments or input.
@@ -30,12 +37,12 @@ import os
 import sys
 
 import rlm_pipeline as rp
+from rlm_pipeline.cli.failures import TRANSIENT, FailureReport
+from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.main import run_guarded
+from rlm_pipeline.cli.outputs import check_output_folder
 from rlm_pipeline.engines.load import to_spark
 from rlm_pipeline.errors import InputError
-
-#: Reasons that a re-run can fix; the job writes nothing while any row has one.
-TRANSIENT = ("api_error", "budget_exceeded")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--input", required=True, help="Parquet file, folder or glob")
     p.add_argument("--output", required=True, help="output folder (Parquet, partitioned)")
     p.add_argument("--column", required=True, help="text column to classify")
-    p.add_argument("--labels", required=True, help="comma-separated labels")
+    add_label_arguments(p)
     p.add_argument("--model", default=os.environ.get("RLM_MODEL", "gpt-4.1-mini"))
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
     p.add_argument("--partitions", type=int, default=None, help="repartition input to N tasks")
@@ -54,20 +61,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=32, help="whole job, shared by all tasks")
     p.add_argument("--rpm", type=int, default=None, help="requests per minute, whole job")
     p.add_argument("--master", default=None, help="Spark master when not run by spark-submit")
+    p.add_argument(
+        "--max-row-tokens", type=int, default=8000, help="longest cell sent (estimated tokens)"
+    )
+    p.add_argument("--truncate", action="store_true", help="cut longer cells instead")
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="write even if rows failed for a transient reason (api_error, budget_exceeded)",
+    )
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
     from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
 
     from rlm_pipeline.validate import validate_output
 
+    labels = labels_from_args(args)
+    check_output_folder(args.input, args.output)
     builder = SparkSession.builder.appName("rlm_pipeline-classify")
     if args.master:
         builder = builder.master(args.master)
     spark = builder.getOrCreate()
     spark.conf.set("spark.sql.sources.partitionOverwriteMode", "dynamic")
-    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
     llm = rp.LLM(
         model=args.model,
         base_url=args.base_url,
@@ -81,20 +99,37 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(msg)
     if args.partitions:
         df = df.repartition(args.partitions)
-    step = rp.spark.classify(args.column, labels, llm=llm, batch_size=args.batch_size)
+    step = rp.spark.classify(
+        args.column,
+        labels,
+        llm=llm,
+        batch_size=args.batch_size,
+        max_row_tokens=args.max_row_tokens,
+        truncate=args.truncate,
+    )
     # classify materialises its result once, so validation and the write see the same answers.
     out = df.transform(step)
+    rows = df.count()
     report = validate_output(
-        out, input_rows=df.count(), labels=labels, output_column="label", id_column=args.id_column
+        out, input_rows=rows, labels=labels, output_column="label", id_column=args.id_column
     )
     if not report.success:
         print("classify_spark: validation failed: " + "; ".join(report.failed), file=sys.stderr)
         return 1
-    transient = out.filter(out["label_error"].rlike(f"^({'|'.join(TRANSIENT)})")).count()
-    if transient:
+    kinds = out.where(F.col("label_error").isNotNull()).groupBy(
+        F.regexp_extract("label_error", r"^([a-z_]+)", 1).alias("kind")
+    )
+    errors = {r["kind"]: int(r["count"]) for r in kinds.count().collect()}
+    failures = FailureReport(rows=rows, errors=errors)
+    if failures.failed:
+        print(f"classify_spark: {failures.failed} rows have no label:", file=sys.stderr)
+        for line in failures.lines():
+            print(line, file=sys.stderr)
+    if failures.transient and not args.allow_errors:
         print(
-            f"classify_spark: {transient} rows failed for a transient reason ({', '.join(TRANSIENT)}); "
-            "nothing written — run again (answered rows are cached)",
+            f"classify_spark: error: {failures.transient} rows failed for a transient reason "
+            f"({', '.join(TRANSIENT)}); nothing written — run again (answered rows are cached), "
+            "or pass --allow-errors to publish them as nulls",
             file=sys.stderr,
         )
         return 1

@@ -21,7 +21,12 @@ already answered and a second run over finished days sends no model calls.
 
 A partition with rows that failed for a transient reason (``api_error``,
 ``budget_exceeded``) is written but not marked done, so the next run retries
-just those rows.
+just those rows.  A systemic model failure (nothing listening, key refused,
+unknown model) stops the run within seconds: one line, exit 1, no partition
+touched.  An output folder that overlaps the input is refused up front.
+
+Labels: ``--labels a,b,c`` (a label with a comma in double quotes),
+``--labels-file F`` (one per line) or ``--label X`` repeated.
 
 Usage::
 
@@ -49,13 +54,15 @@ from pathlib import Path
 import polars as pl
 
 import rlm_pipeline as rp
+from rlm_pipeline.cli.failures import TRANSIENT
+from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.main import run_guarded
+from rlm_pipeline.cli.outputs import check_output_folder
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 log = logging.getLogger("daily_tickets")
 
 SUCCESS = "_SUCCESS"
-TRANSIENT = ("api_error", "budget_exceeded")
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--input", required=True, type=Path, help="folder of date=YYYY-MM-DD partitions")
     p.add_argument("--output", required=True, type=Path, help="output folder")
     p.add_argument("--column", default="question", help="text column to classify")
-    p.add_argument("--labels", required=True, help="comma-separated labels")
+    add_label_arguments(p)
     p.add_argument("--id-column", default=None, help="column that must stay unique (checked)")
     p.add_argument("--model", default=os.environ.get("RLM_MODEL", "gpt-4.1-mini"))
     p.add_argument("--base-url", default=None, help="OpenAI-compatible endpoint")
@@ -200,15 +207,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    labels = [label.strip() for label in args.labels.split(",") if label.strip()]
-    llm = rp.LLM(
-        model=args.model,
-        base_url=args.base_url,
-        max_concurrency=args.concurrency,
-        cache_path=args.cache,
-    )
 
     def run() -> int:
+        labels = labels_from_args(args)
+        llm = rp.LLM(
+            model=args.model,
+            base_url=args.base_url,
+            max_concurrency=args.concurrency,
+            cache_path=args.cache,
+        )
+        check_output_folder(args.input, args.output)
         parts = input_partitions(args.input)
         args.output.mkdir(parents=True, exist_ok=True)
         lock = lock_output(args.output)

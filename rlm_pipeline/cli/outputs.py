@@ -31,7 +31,7 @@ from typing import Any
 
 from rlm_pipeline.errors import InputError
 
-__all__ = ["StagedOutput", "check_output_path", "staged_output"]
+__all__ = ["StagedOutput", "check_output_folder", "check_output_path", "staged_output"]
 
 
 def _absolute(path: str | os.PathLike[str]) -> Path:
@@ -173,3 +173,45 @@ def staged_output(final: Path) -> Iterator[StagedOutput]:
             tmp.unlink(missing_ok=True)
         if staged is None or not staged.committed:
             _remove_empty(created)
+
+
+def check_output_folder(input_location: Any, output: str | os.PathLike[str]) -> Path:
+    """The absolute output folder of a job, after refusing one that overlaps the input.
+
+    For jobs that write a folder of partitions (``jobs/``): the output must not
+    be the input, lie inside an input directory or match an input glob, and the
+    input must not lie inside the output (replacing the output's partitions
+    would delete input files).
+
+    Raises
+    ------
+    InputError
+        The folders overlap, or the output is an existing file.
+
+    Examples
+    --------
+    >>> check_output_folder("/data/raw", "/data/raw/curated")
+    Traceback (most recent call last):
+    ...
+    rlm_pipeline.errors.InputError: output /data/raw/curated overlaps the input /data/raw: write to a folder outside it
+    """
+    out = _absolute(output)
+    if out.is_file():
+        msg = f"output {output} is a file; give a folder"
+        raise InputError(msg)
+    if not isinstance(input_location, str | os.PathLike):
+        return out
+    location = os.path.expanduser(os.fspath(input_location))
+    real_out = _real(out)
+    if glob.has_magic(location):
+        files = [_real(_absolute(f)) for f in glob.glob(location, recursive=True)]
+        clash = fnmatch.fnmatch(str(out), os.path.abspath(location)) or any(
+            _inside(f, real_out) or _inside(real_out, f) for f in files
+        )
+    else:
+        source = _real(_absolute(location))
+        clash = _inside(real_out, source) or _inside(source, real_out)
+    if clash:
+        msg = f"output {output} overlaps the input {input_location}: write to a folder outside it"
+        raise InputError(msg)
+    return out

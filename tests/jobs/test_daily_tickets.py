@@ -148,3 +148,41 @@ def test_changed_settings_redo_finished_days_and_runs_do_not_overlap(
     assert blocked.returncode == 1
     assert "another run is writing" in blocked.stderr
     assert "Traceback" not in blocked.stderr
+
+
+def test_endpoint_down_stops_at_once_and_touches_no_partition(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    raw, out = tmp_path / "raw", tmp_path / "out"
+    days = _days(rows_per_day=200)
+    for day in DAYS[:2]:
+        _arrive(raw, day, days[day])
+    started = time.monotonic()
+    proc = _run(_cmd(raw, out, tmp_path / "c.sqlite", closed))
+    assert time.monotonic() - started < 15  # includes starting Python and reading the days
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("daily_tickets: error:")]
+    assert len(errors) == 1 and "connection refused" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not list(out.glob("date=*")) and not list(out.glob(".tmp-*"))
+
+
+def test_output_inside_input_is_refused_and_labels_file(tmp_path: Path, sim_factory: Any) -> None:
+    sim = sim_factory()
+    raw = tmp_path / "raw"
+    _arrive(raw, DAYS[0], _days(rows_per_day=20)[DAYS[0]])
+    inside = _run(_cmd(raw, raw / "curated", tmp_path / "c.sqlite", sim.base_url))
+    assert inside.returncode == 2 and "overlaps the input" in inside.stderr
+    assert not (raw / "curated").exists() and sim.stats()["requests"] == 0
+    labels_file = tmp_path / "labels.txt"
+    labels_file.write_text("billing\ntechnical, hardware\naccount\nother\n", encoding="utf-8")
+    cmd = _cmd(raw, tmp_path / "out", tmp_path / "c.sqlite", sim.base_url)
+    at = cmd.index("--labels")
+    cmd[at : at + 2] = ["--labels-file", str(labels_file)]
+    done = _run(cmd)
+    assert done.returncode == 0, done.stderr
+    marker = json.loads((tmp_path / "out" / f"date={DAYS[0]}" / "_SUCCESS").read_text())
+    assert marker["labels"] == ["billing", "technical, hardware", "account", "other"]
