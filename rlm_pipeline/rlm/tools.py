@@ -576,7 +576,7 @@ async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
 
 
 async def _restated(name: str, args: dict[str, Any], outcome: ToolOutcome, scope: Scope) -> str:
-    """The result text, ending with the view's name, row count and columns when it lacks them.
+    """The result text with a line naming the view, its row count and columns (when it lacks them).
 
     Small models lose track of which views exist and what they hold; each
     result that made or read a view restates it in one line.
@@ -590,7 +590,8 @@ async def _restated(name: str, args: dict[str, Any], outcome: ToolOutcome, scope
     except Exception:  # noqa: BLE001 - the view is gone or unreadable: keep the result as is
         return outcome.text
     line = f"(view `{view}`: {rows} rows; columns: {schema_line(schema, limit=400)})"
-    return bound(outcome.text, MAX_RESULT_CHARS - len(line) - 1) + "\n" + line
+    head, _, rest = outcome.text.partition("\n")  # right under the result's first line
+    return bound("\n".join(filter(None, [head, line, rest])))
 
 
 def _error(exc: BaseException, kind: str | None = None) -> ToolOutcome:

@@ -30,7 +30,10 @@ root model for tests: ``[adversarial:ddl]`` (DDL/DML), ``[adversarial:files]``
 (file readers and path-like names; the first absolute path in the question is
 the target), ``[adversarial:badjson]`` (broken arguments),
 ``[adversarial:unknown-tool]``, ``[adversarial:text]`` (answers in prose
-first) and ``[adversarial:forever]`` (never answers, even when told to).
+first), ``[adversarial:forever]`` (never answers, even when told to),
+``[adversarial:repeat]`` (the same failing call twice, then the plan) and
+``[adversarial:early]`` (answers a guess before looking at the data, then
+follows the plan).
 
 :func:`respond_plain` answers a plain call that inlines rows (``Rows:`` JSON
 lines, or OOLONG-style ``Date: … || User: … || Instance: …`` lines) with the
@@ -661,6 +664,15 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
     if mode == "text":
         if turn < 2:
             return {"role": "assistant", "content": "The answer is 42. FINAL(42)"}
+        return _plan(q, meta, h)
+    if mode == "repeat":
+        if turn < 2:
+            return _message(turn, [("peek", {"view": "sales", "n": 3})])
+        h.calls = [c for c in h.calls if c[1].get("view") != "sales"]  # learnt its lesson
+        return _plan(q, meta, h)
+    if mode == "early":
+        if turn < 1:
+            return _answer(turn, 99, "a guess")
         return _plan(q, meta, h)
     script = _script(mode, q.path or "/tmp/rlm_sentinel")
     if turn < len(script) and not h.forced:
