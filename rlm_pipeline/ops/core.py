@@ -463,10 +463,10 @@ async def apply_texts(
     counts: dict[str, int] = {}
     fresh: list[str] = []
     waiting: dict[str, Claim] = {}  # texts an earlier call asks for, and its claim
-    texts, too_long = _fit_rows(texts, spec)
+    texts, too_long = _fit_rows(texts, spec)  # a too-long row's text reads as None here
     unsent = 0  # blank or too long: answered without a call
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip() or i in too_long:
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
             unsent += 1
             continue
         if text in counts:
@@ -495,21 +495,22 @@ async def apply_texts(
         if run.store is not None:
             run.store.flush()  # also when cancelled: a stopped run keeps what it was told
     out: list[RowResult] = []
-    for i, text in enumerate(texts):
-        if i in too_long:
-            out.append(too_long[i])
-        elif not isinstance(text, str) or not text.strip():
+    for text in texts:
+        if not isinstance(text, str) or not text.strip():
             out.append(_EMPTY)
         else:
             owner = waiting.get(text, claim)
             out.append(owner.results.get(text, _LOST))
+    for i, result in too_long.items():
+        out[i] = result
     return out
 
 
 def _fit_rows(
     texts: Sequence[str | None], spec: OpSpec
 ) -> tuple[Sequence[str | None], dict[int, RowResult]]:
-    """``texts`` with long cells cut (``spec.truncate``), and the rows too long to send.
+    """``texts`` with long cells cut (``spec.truncate``) or, when too long to send, None;
+    and the results of the rows too long to send, by position.
 
     The input sequence is returned as is when no cell passes the limit.
     """
@@ -524,6 +525,7 @@ def _fit_rows(
             if reason is None:
                 sent[i] = fitted
             else:
+                sent[i] = None
                 too_long[i] = (None, reason)
     if too_long:
         logger.debug(
