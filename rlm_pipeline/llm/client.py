@@ -152,7 +152,9 @@ class LLMClient:
         a :class:`~rlm_pipeline.llm.budget.BudgetGuard` shared with other clients
         (its meter is then used; passing a different ``meter`` is an error).
         Clients given the same ``meter`` and an equal ``Budget`` share one guard,
-        so their in-flight requests cannot jointly overshoot.
+        so their in-flight requests cannot jointly overshoot.  A cost limit
+        for a model without a price raises :class:`~rlm_pipeline.errors.InputError`
+        here (:meth:`~rlm_pipeline.llm.config.LLM.require_price`).
     http_client
         An ``httpx2.AsyncClient`` to send through (not closed by :meth:`aclose`).
         By default the client builds one over a
@@ -302,8 +304,13 @@ class LLMClient:
 
         Raises
         ------
+        LLMEndpointError
+            The circuit breaker tripped (see the module docstring): connection
+            refused, DNS or TLS failure, 401/403/404 or the same 5xx on every
+            call before any success, or no endpoint configured.  Raised at once
+            by every later call of this client.
         LLMError
-            At once for 400/401/403/404; after the last retry for 429
+            At once for other 4xx (400, 422); after the last retry for 429
             (:class:`LLMRateLimitError`), timeouts (:class:`LLMTimeoutError`),
             5xx and connection errors.
         BudgetExceededError

@@ -393,3 +393,24 @@ def test_rlm_run_stops_when_the_sub_models_endpoint_is_dead(sim: Any) -> None:
         rp.RLM(root=root, sub=dead).run("How many tickets are about billing?", _frame(50), "q")
     assert time.monotonic() - started < 10
     assert str(info.value) == f"connection refused at {dead.base_url} — is the server running?"
+
+
+@pytest.mark.parametrize(
+    ("knobs", "changes", "cause"),
+    [
+        ({"require_api_key": "right-key"}, {"api_key": "wrong-key"}, "unauthorized"),
+        ({"strict_models": True}, {"model": "no-such-model"}, "not_found"),
+    ],
+)
+def test_classify_5000_rows_refused_by_the_server_stops_at_once(
+    sim_factory: SimFactory, knobs: dict[str, Any], changes: dict[str, Any], cause: str
+) -> None:
+    sim = sim_factory(**knobs)
+    llm = LLM(**{"model": "sim-1", "base_url": sim.base_url, "api_key": "k", **changes})
+    started = time.monotonic()
+    with pytest.raises(LLMEndpointError) as info:
+        rp.classify(_frame(5_000), "q", LABELS, llm)
+    assert time.monotonic() - started < 10
+    assert info.value.cause == cause and info.value.endpoint == sim.base_url
+    # the first wave at most (here: the structured-mode probe alone), never a try per row
+    assert 1 <= sim.stats()["requests"] <= llm.max_concurrency
