@@ -8,6 +8,17 @@ rows inlined (:mod:`rlm_pipeline.rlm.plain`).  The answers form a new view
 ``(partition_column, answer)``; ``answer`` is an integer or float column when
 every answer is a number, else a string column.
 
+Every partition is answered, up to :data:`MAX_RECURSE_PARTITIONS` (64); a view
+with more is refused with a tool error before any sub-call is made, naming the
+count and how to make fewer partitions.  The keys are read with
+:meth:`Engine.value_counts <rlm_pipeline.engines.base.Engine.value_counts>` (all
+of them, exact and uncut -- never the model's 20-row, 200-character ``head``
+preview) and each partition is selected with :meth:`Engine.filter_value
+<rlm_pipeline.engines.base.Engine.filter_value>`, an exact null-safe match with
+no SQL literal in between: a 1,000-character key, a key with quotes or
+backslashes, NaN or a timestamp each select exactly their own rows, and the
+null key its own partition.
+
 Limits: on Polars every sub-run keeps its parent scope's client, so all
 sub-runs of a run share one semaphore and one rpm/tpm limiter (exact bounds).
 On Spark a sub-run's classify/llm_map runs on executors with limiters of their
@@ -34,6 +45,7 @@ from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import Scope
 from rlm_pipeline.rlm.tools import (
     INTERNAL_PREFIX,
+    MAX_RECURSE_PARTITIONS,
     ToolError,
     ToolOutcome,
     describe_view,
@@ -49,9 +61,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: A recurse call answers every partition, up to this many (one sub-run or plain call
-#: each); with more, it is refused before any sub-call (:func:`too_many_partitions`).
-MAX_RECURSE_PARTITIONS = 64
 #: At max depth, a partition with more rows than this is refused (filter first).
 MAX_INLINE_ROWS = 5000
 

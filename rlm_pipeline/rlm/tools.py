@@ -40,6 +40,7 @@ from rlm_pipeline.rlm.scope import Scope
 
 __all__ = [
     "MAX_PEEK_ROWS",
+    "MAX_RECURSE_PARTITIONS",
     "TOOLS",
     "TOOL_NAMES",
     "TOOL_SPECS",
@@ -54,6 +55,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_PEEK_ROWS = 20
+#: ``recurse`` answers every partition, up to this many; beyond, a tool error before any
+#: sub-call (see :mod:`rlm_pipeline.rlm.recurse`).
+MAX_RECURSE_PARTITIONS = 64
 #: Rows shown after `sql`.
 SQL_PREVIEW_ROWS = 10
 #: Batch size of classify / llm_map sub-calls issued by the root model.
@@ -155,7 +159,8 @@ TOOL_SPECS: list[dict[str, Any]] = [
     _tool(
         "recurse",
         "Answer `query` separately for each value of `partition_column` (a sub-run per "
-        "partition); new view (partition_column, answer) to aggregate with sql.",
+        f"partition, at most {MAX_RECURSE_PARTITIONS} partitions, every one answered); new view "
+        "(partition_column, answer) to aggregate with sql.",
         {
             "view": _VIEW,
             "partition_column": {"type": "string"},
