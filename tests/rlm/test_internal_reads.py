@@ -40,8 +40,10 @@ def _billing(frame: pl.DataFrame) -> int:
     return frame.filter(pl.col("true_label") == "billing").height
 
 
-def _run(llm: LLM, frame: pl.DataFrame, question: str, engine: str, spark: Any) -> Any:
-    rlm = rp.RLM(llm, engine=engine, spark=spark, max_depth=1)
+def _run(
+    llm: LLM, frame: pl.DataFrame, question: str, engine: str, spark: Any, max_depth: int = 1
+) -> Any:
+    rlm = rp.RLM(llm, engine=engine, spark=spark, max_depth=max_depth)
     return rlm.run(question, frame.drop("true_label"), text_column="question")
 
 
@@ -131,6 +133,18 @@ def test_recurse_matches_long_keys_and_nulls(
     assert res.value == _billing(frame)
 
 
+def test_sub_runs_over_long_keys_see_their_own_rows(
+    sim_llm: LLM, ticket_frame: pl.DataFrame
+) -> None:
+    # max_depth=2: each partition is the `context` of a sub-RLM (Polars: a lazy filter)
+    frame = _long_key_frame(ticket_frame)
+    res = _run(sim_llm, frame, TOTAL_Q, "polars", None, max_depth=2)
+    assert _recurse_record(res)["rows_out"] == 5
+    starts = [r for r in res.trace if r["kind"] == "run_start" and r["depth"] == 1]
+    assert len(starts) == 5
+    assert res.value == _billing(frame)
+
+
 def _labelled_frame(labels: list[str]) -> pl.DataFrame:
     """Rows whose text names one label; label i gets ``i % 3 + 1`` rows."""
     texts = [
@@ -164,8 +178,27 @@ def test_classify_counts_say_how_many_labels_did_not_fit(sim_llm: LLM) -> None:
     assert f"… and {50 - shown} more labels" in text
 
 
+def test_tool_results_count_failed_rows_by_reason(sim_llm: LLM) -> None:
+    frame = pl.DataFrame(
+        {"question": ["refund my invoice", None, "app crashes", "", None], "n": range(5)}
+    )
+    labels = ["billing", "technical"]
+    text = _classify_directly(sim_llm, frame, labels)
+    assert "label counts: null: 3, billing: 1, technical: 1;" in text
+    assert "; 3 rows failed (label null, reason in `label_error`: empty_input 3)" in text
+    args = {"view": "context", "column": "question", "instruction": "Its topic?", "name": "m"}
+    text = _dispatch(sim_llm, frame, "llm_map", args)
+    assert "3 rows failed (value null, reason in `value_error`: empty_input 3)" in text
+
+
 def _classify_directly(llm: LLM, frame: pl.DataFrame, labels: list[str]) -> str:
     """One `classify` tool call over ``frame`` in a hand-built root scope."""
+    args = {"view": "context", "column": "question", "labels": labels, "name": "lab"}
+    return _dispatch(llm, frame, "classify", args)
+
+
+def _dispatch(llm: LLM, frame: pl.DataFrame, tool: str, args: dict[str, Any]) -> str:
+    """One call of ``tool`` over ``frame`` in a hand-built root scope; its result text."""
     import asyncio
     import json
 
@@ -197,9 +230,8 @@ def _classify_directly(llm: LLM, frame: pl.DataFrame, labels: list[str]) -> str:
         )
         engine = open_engine(frame, "polars")
         scope = Scope(state, engine, 0, "root", "question", client=client, llm=llm)
-        args = {"view": "context", "column": "question", "labels": labels, "name": "lab"}
         try:
-            outcome = await dispatch("classify", json.dumps(args), scope)
+            outcome = await dispatch(tool, json.dumps(args), scope)
         finally:
             await client.aclose()
             state.steps.close()
