@@ -411,3 +411,27 @@ def test_grammar_server_fails_a_run_whose_tools_keep_their_real_limits(
         DEMO_Q, str(ticket_parquet), text_column="question"
     )
     assert res.answered and res.errors == 0
+
+
+def test_ask_protocol_flag_and_one_line_on_a_root_failure(
+    sim_factory: Callable[..., Any],
+    ticket_parquet: Path,
+    ticket_frame: pl.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from rlm_pipeline.cli.main import main
+
+    ok = sim_factory(tool_mode="text")
+    args = ["ask", str(ticket_parquet), DEMO_Q, "--text-column", "question", "--model", "sim-1"]
+    assert main([*args, "--base-url", ok.base_url, "--protocol", "text"]) == 0
+    out, _ = capsys.readouterr()
+    assert f"Answer: {label_count(ticket_frame, 'billing', users=USERS)}" in out
+
+    broken = sim_factory(fail_root_after=3)
+    code = main([*args, "--base-url", broken.base_url, "--max-steps", "3", "--max-retries", "0"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "root model failed at step 3" in lines[0] and "label counts" in lines[0]
+    assert "Traceback" not in err
