@@ -544,12 +544,35 @@ def parse_arguments(name: str, raw: str) -> dict[str, Any]:
         raise ToolError("arguments must be one JSON object")
     errors = sorted(_VALIDATORS[name].iter_errors(args), key=lambda e: list(e.path))
     if errors:
-        detail = "; ".join(
-            f"{'/'.join(str(p) for p in e.path) or 'arguments'}: {cut(e.message, 160)}"
-            for e in errors[:3]
-        )
+        detail = "; ".join(_problem(e) for e in errors[:3])
         raise ToolError(f"bad arguments for {name}: {detail}")
     return args
+
+
+_SIZE_WORDS = {
+    "maxLength": ("at most", "characters"),
+    "minLength": ("at least", "characters"),
+    "maxItems": ("at most", "items"),
+    "minItems": ("at least", "items"),
+}
+
+
+def _problem(error: jsonschema.ValidationError) -> str:
+    """One schema violation in words the model can act on, without echoing a long value.
+
+    Length and count limits (enforced here, not in the schemas sent to servers)
+    say the size and the limit; a wrong type says what was expected.
+    """
+    where = "/".join(str(p) for p in error.path) or "arguments"
+    kind = str(error.validator)
+    if kind in _SIZE_WORDS and isinstance(error.instance, str | list):
+        bound_word, unit = _SIZE_WORDS[kind]
+        size = len(error.instance)
+        return f"{where}: {size} {unit}, must be {bound_word} {error.validator_value} {unit}"
+    if kind == "type":
+        got = type(error.instance).__name__
+        return f"{where}: expected {error.validator_value}, got {got} {cut(repr(error.instance), 40)}"
+    return f"{where}: {cut(error.message, 160)}"
 
 
 async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
