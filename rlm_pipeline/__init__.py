@@ -37,6 +37,7 @@ __all__ = [
     "RLM",
     "RLMPipelineError",
     "RLMResult",
+    "RootModelError",
     "UnsupportedExpressionError",
     "Usage",
     "classify",
@@ -64,6 +65,7 @@ _LAZY = {
     "LLMEndpointError": "rlm_pipeline.errors",
     "LLMResponseParseError": "rlm_pipeline.errors",
     "BudgetExceededError": "rlm_pipeline.errors",
+    "RootModelError": "rlm_pipeline.errors",
 }
 
 # Registers ``pl.col(...).rlm``, ``df.rlm`` and ``lf.rlm`` (imports polars, not pyspark).
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
         LLMError,
         LLMResponseParseError,
         RLMPipelineError,
+        RootModelError,
         UnsupportedExpressionError,
     )
     from rlm_pipeline.llm.config import LLM, Budget, Price
