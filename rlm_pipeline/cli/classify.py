@@ -156,17 +156,6 @@ def _spark_session() -> Any:
     return session
 
 
-def _has_price(llm: Any) -> bool:
-    """Whether ``llm``'s model has a price (given, or in the built-in table)."""
-    has_price = getattr(llm, "has_price", None)
-    if callable(has_price):
-        return bool(has_price())
-    from rlm_pipeline.llm.config import DEFAULT_PRICES
-
-    table = {**DEFAULT_PRICES, **llm.prices}
-    return llm.model in table or any(llm.model.startswith(name) for name in table)
-
-
 def _no_price(model: str) -> str:
     return f"no price for model {model}"
 
@@ -203,7 +192,7 @@ def _budget(args: argparse.Namespace, llm: Any) -> Any:
         return None
     if args.max_cost_usd < 0:
         raise InputError("--max-cost-usd must be >= 0")
-    if not _has_price(llm):
+    if not llm.has_price():
         msg = (
             f"{_no_price(llm.model)}: pass --price-input/--price-output (USD per 1M tokens) "
             "to use --max-cost-usd"
@@ -367,7 +356,7 @@ def _print_estimate(data: Any, spec: Any, llm: Any) -> None:
     print(f"output tokens   {est.output_tokens:>12,}")
     what = "cut to fit, --truncate" if spec.truncate else "not sent: input_too_long"
     print(f"rows too long   {est.too_long:>12,}   (over {spec.max_row_tokens:,} tokens; {what})")
-    if _has_price(llm):
+    if llm.has_price():
         print(f"cost (USD)      {est.cost_usd:>12.4f}   ({llm.model}; no model was called)")
     else:
         print(

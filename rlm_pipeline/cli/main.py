@@ -13,15 +13,26 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from rlm_pipeline.errors import ExpressionError, InputError, RLMPipelineError
 
 COMMANDS = ("classify", "ask", "demo", "sim_server", "trace_cmd")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that remembers its last error (``ask --json`` reports it as JSON)."""
+
+    last_error: str | None = None
+
+    def error(self, message: str) -> NoReturn:
+        _Parser.last_error = message
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlm-pipeline",
         description="Recursive Language Models over dataframes and Spark.",
     )
@@ -38,7 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     parser = build_parser()
     raw = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(raw)
+    try:
+        args = parser.parse_args(raw)
+    except SystemExit as exc:
+        if exc.code == 2 and raw[:1] == ["ask"] and "--json" in raw:
+            _json_usage_error(_Parser.last_error or "invalid arguments")
+        raise
     args.argv = raw  # the command as given, for "run it again" hints
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
@@ -51,6 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args, exc, exit_code(exc))
     except Exception as exc:
         return _fail(args, exc, 1, unexpected=True)
+
+
+def _json_usage_error(message: str) -> None:
+    """``ask --json`` with bad arguments still prints its one JSON object."""
+    import json
+
+    from rlm_pipeline.llm.usage import Usage
+
+    error = {"kind": "input_error", "message": message}
+    usage = Usage().to_dict()
+    print(json.dumps({"error": error, "partial": None, "usage": usage, "trace_path": None}))
 
 
 def exit_code(exc: RLMPipelineError) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shlex
 import socket
 import subprocess
@@ -73,6 +74,28 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, **kw: Any) -> tuple[
     return done, time.monotonic() - started
 
 
+_STARTUP: list[float] = []
+
+
+def _startup_s() -> float:
+    """Wall time of a CLI run refused before any model call: the Python start-up and imports.
+
+    A systemic failure must stop within :data:`SYSTEMIC_LIMIT_S` *after* this, so the bound
+    holds on a loaded shared machine too (start-up alone took seconds there).
+    """
+    if not _STARTUP:
+        cmd = [sys.executable, "-m", "rlm_pipeline", "classify", "x.parquet", "--column", "q",
+               "--labels", "a,a", "--output", "o.parquet"]
+        done, seconds = _run(cmd)
+        assert done.returncode == 2, done.stderr
+        _STARTUP.append(seconds)
+    return _STARTUP[0]
+
+
+def _assert_quick(seconds: float) -> None:
+    assert seconds - _startup_s() < SYSTEMIC_LIMIT_S, (seconds, _startup_s())
+
+
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("rlm-pipeline: error:")]
 
@@ -103,7 +126,7 @@ def test_closed_port_cli_exits_1_at_once_and_writes_nothing(tmp_path: Path) -> N
     done, seconds = _run(_classify(url, src, out, tmp_path / "c.sqlite"))
     assert done.returncode == 1, done.stderr
     _assert_one_line(done.stderr, "connection refused", url)
-    assert seconds < SYSTEMIC_LIMIT_S
+    _assert_quick(seconds)
     assert not (tmp_path / "new").exists()  # no folders created by a failed run
     assert done.stdout == ""
 
@@ -128,7 +151,7 @@ def test_wrong_key_cli_exits_1_naming_the_key(sim_factory: Any, tmp_path: Path) 
                          env=_env(OPENAI_API_KEY="sk-wrong"))
     assert done.returncode == 1, done.stderr
     _assert_one_line(done.stderr, "401", "OPENAI_API_KEY")
-    assert seconds < SYSTEMIC_LIMIT_S
+    _assert_quick(seconds)
     assert not out.exists()
     _nothing_written(tmp_path, src)
     assert sim.stats()["requests"] < 50  # stopped, not 1,000 rows of retries
@@ -482,7 +505,7 @@ def test_ask_json_llm_error_and_bad_input(tmp_path: Path) -> None:
     assert payload["error"]["kind"] == "llm_error"
     assert "connection refused" in payload["error"]["message"]
     assert set(payload) >= {"error", "partial", "usage"}
-    assert seconds < SYSTEMIC_LIMIT_S
+    _assert_quick(seconds)
     missing, _ = _run([sys.executable, "-m", "rlm_pipeline", "ask", str(tmp_path / "nope.parquet"),
                        ASK_QUESTION, "--base-url", url, "--json"])
     assert missing.returncode == 2
@@ -511,11 +534,16 @@ def test_polars_run_has_quiet_stderr_and_no_great_expectations(sim: Any, tmp_pat
     assert first.stderr == ""  # no FutureWarning, no INFO line
     assert "GX False False" in first.stdout
     sim.reset_stats()
-    # a fully cached re-run: no call, no noise, quick
+    # a fully cached re-run: no call, no noise, quick.  Measured 1.8-2.1 s wall (1.5 s of CPU)
+    # on an idle machine; the bound is on the child's CPU time, which a loaded shared machine
+    # inflates far less than wall time (importing great-expectations alone costs ~5 s of CPU).
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     again, seconds = _run(_classify(sim.base_url, src, out, cache))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert again.returncode == 0 and again.stderr == ""
     assert sim.stats()["requests"] == 0
-    assert seconds < 6.0  # measured ~1.8 s; the bound leaves room for a loaded 2-core machine
+    assert cpu < 3.0, (cpu, seconds)
 
 
 def test_great_expectations_validation_is_quiet_too(sim: Any, tmp_path: Path) -> None:
@@ -561,3 +589,37 @@ def test_twenty_percent_faults_every_row_once_exit_1_unless_allowed(
                              "0", "--no-cache", "--max-error-rate", "0.9"))
     assert high.returncode == 0, high.stderr
     assert share < 0.9
+
+
+# ------------------------------- item 1, other systemic causes: 404 model, 5xx everywhere
+
+
+def test_unknown_model_exits_1_at_once(sim_factory: Any, tmp_path: Path) -> None:
+    sim = sim_factory(strict_models=True)
+    src, _ = _input(tmp_path, 1_000)
+    out = tmp_path / "out.parquet"
+    done, seconds = _run(_classify(sim.base_url, src, out, tmp_path / "c.sqlite",
+                                   "--model", "no-such-model"))
+    assert done.returncode == 1, done.stderr
+    _assert_one_line(done.stderr, "404", "no-such-model")
+    _assert_quick(seconds)
+    assert not out.exists()
+
+
+def test_same_500_on_every_call_exits_1_within_seconds(sim_factory: Any, tmp_path: Path) -> None:
+    sim = sim_factory(fault_500=1.0)
+    src, _ = _input(tmp_path, 2_000)
+    out = tmp_path / "out.parquet"
+    done, seconds = _run(_classify(sim.base_url, src, out, tmp_path / "c.sqlite"))
+    assert done.returncode == 1, done.stderr
+    _assert_one_line(done.stderr, "500")
+    _assert_quick(seconds)
+    _nothing_written(tmp_path, src)
+
+
+def test_ask_json_bad_arguments_still_one_object(tmp_path: Path) -> None:
+    done, _ = _run([sys.executable, "-m", "rlm_pipeline", "ask", str(tmp_path / "t.parquet"), "q?",
+                    "--max-steps", "many", "--json"])
+    assert done.returncode == 2
+    payload = json.loads(done.stdout)
+    assert payload["error"]["kind"] == "input_error" and "--max-steps" in payload["error"]["message"]
