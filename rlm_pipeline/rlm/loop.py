@@ -5,7 +5,8 @@ One loop runs per RLM level: the root at depth 0 and one per partition for
 answer; prose is never read as one.  The actions travel by one of three
 protocols (:mod:`rlm_pipeline.rlm.protocol`):
 
-- ``tools``: native tool calls; a reply without any gets a nudge;
+- ``tools``: native tool calls (at most ``MAX_TEXT_ACTIONS`` run per reply, the
+  rest are left out and counted in a note); a reply without any gets a nudge;
 - ``json``: one ``{"tool", "arguments"}`` object per turn through
   ``response_format``; results come back as a user message;
 - ``text``: actions written in the reply (:func:`~rlm_pipeline.rlm.actions.parse_actions`),
@@ -40,7 +41,7 @@ from typing import Any
 from rlm_pipeline.errors import LLMError, LLMResponseParseError
 from rlm_pipeline.llm.cache import endpoint_id, json_key
 from rlm_pipeline.llm.tokens import estimate_tokens
-from rlm_pipeline.rlm.actions import correction_message, parse_actions
+from rlm_pipeline.rlm.actions import MAX_TEXT_ACTIONS, correction_message, parse_actions
 from rlm_pipeline.rlm.conversation import Conversation
 from rlm_pipeline.rlm.prompts import (
     EARLY_ANSWER_MESSAGE,
@@ -72,6 +73,7 @@ from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS, ToolOutcome, dispatch
 __all__ = [
     "ANSWER_SCHEMA",
     "FORCE_ANSWER_CHOICE",
+    "MAX_REPLY_CHARS",
     "PROTOCOL_MODE_KIND",
     "ROOT_PROMPT_BUDGET_TOKENS",
     "LoopResult",
@@ -93,6 +95,9 @@ FORCE_ANSWER_CHOICE: dict[str, Any] = {"type": "function", "function": {"name": 
 ACTION_SCHEMA = action_schema(TOOL_NAMES)
 ANSWER_SCHEMA = action_schema(["answer"])
 _ACTION_TOKENS = estimate_tokens(json.dumps(ACTION_SCHEMA, separators=(",", ":")))
+#: A reply is kept in the conversation cut to this many characters (a reply with 1,000
+#: actions must not make every later prompt huge).
+MAX_REPLY_CHARS = 4000
 #: The ``kind`` under which the protocol is remembered in the response cache file.
 PROTOCOL_MODE_KIND = "rlm_protocol"
 
@@ -308,14 +313,14 @@ async def _turn(
             text = correction_message(parsed or parse_actions(reply.content), TOOL_NAMES)
             error = "reply held no valid action (sent a correction)"
         conv.add(
-            {"role": "assistant", "content": reply.content or ""},
+            {"role": "assistant", "content": cut(reply.content or "", MAX_REPLY_CHARS)},
             {"role": "user", "content": text},
         )
         _record_error(scope, step, error, summary=text)
         return None
     if channel.protocol == "tools":
         return await _run_native(scope, conv, channel, calls, reply.content, step, forced)
-    conv.add({"role": "assistant", "content": reply.content or ""})
+    conv.add({"role": "assistant", "content": cut(reply.content or "", MAX_REPLY_CHARS)})
     dropped = parsed.dropped if parsed is not None else 0
     notes = list(parsed.problems) if parsed is not None else []
     return await _run_as_text(scope, conv, channel, calls, step, forced, dropped, notes)
@@ -351,7 +356,10 @@ async def _json_turn(
             scope, None, step, started, 0, forced, "json", None, raw=exc.raw, switched_from=switched
         )
         text = _json_correction("the reply was not one JSON object", forced)
-        conv.add({"role": "assistant", "content": exc.raw}, {"role": "user", "content": text})
+        conv.add(
+            {"role": "assistant", "content": cut(exc.raw, MAX_REPLY_CHARS)},
+            {"role": "user", "content": text},
+        )
         _record_error(scope, step, "reply held no JSON action (sent a correction)", summary=text)
         return None
     name = value.get("tool", value.get("name"))
@@ -384,11 +392,12 @@ async def _json_turn(
             )
         text = _json_correction('the object had no "tool" name', forced)
         conv.add(
-            {"role": "assistant", "content": reply.content or ""}, {"role": "user", "content": text}
+            {"role": "assistant", "content": cut(reply.content or "", MAX_REPLY_CHARS)},
+            {"role": "user", "content": text},
         )
         _record_error(scope, step, "reply held no JSON action (sent a correction)", summary=text)
         return None
-    conv.add({"role": "assistant", "content": reply.content or ""})
+    conv.add({"role": "assistant", "content": cut(reply.content or "", MAX_REPLY_CHARS)})
     return await _run_as_text(scope, conv, channel, [_Call(name, raw_args)], step, forced, 0, [])
 
 
@@ -408,6 +417,13 @@ async def _run_native(
     step: int,
     forced: bool,
 ) -> ToolOutcome | None:
+    """Run native tool calls, at most :data:`MAX_TEXT_ACTIONS` of them.
+
+    Calls beyond the cap are left out of the conversation (so the prompt stays
+    bounded) and the last result says how many were not run.
+    """
+    extra = len(calls) - MAX_TEXT_ACTIONS
+    calls = calls[:MAX_TEXT_ACTIONS]
     conv.add(
         {
             "role": "assistant",
@@ -423,17 +439,29 @@ async def _run_native(
         }
     )
     final: ToolOutcome | None = None
+    texts: list[str] = []
     for call in calls:
         if final is not None:
-            conv.extend_last(
-                {"role": "tool", "tool_call_id": call.call_id, "content": "ignored: run ended"}
-            )
+            texts.append("ignored: run ended")
             continue
         outcome = await _run_call(scope, channel, call, step, forced)
-        conv.extend_last({"role": "tool", "tool_call_id": call.call_id, "content": outcome.text})
+        texts.append(outcome.text)
         if outcome.final:
             final = outcome
+    if extra > 0:
+        note = _over_cap(extra)
+        texts[-1] = f"{texts[-1]}\nnote: {note}"
+        _record_error(scope, step, note)
+    for call, text in zip(calls, texts, strict=True):
+        conv.extend_last({"role": "tool", "tool_call_id": call.call_id, "content": text})
     return final
+
+
+def _over_cap(extra: int) -> str:
+    return (
+        f"{extra} more actions were not run (at most {MAX_TEXT_ACTIONS} run per reply); "
+        "send them again if still needed"
+    )
 
 
 async def _run_as_text(
@@ -458,10 +486,7 @@ async def _run_as_text(
         if outcome.final:
             final = outcome
     if dropped:
-        message = (
-            f"{dropped} more actions were not run (at most {len(calls)} run per reply); "
-            "send them again if still needed"
-        )
+        message = _over_cap(dropped)
         notes = [message, *notes]
         _record_error(scope, step, message)
     conv.extend_last({"role": "user", "content": bound(results_message(results, notes), 12000)})

@@ -31,7 +31,8 @@ root model for tests: ``[adversarial:ddl]`` (DDL/DML), ``[adversarial:files]``
 the target), ``[adversarial:badjson]`` (broken arguments),
 ``[adversarial:unknown-tool]``, ``[adversarial:text]`` (answers in prose
 first), ``[adversarial:forever]`` (never answers, even when told to),
-``[adversarial:repeat]`` (the same failing call twice, then the plan) and
+``[adversarial:repeat]`` (the same failing call twice, then the plan),
+``[adversarial:flood]`` (1,000 calls in its first reply, then the plan) and
 ``[adversarial:early]`` (answers a guess before looking at the data, then
 follows the plan).
 
@@ -669,6 +670,10 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if turn < 2:
             return _message(turn, [("peek", {"view": "sales", "n": 3})])
         h.calls = [c for c in h.calls if c[1].get("view") != "sales"]  # learnt its lesson
+        return _plan(q, meta, h)
+    if mode == "flood":
+        if turn < 1:
+            return _message(turn, [("peek", {"view": "context", "n": 1})] * 1000)
         return _plan(q, meta, h)
     if mode == "early":
         if turn < 1:

@@ -448,3 +448,19 @@ def test_ask_protocol_flag_and_one_line_on_a_root_failure(
     assert len(lines) == 1, err
     assert "root model failed at step 3" in lines[0] and "label counts" in lines[0]
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["tools-native", "text-cycle"])
+def test_a_flood_of_actions_runs_only_up_to_the_cap(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame, mode: str
+) -> None:
+    protocol, _ = MODES[mode]
+    res = rp.RLM(_llm(servers[mode]), protocol=protocol).run(
+        DEMO_Q + " [adversarial:flood]", str(ticket_parquet), text_column="question"
+    )
+    assert res.value == label_count(ticket_frame, "billing", users=USERS)
+    first = [r for r in res.trace if r["kind"] == "tool" and r["extra"]["step"] == 1]
+    assert len(first) == 8 and {r["tool"] for r in first} == {"peek"}
+    capped = [r for r in res.trace if r["kind"] == "error"]
+    assert len(capped) == 1 == res.errors and "992 more" in capped[0]["error"]
+    assert res.usage.max_prompt_tokens < 6000  # the flood did not make later prompts huge
