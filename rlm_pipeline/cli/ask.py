@@ -67,6 +67,10 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--max-retries", type=int, default=None, help="retries per model call (default 6)"
     )
+    parser.add_argument(
+        "--request-timeout", type=float, default=None, metavar="SECONDS",
+        help="per model request (default 60; raise it for slow local models)",
+    )
     parser.add_argument("--max-steps", type=int, default=30)
     parser.add_argument("--max-depth", type=int, default=2)
     parser.add_argument("--max-calls", type=int, default=None, help="budget: model calls")
@@ -245,7 +249,9 @@ def _run(args: argparse.Namespace, seen: dict[str, Any]) -> int:
             )
     if not args.question.strip():
         raise InputError("QUESTION must not be empty")
-    retries = {} if args.max_retries is None else {"max_retries": args.max_retries}
+    retries: dict[str, Any] = {} if args.max_retries is None else {"max_retries": args.max_retries}
+    if args.request_timeout is not None:
+        retries["timeout_s"] = args.request_timeout
     root = rp.LLM(model=args.model, base_url=args.base_url, **retries)
     sub = (
         rp.LLM(model=args.sub_model, base_url=args.base_url, **retries) if args.sub_model else None

@@ -60,7 +60,7 @@ def test_classify_one_row_per_call(real_model: Any) -> None:
     assert _models_answer(real_model.base_url)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(960)
 def test_ask_seed_question_over_2000_tickets(real_model: Any, tmp_path: Path) -> None:
     frame = tickets(2000, seed=0)
     data = tmp_path / "tickets.parquet"
@@ -72,8 +72,9 @@ def test_ask_seed_question_over_2000_tickets(real_model: Any, tmp_path: Path) ->
     cmd = [str(exe), "ask", str(data), SEED_QUESTION, "--text-column", "question",
            "--base-url", real_model.base_url, "--model", real_model.model,
            "--protocol", "auto", "--trace", str(trace), "--json",
-           "--max-steps", "12", "--max-calls", "200", "--max-retries", "2", "--timeout", "780"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=840, check=False,
+           "--max-steps", "12", "--max-calls", "200", "--max-retries", "1",
+           "--request-timeout", "600", "--timeout", "840"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=870, check=False,
                           env={**os.environ, "OPENAI_API_KEY": "local"})
     records = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()
                if line.strip()] if trace.exists() else []
