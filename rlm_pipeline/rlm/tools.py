@@ -373,7 +373,7 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
 
 #: Characters of a classify result given to its label counts: the rest of the ~2,000
 #: is left for the header, the failure line and the view line added after the result.
-COUNTS_CHARS = 1200
+COUNTS_CHARS = 1000
 #: Distinct failure reasons read to summarise the failed rows by kind.
 MAX_REASONS = 200
 
