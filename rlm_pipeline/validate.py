@@ -185,6 +185,8 @@ def validate_output(
     import great_expectations as gx
     import great_expectations.expectations as gxe_module
 
+    from great_expectations.expectations.row_conditions import Column
+
     gxe: Any = gxe_module  # its classes are not re-exported for type checkers
 
     source = context.data_sources.add_pandas("rlm_pipeline_output")
@@ -198,9 +200,7 @@ def validate_output(
     if labels is not None:
         suite.add_expectation(gxe.ExpectColumnValuesToBeInSet(column=value, value_set=list(labels)))
     suite.add_expectation(
-        gxe.ExpectColumnValuesToNotBeNull(
-            column=error, row_condition=f"{value}.isnull()", condition_parser="pandas"
-        )
+        gxe.ExpectColumnValuesToNotBeNull(column=error, row_condition=Column(value).is_null())
     )
     if id_column:
         suite.add_expectation(gxe.ExpectColumnValuesToBeUnique(column=safe[id_column]))
@@ -242,7 +242,7 @@ def _validate_builtin(
         pl.len().alias("rows"),
     ]
     if labels is not None:
-        allowed = pl.Series(list(labels), dtype=pl.String)
+        allowed = pl.lit(pl.Series(list(labels), dtype=pl.String)).implode()
         exprs.append(
             (value.is_not_null() & ~value.cast(pl.String).is_in(allowed)).sum().alias("not_in_set")
         )
