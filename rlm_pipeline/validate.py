@@ -184,7 +184,6 @@ def validate_output(
     context = _quiet_context()
     import great_expectations as gx
     import great_expectations.expectations as gxe_module
-
     from great_expectations.expectations.row_conditions import Column
 
     gxe: Any = gxe_module  # its classes are not re-exported for type checkers
