@@ -16,8 +16,10 @@ up **outside** the library (``rlm_pipeline`` itself never downloads anything):
   The joined ``model.gguf`` stays in the cache folder and is not rebuilt while
   its hash matches.
 * ``python -m llama_cpp.server`` on a free ``127.0.0.1`` port with a 16k
-  context and 2 threads; ready when ``GET /v1/models`` answers.  A state file
-  (pid, port, base_url) lets ``down`` stop it.
+  context and 2 threads (log: ``server-<port>.log`` in the cache folder); ready
+  when ``GET /v1/models`` answers.  A state file (pid, port, base_url) lets
+  ``down`` stop it, and ``up`` / ``status`` find it (one server per cache
+  folder: ``up`` returns the running one).
 
 Usage::
 
@@ -95,7 +97,6 @@ class Paths:
     venv: Path
     model: Path
     state: Path
-    server_log: Path
     install_log: Path
     lock: Path
 
@@ -123,7 +124,7 @@ def paths() -> Paths:
                 or "~/.cache/rlm_pipeline/real_model").expanduser().resolve()
     venv = Path(os.environ.get("RLM_REAL_MODEL_VENV") or home / "venv").expanduser().resolve()
     return Paths(home=home, venv=venv, model=home / "model.gguf", state=home / "server.json",
-                 server_log=home / "server.log", install_log=home / "install.log",
+                 install_log=home / "install.log",
                  lock=home / ".lock")
 
 
@@ -303,13 +304,25 @@ def _read_state(p: Paths) -> Server | None:
         return None
 
 
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0):
+            return True
+    except OSError:
+        return False
+
+
 def status() -> Server | None:
-    """The running server from the state file, if its process lives and answers."""
+    """The running server from the state file, if its process lives and listens.
+
+    (llama-cpp-python answers ``/v1/models`` only between completions, so a
+    busy server is recognised by its process and its open port.)
+    """
     p = paths()
     server = _read_state(p)
     if server is None or not _is_our_server(server.pid):
         return None
-    return server if _models_answer(server.base_url) else None
+    return server if _port_open(server.port) else None
 
 
 def up(port: int | None = None) -> Server:
@@ -327,10 +340,11 @@ def up(port: int | None = None) -> Server:
         model = ensure_model(p)
         port = port or _free_port()
         base_url = f"http://127.0.0.1:{port}/v1"
+        server_log = p.home / f"server-{port}.log"
         cmd = [str(p.python), "-m", "llama_cpp.server", "--model", str(model),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
                "--n_threads", str(N_THREADS), "--n_ctx", str(N_CTX)]
-        log = open(p.server_log, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
+        log = open(server_log, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
         with log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
@@ -338,16 +352,16 @@ def up(port: int | None = None) -> Server:
         while not _models_answer(base_url, timeout=2.0):
             if proc.poll() is not None:
                 msg = (f"server died while starting (exit {proc.returncode}): "
-                       f"{_tail(p.server_log)}")
+                       f"{_tail(server_log)}")
                 raise RealModelError(msg)
             if time.monotonic() - started > READY_TIMEOUT_S:
                 _terminate(proc.pid)
                 msg = (f"server did not answer /v1/models within {READY_TIMEOUT_S:.0f} s: "
-                       f"{_tail(p.server_log)}")
+                       f"{_tail(server_log)}")
                 raise RealModelError(msg)
             time.sleep(0.5)
         server = Server(pid=proc.pid, port=port, base_url=base_url, model=MODEL_ALIAS,
-                        log=str(p.server_log), started_here=True)
+                        log=str(server_log), started_here=True)
         p.state.write_text(json.dumps(asdict(server)) + "\n", encoding="utf-8")
         _say(f"server up in {time.monotonic() - started:.1f} s (pid {proc.pid}): {base_url}")
         return server

@@ -36,7 +36,8 @@ DATA_TOOLS = {"peek", "filter", "partition", "sql", "classify", "llm_map", "recu
 
 
 def _models_answer(base_url: str) -> bool:
-    with urllib.request.urlopen(f"{base_url}/models", timeout=10) as resp:  # noqa: S310
+    # llama-cpp-python answers /v1/models between completions: wait for a busy server
+    with urllib.request.urlopen(f"{base_url}/models", timeout=300) as resp:  # noqa: S310
         return bool(json.loads(resp.read()).get("data"))
 
 
