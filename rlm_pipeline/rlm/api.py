@@ -363,6 +363,10 @@ class RLM:
                 "usage": usage.to_dict(),
                 "errors": state.errors,
                 "steps": state.root_steps,
+                # the best partial result, for runs that end without an answer
+                "partial": None
+                if answer is not None or state.partial is None
+                else cut(str(state.partial), 2000),
             },
         )
 

@@ -292,6 +292,7 @@ def test_server_failure_on_the_forced_turn_raises_with_the_partial(
     assert "\n" not in message and "step 3" in message and "500" in message
     records = [json.loads(line) for line in trace.read_text().splitlines()]
     assert records[-1]["kind"] == "run_end" and "root model failed" in records[-1]["error"]
+    assert "label counts" in records[-1]["extra"]["partial"]
     _validate_trace(records)
 
 
