@@ -23,6 +23,7 @@ from pathlib import Path
 
 import rlm_pipeline as rp
 from rlm_pipeline.cli.main import run_guarded
+from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.engines.load import to_spark
 
 
@@ -78,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_guarded("ask_spark", lambda: run(args))
+    with known_warnings_filtered():  # PySpark's pandas-version FutureWarning, our calls only
+        return run_guarded("ask_spark", lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from rlm_pipeline.cli.failures import TRANSIENT, FailureReport
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.main import run_guarded
 from rlm_pipeline.cli.outputs import check_output_folder
+from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.engines.load import to_spark
 from rlm_pipeline.errors import InputError
 
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_guarded("classify_spark", lambda: run(args))
+    with known_warnings_filtered():  # PySpark's pandas-version FutureWarning, our calls only
+        return run_guarded("classify_spark", lambda: run(args))
 
 
 if __name__ == "__main__":

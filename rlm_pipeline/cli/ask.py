@@ -21,6 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
+from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.errors import (
     BudgetExceededError,
     EngineError,
@@ -220,6 +221,13 @@ def run(args: argparse.Namespace) -> int:
     propagates (the caller prints the one stderr line and picks the exit code).
     """
     seen: dict[str, Any] = {}
+    if args.engine == "spark":  # PySpark's pandas-version FutureWarning, for our calls only
+        with known_warnings_filtered():
+            return _run_reporting(args, seen)
+    return _run_reporting(args, seen)
+
+
+def _run_reporting(args: argparse.Namespace, seen: dict[str, Any]) -> int:
     if not args.json:
         return _run(args, seen)
     try:

@@ -38,6 +38,7 @@ from typing import Any
 from rlm_pipeline.cli.failures import FailureReport, rerun_command
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.outputs import check_output_path, staged_output
+from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "rlm_pipeline", "responses.sqlite")
@@ -150,6 +151,7 @@ def _spark_session() -> Any:
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -277,6 +279,13 @@ def _check_ids(data: Any, id_column: str, spark: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``classify``; return the exit code."""
+    if args.engine != "spark":
+        return _run(args)
+    with known_warnings_filtered():  # PySpark's pandas-version FutureWarning, for our calls only
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from rlm_pipeline.engines.load import to_polars, to_spark
     from rlm_pipeline.llm.usage import UsageMeter
 
