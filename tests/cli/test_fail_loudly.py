@@ -623,3 +623,25 @@ def test_ask_json_bad_arguments_still_one_object(tmp_path: Path) -> None:
     assert done.returncode == 2
     payload = json.loads(done.stdout)
     assert payload["error"]["kind"] == "input_error" and "--max-steps" in payload["error"]["message"]
+
+
+# ------------------------------------------------- the same checks on --engine spark
+
+
+@pytest.mark.spark
+def test_spark_engine_checks_before_calls_and_no_pandas_warning(sim: Any, tmp_path: Path) -> None:
+    env = _env(SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
+    dup = tmp_path / "dup.parquet"
+    pl.DataFrame({"id": [1, 2, 2], "q": ["refund", "crash", "login"]}).write_parquet(dup)
+    refused, _ = _run(_classify(sim.base_url, dup, tmp_path / "o.parquet", tmp_path / "c.sqlite",
+                                "--engine", "spark", "--id-column", "id"), env=env)
+    assert refused.returncode == 2
+    assert "--id-column 'id' is not unique (e.g. 2 repeats)" in refused.stderr
+    assert sim.stats()["requests"] == 0
+    src, texts = _input(tmp_path, 60)
+    out = tmp_path / "o.parquet"
+    done, _ = _run(_classify(sim.base_url, src, out, tmp_path / "c.sqlite", "--engine", "spark",
+                             "--id-column", "id"), env=env)
+    assert done.returncode == 0, done.stderr
+    assert "FutureWarning" not in done.stderr
+    assert pl.read_parquet(out)["label"].to_list() == [intended_label(t, LABELS) for t in texts]
