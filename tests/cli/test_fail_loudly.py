@@ -645,3 +645,11 @@ def test_spark_engine_checks_before_calls_and_no_pandas_warning(sim: Any, tmp_pa
     assert done.returncode == 0, done.stderr
     assert "FutureWarning" not in done.stderr
     assert pl.read_parquet(out)["label"].to_list() == [intended_label(t, LABELS) for t in texts]
+
+
+def test_blank_inputs_are_reported_not_warned(sim: Any, tmp_path: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pl.DataFrame({"q": ["refund my invoice", "", None, "the app crashes"]}).write_parquet(src)
+    done, _ = _run(_classify(sim.base_url, src, tmp_path / "o.parquet", tmp_path / "c.sqlite"))
+    assert done.returncode == 0 and done.stderr == ""
+    assert "label=null (empty_input): 2" in done.stdout
