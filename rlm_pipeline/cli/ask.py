@@ -76,6 +76,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--max-depth", type=int, default=2)
     parser.add_argument("--max-calls", type=int, default=None, help="budget: model calls")
     parser.add_argument("--max-cost-usd", type=float, default=None, help="budget: cost in USD")
+    for kind in ("input", "output"):
+        parser.add_argument(
+            f"--price-{kind}", type=float, default=None, metavar="USD",
+            help=f"--model's USD per 1M {kind} tokens (for models without a built-in price)",
+        )
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock limit, seconds")
     parser.add_argument("--trace", metavar="FILE.jsonl", default=None, help="write the trace here")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -260,6 +265,12 @@ def _run(args: argparse.Namespace, seen: dict[str, Any]) -> int:
     retries: dict[str, Any] = {} if args.max_retries is None else {"max_retries": args.max_retries}
     if args.request_timeout is not None:
         retries["timeout_s"] = args.request_timeout
+    if (args.price_input is None) != (args.price_output is None):
+        raise InputError("give both --price-input and --price-output (USD per 1M tokens)")
+    if args.price_input is not None:
+        if min(args.price_input, args.price_output) < 0:
+            raise InputError("--price-input and --price-output must be >= 0")
+        retries["prices"] = {args.model: rp.Price(args.price_input, args.price_output)}
     root = rp.LLM(model=args.model, base_url=args.base_url, **retries)
     sub = (
         rp.LLM(model=args.sub_model, base_url=args.base_url, **retries) if args.sub_model else None

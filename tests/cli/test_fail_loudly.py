@@ -653,3 +653,16 @@ def test_blank_inputs_are_reported_not_warned(sim: Any, tmp_path: Path) -> None:
     done, _ = _run(_classify(sim.base_url, src, tmp_path / "o.parquet", tmp_path / "c.sqlite"))
     assert done.returncode == 0 and done.stderr == ""
     assert "label=null (empty_input): 2" in done.stdout
+
+
+def test_ask_cost_budget_needs_a_price(sim: Any, tmp_path: Path) -> None:
+    data = _ask_data(tmp_path)
+    base = [sys.executable, "-m", "rlm_pipeline", "ask", str(data), ASK_QUESTION, "--base-url",
+            sim.base_url, "--model", "sim-1", "--max-cost-usd", "1"]
+    refused, _ = _run(base)
+    assert refused.returncode == 2
+    _assert_one_line(refused.stderr, "no price for model", "--price-input")
+    assert sim.stats()["requests"] == 0
+    priced, _ = _run([*base, "--price-input", "0.1", "--price-output", "0.4", "--json"])
+    assert priced.returncode == 0, priced.stderr
+    assert json.loads(priced.stdout)["usage"]["cost_usd"] > 0
