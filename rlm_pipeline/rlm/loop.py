@@ -23,7 +23,9 @@ in that turn are not run, and a model that still does not answer ends the loop
 without an answer.
 
 Guards for small models: the same failing call twice gets a targeted hint, and
-an ``answer`` before any action has looked at the data is refused once.
+an ``answer`` written before the model has seen any result from the data (also
+one that follows data actions in the same reply, whose results it has not read)
+is refused once per loop.
 Budget errors and failures of the model's server propagate to the caller
 (:meth:`rlm_pipeline.RLM.run` turns the latter into a ``RootModelError``
 carrying the best partial result).
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_pipeline.errors import LLMError, LLMResponseParseError
-from rlm_pipeline.llm.cache import endpoint_id, json_key
+from rlm_pipeline.llm.cache import endpoint_id
 from rlm_pipeline.llm.tokens import estimate_tokens
 from rlm_pipeline.rlm.actions import MAX_TEXT_ACTIONS, correction_message, parse_actions
 from rlm_pipeline.rlm.conversation import Conversation
@@ -138,7 +140,10 @@ class _Channel:
     endpoint: str
     model: str
     cache: Any
+    #: A result from the data has come back to the model (in an earlier reply).
     data_seen: bool = False
+    #: A data action ran in the current reply (seen from the next reply on).
+    data_ran: bool = False
     early_answer_refused: bool = False
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -349,7 +354,7 @@ async def _json_turn(
             schema,
             name=ACTION_SCHEMA_NAME,
             prompt_version=PROMPT_VERSION,
-            validate=False,
+            accept=_names_a_tool,  # a reply without a tool name is never cached
         )
     except LLMResponseParseError as exc:
         _record_model(
@@ -380,16 +385,6 @@ async def _json_turn(
         switched_from=switched,
     )
     if not isinstance(name, str) or not name:
-        if channel.cache is not None:  # a reply we reject must not be served again
-            channel.cache.delete(
-                json_key(
-                    client.config,
-                    messages,
-                    schema,
-                    name=ACTION_SCHEMA_NAME,
-                    prompt_version=PROMPT_VERSION,
-                )
-            )
         text = _json_correction('the object had no "tool" name', forced)
         conv.add(
             {"role": "assistant", "content": cut(reply.content or "", MAX_REPLY_CHARS)},
@@ -399,6 +394,12 @@ async def _json_turn(
         return None
     conv.add({"role": "assistant", "content": cut(reply.content or "", MAX_REPLY_CHARS)})
     return await _run_as_text(scope, conv, channel, [_Call(name, raw_args)], step, forced, 0, [])
+
+
+def _names_a_tool(value: dict[str, Any]) -> bool:
+    """Whether a json-protocol action object names a tool (else it is not cached)."""
+    name = value.get("tool", value.get("name"))
+    return isinstance(name, str) and bool(name)
 
 
 def _json_correction(problem: str, forced: bool) -> str:
@@ -454,6 +455,7 @@ async def _run_native(
         _record_error(scope, step, note)
     for call, text in zip(calls, texts, strict=True):
         conv.extend_last({"role": "tool", "tool_call_id": call.call_id, "content": text})
+    channel.data_seen = channel.data_seen or channel.data_ran
     return final
 
 
@@ -490,6 +492,7 @@ async def _run_as_text(
         notes = [message, *notes]
         _record_error(scope, step, message)
     conv.extend_last({"role": "user", "content": bound(results_message(results, notes), 12000)})
+    channel.data_seen = channel.data_seen or channel.data_ran
     return final
 
 
@@ -522,7 +525,7 @@ async def _run_call(
                 outcome.text + "\n" + repeat_hint(call.name, outcome.error, channel.protocol)
             )
     elif not outcome.final:
-        channel.data_seen = True
+        channel.data_ran = True
     spent = state.meter.snapshot()  # sub-calls of this tool (approximate under recursion)
     if outcome.error is not None:
         state.errors += 1

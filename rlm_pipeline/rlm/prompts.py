@@ -93,7 +93,7 @@ llm_map a value per row). 4. sql: one SELECT that counts. 5. answer with the res
 Do not answer before the data was checked. A result starting with "error:" means: \
 fix that action and try again.
 
-Example. Question: "Among users 12345, 67890 and 11111, how many questions are about billing?"
+Example. Question: "How many questions from users 777 and 888 are about technical?"
 {example}"""
 
 _SYNTAX = {
@@ -114,10 +114,12 @@ _SYNTAX = {
 #: One ``[result N: TOOL]`` line heads each action's result in a results message.
 RESULT_HEADER = "[result {n}: {tool}]"
 
-#: Sent (once per run) when `answer` comes before any tool has looked at the data.
+#: Sent (once per run) when `answer` comes before the model has seen any result from the
+#: data (also when it follows data actions in the same reply).
 EARLY_ANSWER_MESSAGE = (
-    "not accepted yet: no action has looked at the data, so this answer is a guess. "
-    "Check with the data first (peek, filter, classify, sql), then answer."
+    "not accepted yet: this answer was written before you saw any result from the data, "
+    "so it is a guess. Check with the data first (peek, filter, classify, sql), read the "
+    "results, then answer in a reply of its own."
 )
 
 PLAIN_SYSTEM_PROMPT = """\

@@ -78,9 +78,12 @@ ACTION_SCHEMA_NAME = "rlm_action"
 #: One worked call per tool, shown in prompts and hints.
 EXAMPLES: dict[str, dict[str, Any]] = {
     "peek": {"view": "context", "n": 3},
-    "filter": {"view": "context", "where": "user_id IN (12345, 67890, 11111)", "name": "subset"},
+    "filter": {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"},
     "partition": {"view": "subset", "by": "user_id", "name": "parts"},
-    "sql": {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'billing'", "name": "result"},
+    "sql": {
+        "query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'technical'",
+        "name": "result",
+    },
     "classify": {
         "view": "subset",
         "column": "question",
@@ -97,10 +100,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "recurse": {
         "view": "parts",
         "partition_column": "partition",
-        "query": "How many questions are about billing?",
+        "query": "How many questions are about technical?",
         "name": "per_part",
     },
-    "answer": {"value": 15, "explanation": "15 questions are about billing."},
+    "answer": {"value": 9, "explanation": "9 of the 23 questions are about technical."},
 }
 
 _LOCK = threading.Lock()
@@ -219,14 +222,14 @@ _EXAMPLE_STEPS: tuple[tuple[str, str], ...] = (
         "peek",
         "view `context`: first 3 rows (5000 rows; columns: user_id (int64), question (string))",
     ),
-    ("filter", "view `subset`: 41 rows (filtered from `context`, 5000 rows)"),
+    ("filter", "view `subset`: 23 rows (filtered from `context`, 5000 rows)"),
     (
         "classify",
-        "view `labeled`: 41 rows labelled; label counts: billing: 15, technical: 13, "
-        "account: 8, other: 5",
+        "view `labeled`: 23 rows labelled; label counts: technical: 9, billing: 7, "
+        "account: 4, other: 3",
     ),
-    ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 15}'),
-    ("answer", "answer recorded: 15"),
+    ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 9}'),
+    ("answer", "answer recorded: 9"),
 )
 
 

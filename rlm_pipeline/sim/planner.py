@@ -32,7 +32,8 @@ the target), ``[adversarial:badjson]`` (broken arguments),
 ``[adversarial:unknown-tool]``, ``[adversarial:text]`` (answers in prose
 first), ``[adversarial:forever]`` (never answers, even when told to),
 ``[adversarial:repeat]`` (the same failing call twice, then the plan),
-``[adversarial:flood]`` (1,000 calls in its first reply, then the plan) and
+``[adversarial:flood]`` (1,000 calls in its first reply, then the plan),
+``[adversarial:blind]`` (peek, filter and an answer in its first reply, then the plan) and
 ``[adversarial:early]`` (answers a guess before looking at the data, then
 follows the plan).
 
@@ -674,6 +675,16 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
     if mode == "flood":
         if turn < 1:
             return _message(turn, [("peek", {"view": "context", "n": 1})] * 1000)
+        return _plan(q, meta, h)
+    if mode == "blind":
+        if turn < 1:
+            where = _where(q, meta) or "1 = 1"
+            calls: list[tuple[str, Any]] = [
+                ("peek", {"view": "context", "n": 3}),
+                ("filter", {"view": "context", "where": where, "name": "subset"}),
+                ("answer", {"value": 99, "explanation": "written before reading any result"}),
+            ]
+            return _message(turn, calls)
         return _plan(q, meta, h)
     if mode == "early":
         if turn < 1:

@@ -465,3 +465,24 @@ def test_a_flood_of_actions_runs_only_up_to_the_cap(
     capped = [r for r in res.trace if r["kind"] == "error"]
     assert len(capped) == 1 == res.errors and "992 more" in capped[0]["error"]
     assert res.usage.max_prompt_tokens < 6000  # the flood did not make later prompts huge
+
+
+@pytest.mark.parametrize("mode", ["tools-native", "text-cycle"])
+def test_an_answer_written_with_data_actions_in_one_reply_is_refused_once(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame, mode: str
+) -> None:
+    """The model has not read the results of its own reply's actions: a guess."""
+    protocol, _ = MODES[mode]
+    res = rp.RLM(_llm(servers[mode]), protocol=protocol).run(
+        DEMO_Q + " [adversarial:blind]", str(ticket_parquet), text_column="question"
+    )
+    assert res.value == label_count(ticket_frame, "billing", users=USERS) != 99
+    first = [r for r in res.trace if r["extra"].get("step") == 1 and r["tool"]]
+    assert [(r["tool"], r["kind"]) for r in first] == [
+        ("peek", "tool"),
+        ("filter", "tool"),
+        ("answer", "error"),
+    ]
+    assert res.errors == 1
+    tools = [r["tool"] for r in res.trace if r["kind"] == "tool"]
+    assert tools == ["peek", "filter", "classify", "sql"]  # filter not repeated
