@@ -14,7 +14,9 @@ The tree::
     │   ├── LLMTimeoutError                 timed out after all retries
     │   └── LLMEndpointError                the endpoint fails for one systemic cause
     │                                       (unreachable, key refused, unknown model)
-    └── BudgetExceededError                 a limit (calls, tokens, cost, steps, time) was hit
+    ├── BudgetExceededError                 a limit (calls, tokens, cost, steps, time) was hit
+    └── (InputError) ResourceLimitError     model-issued engine work refused or cancelled by a
+                                            resource limit (view rows, views, time, memory)
 
 Foreign errors (Polars, Spark, openai, sqlglot) are converted at the boundary
 with ``raise ... from exc`` so callers only ever need to catch
@@ -37,6 +39,7 @@ __all__ = [
     "LLMResponseParseError",
     "LLMTimeoutError",
     "RLMPipelineError",
+    "ResourceLimitError",
     "RootModelError",
     "UnsupportedExpressionError",
 ]
@@ -48,6 +51,19 @@ class RLMPipelineError(Exception):
 
 class InputError(RLMPipelineError, ValueError):
     """Bad arguments or unreadable input (missing file, unknown column, ...)."""
+
+
+class ResourceLimitError(InputError):
+    """Model-issued engine work refused before it ran, or cancelled while it ran, by a limit.
+
+    ``limit`` names the limit (``max_view_rows``, ``max_views``, ``max_total_rows``,
+    ``max_plan_scans``, ``tool_timeout_s``, ``timeout_s``, ``max_memory_bytes``); the
+    message says the size and what to do instead (filter first, aggregate before joining).
+    """
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ExpressionError(RLMPipelineError, ValueError):

@@ -24,7 +24,17 @@ from rlm_pipeline.engines.partitioning import (
 )
 from rlm_pipeline.engines.reads import ValueCounts, check_max_values, value_counts_of
 from rlm_pipeline.engines.types import neutral_polars_type
-from rlm_pipeline.engines.views import ViewRegistry, check_columns
+from rlm_pipeline.engines.views import CONTEXT_VIEW, ViewRegistry, check_columns
+from rlm_pipeline.engines.work import (
+    MAX_PLAN_SCANS,
+    ViewLedger,
+    check_new_view,
+    collect_polars,
+    join_error,
+    limits_now,
+    scans_error,
+    view_rows_error,
+)
 from rlm_pipeline.errors import EngineError, InputError
 
 if TYPE_CHECKING:
@@ -60,12 +70,16 @@ class PolarsEngine:
 
     def __init__(self) -> None:
         self._views: ViewRegistry[pl.LazyFrame] = ViewRegistry()
+        self._ledger = ViewLedger()
 
     # -- registry -----------------------------------------------------------------
 
     def register(self, name: str, data: Any, *, replace: bool = False) -> None:
         """Register a ``LazyFrame``, ``DataFrame`` or ``pa.Table`` as view ``name``."""
         self._views.put(name, _as_lazy(data), host=True, replace=replace)
+        self._ledger.scans[name] = 1
+        if name == CONTEXT_VIEW:
+            self._ledger.context_rows = None
 
     def views(self) -> list[str]:
         """Names of the registered views, in registration order."""
@@ -100,13 +114,13 @@ class PolarsEngine:
             check_columns(columns, self.schema(view), view)
             frame = frame.select(columns)
         with _polars_errors(f"read the first rows of view {view!r}"):
-            table = frame.head(rows).collect().to_arrow()
+            table = collect_polars(frame.head(rows)).to_arrow()
         return truncate_cells(table)
 
     def to_arrow(self, view: str) -> pa.Table:
         """All rows of ``view`` as Arrow."""
         with _polars_errors(f"collect view {view!r}"):
-            table = self._views.get(view).collect().to_arrow()
+            table = collect_polars(self._views.get(view)).to_arrow()
         return normalize_arrow(table)
 
     # -- the library's own reads (not the model's preview) ----------------------------
@@ -119,7 +133,7 @@ class PolarsEngine:
         rows = _free_name(column, "rows")
         groups = frame.group_by(column).agg(pl.len().alias(rows))
         with _polars_errors(f"count the values of {column!r} in view {view!r}"):
-            top = groups.sort(column, nulls_last=False).head(limit + 1).collect().to_arrow()
+            top = collect_polars(groups.sort(column, nulls_last=False).head(limit + 1)).to_arrow()
             distinct = top.num_rows
             if distinct > limit:
                 distinct = _count(groups, f"count the values of {column!r}")
@@ -137,6 +151,7 @@ class PolarsEngine:
             with _polars_errors(f"match a value of {column!r}"):
                 condition = pl.col(column).eq_missing(pl.lit(value, dtype=dtype))
         self._views.put(name, frame.filter(condition))
+        self._ledger.scans[name] = self._ledger.scans.get(view, 1)
 
     # -- model-facing operations ----------------------------------------------------
 
@@ -145,11 +160,12 @@ class PolarsEngine:
         from rlm_pipeline.expr import compile_where, to_polars_expr
 
         frame = self._views.get(view)
-        self._views.check_name(name)
+        self._check_new(name)
         checked = compile_where(where, self.schema(view))
         result = frame.filter(to_polars_expr(checked))
-        rows = _count(result, f"filter view {view!r}")
+        rows = self._capped_count(result, name, f"filter view {view!r}")
         self._views.put(name, result)
+        self._ledger.scans[name] = self._ledger.scans.get(view, 1)
         logger.debug("filter %s -> %s: %d rows", view, name, rows)
         return rows
 
@@ -159,12 +175,14 @@ class PolarsEngine:
         """Add a string column ``partition`` by key or into ``n`` chunks; see :class:`Engine`."""
         check_partition_args(by, n)
         frame = self._views.get(view)
-        self._views.check_name(name)
+        self._check_new(name)
         if by is not None:
             result, sizes = self._partition_by(view, frame, by)
         else:
             result, sizes = self._partition_chunks(view, frame, cast(int, n))
+        self._ledger.add_rows(sum(sizes.values()), limits_now())
         self._views.put(name, result)
+        self._ledger.scans[name] = 1 if by is None else self._ledger.scans.get(view, 1)
         logger.debug("partition %s -> %s: %d partitions", view, name, len(sizes))
         return sizes
 
@@ -177,12 +195,11 @@ class PolarsEngine:
         label = _key_label(to_polars_expr(checked), checked.dtype).alias(PARTITION_COLUMN)
         result = frame.with_columns(label)
         with _polars_errors(f"partition view {view!r}"):
-            groups = (
+            groups = collect_polars(
                 frame.select(label)
                 .group_by(PARTITION_COLUMN)
                 .agg(pl.len().alias("rows"))
                 .head(MAX_PARTITIONS + 1)
-                .collect()
             )
         if groups.height > MAX_PARTITIONS:
             raise too_many_partitions(by)
@@ -206,7 +223,7 @@ class PolarsEngine:
         is what the model fans out over, meant to be of moderate size.
         """
         with _polars_errors(f"partition view {view!r}"):
-            table = frame.collect()
+            table = collect_polars(frame)
         rows = table.height
         chunks = chunk_count(n, rows)
         width = len(chunk_label(max(chunks - 1, 0), chunks))
@@ -220,18 +237,24 @@ class PolarsEngine:
     def sql(self, query: str, name: str) -> int:
         """Run a checked SELECT over registered views and register it as ``name``."""
         from rlm_pipeline.expr import compile_select, to_polars_query
+        from rlm_pipeline.expr.estimate import plan_scans
 
-        self._views.check_name(name)
+        self._check_new(name)
         schemas = {view: self.schema(view) for view in self._views.names()}
         checked = compile_select(query, schemas)
         unknown = [v for v in checked.views_used if v not in self._views]
         if unknown:
             msg = f"query reads unknown views {unknown}; known views: {', '.join(schemas)}"
             raise InputError(msg)
+        scans = plan_scans(checked, self._ledger.scans)
+        if scans > MAX_PLAN_SCANS:
+            raise scans_error(scans)
         frames = {view: self._views.get(view) for view in checked.views_used}
+        self._check_joins(checked, schemas, frames, name)
         result = to_polars_query(checked, frames)
-        rows = _count(result, "run the query")
+        rows = self._capped_count(result, name, "run the query")
         self._views.put(name, result)
+        self._ledger.scans[name] = scans
         logger.debug("sql -> %s: %d rows", name, rows)
         return rows
 
@@ -249,10 +272,58 @@ class PolarsEngine:
         from rlm_pipeline.ops import polars_fanout
 
         frame = self._views.get(view)
-        self._views.check_name(name)
+        self._check_new(name)
         result, stats = polars_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
         self._views.put(name, _as_lazy(result))
+        self._ledger.scans[name] = 1
         return stats
+
+    # -- limits on model-issued work (rlm_pipeline.engines.work) ----------------------
+
+    def _check_new(self, name: str) -> None:
+        self._views.check_name(name)
+        check_new_view(self._views.names(), name, limits_now())
+
+    def _view_cap(self) -> int:
+        if self._ledger.context_rows is None:
+            has_context = CONTEXT_VIEW in self._views
+            self._ledger.context_rows = self.count(CONTEXT_VIEW) if has_context else 0
+        return limits_now().view_rows(self._ledger.context_rows)
+
+    def _capped_count(self, frame: pl.LazyFrame, name: str, what: str) -> int:
+        """Rows of ``frame``, counting no further than ``max_view_rows + 1``; refuse above."""
+        cap = self._view_cap()
+        if cap + 1 < _MAX_HEAD:
+            frame = frame.head(cap + 1)
+        rows = _count(frame, what)
+        if rows > cap:
+            raise view_rows_error(name, cap)
+        self._ledger.add_rows(rows, limits_now())
+        return rows
+
+    def _check_joins(
+        self,
+        checked: Any,
+        schemas: dict[str, dict[str, str]],
+        frames: dict[str, pl.LazyFrame],
+        name: str,
+    ) -> None:
+        """Refuse the query if one of its joins would pass ``max_view_rows`` (probed first)."""
+        from rlm_pipeline.expr import compile_select, to_polars_query
+        from rlm_pipeline.expr.estimate import PROBE_LIMITS, join_probes
+
+        probes = join_probes(checked)
+        if not probes:
+            return
+        cap = self._view_cap()
+        for probe in probes:
+            plan = to_polars_query(compile_select(probe.sql, schemas, limits=PROBE_LIMITS), frames)
+            with _polars_errors(f"estimate the size of the join with {probe.joined!r}"):
+                value = collect_polars(plan).item()
+            estimate = float(value or 0.0)
+            logger.debug("join with %s: about %d rows", probe.joined, estimate)
+            if estimate > cap:
+                raise join_error(probe.joined, probe.on, estimate, cap)
 
 
 def _as_lazy(data: Any) -> pl.LazyFrame:
@@ -270,9 +341,13 @@ def _free_name(taken: str, base: str) -> str:
     return base if base != taken else base + "_"
 
 
+#: ``head(n)`` takes at most this many rows (Polars' row index is 32-bit here).
+_MAX_HEAD = 2**31
+
+
 def _count(frame: pl.LazyFrame, what: str) -> int:
     with _polars_errors(what):
-        return int(frame.select(pl.len()).collect().item())
+        return int(collect_polars(frame.select(pl.len())).item())
 
 
 def _key_label(key: pl.Expr, dtype: str) -> pl.Expr:

@@ -33,7 +33,17 @@ from rlm_pipeline.engines.partitioning import (
 )
 from rlm_pipeline.engines.reads import ValueCounts, check_max_values, value_counts_of
 from rlm_pipeline.engines.types import neutral_spark_type
-from rlm_pipeline.engines.views import ViewRegistry, check_columns
+from rlm_pipeline.engines.views import CONTEXT_VIEW, ViewRegistry, check_columns
+from rlm_pipeline.engines.work import (
+    MAX_PLAN_SCANS,
+    ViewLedger,
+    check_new_view,
+    join_error,
+    limits_now,
+    scans_error,
+    spark_job,
+    view_rows_error,
+)
 from rlm_pipeline.errors import EngineError, InputError
 
 if TYPE_CHECKING:
@@ -82,6 +92,7 @@ class SparkEngine:
         self._views: ViewRegistry[_SparkView] = ViewRegistry()
         self._prefix = f"rlm_{uuid.uuid4().hex[:12]}"
         self._serial = itertools.count()
+        self._ledger = ViewLedger()
 
     @property
     def session(self) -> SparkSession:
@@ -100,6 +111,9 @@ class SparkEngine:
             raise InputError(msg)
         self._views.check_name(name, host=True, replace=replace)
         self._store(name, data, host=True, replace=replace)
+        self._ledger.scans[name] = 1
+        if name == CONTEXT_VIEW:
+            self._ledger.context_rows = None
 
     def views(self) -> list[str]:
         """Names of the registered views, in registration order."""
@@ -141,7 +155,11 @@ class SparkEngine:
 
     def count(self, view: str) -> int:
         """Row count of ``view``."""
-        return _count(self.frame(view), f"count view {view!r}")
+        return self._count(self.frame(view), f"count view {view!r}")
+
+    def _count(self, frame: SparkDataFrame, what: str) -> int:
+        with _spark_errors(what), spark_job(self._session):
+            return int(frame.count())
 
     def head(self, view: str, n: int = 5, columns: list[str] | None = None) -> pa.Table:
         """First ``n`` (≤ 20) rows via ``limit(n).toArrow()``, cells cut to ~200 characters."""
@@ -150,13 +168,13 @@ class SparkEngine:
         if columns is not None:
             check_columns(columns, self.schema(view), view)
             frame = frame.select(*[_col(c) for c in columns])
-        with _spark_errors(f"read the first rows of view {view!r}"):
+        with _spark_errors(f"read the first rows of view {view!r}"), spark_job(self._session):
             table = frame.limit(rows).toArrow()
         return truncate_cells(table)
 
     def to_arrow(self, view: str) -> pa.Table:
         """All rows of ``view`` as Arrow (collected to the driver)."""
-        with _spark_errors(f"collect view {view!r}"):
+        with _spark_errors(f"collect view {view!r}"), spark_job(self._session):
             table = self.frame(view).toArrow()
         return normalize_arrow(table)
 
@@ -175,12 +193,12 @@ class SparkEngine:
         check_columns([column], self.schema(view), view)
         rows = _free_name({column}, "rows")
         what = f"count the values of {column!r} in view {view!r}"
-        with _spark_errors(what):
+        with _spark_errors(what), spark_job(self._session):
             groups = frame.groupBy(_col(column)).agg(F.count(F.lit(1)).alias(rows))
             top = groups.orderBy(_col(column).asc_nulls_first()).limit(limit + 1).toArrow()
         distinct = top.num_rows
         if distinct > limit:
-            distinct = _count(groups, what)
+            distinct = self._count(groups, what)
         return value_counts_of(top, column, rows, limit, distinct)
 
     def filter_value(self, view: str, column: str, value: Any, name: str) -> None:
@@ -197,6 +215,7 @@ class SparkEngine:
                 dtype = frame.schema[column].dataType
                 result = frame.filter(_col(column).eqNullSafe(F.lit(value).cast(dtype)))
         self._store(name, result)
+        self._ledger.scans[name] = self._ledger.scans.get(view, 1)
 
     # -- model-facing operations ----------------------------------------------------
 
@@ -207,12 +226,13 @@ class SparkEngine:
         from rlm_pipeline.expr import compile_where, to_spark_sql
 
         frame = self.frame(view)
-        self._views.check_name(name)
+        self._check_new(name)
         checked = compile_where(where, self.schema(view))
         with _spark_errors(f"filter view {view!r}"):
             result = frame.filter(F.expr(to_spark_sql(checked)))
-        rows = _count(result, f"filter view {view!r}")
+        rows = self._capped_count(result, name, f"filter view {view!r}")
         self._store(name, result)
+        self._ledger.scans[name] = self._ledger.scans.get(view, 1)
         logger.debug("filter %s -> %s: %d rows", view, name, rows)
         return rows
 
@@ -222,12 +242,14 @@ class SparkEngine:
         """Add a string column ``partition`` by key or into ``n`` chunks; see :class:`Engine`."""
         check_partition_args(by, n)
         frame = self.frame(view)
-        self._views.check_name(name)
+        self._check_new(name)
         if by is not None:
             result, sizes = self._partition_by(view, frame, by)
         else:
             result, sizes = self._partition_chunks(view, frame, cast(int, n))
+        self._ledger.add_rows(sum(sizes.values()), limits_now())
         self._store(name, result)
+        self._ledger.scans[name] = 1 if by is None else self._ledger.scans.get(view, 1)
         logger.debug("partition %s -> %s: %d partitions", view, name, len(sizes))
         return sizes
 
@@ -248,6 +270,7 @@ class SparkEngine:
             else:
                 text = key.cast("string")
             result = frame.withColumn(PARTITION_COLUMN, F.coalesce(text, F.lit(NULL_PARTITION)))
+        with _spark_errors(f"partition view {view!r}"), spark_job(self._session):
             groups = result.groupBy(PARTITION_COLUMN).count().limit(MAX_PARTITIONS + 1).collect()
         if len(groups) > MAX_PARTITIONS:
             raise too_many_partitions(by)
@@ -278,7 +301,7 @@ class SparkEngine:
 
         taken = set(frame.columns)
         mid, part, row = (_free_name(taken, f"_rlm_{s}") for s in ("mid", "part", "row"))
-        with _spark_errors(f"partition view {view!r}"):
+        with _spark_errors(f"partition view {view!r}"), spark_job(self._session):
             tagged = (
                 frame.withColumn(mid, F.monotonically_increasing_id())
                 .withColumn(part, F.shiftrightunsigned(_col(mid), _POSITION_BITS))
@@ -308,20 +331,26 @@ class SparkEngine:
     def sql(self, query: str, name: str) -> int:
         """Run a checked SELECT over registered views and register it as ``name``."""
         from rlm_pipeline.expr import compile_select, to_spark_sql
+        from rlm_pipeline.expr.estimate import plan_scans
 
-        self._views.check_name(name)
+        self._check_new(name)
         schemas = {view: self.schema(view) for view in self._views.names()}
         checked = compile_select(query, schemas)
         unknown = [v for v in checked.views_used if v not in self._views]
         if unknown:
             msg = f"query reads unknown views {unknown}; known views: {', '.join(schemas)}"
             raise InputError(msg)
+        scans = plan_scans(checked, self._ledger.scans)
+        if scans > MAX_PLAN_SCANS:
+            raise scans_error(scans)
         temp_names = {v: self._views.get(v).temp_name for v in checked.views_used}
+        self._check_joins(checked, schemas, temp_names)
         text = to_spark_sql(checked, temp_names)
         with _spark_errors("run the query"):
             result = self._session.sql(text)
-        rows = _count(result, "run the query")
+        rows = self._capped_count(result, name, "run the query")
         self._store(name, result)
+        self._ledger.scans[name] = scans
         logger.debug("sql -> %s: %d rows", name, rows)
         return rows
 
@@ -339,10 +368,56 @@ class SparkEngine:
         from rlm_pipeline.ops import spark_fanout
 
         frame = self.frame(view)
-        self._views.check_name(name)
-        result, stats = spark_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
+        self._check_new(name)
+        with spark_job(self._session):
+            result, stats = spark_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
         self._store(name, result)
+        self._ledger.scans[name] = 1
         return stats
+
+    # -- limits on model-issued work (rlm_pipeline.engines.work) ----------------------
+
+    def _check_new(self, name: str) -> None:
+        self._views.check_name(name)
+        check_new_view(self._views.names(), name, limits_now())
+
+    def _view_cap(self) -> int:
+        if self._ledger.context_rows is None:
+            has_context = CONTEXT_VIEW in self._views
+            self._ledger.context_rows = self.count(CONTEXT_VIEW) if has_context else 0
+        return limits_now().view_rows(self._ledger.context_rows)
+
+    def _capped_count(self, frame: SparkDataFrame, name: str, what: str) -> int:
+        """Rows of ``frame``, counting no further than ``max_view_rows + 1``; refuse above."""
+        cap = self._view_cap()
+        with _spark_errors(what):
+            limited = frame.limit(cap + 1) if cap < _MAX_LIMIT else frame
+        rows = self._count(limited, what)
+        if rows > cap:
+            raise view_rows_error(name, cap)
+        self._ledger.add_rows(rows, limits_now())
+        return rows
+
+    def _check_joins(
+        self, checked: Any, schemas: dict[str, dict[str, str]], temp_names: dict[str, str]
+    ) -> None:
+        """Refuse the query if one of its joins would pass ``max_view_rows`` (probed first)."""
+        from rlm_pipeline.expr import compile_select, to_spark_sql
+        from rlm_pipeline.expr.estimate import PROBE_LIMITS, join_probes
+
+        probes = join_probes(checked)
+        if not probes:
+            return
+        cap = self._view_cap()
+        for probe in probes:
+            text = to_spark_sql(compile_select(probe.sql, schemas, limits=PROBE_LIMITS), temp_names)
+            what = f"estimate the size of the join with {probe.joined!r}"
+            with _spark_errors(what), spark_job(self._session):
+                value = self._session.sql(text).collect()[0][0]
+            estimate = float(value or 0.0)
+            logger.debug("join with %s: about %d rows", probe.joined, estimate)
+            if estimate > cap:
+                raise join_error(probe.joined, probe.on, estimate, cap)
 
 
 def _col(name: str) -> Column:
@@ -367,9 +442,8 @@ def _is_spark_frame(data: Any) -> bool:
     return isinstance(data, DataFrame)
 
 
-def _count(frame: SparkDataFrame, what: str) -> int:
-    with _spark_errors(what):
-        return int(frame.count())
+#: Largest ``limit(n)`` Spark takes (a 32-bit int).
+_MAX_LIMIT = 2**31 - 2
 
 
 @contextmanager
