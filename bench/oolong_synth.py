@@ -64,6 +64,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import re
 import string
 import sys
@@ -708,6 +709,8 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
                     run = run_baseline(question, ds, llm, context_window=cfg.context_window,
                                        token_scale=cfg.token_scale)
                 rows[i]["runs"][method] = asdict(run)
+                # machine load when the run ended (other jobs share the cores)
+                rows[i]["runs"][method]["extra"]["load_1min"] = round(os.getloadavg()[0], 2)
                 say(f"  {method:8s} {run.score:4.2f}  gold={question.gold!s:<18} "
                     f"pred={run.prediction!s:<18} {run.seconds:7.1f}s {question.text[:60]}"
                     + (f"  [{run.error[:80]}]" if run.error else ""))
@@ -715,6 +718,12 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
                 if save is not None:
                     save(report)
         _refresh(report, cfg.methods)
+    # sizes of the earlier report that this run did not ask for are kept as they were
+    asked = {s["log2_tokens"] for s in report["sizes"]}
+    report["sizes"].extend(s for s in (previous or {}).get("sizes", [])
+                           if s["log2_tokens"] not in asked)
+    report["sizes"].sort(key=lambda s: float(s["log2_tokens"]))
+    _refresh(report, cfg.methods)
     if save is not None:
         save(report)
     return report
@@ -950,28 +959,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.base_url:
         say(f"model {args.model} at {args.base_url}")
+        seed: dict[str, Any] | None = (previous or {}).get("seed_question")
+        if args.seed_question and (seed or {}).get("rows") == args.seed_question:
+            say("seed question: kept from --out (--resume)")
+        elif args.seed_question:
+            root = LLM(model=cfg.model, base_url=args.base_url,
+                       timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+                       max_concurrency=cfg.max_concurrency)
+            sub = LLM(model=cfg.model, base_url=args.base_url,
+                      timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
+                      max_concurrency=cfg.max_concurrency, cache_path=cfg.cache_path)
+            trace = str(args.traces / "seed_question.jsonl") if args.traces else None
+            say(f"seed question over {args.seed_question:,} tickets (RLM only)")
+            seed = run_seed_question(
+                root, sub, rows=args.seed_question, seed=cfg.seed, max_steps=cfg.max_steps,
+                max_depth=cfg.max_depth, timeout_s=max(cfg.rlm_timeout_s, 1800.0),
+                protocol=cfg.protocol, trace_path=trace)
+            say(f"  answer={seed.get('value')!r} truth={seed['truth']} "
+                f"steps={seed.get('steps')} {seed.get('error') or ''}")
+            previous = {**(previous or {}), "seed_question": seed}
+            _write(args.out, {**(previous or {}), "sizes": (previous or {}).get("sizes", [])})
         report = run_bench(cfg, args.base_url, simulator=False, progress=say,
                            previous=previous, save=save)
-        if args.seed_question:
-            if report.get("seed_question", {}).get("rows") == args.seed_question:
-                say("seed question: kept from --out (--resume)")
-            else:
-                root = LLM(model=cfg.model, base_url=args.base_url,
-                           timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-                           max_concurrency=cfg.max_concurrency)
-                sub = LLM(model=cfg.model, base_url=args.base_url,
-                          timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-                          max_concurrency=cfg.max_concurrency, cache_path=cfg.cache_path)
-                trace = str(args.traces / "seed_question.jsonl") if args.traces else None
-                say(f"seed question over {args.seed_question:,} tickets (RLM only)")
-                report["seed_question"] = run_seed_question(
-                    root, sub, rows=args.seed_question, seed=cfg.seed, max_steps=cfg.max_steps,
-                    max_depth=cfg.max_depth, timeout_s=max(cfg.rlm_timeout_s, 1800.0),
-                    protocol=cfg.protocol, trace_path=trace)
-                seed = report["seed_question"]
-                say(f"  answer={seed.get('value')!r} truth={seed['truth']} "
-                    f"steps={seed.get('steps')} {seed.get('error') or ''}")
-            save(report)
     else:
         from rlm_pipeline.sim import SimConfig, SimServer
 
