@@ -973,7 +973,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"seed question over {args.seed_question:,} tickets (RLM only)")
             seed = run_seed_question(
                 root, sub, rows=args.seed_question, seed=cfg.seed, max_steps=cfg.max_steps,
-                max_depth=cfg.max_depth, timeout_s=max(cfg.rlm_timeout_s, 1800.0),
+                max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
                 protocol=cfg.protocol, trace_path=trace)
             say(f"  answer={seed.get('value')!r} truth={seed['truth']} "
                 f"steps={seed.get('steps')} {seed.get('error') or ''}")
