@@ -34,6 +34,7 @@ from rlm_pipeline.errors import (
     LLMEndpointError,
     RLMPipelineError,
 )
+from rlm_pipeline.rlm.guard import guarded
 from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
@@ -587,7 +588,7 @@ async def dispatch(name: str, raw_arguments: str, scope: Scope) -> ToolOutcome:
     started = time.monotonic()
     try:
         args = parse_arguments(name, raw_arguments)
-        outcome = await _HANDLERS[name](args, scope)
+        outcome = await guarded(name, _HANDLERS[name](args, scope))  # tool_timeout_s
         if outcome.error is None and not outcome.final:
             outcome.text = await _restated(name, args, outcome, scope)
     except LLMEndpointError:
