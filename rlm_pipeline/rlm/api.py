@@ -18,6 +18,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rlm_pipeline.engines.work import (
+    DEFAULT_MAX_VIEWS,
+    DEFAULT_TOOL_TIMEOUT_S,
+    Work,
+    WorkLimits,
+    work_scope,
+)
 from rlm_pipeline.errors import (
     BudgetExceededError,
     InputError,
@@ -29,6 +36,7 @@ from rlm_pipeline.errors import (
 )
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.rlm.guard import cancel_run
 from rlm_pipeline.rlm.loop import LoopResult, run_loop
 from rlm_pipeline.rlm.protocol import PROMPT_VARIANTS, PROTOCOLS
 from rlm_pipeline.rlm.render import cut
@@ -136,6 +144,23 @@ class RLM:
         The root system prompt: ``"full"``, ``"compact"`` (for small models: the
         action syntax and one worked example) or ``"auto"`` (compact for the
         ``json`` and ``text`` protocols, full for ``tools``).
+    max_view_rows
+        Most rows one view the model makes may hold; ``None``: max(10 × rows of the
+        table, 1,000,000).  A join whose output, estimated from the key counts of
+        each side, passes it is refused before it runs; any other view stops
+        counting at ``max_view_rows + 1`` rows and is refused (a tool error).
+    max_views
+        Most views the model may hold in one run (the root run and each sub-run apart).
+    max_total_rows
+        Most rows computed into the model's views over one run; ``None``: max(50 ×
+        rows of the table, 10,000,000).
+    tool_timeout_s
+        Wall-clock limit of one ``peek``/``filter``/``partition``/``sql`` call; on
+        expiry its Spark jobs / Polars queries are cancelled and the model gets a
+        tool error.  ``timeout_s`` cancels the run's engine work the same way.
+    max_memory_bytes
+        Memory budget of one engine call (growth of the resident memory of the
+        process and its children); ``None``: 25% of the machine's RAM.
 
     Notes
     -----
@@ -187,6 +212,11 @@ class RLM:
         max_parallel: int = DEFAULT_MAX_PARALLEL,
         protocol: str = "auto",
         prompt: str = "auto",
+        max_view_rows: int | None = None,
+        max_views: int = DEFAULT_MAX_VIEWS,
+        max_total_rows: int | None = None,
+        tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
+        max_memory_bytes: int | None = None,
     ) -> None:
         if not isinstance(root, LLM):
             raise InputError("root must be an rp.LLM")
@@ -221,6 +251,14 @@ class RLM:
         self.max_parallel = max_parallel
         self.protocol = protocol
         self.prompt = prompt
+        #: Limits on the engine work the model issues (README, "Security model").
+        self.limits = WorkLimits(
+            max_view_rows=max_view_rows,
+            max_views=max_views,
+            max_total_rows=max_total_rows,
+            tool_timeout_s=tool_timeout_s,
+            max_memory_bytes=max_memory_bytes,
+        )
 
     def run(
         self,
@@ -311,12 +349,16 @@ class RLM:
             prompt=self.prompt,
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
+        work = Work("run", limits=self.limits)  # every engine call of the run, cancellable
         # Every way out writes the `run_end` record first; the step log is closed last.
         try:
             try:
-                async with asyncio.timeout(self.timeout_s):
-                    result = await run_loop(scope, question)
+                with work_scope(work):
+                    async with asyncio.timeout(self.timeout_s):
+                        result = await run_loop(scope, question)
             except TimeoutError:
+                # Cancel the run's Spark jobs / Polars queries, not just stop waiting for them.
+                await cancel_run(work, f"timeout_s = {self.timeout_s:g} s")
                 spent = time.monotonic() - started
                 limit = float(self.timeout_s or 0.0)
                 exc = BudgetExceededError("time_s", spent, limit, partial=state.partial)
@@ -333,6 +375,7 @@ class RLM:
                     raise
                 raise failed from exc
             except BaseException as exc:  # the root model failed, or the run was cancelled
+                work.cancel("the run was cancelled")
                 self._record_end(state, None, cut(f"{type(exc).__name__}: {exc}", 1000))
                 raise
             return self._result(state, result, trace_path, time.monotonic() - started)
