@@ -82,6 +82,16 @@ def add_parser(subparsers: Any) -> None:
             help=f"--model's USD per 1M {kind} tokens (for models without a built-in price)",
         )
     parser.add_argument("--timeout", type=float, default=None, help="wall-clock limit, seconds")
+    parser.add_argument(
+        "--max-view-rows", type=int, default=None, metavar="N",
+        help="most rows of one view the model makes (default max(10 x rows, 1,000,000)); "
+        "bigger joins are refused before they run",
+    )
+    parser.add_argument(
+        "--tool-timeout", type=float, default=120.0, metavar="SECONDS",
+        help="wall-clock limit of one peek/filter/partition/sql call (default 120); "
+        "its engine work is cancelled",
+    )
     parser.add_argument("--trace", metavar="FILE.jsonl", default=None, help="write the trace here")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
@@ -284,6 +294,8 @@ def _run(args: argparse.Namespace, seen: dict[str, Any]) -> int:
         max_depth=args.max_depth,
         budget=budget,
         timeout_s=args.timeout,
+        max_view_rows=args.max_view_rows,
+        tool_timeout_s=args.tool_timeout,
         spark=spark_session(args.engine),
         protocol=args.protocol,
     )
