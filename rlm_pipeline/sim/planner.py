@@ -35,7 +35,9 @@ first), ``[adversarial:forever]`` (never answers, even when told to),
 ``[adversarial:flood]`` (1,000 calls in its first reply, then the plan),
 ``[adversarial:blind]`` (peek, filter and an answer in its first reply, then the plan) and
 ``[adversarial:early]`` (answers a guess before looking at the data, then
-follows the plan).
+follows the plan); ``[adversarial:heavy]``, ``[adversarial:slow]`` and
+``[adversarial:legit]`` issue valid but expensive work
+(:mod:`rlm_pipeline.sim.hostile`).
 
 :func:`respond_plain` answers a plain call that inlines rows (``Rows:`` JSON
 lines, or OOLONG-style ``Date: … || User: … || Instance: …`` lines) with the
@@ -63,6 +65,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_pipeline.sim.hostile import HOSTILE_MODES, hostile_script, hostile_value
 from rlm_pipeline.sim.protocols import action_names, split_results, written_actions
 from rlm_pipeline.sim.wire import requested_schema
 
@@ -690,6 +693,11 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if turn < 1:
             return _answer(turn, 99, "a guess")
         return _plan(q, meta, h)
+    if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
+        turns = hostile_script(mode, meta)
+        if turn < len(turns) and not h.forced:
+            return _message(turn, turns[turn])
+        return _answer(turn, hostile_value(h.calls), f"mode {mode}")
     script = _script(mode, q.path or "/tmp/rlm_sentinel")
     if turn < len(script) and not h.forced:
         return _message(turn, [script[turn]])
