@@ -3,7 +3,8 @@
 Selected by a marker in the question (see :mod:`rlm_pipeline.sim.planner`):
 
 - ``[adversarial:heavy]`` -- the hostile-but-valid set, one call per turn: a
-  triple self-join on the date column, a self-join on a low-cardinality key,
+  triple self-join on the date column, a self-join on a low-cardinality key
+  (another string column, else the month of the date),
   ``GROUP BY`` a near-unique expression over the whole table, ``ORDER BY`` over
   every row, a chain of 30 CTEs that each read the previous one twice,
   ``partition`` with ``n = 1,000,000``, then 100 ``filter`` calls that each make
@@ -14,7 +15,8 @@ Selected by a marker in the question (see :mod:`rlm_pipeline.sim.planner`):
   view joined to ``context``, and a ``GROUP BY`` over every row.
 
 Each plan then counts the rows of ``context`` with a plain ``sql`` (view
-``total``) and answers that number, so a test sees that the run went on and
+``total``; ``heavy`` reuses the name ``f0``, its view limit being reached) and
+answers that number, so a test sees that the run went on and
 answered after its refused calls.
 
 Examples
@@ -55,7 +57,13 @@ def _columns(meta: Any) -> tuple[str, str, str, str]:
     date = meta.date_column or names[0]
     text = meta.text or names[0]
     strings = [c for c, t in columns.items() if t.lower() in ("string", "str") and c != text]
-    low = strings[0] if strings else date
+    dated = columns.get(date, "").lower() in ("date", "timestamp")
+    # a key with few values: another string column, else the month of the date
+    low = (
+        "{t}." + strings[0]
+        if strings
+        else (f"extract(month FROM {{t}}.{date})" if dated else "{t}." + date)
+    )
     ints = [c for c, t in columns.items() if t.lower().startswith("int")]
     ident = next((c for c in ints if "id" in c.lower()), ints[0] if ints else date)
     return date, text, low, ident
@@ -77,9 +85,7 @@ def hostile_script(mode: str, meta: Any) -> list[list[Call]]:
     if mode == "slow":
         return [[("sql", {"query": TRIPLE_JOIN.format(d=date), "name": "slow"})], total]
     if mode == "legit":
-        lookup = (
-            f"SELECT {ident}, {ident} % 7 AS bucket FROM context ORDER BY {ident} LIMIT 1000"
-        )
+        lookup = f"SELECT {ident}, {ident} % 7 AS bucket FROM context ORDER BY {ident} LIMIT 1000"
         joined = (
             f"SELECT l.bucket, COUNT(*) AS n FROM context c JOIN lookup l ON c.{ident} = "
             f"l.{ident} GROUP BY l.bucket"
@@ -99,7 +105,7 @@ def hostile_script(mode: str, meta: Any) -> list[list[Call]]:
                 "sql",
                 {
                     "query": f"SELECT COUNT(*) AS n FROM context a JOIN context b "
-                    f"ON a.{low} = b.{low}",
+                    f"ON {low.format(t='a')} = {low.format(t='b')}",
                     "name": "lowcard",
                 },
             )
@@ -118,17 +124,18 @@ def hostile_script(mode: str, meta: Any) -> list[list[Call]]:
         [("partition", {"view": "context", "n": 1_000_000, "name": "parts"})],
     ]
     filters: list[Call] = [
-        ("filter", {"view": "context", "where": f"{ident} >= {i}", "name": f"f{i}"})
+        ("filter", {"view": "context", "where": f"{ident} % 100 = {i}", "name": f"f{i}"})
         for i in range(_FILTERS)
     ]
     turns += [filters[i : i + _PER_TURN] for i in range(0, _FILTERS, _PER_TURN)]
-    return [*turns, total]
+    # the view limit is reached by now: the count reuses the name of a view (as told to)
+    return [*turns, [("sql", {"query": "SELECT COUNT(*) AS n FROM context", "name": "f0"})]]
 
 
 def hostile_value(calls: list[tuple[str, dict[str, Any], str]]) -> Any:
     """The ``n`` of the last successful ``total`` view, or a note when there is none."""
     for name, args, result in reversed(calls):
-        if name != "sql" or args.get("name") != "total" or result.startswith("error"):
+        if name != "sql" or args.get("name") not in ("total", "f0") or result.startswith("error"):
             continue
         for line in result.splitlines():
             if line.startswith("{"):
