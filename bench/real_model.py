@@ -16,7 +16,7 @@ up **outside** the library (``rlm_pipeline`` itself never downloads anything):
   The joined ``model.gguf`` stays in the cache folder and is not rebuilt while
   its hash matches.
 * ``python -m llama_cpp.server`` on a free ``127.0.0.1`` port with a 16k
-  context and 2 threads (log: ``server-<port>.log`` in the cache folder); ready
+  context, 2 threads and its RAM prompt cache (``--cache true``) (log: ``server-<port>.log`` in the cache folder); ready
   when ``GET /v1/models`` answers.  A state file (pid, port, base_url) lets
   ``down`` stop it, and ``up`` / ``status`` find it (one server per cache
   folder: ``up`` returns the running one).
@@ -343,7 +343,11 @@ def up(port: int | None = None) -> Server:
         server_log = p.home / f"server-{port}.log"
         cmd = [str(p.python), "-m", "llama_cpp.server", "--model", str(model),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-               "--n_threads", str(N_THREADS), "--n_ctx", str(N_CTX)]
+               "--n_threads", str(N_THREADS), "--n_ctx", str(N_CTX),
+               # keep the KV state of recent prompts in RAM (2 GiB), reused by longest
+               # common prefix: root turns interleaved with sub-calls, or the one-prompt
+               # baseline's table asked several questions, are not evaluated again
+               "--cache", "true", "--cache_type", "ram"]
         log = open(server_log, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
         with log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
