@@ -41,6 +41,7 @@ Examples
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import logging
@@ -61,19 +62,29 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_VIEWS",
     "DEFAULT_TOOL_TIMEOUT_S",
+    "DEFAULT_WORK_LIMITS",
     "MAX_PLAN_SCANS",
     "MEMORY_SHARE",
     "MIN_TOTAL_ROWS",
     "MIN_VIEW_ROWS",
     "TOTAL_ROWS_FACTOR",
     "VIEW_ROWS_FACTOR",
+    "ViewLedger",
     "Work",
     "WorkLimits",
+    "abandoned_queries",
+    "cancelled_error",
+    "check_new_view",
     "collect_polars",
     "current_work",
+    "join_error",
+    "limits_now",
     "process_rss",
+    "scans_error",
     "spark_job",
     "total_memory",
+    "total_rows_error",
+    "view_rows_error",
     "work_scope",
 ]
 
@@ -449,15 +460,67 @@ def collect_polars(frame: pl.LazyFrame) -> pl.DataFrame:
                 if result is not None:
                     return result
                 if work.reason is not None:
-                    query.cancel()
+                    _abandon(query)
                     raise cancelled_error(work.reason)
                 if wait >= _POLL_S and process_rss() - base > budget:
-                    query.cancel()
+                    _abandon(query)
                     raise _memory_error(budget)
                 time.sleep(wait)
                 wait = min(wait * 2, _POLL_S)
         finally:
             work._drop_query(query)
+
+
+# Queries given up before they finished.  polars 2.1 aborts the process (a Rust panic:
+# "SendError" in exitable.rs) when a background query finishes after its handle was
+# freed, so a given-up query's handle is kept until the query has ended: a reaper
+# thread fetches (and drops) its result, and at exit the handles still running are
+# leaked on purpose, never freed.
+_ABANDONED: list[Any] = []
+_ABANDONED_LOCK = threading.Lock()
+_REAPER: list[threading.Thread] = []
+
+
+def _abandon(query: Any) -> None:
+    """Cancel ``query`` and keep its handle alive until it has ended (see above)."""
+    with contextlib.suppress(Exception):
+        query.cancel()
+    with _ABANDONED_LOCK:
+        _ABANDONED.append(query)
+        if not _REAPER:
+            thread = threading.Thread(target=_reap, name="rlm-polars-reaper", daemon=True)
+            _REAPER.append(thread)
+            thread.start()
+
+
+def _reap() -> None:
+    while True:
+        time.sleep(0.2)
+        with _ABANDONED_LOCK:
+            queries = list(_ABANDONED)
+        for query in queries:
+            try:
+                ended = query.fetch() is not None
+            except Exception:  # noqa: BLE001 - it ended with an error
+                ended = True
+            if ended:
+                with _ABANDONED_LOCK:
+                    _ABANDONED.remove(query)
+
+
+@atexit.register
+def _keep_running_queries() -> None:
+    import ctypes
+
+    with _ABANDONED_LOCK:
+        for query in _ABANDONED:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(query))
+
+
+def abandoned_queries() -> int:
+    """Polars queries given up (cancelled) that have not ended yet."""
+    with _ABANDONED_LOCK:
+        return len(_ABANDONED)
 
 
 # ---------------------------------------------------------------------- Spark

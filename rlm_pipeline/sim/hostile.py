@@ -10,7 +10,8 @@ Selected by a marker in the question (see :mod:`rlm_pipeline.sim.planner`):
   ``partition`` with ``n = 1,000,000``, then 100 ``filter`` calls that each make
   a new view (8 per turn);
 - ``[adversarial:slow]`` -- only the triple self-join (a query that runs for
-  minutes when nothing stops it);
+  minutes when nothing stops it); ``[adversarial:group]`` -- only the GROUP BY
+  on a near-unique expression;
 - ``[adversarial:legit]`` -- large but legitimate work: a 1,000-row lookup
   view joined to ``context``, and a ``GROUP BY`` over every row.
 
@@ -38,7 +39,7 @@ from typing import Any
 __all__ = ["HOSTILE_MODES", "TRIPLE_JOIN", "hostile_script", "hostile_value"]
 
 #: The modes this module scripts.
-HOSTILE_MODES = frozenset({"heavy", "slow", "legit"})
+HOSTILE_MODES = frozenset({"heavy", "slow", "group", "legit"})
 #: The triple self-join, with ``{d}`` for the date column.
 TRIPLE_JOIN = (
     "SELECT COUNT(*) AS n FROM context a JOIN context b ON a.{d} = b.{d} "
@@ -82,8 +83,12 @@ def hostile_script(mode: str, meta: Any) -> list[list[Call]]:
     """The turns of a scripted plan: each a list of tool calls, the count of ``context`` last."""
     date, text, low, ident = _columns(meta)
     total: list[Call] = [("sql", {"query": "SELECT COUNT(*) AS n FROM context", "name": "total"})]
+    unique = f"{text} || CAST({ident} AS VARCHAR)"
     if mode == "slow":
         return [[("sql", {"query": TRIPLE_JOIN.format(d=date), "name": "slow"})], total]
+    if mode == "group":
+        grouping = f"SELECT {unique} AS k, COUNT(*) AS n FROM context GROUP BY {unique}"
+        return [[("sql", {"query": grouping, "name": "slow"})], total]
     if mode == "legit":
         lookup = f"SELECT {ident}, {ident} % 7 AS bucket FROM context ORDER BY {ident} LIMIT 1000"
         joined = (
@@ -97,7 +102,6 @@ def hostile_script(mode: str, meta: Any) -> list[list[Call]]:
             [("sql", {"query": grouped, "name": "grouped"})],
             total,
         ]
-    unique = f"{text} || CAST({ident} AS VARCHAR)"
     turns: list[list[Call]] = [
         [("sql", {"query": TRIPLE_JOIN.format(d=date), "name": "triple"})],
         [

@@ -1,0 +1,226 @@
+"""Valid but too expensive work from the root model is refused or cancelled; the run answers.
+
+The simulator's scripted root (``[adversarial:heavy]``, see rlm_pipeline/sim/hostile.py)
+issues, over 100,000 tickets: a triple self-join on the date, a self-join on the month,
+GROUP BY a near-unique expression, ORDER BY over every row, 30 CTEs that each read the
+previous one twice, ``partition`` with n = 1,000,000 and 100 ``filter`` views; then
+counts ``context`` and answers.  Each expensive call must come back as a tool error that
+names its limit and says what to do; the process's peak resident memory (with its
+children: the local Spark JVM) is measured and must stay under 4 GiB.
+
+Timeouts: on Spark a query that would run for minutes is cancelled by its job tag at
+``tool_timeout_s`` (the run goes on) and at the run's ``timeout_s`` (the run ends with
+its partial); no job of the run is active afterwards.  On Polars (2.1) a running join
+cannot be interrupted, so joins are refused before they run; a slow bounded query is
+given up at ``tool_timeout_s`` and the process is idle again within 5 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+import pytest
+
+import rlm_pipeline as rp
+from rlm_pipeline.datasets.tickets import tickets
+from rlm_pipeline.engines.work import process_rss
+from rlm_pipeline.errors import BudgetExceededError
+from rlm_pipeline.llm.config import LLM
+
+ROWS = 100_000
+GIB = 1 << 30
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    return tickets(ROWS, seed=0).drop("true_label")
+
+
+class PeakRSS:
+    """Samples the resident memory of this process and its children every 50 ms."""
+
+    def __init__(self) -> None:
+        self.peak = process_rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, process_rss())
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _data(engine: str, frame: pl.DataFrame, request: pytest.FixtureRequest) -> Any:
+    if engine == "polars":
+        return frame
+    spark = request.getfixturevalue("spark")
+    return spark.createDataFrame(frame.to_arrow())
+
+
+def _calls(res: rp.RLMResult) -> dict[str, dict[str, Any]]:
+    """The last record of each tool call, by the view it names."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in res.trace:
+        if record["kind"] in ("tool", "error") and record.get("tool"):
+            args = record.get("arguments") or {}
+            out[str(args.get("name") or args.get("view"))] = record
+    return out
+
+
+@pytest.fixture
+def spark_idle(request: pytest.FixtureRequest) -> Iterator[Any]:
+    spark = request.getfixturevalue("spark")
+    yield spark
+    _wait_no_jobs(spark)
+
+
+def _wait_no_jobs(spark: Any, within: float = 15.0) -> float:
+    """Seconds until no Spark job is active (fails after ``within``)."""
+    started = time.monotonic()
+    tracker = spark.sparkContext.statusTracker()
+    while tracker.getActiveJobIds():
+        assert time.monotonic() - started < within, tracker.getActiveJobIds()
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("engine", ["polars", "spark"])
+def test_hostile_set_is_refused_and_the_run_answers(
+    engine: str, frame: pl.DataFrame, sim_llm: LLM, request: pytest.FixtureRequest
+) -> None:
+    data = _data(engine, frame, request)
+    # A cap under the table's size, so GROUP BY / ORDER BY over every row pass it too
+    # (with the default, max(10 x rows, 1,000,000), they are bounded work and run).
+    rlm = rp.RLM(sim_llm, engine=engine, max_steps=40, max_view_rows=50_000)
+    started = time.monotonic()
+    with PeakRSS() as rss:
+        res = rlm.run("How many rows are there? [adversarial:heavy]", data)
+    seconds = time.monotonic() - started
+    print(f"\n{engine}: hostile set in {seconds:.1f}s, peak RSS {rss.peak / GIB:.2f} GiB")
+
+    assert res.stop_reason == "answer"
+    assert res.value == ROWS  # the run went on and answered
+    assert rss.peak < 4 * GIB
+    assert seconds < 240
+    calls = _calls(res)
+    for view in ("triple", "lowcard"):
+        error = calls[view]["error"]
+        assert "estimated from the key counts" in error, error
+        assert "max_view_rows = 50,000" in error and "aggregate before joining" in error
+    assert "would make about 27,428,644 rows" in calls["triple"]["error"]
+    for view in ("nearunique", "sorted"):
+        error = calls[view]["error"]
+        assert "would have more than 50,000 rows" in error, error
+        assert "counting stopped at 50,001 rows" in error
+    assert "reads views 536,870,912 times" in calls["ctes"]["error"]
+    assert "n: 1000000 is greater than the maximum" in calls["parts"]["error"]
+    filters = [r for r in res.trace if r.get("tool") == "filter"]
+    made = [r for r in filters if r["kind"] == "tool"]
+    refused = [r for r in filters if r["kind"] == "error"]
+    assert len(made) == 64 and len(refused) == 36
+    assert all("max_views = 64" in r["error"] for r in refused)
+
+
+@pytest.mark.parametrize("engine", ["polars", "spark"])
+def test_default_limits_refuse_the_joins_only(
+    engine: str, frame: pl.DataFrame, sim_llm: LLM, request: pytest.FixtureRequest
+) -> None:
+    data = _data(engine, frame, request)
+    res = rp.RLM(sim_llm, engine=engine, max_steps=40).run("rows? [adversarial:heavy]", data)
+    calls = _calls(res)
+    assert res.value == ROWS
+    assert "max_view_rows = 1,000,000" in calls["triple"]["error"]
+    assert "max_view_rows = 1,000,000" in calls["lowcard"]["error"]
+    # GROUP BY and ORDER BY over 100,000 rows are bounded by the table: they run
+    assert calls["nearunique"]["kind"] == "tool" and calls["nearunique"]["rows_out"] > 99_000
+    assert calls["sorted"]["kind"] == "tool" and calls["sorted"]["rows_out"] == ROWS
+    assert calls["ctes"]["error"]
+
+
+@pytest.mark.parametrize("engine", ["polars", "spark"])
+def test_legitimate_large_work_is_not_refused(
+    engine: str, sim_llm: LLM, request: pytest.FixtureRequest
+) -> None:
+    big = tickets(1_000_000, seed=1).drop("true_label")
+    data = _data(engine, big, request)
+    res = rp.RLM(sim_llm, engine=engine).run("rows? [adversarial:legit]", data)
+    assert res.errors == 0, [r["error"] for r in res.trace if r["error"]]
+    assert res.value == 1_000_000
+    calls = _calls(res)
+    assert calls["lookup"]["rows_out"] == 1000
+    assert calls["joined"]["rows_out"] == 7  # context JOIN the 1,000-row lookup, by bucket
+    assert calls["grouped"]["rows_out"] == big["date"].n_unique()  # GROUP BY over 1M rows
+
+
+def test_spark_tool_timeout_cancels_the_job_and_the_run_goes_on(
+    frame: pl.DataFrame, sim_llm: LLM, spark_idle: Any
+) -> None:
+    data = spark_idle.createDataFrame(frame.to_arrow())
+    # No row cap to speak of: the triple join (~7.5e9 rows) really starts and would run
+    # for minutes; the tool limit cancels its job by tag.
+    rlm = rp.RLM(sim_llm, engine="spark", max_view_rows=10**15, tool_timeout_s=8)
+    started = time.monotonic()
+    res = rlm.run("rows? [adversarial:slow]", data)
+    seconds = time.monotonic() - started
+    idle = _wait_no_jobs(spark_idle)
+    print(f"\nspark: tool timeout run {seconds:.1f}s, jobs idle {idle:.1f}s after")
+    error = _calls(res)["slow"]["error"]
+    assert "tool_timeout_s = 8 s" in error and "cancelled" in error
+    assert res.value == ROWS
+    assert seconds < 60
+    assert idle < 5
+
+
+def test_spark_run_timeout_cancels_the_job_and_keeps_the_partial(
+    frame: pl.DataFrame, sim_llm: LLM, spark_idle: Any
+) -> None:
+    data = spark_idle.createDataFrame(frame.to_arrow())
+    rlm = rp.RLM(sim_llm, engine="spark", max_view_rows=10**15, timeout_s=12)
+    started = time.monotonic()
+    with pytest.raises(BudgetExceededError) as info:
+        rlm.run("rows? [adversarial:slow]", data)
+    seconds = time.monotonic() - started
+    idle = _wait_no_jobs(spark_idle)
+    print(f"\nspark: run timeout after {seconds:.1f}s, jobs idle {idle:.1f}s after")
+    assert info.value.what == "time_s"
+    assert seconds < 12 + 15
+    assert idle < 5
+
+
+def test_polars_tool_timeout_gives_up_a_slow_query_and_the_process_goes_idle(
+    sim_llm: LLM,
+) -> None:
+    # Bounded but slow: GROUP BY a near-unique text over 2,000,000 rows (seconds).
+    big = tickets(2_000_000, seed=2).drop("true_label")
+    rlm = rp.RLM(sim_llm, engine="polars", tool_timeout_s=0.5)
+    started = time.monotonic()
+    res = rlm.run("rows? [adversarial:group]", big)
+    seconds = time.monotonic() - started
+    error = _calls(res)["slow"]["error"]
+    assert "tool_timeout_s = 0.5 s" in error and "cancelled" in error
+    assert res.value == 2_000_000
+    cpu = _cpu_idle_after()
+    print(f"\npolars: run {seconds:.1f}s, CPU idle {cpu:.1f}s after")
+    assert cpu < 5
+
+
+def _cpu_idle_after(window: float = 0.5, within: float = 10.0) -> float:
+    """Seconds until this process uses under 20% of a core over ``window``."""
+    started = time.monotonic()
+    while True:
+        before = time.process_time()
+        time.sleep(window)
+        if (time.process_time() - before) / window < 0.2:
+            return time.monotonic() - started
+        assert time.monotonic() - started < within
