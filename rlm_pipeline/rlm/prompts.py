@@ -66,15 +66,14 @@ no files, no UDFs).
 run out. Text replies are not answers.
 A rejected call comes back as `error: ...`; fix the call and go on.
 
-Example. Question: "Among users 12345, 67890 and 11111, how many questions are about billing?"
+Example. Question: "How many questions from users 777 and 888 are about technical?"
 - peek {"view": "context", "n": 3}
-- filter {"view": "context", "where": "user_id IN (12345, 67890, 11111)", "name": "subset"} \
--> 41 rows
+- filter {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"} -> 23 rows
 - classify {"view": "subset", "column": "question", "labels": ["billing", "technical", \
-"account", "other"], "name": "labeled"} -> billing 15, technical 13, account 8, other 5
-- sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'billing'", "name": "result"} \
--> {"n": 15}
-- answer {"value": 15, "explanation": "15 of the 41 questions from these users are about billing."}
+"account", "other"], "name": "labeled"} -> technical 9, billing 7, account 4, other 3
+- sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'technical'", "name": "result"} \
+-> {"n": 9}
+- answer {"value": 9, "explanation": "9 of the 23 questions from these users are about technical."}
 """
 
 _COMPACT_HEAD = """\
