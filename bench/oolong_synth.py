@@ -787,6 +787,46 @@ def run_seed_question(llm: LLM, sub: LLM, *, rows: int, seed: int = 0, max_steps
     return out
 
 
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report from several runs of the same questions (e.g. each method on its own server).
+
+    Runs are matched by size and question text; a later report's run of a
+    (size, question, method) replaces an earlier one.  ``configs`` keeps every
+    run's configuration.
+
+    Examples
+    --------
+    >>> a = {"sizes": [{"log2_tokens": 10, "methods": {}, "questions": [
+    ...     {"text": "q", "family": "counting", "runs": {}}]}], "config": {}}
+    >>> merge_reports([a, a])["sizes"][0]["questions"][0]["text"]
+    'q'
+    """
+    merged: dict[str, Any] = json.loads(json.dumps(reports[0], default=str))
+    merged["configs"] = [r.get("config") for r in reports]
+    for other in reports[1:]:
+        for size in other.get("sizes", []):
+            mine = next((s for s in merged["sizes"] if s["log2_tokens"] == size["log2_tokens"]),
+                        None)
+            if mine is None:
+                merged["sizes"].append(json.loads(json.dumps(size, default=str)))
+                continue
+            by_text = {q["text"]: q for q in mine["questions"]}
+            for q in size["questions"]:
+                if q["text"] in by_text:
+                    by_text[q["text"]]["runs"].update(q["runs"])
+                else:
+                    mine["questions"].append(q)
+        if "seed_question" in other:
+            merged["seed_question"] = other["seed_question"]
+    merged["sizes"].sort(key=lambda s: float(s["log2_tokens"]))
+    methods = [m for m in ("rlm", "baseline")
+               if any(m in q["runs"] for s in merged["sizes"] for q in s["questions"])]
+    for size in merged["sizes"]:
+        size["methods"] = {}
+    _refresh(merged, methods)
+    return merged
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a plain-text table (one line per size and method)."""
     head = (f"{'size':>6} {'rows':>7} {'method':>9} {'score':>6} {'calls':>7} "
@@ -898,6 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another report to draw in the plot, e.g. simulated=bench/results/x.json")
     p.add_argument("--plot-only", action="store_true",
                    help="do not run: plot --out (and --plot-with) to --plot")
+    p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
+                   help="do not run: merge these reports (same questions) into --out")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the table")
     return p
 
@@ -929,6 +971,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--questions-per-size must be >= 1, --context-window >= 2048 and --token-scale > 0",
               file=sys.stderr)
         return 2
+    if args.merge:
+        report = merge_reports([json.loads(p.read_text(encoding="utf-8")) for p in args.merge])
+        _write(args.out, report)
+        print(format_table(report))
+        print(f"report: {args.out}")
+        if args.plot is not None:
+            _plot(args, report)
+        return 0
     if args.plot_only:
         if args.plot is None or not args.out.exists():
             print("--plot-only needs --plot PNG and an existing --out report", file=sys.stderr)

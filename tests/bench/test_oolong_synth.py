@@ -251,3 +251,19 @@ def test_plot_only_draws_score_against_size(tmp_path: Path) -> None:
     code = oolong.main(["--out", str(out), "--plot", str(png), "--plot-only",
                         "--plot-with", f"again={out}"])
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_merge_joins_methods_run_apart(tmp_path: Path) -> None:
+    common = ["--sizes", "10", "--questions-per-size", "3", "-q"]
+    a, b, c = (tmp_path / f"{x}.json" for x in "abc")
+    assert oolong.main([*common, "--methods", "rlm", "--out", str(a)]) == 0
+    assert oolong.main([*common, "--methods", "baseline", "--out", str(b)]) == 0
+    assert oolong.main(["--merge", str(a), str(b), "--out", str(c)]) == 0
+    ra, rb, rc = (json.loads(p.read_text(encoding="utf-8")) for p in (a, b, c))
+    size = rc["sizes"][0]
+    assert set(size["methods"]) == {"rlm", "baseline"} and len(size["questions"]) == 3
+    for i, q in enumerate(size["questions"]):
+        assert q["runs"]["rlm"] == ra["sizes"][0]["questions"][i]["runs"]["rlm"]
+        assert q["runs"]["baseline"] == rb["sizes"][0]["questions"][i]["runs"]["baseline"]
+    assert rc["overall"]["rlm"] == ra["overall"]["rlm"]
+    assert rc["overall"]["baseline"] == rb["overall"]["baseline"]
