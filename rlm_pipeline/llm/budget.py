@@ -70,9 +70,9 @@ class BudgetGuard:
     Examples
     --------
     >>> guard = BudgetGuard(Budget(max_calls=1), UsageMeter())
-    >>> r = guard.reserve(tokens=10, cost_usd=0.0)
+    >>> r = guard.reserve_request(prompt_tokens=10, reply_tokens=5, price=Price(0.0, 0.0))
     >>> try:
-    ...     guard.reserve(tokens=10, cost_usd=0.0)
+    ...     guard.reserve_request(prompt_tokens=10, reply_tokens=5, price=Price(0.0, 0.0))
     ... except BudgetExceededError as exc:
     ...     print(exc.what)
     calls
@@ -87,55 +87,17 @@ class BudgetGuard:
         self._tokens = 0
         self._cost = 0.0
 
-    def reserve(self, *, tokens: int, cost_usd: float) -> Reservation:
-        """Book one request's projected spend, or raise :class:`BudgetExceededError`.
-
-        Parameters
-        ----------
-        tokens
-            Projected prompt + reply tokens.
-        cost_usd
-            Projected cost of the request.
-        """
-        budget = self.budget
-        with self._lock:
-            spent = self.meter.snapshot()
-            if budget.max_calls is not None:
-                committed = spent.calls + self._calls
-                if committed + 1 > budget.max_calls:
-                    self._refuse("calls", committed, budget.max_calls)
-            if budget.max_tokens is not None:
-                committed_tokens = spent.total_tokens + self._tokens
-                if committed_tokens + tokens > budget.max_tokens:
-                    self._refuse("tokens", committed_tokens, budget.max_tokens)
-            if budget.max_cost_usd is not None:
-                committed_cost = spent.cost_usd + self._cost
-                if committed_cost + cost_usd > budget.max_cost_usd:
-                    self._refuse("cost_usd", committed_cost, budget.max_cost_usd)
-            self._calls += 1
-            self._tokens += tokens
-            self._cost += cost_usd
-        return Reservation(tokens=tokens, cost_usd=cost_usd)
-
     def reserve_request(
         self, *, prompt_tokens: int, reply_tokens: int, price: Price
     ) -> Reservation:
         """Book one request, cutting its reply allowance to what the budget has left.
 
-        The allowance booked is the smaller of ``reply_tokens`` and what the
-        token and cost limits leave after everything spent and reserved and
-        this request's prompt.  The caller must send the returned
-        ``reply_tokens`` as the request's ``max_tokens``: then the real spend
-        cannot pass the booking.
-
-        Parameters
-        ----------
-        prompt_tokens
-            Estimated prompt tokens.
-        reply_tokens
-            The reply allowance wanted (the caller's ``max_tokens`` or a default).
-        price
-            Prices the projection.
+        The allowance booked is the smaller of ``reply_tokens`` (the caller's
+        ``max_tokens`` or a default) and what the token and cost limits leave
+        after everything spent and reserved and this request's
+        ``prompt_tokens`` (estimated, priced with ``price``).  The caller must
+        send the returned ``reply_tokens`` as the request's ``max_tokens``:
+        then the real spend cannot pass the booking.
 
         Returns
         -------
@@ -149,8 +111,7 @@ class BudgetGuard:
 
         Examples
         --------
-        >>> meter = UsageMeter()
-        >>> guard = BudgetGuard(Budget(max_tokens=300), meter)
+        >>> guard = BudgetGuard(Budget(max_tokens=300), UsageMeter())
         >>> guard.reserve_request(prompt_tokens=100, reply_tokens=256, price=Price(0, 0)).reply_tokens
         200
         """

@@ -25,12 +25,15 @@ Connection failures before the first reply get a few quick tries (one call
 retries while the others wait for its verdict), not the full backoff.
 
 Structured calls (:meth:`LLMClient.json`) to an endpoint whose structured-output
-mode is not known yet are led by one *probe*: the first call tries the modes in
-order and the others wait for it, but at most :data:`PROBE_GRACE_S` per try of
-the probe.  Servers refuse a ``response_format`` they lack at once, so a try
-not refused by then was most likely accepted: the others go in its mode
-instead of idling for a whole model latency.  A later refusal costs each call
-sent meanwhile one refused try (it then falls back on its own).
+mode is not known yet are led by one *probe* (:mod:`rlm_pipeline.llm.probe`).
+
+The jobs live in their own modules: the response cache and its keys
+(:mod:`~rlm_pipeline.llm.replies`), the structured-mode probe
+(:mod:`~rlm_pipeline.llm.probe`), the reply allowance
+(:mod:`~rlm_pipeline.llm.allowance`), the openai SDK's errors mapped at the
+boundary (:mod:`~rlm_pipeline.llm.failures`), reading a completion
+(:mod:`~rlm_pipeline.llm.completion`); this module holds the one retry loop
+(:meth:`LLMClient._send`) and the circuit breaker's wiring.
 
 Examples
 --------
@@ -47,23 +50,30 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import random
+from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 import httpx2
 import openai
+from jsonschema.protocols import Validator
 
 from rlm_pipeline.errors import (
     BudgetExceededError,
     InputError,
     LLMEndpointError,
     LLMError,
-    LLMRateLimitError,
     LLMResponseParseError,
-    LLMTimeoutError,
+)
+from rlm_pipeline.llm.allowance import (
+    DEFAULT_CHAT_REPLY_TOKENS,
+    DEFAULT_REPLY_TOKENS,
+    Allowance,
+    reply_allowance,
+    wanted_reply_tokens,
 )
 from rlm_pipeline.llm.breaker import (
     CONNECT_MAX_DELAY_S,
@@ -71,23 +81,23 @@ from rlm_pipeline.llm.breaker import (
     DEFAULT_ENDPOINT,
     Breaker,
     connect_error,
-    is_connect_failure,
     missing_endpoint,
 )
 from rlm_pipeline.llm.budget import BudgetGuard, Reservation, shared_guard
-from rlm_pipeline.llm.cache import ResponseCache, chat_key, json_key
+from rlm_pipeline.llm.cache import ResponseCache
+from rlm_pipeline.llm.completion import NotJSON, read_completion
 from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.llm.failures import TryFailed, final_error, mapped_errors
+from rlm_pipeline.llm.probe import PROBE_GRACE_S, FormatRejected, StructuredProbe
 from rlm_pipeline.llm.ratelimit import RateLimiter
+from rlm_pipeline.llm.replies import CachedReplies
 from rlm_pipeline.llm.reply import ChatReply, ToolCall
-from rlm_pipeline.llm.retry import RetryPolicy, parse_retry_after, retry_delay, should_retry
+from rlm_pipeline.llm.retry import RetryPolicy, retry_delay
 from rlm_pipeline.llm.structured import (
     StructuredMode,
     build_request,
     is_format_rejection,
-    known_mode,
-    next_mode,
     parse_json_object,
-    remember_mode,
     schema_validator,
 )
 from rlm_pipeline.llm.structured import validate as check_schema
@@ -103,6 +113,7 @@ __all__ = [
     "PREFLIGHT_MESSAGES",
     "PREFLIGHT_VERSION",
     "PROBE_GRACE_S",
+    "Accept",
     "ChatReply",
     "LLMClient",
     "ToolCall",
@@ -110,30 +121,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Reply allowance booked for budget and tpm projections when ``max_tokens`` is not given
-#: (structured requests: the prompt's token count when larger); sent as ``max_tokens``
-#: when a token / priced cost budget or ``tpm`` depends on it.
-DEFAULT_REPLY_TOKENS = 256
-#: The same allowance for plain chat / tool-call replies (the RLM root's turns): a tool
-#: call with SQL and an explanation must not be cut.
-DEFAULT_CHAT_REPLY_TOKENS = 1024
 #: Longest wait for a TCP connection (capped by the config's ``timeout_s``).
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
-#: How long calls wait on the structured-mode probe's current try before going in its mode.
-PROBE_GRACE_S = 0.02
 #: The request :meth:`LLMClient.preflight` sends (with ``max_tokens=1``).
 PREFLIGHT_MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "Reply with OK."}]
 #: Cache key version of the preflight request.
 PREFLIGHT_VERSION = "preflight-1"
 
-
-class _FormatRejected(Exception):
-    """The endpoint refused our ``response_format`` (internal: triggers the fallback)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        self.status = status
-        self.detail = detail
-        super().__init__(f"HTTP {status}: {detail[:200]}")
+#: A caller's check of a parsed structured reply (see :meth:`LLMClient.json`).
+Accept = Callable[[dict[str, Any]], bool]
 
 
 class LLMClient:
@@ -192,17 +188,7 @@ class LLMClient:
         probe_grace_s: float = PROBE_GRACE_S,
     ) -> None:
         self.config = config
-        if isinstance(budget, BudgetGuard):
-            if meter is not None and meter is not budget.meter:
-                msg = "meter and budget guard disagree: pass the guard's meter or none"
-                raise InputError(msg)
-            self.meter = budget.meter
-            self.guard: BudgetGuard | None = budget
-        else:
-            self.meter = meter if meter is not None else UsageMeter()
-            self.guard = shared_guard(budget, self.meter) if budget is not None else None
-        if self.guard is not None:
-            config.require_price(self.guard.budget)
+        self.meter, self.guard = _meter_and_guard(config, meter, budget)
         self.retry = retry if retry is not None else RetryPolicy(max_retries=config.max_retries)
         self._rng = rng if rng is not None else random.Random()
         self._price = config.price()
@@ -217,31 +203,14 @@ class LLMClient:
         self._connect_fails = 0
         self._tripped: asyncio.Future[None] | None = None
         self._call_ids = itertools.count()
-        timeout = httpx2.Timeout(
-            config.timeout_s, connect=min(config.timeout_s, DEFAULT_CONNECT_TIMEOUT_S)
-        )
         self._owns_http = http_client is None
-        if http_client is None:
-            # Requests in flight are bounded by our semaphore, so the lean transport
-            # needs no pool of its own; the limits and TLS settings also apply to the
-            # transports httpx mounts for proxy environment variables.
-            http_client = httpx2.AsyncClient(
-                timeout=timeout,
-                transport=LeanTransport(max_idle=config.max_concurrency),
-                limits=httpx2.Limits(
-                    max_connections=config.max_concurrency + 4,
-                    max_keepalive_connections=config.max_concurrency,
-                ),
-                follow_redirects=True,
-                verify=shared_ssl_context(),
-            )
-        self._http = http_client
+        self._http = http_client if http_client is not None else _http_client(config)
         self._openai = openai.AsyncOpenAI(
             api_key=config.resolved_api_key(),
             base_url=base_url,
-            timeout=timeout,
+            timeout=_timeout(config),
             max_retries=0,
-            http_client=http_client,
+            http_client=self._http,
         )
         self._semaphore = asyncio.Semaphore(config.max_concurrency)
         # Each limiter starts its schedule at a random point of its first interval,
@@ -249,13 +218,8 @@ class LLMClient:
         # send their first request at once (see RateLimiter).
         self._rpm = RateLimiter(config.rpm, rng=self._rng) if config.rpm is not None else None
         self._tpm = RateLimiter(config.tpm, rng=self._rng) if config.tpm is not None else None
-        self._cache = ResponseCache(config.cache_path) if config.cache_path else None
-        # The structured-mode probe (see the module docstring): done when its call
-        # ends, the mode it is trying, and a count of its rejected tries.
-        self._probe: asyncio.Future[None] | None = None
-        self._probe_mode: StructuredMode = "json_schema"
-        self._probe_rejections = 0
-        self._probe_grace_s = probe_grace_s
+        self._replies = CachedReplies.of(config)
+        self._probe = StructuredProbe(self._endpoint[0], config.model, probe_grace_s)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -268,8 +232,8 @@ class LLMClient:
 
     @property
     def cache(self) -> ResponseCache | None:
-        """The response cache, when ``config.cache_path`` is set."""
-        return self._cache
+        """The response cache file, when ``config.cache_path`` is set (row answers live there too)."""
+        return self._replies.store
 
     async def chat(
         self,
@@ -286,14 +250,12 @@ class LLMClient:
         ----------
         messages
             OpenAI chat messages.
-        tools
-            OpenAI function-tool schemas offered to the model.
-        tool_choice
-            ``"auto"``, ``"required"``, ``"none"`` or a specific tool.
+        tools, tool_choice
+            OpenAI function-tool schemas offered to the model, and ``"auto"``,
+            ``"required"``, ``"none"`` or a specific tool.
         max_tokens
-            Reply length limit (also bounds the budget projection).  With a
-            token or cost budget, or ``tpm``, a limit is always sent: this one
-            or :data:`DEFAULT_REPLY_TOKENS`, cut to what the budget has left.
+            Reply length limit (also bounds the budget projection); with a token
+            or cost budget, or ``tpm``, one is always sent (:mod:`~rlm_pipeline.llm.allowance`).
         prompt_version
             Part of the cache key; bump it to invalidate cached replies.
 
@@ -305,44 +267,32 @@ class LLMClient:
         Raises
         ------
         LLMEndpointError
-            The circuit breaker tripped (see the module docstring): connection
-            refused, DNS or TLS failure, 401/403/404 or the same 5xx on every
-            call before any success, or no endpoint configured.  Raised at once
-            by every later call of this client.
+            The circuit breaker tripped (see the module docstring), now or before.
         LLMError
-            At once for other 4xx (400, 422); after the last retry for 429
-            (:class:`LLMRateLimitError`), timeouts (:class:`LLMTimeoutError`),
-            5xx and connection errors.
+            At once for other 4xx; after the last retry for 429 (:class:`LLMRateLimitError`),
+            timeouts (:class:`LLMTimeoutError`), 5xx and connection errors.
         BudgetExceededError
-            When the projected spend would pass the budget (nothing is sent).
+            The projected spend would pass the budget (nothing is sent).
         """
-        key = None
-        if self._cache is not None:
-            key = chat_key(
-                self.config,
-                messages,
-                tools=tools,
-                tool_choice=tool_choice,
-                max_tokens=max_tokens,
-                prompt_version=prompt_version,
-            )
-            hit = self._cache.get(key)
-            if hit is not None:
-                self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
-                return hit
-        reply, sent_limit = await self._request(
+        key = self._replies.chat_key(
+            messages,
+            tools=tools,
+            tool_choice=tool_choice,
+            max_tokens=max_tokens,
+            prompt_version=prompt_version,
+        )
+        hit = self._replies.get(key)
+        if hit is not None:
+            self._served()
+            return hit
+        reply, allowance = await self._request(
             messages,
             tools=tools,
             tool_choice=tool_choice,
             response_format=None,
             max_tokens=max_tokens,
         )
-        if (
-            key is not None
-            and self._cache is not None
-            and _cacheable(reply, max_tokens, sent_limit)
-        ):
-            self._cache.put(key, reply)
+        self._replies.put(key, reply, asked=max_tokens, sent=allowance.sent)
         return reply
 
     async def json(
@@ -353,90 +303,57 @@ class LLMClient:
         name: str,
         max_tokens: int | None = None,
         prompt_version: str | None = None,
-        validate: bool = True,
+        accept: Accept | None = None,
     ) -> tuple[dict[str, Any], ChatReply]:
-        """Ask for a JSON object matching ``schema``; return it parsed and validated.
+        """Ask for a JSON object matching ``schema``; return it parsed and checked.
 
-        Tries ``response_format`` ``json_schema``, then ``json_object`` with the
-        schema, then the schema in the system prompt, as the endpoint allows
-        (see :mod:`rlm_pipeline.llm.structured`).  Only a reply that validates is
-        cached; parse failures are not retried here.
+        ``response_format`` ``json_schema``, else ``json_object``, else the schema
+        in the system prompt, as the endpoint allows (:mod:`rlm_pipeline.llm.probe`).
+        Only a reply that passed the check is cached; parse failures are not retried.
 
         Parameters
         ----------
-        messages
-            OpenAI chat messages.
+        messages, max_tokens, prompt_version
+            As in :meth:`chat`.
         schema
             JSON Schema of the reply object.
         name
             Schema name sent with ``json_schema`` (letters, digits, ``_``, ``-``).
-        max_tokens, prompt_version
-            As in :meth:`chat`.
-        validate
-            Check the object against ``schema`` with jsonschema (the default).
-            Pass False when the caller checks every reply itself (as the
-            operators do, row by row): the reply must still hold a JSON object,
-            and the caller must then drop a cached reply it rejects
-            (:meth:`ResponseCache.delete` with the same :func:`json_key`).
-            A cache hit is not validated either.
+        accept
+            The caller's check of the parsed object, in place of jsonschema's (the
+            operators check every row themselves); called on every object read,
+            cached or fresh, last on the one returned.  A reply it rejects is
+            returned but never cached; a cached reply it rejects is asked again.
 
         Returns
         -------
         tuple[dict, ChatReply]
-            The validated object and the reply it came from.
+            The object and the reply it came from.
 
         Raises
         ------
         LLMResponseParseError
-            The reply held no JSON object or (when validating) it did not
-            match; ``.raw`` has the text.
+            No JSON object, or (without ``accept``) one not matching ``schema``
+            (``.raw`` has the text).
         LLMError, BudgetExceededError
             As in :meth:`chat`.
         """
-        # Compiled once per schema; fails early on a bad schema even when not validating.
+        # Compiled once per schema; fails early on a bad schema even with ``accept``.
         validator = schema_validator(schema)
-        key = None
-        if self._cache is not None:
-            key = json_key(
-                self.config,
-                messages,
-                schema,
-                name=name,
-                max_tokens=max_tokens,
-                prompt_version=prompt_version,
-            )
-            hit = self._cache.get(key)
-            if hit is not None:
-                try:
-                    value = parse_json_object(hit.content)
-                    if validate:
-                        check_schema(value, validator, raw=hit.content or "")
-                except LLMResponseParseError:
-                    logger.warning("response cache: stored reply %s no longer validates", key[:12])
-                else:
-                    self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
-                    return value, hit
-        reply, sent_limit = await self._structured(messages, schema, name, max_tokens)
-        raw = reply.content or ""
-        try:
-            value = parse_json_object(reply.content)
-            if validate:
-                check_schema(value, validator, raw=raw)
-        except LLMResponseParseError as exc:
-            if reply.finish_reason != "length":
-                raise
-            wanted = max_tokens or max(DEFAULT_REPLY_TOKENS, estimate_message_tokens(messages))
-            if sent_limit is not None and sent_limit < wanted and self.guard is not None:
-                # The budget, not the model, cut this reply: it is a budget stop.
-                raise self.guard.exhausted() from exc
-            msg = f"reply cut at the {sent_limit}-token limit (finish_reason 'length')"
-            raise LLMResponseParseError(msg, raw=exc.raw) from exc
-        if (
-            key is not None
-            and self._cache is not None
-            and _cacheable(reply, max_tokens, sent_limit)
-        ):
-            self._cache.put(key, reply)
+        key = self._replies.json_key(
+            messages, schema, name=name, max_tokens=max_tokens, prompt_version=prompt_version
+        )
+        hit = self._replies.get(key)
+        if hit is not None and key is not None:
+            value = _stored_value(hit, key, validator, accept)
+            if value is not None:
+                self._served()
+                return value, hit
+        send = partial(self._structured_try, messages, schema, name, max_tokens)
+        reply, allowance = await self._probe.run(send)
+        value = self._reply_value(reply, allowance, validator if accept is None else None)
+        if accept is None or accept(value):
+            self._replies.put(key, reply, asked=max_tokens, sent=allowance.sent)
         return value, reply
 
     async def preflight(self) -> bool:
@@ -476,12 +393,11 @@ class LLMClient:
         ...     print(exc)
         connection refused at http://127.0.0.1:9/v1 — is the server running?
         """
-        if self._cache is not None:
-            key = chat_key(
-                self.config, PREFLIGHT_MESSAGES, max_tokens=1, prompt_version=PREFLIGHT_VERSION
-            )
-            if self._cache.get(key) is not None:
-                return False
+        key = self._replies.chat_key(
+            PREFLIGHT_MESSAGES, max_tokens=1, prompt_version=PREFLIGHT_VERSION
+        )
+        if self._replies.contains(key):
+            return False
         try:
             await self.chat(PREFLIGHT_MESSAGES, max_tokens=1, prompt_version=PREFLIGHT_VERSION)
         except LLMEndpointError:
@@ -497,8 +413,7 @@ class LLMClient:
         self._closed = True
         if self._owns_http:
             await self._openai.close()
-        if self._cache is not None:
-            self._cache.close()
+        self._replies.close()
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -513,84 +428,49 @@ class LLMClient:
 
     # ------------------------------------------------------------- structured
 
-    async def _structured(
+    async def _structured_try(
         self,
         messages: list[dict[str, Any]],
         schema: dict[str, Any],
         name: str,
         max_tokens: int | None,
-    ) -> tuple[ChatReply, int | None]:
-        base_url, model = self._endpoint
-        mode = known_mode(base_url, model)
-        if mode is not None:
-            return await self._structured_from(mode, messages, schema, name, max_tokens)
-        if self._probe is None or self._probe.done():
-            probe = self._probe = asyncio.get_running_loop().create_future()
-            self._probe_mode = "json_schema"
-            try:
-                return await self._structured_from(
-                    "json_schema", messages, schema, name, max_tokens, probe=True
-                )
-            finally:
-                probe.set_result(None)
-        return await self._structured_from(
-            await self._wait_for_probe(self._probe), messages, schema, name, max_tokens
+        mode: StructuredMode,
+    ) -> tuple[ChatReply, Allowance]:
+        """One structured request in ``mode`` (raises :class:`FormatRejected` if refused)."""
+        wire_messages, response_format = build_request(mode, messages, schema, name)
+        return await self._request(
+            wire_messages,
+            tools=None,
+            tool_choice=None,
+            response_format=response_format,
+            max_tokens=max_tokens,
+            structured=True,
         )
 
-    async def _wait_for_probe(self, probe: asyncio.Future[None]) -> StructuredMode:
-        """The mode to send in: the known one, or the probe's once its try outlasts the grace."""
-        while not probe.done():
-            rejections = self._probe_rejections
-            await asyncio.wait({probe}, timeout=self._probe_grace_s)
-            if self._probe_rejections == rejections:
-                break  # no rejection within the grace: most likely accepted
-        base_url, model = self._endpoint
-        return known_mode(base_url, model) or self._probe_mode
+    def _reply_value(
+        self, reply: ChatReply, allowance: Allowance, validator: Validator | None
+    ) -> dict[str, Any]:
+        """The JSON object of a fresh structured reply (checked against ``validator`` if given).
 
-    async def _structured_from(
-        self,
-        mode: StructuredMode,
-        messages: list[dict[str, Any]],
-        schema: dict[str, Any],
-        name: str,
-        max_tokens: int | None,
-        *,
-        probe: bool = False,
-    ) -> tuple[ChatReply, int | None]:
-        base_url, model = self._endpoint
-        current = mode
-        while True:
-            wire_messages, response_format = build_request(current, messages, schema, name)
-            try:
-                sent = await self._request(
-                    wire_messages,
-                    tools=None,
-                    tool_choice=None,
-                    response_format=response_format,
-                    max_tokens=max_tokens,
-                    structured=True,
-                )
-            except _FormatRejected as exc:
-                fallback = next_mode(current)
-                if fallback is None:  # pragma: no cover - text mode sends no response_format
-                    msg = f"endpoint rejected every structured-output mode: {exc}"
-                    raise LLMError(msg, status=exc.status) from exc
-                logger.info(
-                    "%s (%s) rejected response_format %s (HTTP %d); falling back to %s",
-                    base_url,
-                    model,
-                    current,
-                    exc.status,
-                    fallback,
-                )
-                current = fallback
-                if probe:
-                    self._probe_mode = fallback
-                    self._probe_rejections += 1
-                continue
-            if known_mode(base_url, model) != current:
-                remember_mode(base_url, model, current)
-            return sent
+        A reply cut at its length limit that does not parse is a budget stop
+        when the budget set the limit, else a parse error naming the limit.
+        """
+        try:
+            value = parse_json_object(reply.content)
+            if validator is not None:
+                check_schema(value, validator, raw=reply.content or "")
+        except LLMResponseParseError as exc:
+            if reply.finish_reason != "length":
+                raise
+            if allowance.cut_by_budget and self.guard is not None:
+                raise self.guard.exhausted() from exc  # the budget, not the model, cut it
+            msg = f"reply cut at the {allowance.sent}-token limit (finish_reason 'length')"
+            raise LLMResponseParseError(msg, raw=exc.raw) from exc
+        return value
+
+    def _served(self) -> None:
+        """Record a reply served from the cache."""
+        self.meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
 
     # ---------------------------------------------------------------- sending
 
@@ -614,69 +494,51 @@ class LLMClient:
         response_format: dict[str, Any] | None,
         max_tokens: int | None,
         structured: bool = False,
-    ) -> tuple[ChatReply, int | None]:
-        """Send one request; return the reply and the ``max_tokens`` sent (None: none sent).
+    ) -> tuple[ChatReply, Allowance]:
+        """Send one request; return the reply and its reply allowance.
 
-        The reply allowance is the caller's ``max_tokens``, else
-        :data:`DEFAULT_REPLY_TOKENS` (for a structured request: the prompt's
-        size if larger), cut to what the budget has left after the prompt.  It is booked with the budget guard and the tpm limiter and,
-        whenever a booking depends on it (a token or priced cost limit, a tpm
-        limit) or the caller gave one, sent as ``max_tokens``: the reply cannot
-        be longer than what was booked.
+        The allowance (:mod:`rlm_pipeline.llm.allowance`) is booked with the
+        budget guard and the tpm limiter and, whenever a booking depends on it
+        (a token or priced cost limit, a tpm limit) or the caller gave
+        ``max_tokens``, sent as ``max_tokens``: the reply cannot be longer than
+        what was booked.
         """
         self._check_loop()
         if self._unconfigured is not None:
             self._breaker.trip(self._unconfigured)
         self._breaker.check()  # tripped: nothing is reserved or sent
         prompt_tokens = estimate_message_tokens(messages, tools)
-        if max_tokens is not None:
-            reply_tokens = max_tokens
-        elif structured:
-            # A structured reply answers the rows in its prompt (a batch of 64
-            # labels is ~500 tokens): book up to the prompt's size, not 256.
-            reply_tokens = max(DEFAULT_REPLY_TOKENS, prompt_tokens)
-        else:
-            reply_tokens = DEFAULT_CHAT_REPLY_TOKENS
+        wanted = wanted_reply_tokens(
+            prompt_tokens=prompt_tokens, max_tokens=max_tokens, structured=structured
+        )
         reservation: Reservation | None = None
         bounded = max_tokens is not None or self._tpm is not None
         if self.guard is not None:
             reservation = self.guard.reserve_request(
-                prompt_tokens=prompt_tokens, reply_tokens=reply_tokens, price=self._price
+                prompt_tokens=prompt_tokens, reply_tokens=wanted, price=self._price
             )
-            if reservation.reply_tokens is not None:
-                reply_tokens = reservation.reply_tokens
             bounded = bounded or self.guard.limits_reply(self._price)
-        projected = prompt_tokens + reply_tokens
-        sent_limit = reply_tokens if bounded else None
-        if max_tokens is not None and sent_limit is not None and sent_limit < max_tokens:
-            logger.debug("budget: reply limit cut from %d to %d tokens", max_tokens, sent_limit)
-        params: dict[str, Any] = {
-            "model": self.config.model,
-            "messages": messages,
-            "temperature": self.config.temperature,
-        }
-        if tools:
-            params["tools"] = tools
-        if tool_choice is not None:
-            params["tool_choice"] = tool_choice
-        if response_format is not None:
-            params["response_format"] = response_format
-        if sent_limit is not None:
-            params["max_tokens"] = sent_limit
+        allowance = reply_allowance(
+            wanted=wanted,
+            budget_cut=reservation.reply_tokens if reservation is not None else None,
+            bounded=bounded,
+        )
+        if max_tokens is not None and allowance.cut_by_budget:
+            logger.debug("budget: reply limit cut from %d to %s tokens", max_tokens, allowance.sent)
+        params = _params(self.config, messages, tools, tool_choice, response_format, allowance)
         try:
-            reply = await self._send(params, prompt_tokens, projected)
+            reply = await self._send(params, prompt_tokens, prompt_tokens + allowance.booked)
         finally:
             if reservation is not None and self.guard is not None:
                 self.guard.release(reservation)
         if reply.finish_reason == "length":
-            logger.debug("reply cut at the %s-token limit", sent_limit)
-        return reply, sent_limit
+            logger.debug("reply cut at the %s-token limit", allowance.sent)
+        return reply, allowance
 
     async def _send(
         self, params: dict[str, Any], prompt_tokens: int, projected_tokens: int
     ) -> ChatReply:
-        policy = self.retry
-        tries = policy.max_retries + 1
+        """The retry loop: tries until a reply, a final error or a tripped breaker."""
         attempt = 0
         call = next(self._call_ids)
         leading = False  # this call retries the connection for the client
@@ -689,79 +551,81 @@ class LLMClient:
                             continue  # another call began retrying the connection meanwhile
                         self._breaker.check()  # tripped while this call waited for a slot
                         attempt += 1
-                        if self._rpm is not None:
-                            await self._rpm.acquire()
-                        if self._tpm is not None:
-                            await self._tpm.acquire(projected_tokens)
-                        # The low-level post skips the SDK's per-call TypedDict transform
-                        # and pydantic model building (≈ 2 ms of CPU per call): ``params``
-                        # is JSON-ready already, and we read the few reply fields we use.
-                        # Headers, auth, base_url, timeouts and the status -> exception
-                        # mapping are still the openai client's.
-                        response = await self._openai.post(
-                            "/chat/completions",
-                            cast_to=httpx2.Response,
-                            body=params,
-                            options={"security": {"bearer_auth": True}},
-                        )
-                except openai.APIStatusError as exc:
-                    leading = self._reached(leading)
-                    status = exc.status_code
-                    if "response_format" in params:
-                        detail = _error_text(exc)
-                        if is_format_rejection(status, detail):
-                            self._breaker.other()
-                            raise _FormatRejected(status, detail) from exc
-                    tripped = self._breaker.on_status(status, _error_text(exc), call=call)
-                    if tripped is not None:
-                        self.meter.record_failure()
-                        self._wake()
-                        tripped.attempts = attempt
-                        raise tripped from exc
-                    if not should_retry(status):
-                        logger.debug("not retrying HTTP %d (try %d)", status, attempt)
-                        self.meter.record_failure()
-                        msg = f"HTTP {status} from {self._endpoint[0]}: {_error_text(exc)[:300]}"
-                        raise LLMError(msg, status=status, attempts=attempt) from exc
-                    if attempt >= tries:
-                        self.meter.record_failure()
-                        error_cls = LLMRateLimitError if status == 429 else LLMError
-                        msg = f"{status} after {attempt} tries: {_error_text(exc)[:200]}"
-                        raise error_cls(msg, status=status, attempts=attempt) from exc
-                    delay = retry_delay(
-                        attempt, parse_retry_after(exc.response.headers), self._rng, policy
-                    )
-                    logger.debug(
-                        "retrying HTTP %d in %.3fs (try %d of %d)", status, delay, attempt, tries
-                    )
-                    await self._pause(delay)
-                    continue
-                except openai.APIConnectionError as exc:
-                    if self._breaker.armed and is_connect_failure(exc):
-                        leading = await self._connect_failed(exc, leading)
+                        await self._pace(projected_tokens)
+                        with mapped_errors():
+                            response = await self._post(params)
+                except TryFailed as failed:
+                    if failed.connect and self._breaker.armed:
+                        leading = await self._connect_failed(failed, leading)
                         continue
-                    self._breaker.other()
-                    timed_out = isinstance(exc, openai.APITimeoutError)
-                    what = "timeout" if timed_out else "connection error"
-                    if attempt >= tries or not should_retry(exc):
-                        self.meter.record_failure()
-                        error_cls = LLMTimeoutError if timed_out else LLMError
-                        msg = f"{what} after {attempt} tries ({self._endpoint[0]})"
-                        raise error_cls(msg, attempts=attempt) from exc
-                    delay = retry_delay(attempt, None, self._rng, policy)
-                    logger.debug("retrying %s in %.3fs (try %d of %d)", what, delay, attempt, tries)
-                    await self._pause(delay)
+                    if failed.status is not None:
+                        leading = self._reached(leading)
+                    await self._pause(self._after_failure(failed, attempt, call, params))
                     continue
-                except openai.OpenAIError as exc:
-                    self.meter.record_failure()
-                    msg = f"model call failed: {exc}"
-                    raise LLMError(msg, attempts=attempt) from exc
                 leading = self._reached(leading)
                 self._breaker.success()
                 return self._reply_from(response, prompt_tokens, projected_tokens)
         finally:
             if leading:
                 self._end_reconnect()
+
+    async def _pace(self, projected_tokens: int) -> None:
+        """Wait for the rpm and tpm limiters (inside a concurrency slot)."""
+        if self._rpm is not None:
+            await self._rpm.acquire()
+        if self._tpm is not None:
+            await self._tpm.acquire(projected_tokens)
+
+    async def _post(self, params: dict[str, Any]) -> httpx2.Response:
+        # The low-level post skips the SDK's per-call TypedDict transform and
+        # pydantic model building (≈ 2 ms of CPU per call): ``params`` is
+        # JSON-ready already, and we read the few reply fields we use.  Headers,
+        # auth, base_url, timeouts and the status -> exception mapping are still
+        # the openai client's.
+        return await self._openai.post(
+            "/chat/completions",
+            cast_to=httpx2.Response,
+            body=params,
+            options={"security": {"bearer_auth": True}},
+        )
+
+    def _after_failure(
+        self, failed: TryFailed, attempt: int, call: int, params: dict[str, Any]
+    ) -> float:
+        """What follows a failed try: the backoff before the next one, or the error raised.
+
+        Raises
+        ------
+        FormatRejected
+            The endpoint refused the ``response_format`` (the probe falls back).
+        LLMEndpointError
+            The circuit breaker tripped.
+        LLMError
+            The try is not worth repeating, or it was the last (:func:`final_error`).
+        """
+        cause = failed.__cause__
+        status = failed.status
+        if status is not None:
+            if "response_format" in params and is_format_rejection(status, failed.detail):
+                self._breaker.other()
+                raise FormatRejected(status, failed.detail) from cause
+            tripped = self._breaker.on_status(status, failed.detail, call=call)
+            if tripped is not None:
+                self.meter.record_failure()
+                self._wake()
+                tripped.attempts = attempt
+                raise tripped from cause
+        elif failed.kind != "other":
+            self._breaker.other()
+        tries = self.retry.max_retries + 1
+        if not failed.retryable or attempt >= tries:
+            logger.debug("not retrying %s (try %d of %d)", failed, attempt, tries)
+            self.meter.record_failure()
+            raise final_error(failed, attempts=attempt, endpoint=self._endpoint[0]) from cause
+        delay = retry_delay(attempt, failed.retry_after, self._rng, self.retry)
+        what = f"HTTP {status}" if status is not None else failed.kind
+        logger.debug("retrying %s in %.3fs (try %d of %d)", what, delay, attempt, tries)
+        return delay
 
     # ---------------------------------------------------------------- breaker
 
@@ -771,7 +635,7 @@ class LLMClient:
             await asyncio.wait({self._reconnecting})
         self._breaker.check()
 
-    async def _connect_failed(self, exc: openai.APIConnectionError, leading: bool) -> bool:
+    async def _connect_failed(self, failed: TryFailed, leading: bool) -> bool:
         """A try could not connect, and the endpoint never answered: retry quickly, or trip.
 
         The first call to fail leads: it retries (up to :data:`CONNECT_TRIES`
@@ -790,16 +654,17 @@ class LLMClient:
         if self._reconnecting is None:
             self._reconnecting = asyncio.get_running_loop().create_future()
             self._connect_fails = 0
+        cause = failed.__cause__ or failed
         try:
             self._connect_fails += 1
             if self._connect_fails >= min(CONNECT_TRIES, self.retry.max_retries + 1):
                 self.meter.record_failure()
                 error = self._breaker.trip(
-                    connect_error(self._endpoint[0], exc, attempts=self._connect_fails)
+                    connect_error(self._endpoint[0], cause, attempts=self._connect_fails)
                 )
                 logger.debug("circuit breaker tripped: %s", error)
                 self._wake()
-                raise error from exc
+                raise error from cause
             delay = min(
                 retry_delay(self._connect_fails, None, self._rng, self.retry), CONNECT_MAX_DELAY_S
             )
@@ -844,42 +709,23 @@ class LLMClient:
     def _reply_from(
         self, response: httpx2.Response, prompt_tokens: int, projected_tokens: int
     ) -> ChatReply:
-        """Our :class:`ChatReply` from the raw JSON of a chat completion.
+        """Our :class:`ChatReply` from a chat completion (:func:`read_completion`), usage recorded.
 
-        Reads ``choices[0].message`` (``content``, ``tool_calls``),
-        ``choices[0].finish_reason`` and ``usage`` and nothing else; a body that
-        is not a JSON object is a :class:`LLMResponseParseError` (nothing is
-        recorded for it but a failed call).
+        A body that is not a JSON object is a :class:`LLMResponseParseError`
+        (nothing is recorded for it but a failed call); a reply without usage
+        numbers is recorded with estimated tokens.
         """
         try:
-            completion = json.loads(response.content)
-        except (ValueError, RecursionError) as exc:
+            done = read_completion(response.content)
+        except NotJSON as exc:
             self.meter.record_failure()
-            msg = "reply body is not JSON"
-            raise LLMResponseParseError(msg, raw=_body_text(response)) from exc
-        if not isinstance(completion, dict):
-            self.meter.record_failure()
-            msg = "reply body is not a JSON object"
-            raise LLMResponseParseError(msg, raw=_body_text(response))
-        choices = completion.get("choices")
-        choice = choices[0] if isinstance(choices, list) and choices else None
-        if not isinstance(choice, dict):
-            choice = None
-        message = choice.get("message") if choice is not None else None
-        if not isinstance(message, dict):
-            message = None
-        content = message.get("content") if message is not None else None
-        if content is not None and not isinstance(content, str):
-            content = json.dumps(content)
-        tool_calls = _tool_calls(message.get("tool_calls") if message is not None else None)
-        usage = completion.get("usage")
-        counts = _usage_counts(usage) if isinstance(usage, dict) else None
-        if counts is not None:
-            input_tokens, output_tokens = counts
+            raise LLMResponseParseError(str(exc), raw=_body_text(response)) from exc
+        if done.usage is not None:
+            input_tokens, output_tokens = done.usage
         else:
             logger.debug("reply carries no usage; recording estimated tokens")
             input_tokens = prompt_tokens
-            output_tokens = estimate_tokens(content or "")
+            output_tokens = estimate_tokens(done.content or "")
         self.meter.record(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
@@ -887,64 +733,101 @@ class LLMClient:
         )
         if self._tpm is not None:
             self._tpm.adjust(input_tokens + output_tokens - projected_tokens)
-        if choice is None or message is None:
+        if not done.has_message:
             raise LLMResponseParseError("reply has no choices", raw=_body_text(response))
-        finish_reason = choice.get("finish_reason")
         return ChatReply(
-            content=content,
-            tool_calls=tool_calls,
+            content=done.content,
+            tool_calls=done.tool_calls,
             input_tokens=input_tokens,
             output_tokens=output_tokens,
             cached=False,
-            finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            finish_reason=done.finish_reason,
         )
 
 
-def _cacheable(reply: ChatReply, asked: int | None, sent: int | None) -> bool:
-    """Whether ``reply`` may be stored under a key made with the caller's ``asked`` limit.
+def _meter_and_guard(
+    config: LLM, meter: UsageMeter | None, budget: Budget | BudgetGuard | None
+) -> tuple[UsageMeter, BudgetGuard | None]:
+    """The client's meter and budget guard (see :class:`LLMClient`'s ``budget``)."""
+    guard: BudgetGuard | None
+    if isinstance(budget, BudgetGuard):
+        if meter is not None and meter is not budget.meter:
+            msg = "meter and budget guard disagree: pass the guard's meter or none"
+            raise InputError(msg)
+        meter, guard = budget.meter, budget
+    else:
+        meter = meter if meter is not None else UsageMeter()
+        guard = shared_guard(budget, meter) if budget is not None else None
+    if guard is not None:
+        config.require_price(guard.budget)
+    return meter, guard
 
-    A reply cut by a limit the caller did not ask for (the budget's cut or the
-    default allowance) is not stored: the same request with more budget left
-    would get a longer reply.
+
+def _timeout(config: LLM) -> httpx2.Timeout:
+    return httpx2.Timeout(
+        config.timeout_s, connect=min(config.timeout_s, DEFAULT_CONNECT_TIMEOUT_S)
+    )
+
+
+def _http_client(config: LLM) -> httpx2.AsyncClient:
+    """The client's own HTTP client over a :class:`LeanTransport`.
+
+    Requests in flight are bounded by the client's semaphore, so the lean
+    transport needs no pool of its own; the limits and TLS settings also apply
+    to the transports httpx mounts for proxy environment variables.
     """
-    return reply.finish_reason != "length" or (asked is not None and sent == asked)
+    return httpx2.AsyncClient(
+        timeout=_timeout(config),
+        transport=LeanTransport(max_idle=config.max_concurrency),
+        limits=httpx2.Limits(
+            max_connections=config.max_concurrency + 4,
+            max_keepalive_connections=config.max_concurrency,
+        ),
+        follow_redirects=True,
+        verify=shared_ssl_context(),
+    )
 
 
-def _tool_calls(raw: Any) -> list[ToolCall]:
-    """The function calls of a reply message (entries without a function are skipped)."""
-    calls: list[ToolCall] = []
-    if not isinstance(raw, list):
-        return calls
-    for call in raw:
-        if not isinstance(call, dict):
-            continue
-        function = call.get("function")
-        if not isinstance(function, dict):
-            continue
-        arguments = function.get("arguments")
-        if arguments is None:
-            arguments = ""
-        elif not isinstance(arguments, str):  # some servers send an object; keep it as JSON text
-            arguments = json.dumps(arguments)
-        calls.append(
-            ToolCall(
-                id=str(call.get("id") or ""),
-                name=str(function.get("name") or ""),
-                arguments=arguments,
-            )
-        )
-    return calls
+def _params(
+    config: LLM,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None,
+    tool_choice: str | dict[str, Any] | None,
+    response_format: dict[str, Any] | None,
+    allowance: Allowance,
+) -> dict[str, Any]:
+    """The request body."""
+    params: dict[str, Any] = {
+        "model": config.model,
+        "messages": messages,
+        "temperature": config.temperature,
+    }
+    if tools:
+        params["tools"] = tools
+    if tool_choice is not None:
+        params["tool_choice"] = tool_choice
+    if response_format is not None:
+        params["response_format"] = response_format
+    if allowance.sent is not None:
+        params["max_tokens"] = allowance.sent
+    return params
 
 
-def _usage_counts(usage: dict[str, Any]) -> tuple[int, int] | None:
-    """``(prompt_tokens, completion_tokens)`` from a reply's usage, or None if unreadable."""
-    prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens")
-    if isinstance(prompt, bool) or isinstance(completion, bool):
+def _stored_value(
+    hit: ChatReply, key: str, validator: Validator, accept: Accept | None
+) -> dict[str, Any] | None:
+    """The object of a cached structured reply, or None when it no longer passes the check."""
+    try:
+        value = parse_json_object(hit.content)
+        if accept is None:
+            check_schema(value, validator, raw=hit.content or "")
+    except LLMResponseParseError:
+        logger.warning("response cache: stored reply %s no longer validates", key[:12])
         return None
-    if not isinstance(prompt, int | float) or not isinstance(completion, int | float):
+    if accept is not None and not accept(value):
+        logger.debug("response cache: stored reply %s rejected by the caller", key[:12])
         return None
-    return int(prompt), int(completion)
+    return value
 
 
 def _body_text(response: httpx2.Response) -> str:
@@ -953,12 +836,3 @@ def _body_text(response: httpx2.Response) -> str:
         return response.text[:1000]
     except (httpx2.ResponseNotRead, UnicodeDecodeError):
         return ""
-
-
-def _error_text(exc: openai.APIStatusError) -> str:
-    """The error's message and body as one string (for logs and rejection checks)."""
-    try:
-        body = exc.response.text
-    except (httpx2.ResponseNotRead, UnicodeDecodeError):
-        body = ""
-    return f"{exc.message} {body}".strip()

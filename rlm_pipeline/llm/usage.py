@@ -53,6 +53,26 @@ class Usage:
             failed_calls=self.failed_calls + other.failed_calls,
         )
 
+    def __sub__(self, before: Usage) -> Usage:
+        """What was spent since ``before`` (an earlier snapshot of the same meter).
+
+        ``max_prompt_tokens`` is this snapshot's (a maximum cannot be subtracted).
+
+        Examples
+        --------
+        >>> (Usage(calls=5, input_tokens=90) - Usage(calls=2, input_tokens=40)).calls
+        3
+        """
+        return Usage(
+            calls=self.calls - before.calls,
+            input_tokens=self.input_tokens - before.input_tokens,
+            output_tokens=self.output_tokens - before.output_tokens,
+            cached_calls=self.cached_calls - before.cached_calls,
+            cost_usd=self.cost_usd - before.cost_usd,
+            max_prompt_tokens=self.max_prompt_tokens,
+            failed_calls=self.failed_calls - before.failed_calls,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, for JSON output."""
         return asdict(self)

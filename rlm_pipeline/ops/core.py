@@ -7,16 +7,16 @@ The steps, in order:
    (``input_too_long``, never sent), or cut them to the limit when
    ``spec.truncate`` (:func:`~rlm_pipeline.ops.spec.fit_text`);
 2. **dedup** identical texts: each distinct text is asked once and its answer
-   joined back to every row that has it (a shared :class:`Memo` extends this
+   joined back to every row that has it (a shared :class:`~rlm_pipeline.ops.memo.Memo` extends this
    across calls, e.g. over the slices of a stream);
-3. **look up** every distinct text in the stored row answers (:class:`RowStore`,
+3. **look up** every distinct text in the stored row answers (:class:`~rlm_pipeline.ops.memo.RowStore`,
    in the client's cache file): a text answered by an earlier run is not sent;
 4. **batch** ``spec.batch_size`` of the remaining texts per call, numbered 0..n-1,
    worked on in input order by a pool of twice the client's concurrency limit
    (so its slots stay full and a large input is not one task per batch);
 5. **check** the reply row by row (:mod:`rlm_pipeline.ops.reply`) and **store**
    each row that passed (failures are never stored); stores are written in one
-   transaction per :data:`STORE_FLUSH_ROWS` rows or :data:`STORE_FLUSH_S`
+   transaction per :data:`~rlm_pipeline.ops.memo.STORE_FLUSH_ROWS` rows or :data:`~rlm_pipeline.ops.memo.STORE_FLUSH_S`
    seconds, whichever comes first, and always before :func:`apply_texts`
    returns or is cancelled — a process killed hard loses at most that window
    (those calls are usually still in the request-level cache);
@@ -47,28 +47,27 @@ ending the whole call.  A
 :class:`~rlm_pipeline.errors.BudgetExceededError` stops the run cleanly: calls
 already answered are kept, every row not yet answered gets ``budget_exceeded``.
 
-The client is anything with the ``json`` coroutine of
-:class:`rlm_pipeline.llm.client.LLMClient` (see :class:`JsonClient`).
+The client is an :class:`rlm_pipeline.llm.client.LLMClient`; what the
+operators use of it is spelled out by :class:`OpsClient`.  The row store and
+the run memo live in :mod:`rlm_pipeline.ops.memo`.
 
 Examples
 --------
 >>> import asyncio
+>>> from rlm_pipeline.llm.client import LLMClient
+>>> from rlm_pipeline.llm.config import LLM
 >>> from rlm_pipeline.ops.spec import ClassifySpec
->>> class Echo:  # answers "b" for every row
-...     async def json(self, messages, schema, *, name, max_tokens=None, prompt_version=None):
-...         rows = messages[-1]["content"].split("Rows:\\n")[1].splitlines()
-...         return {"results": [{"id": i, "label": "b"} for i in range(len(rows))]}, None
->>> spec = ClassifySpec("text", ("a", "b"))
->>> asyncio.run(classify_texts(["x", None, "x", " "], Echo(), spec))
-[('b', None), (None, 'empty_input'), ('b', None), (None, 'empty_input')]
+>>> async def main():  # blank rows are answered without a call
+...     async with LLMClient(LLM(model="m", base_url="http://127.0.0.1:9/v1")) as client:
+...         return await classify_texts([None, " "], client, ClassifySpec("text", ("a", "b")))
+>>> asyncio.run(main())
+[(None, 'empty_input'), (None, 'empty_input')]
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -79,32 +78,21 @@ from rlm_pipeline.errors import (
     LLMError,
     LLMResponseParseError,
 )
-from rlm_pipeline.llm.cache import ResponseCache, RowKeys
+from rlm_pipeline.llm.cache import ResponseCache
 from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.llm.tokens import CHARS_PER_TOKEN
 from rlm_pipeline.llm.usage import Usage, UsageMeter
-from rlm_pipeline.ops.prompts import (
-    PROMPT_VERSION,
-    answer_params,
-    build_messages,
-    reply_name,
-    reply_schema,
-)
-from rlm_pipeline.ops.reply import check_reply, check_value, parse_raw
+from rlm_pipeline.ops.memo import Claim, Memo, RowResult, RowStore
+from rlm_pipeline.ops.prompts import PROMPT_VERSION, build_messages, reply_name, reply_schema
+from rlm_pipeline.ops.reply import check_reply, parse_raw
 from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec, fit_text
 
 __all__ = [
     "EMPTY_INPUT",
-    "DEFAULT_POOL",
     "CachedRowsProgress",
-    "Claim",
-    "JsonClient",
-    "Memo",
+    "OpsClient",
     "RowProgress",
     "RowResult",
-    "STORE_FLUSH_ROWS",
-    "STORE_FLUSH_S",
-    "RowStore",
     "Tally",
     "apply_texts",
     "classify_texts",
@@ -113,24 +101,32 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: One output row: the value (label) or None, and None or the reason it is missing.
-RowResult = tuple[Any, str | None]
 #: Called with (rows finished, of which failed) as rows finish; must be cheap and not raise.
 RowProgress = Callable[[int, int], None]
 
 EMPTY_INPUT = "empty_input"
 _EMPTY: RowResult = (None, EMPTY_INPUT)
 _LOST: RowResult = (None, "missing_in_reply: internal bookkeeping lost this row")
-#: Checked row answers written per transaction (at most).
-STORE_FLUSH_ROWS = 512
-#: Longest time a checked row answer waits before it is written.
-STORE_FLUSH_S = 0.25
-#: Batches worked on at once for a client that does not say its concurrency limit.
-DEFAULT_POOL = 64
 
 
-class JsonClient(Protocol):
-    """What the operators need from a client: one structured-output call."""
+class OpsClient(Protocol):
+    """What the operators need from a client; :class:`~rlm_pipeline.llm.client.LLMClient` is one.
+
+    ``config``: its ``max_concurrency`` sizes the pool of batches in flight;
+    endpoint, model and temperature key the row store.  ``cache``: the file
+    holding the row store (None: no store).  ``meter``: the calls that stored
+    row answers saved are recorded there as cached calls.  ``json``: one
+    structured call whose reply is cached only when ``accept`` takes it.
+    """
+
+    @property
+    def config(self) -> LLM: ...
+
+    @property
+    def meter(self) -> UsageMeter: ...
+
+    @property
+    def cache(self) -> ResponseCache | None: ...
 
     async def json(
         self,
@@ -140,6 +136,7 @@ class JsonClient(Protocol):
         name: str,
         max_tokens: int | None = None,
         prompt_version: str | None = None,
+        accept: Callable[[dict[str, Any]], bool] | None = None,
     ) -> tuple[dict[str, Any], Any]: ...
 
 
@@ -169,144 +166,16 @@ class Tally:
     cached_texts: int = 0
 
 
-class RowStore:
-    """Checked answers per text, in the response cache file (table ``row_answers``).
-
-    Keys come from :func:`rlm_pipeline.llm.cache.row_key`: endpoint (resolved
-    base URL), model, temperature, prompt version,
-    :func:`~rlm_pipeline.ops.prompts.answer_params` and the text — not the
-    batch.  Only answers that passed the checks of
-    :func:`~rlm_pipeline.ops.reply.check_reply` are stored.
-
-    Parameters
-    ----------
-    cache
-        The open response cache (the client's).
-    config
-        The endpoint config (base URL, model and temperature are part of the key).
-    spec
-        The operator.
-    """
-
-    def __init__(self, cache: ResponseCache, config: LLM, spec: OpSpec) -> None:
-        self.cache = cache
-        self.spec = spec
-        self._pending: dict[str, Any] = {}
-        self._last_flush = time.monotonic()
-        self._keys = RowKeys(
-            base_url=config.resolved_base_url(),
-            model=config.model,
-            temperature=config.temperature,
-            prompt_version=PROMPT_VERSION,
-            params=answer_params(spec),
-        )
-
-    @classmethod
-    def of(cls, client: Any, spec: OpSpec) -> RowStore | None:
-        """The store of ``client``'s cache, or None when it has no cache."""
-        cache = getattr(client, "cache", None)
-        config = getattr(client, "config", None)
-        if not isinstance(cache, ResponseCache) or not isinstance(config, LLM):
-            return None
-        return cls(cache, config, spec)
-
-    def key(self, text: str) -> str:
-        """The row-answer key of ``text`` under this store's model and spec."""
-        return self._keys.key(text)
-
-    def lookup(self, texts: Sequence[str]) -> dict[str, Any]:
-        """Stored answers of the distinct ``texts`` (text -> value), misses left out.
-
-        A stored value that no longer passes the spec's check reads as a miss.
-        """
-        keys = {self._keys.key(text): text for text in texts}
-        found: dict[str, Any] = {}
-        for key, stored in self.cache.get_rows(list(keys)).items():
-            value, error = check_value(stored, self.spec)
-            if error is None:
-                found[keys[key]] = value
-        return found
-
-    def save(self, texts: Sequence[str], results: Sequence[RowResult]) -> None:
-        """Queue the answers among ``results`` that have no error for writing.
-
-        They are written (one transaction) once :data:`STORE_FLUSH_ROWS` are
-        queued or :data:`STORE_FLUSH_S` passed since the last write; call
-        :meth:`flush` when done.
-        """
-        for text, (value, error) in zip(texts, results, strict=True):
-            if error is None and value is not None:
-                self._pending[self._keys.key(text)] = value
-        if (
-            len(self._pending) >= STORE_FLUSH_ROWS
-            or time.monotonic() - self._last_flush >= STORE_FLUSH_S
-        ):
-            self.flush()
-
-    def flush(self) -> None:
-        """Write the queued answers now (one transaction)."""
-        self._last_flush = time.monotonic()
-        if self._pending:
-            pending, self._pending = self._pending, {}
-            self.cache.put_rows(pending)
-
-
-class Claim:
-    """The texts one :func:`apply_texts` call asks for, and their answers.
-
-    ``done`` is resolved when the call is over (or gets its exception), so a
-    later call waiting on some of these texts waits on one future per claim,
-    not one per text.
-    """
-
-    __slots__ = ("done", "results", "stored")
-
-    def __init__(self, done: asyncio.Future[None]) -> None:
-        self.done = done
-        self.results: dict[str, RowResult] = {}
-        self.stored: set[str] = set()  # texts answered from the row store
-
-
-class Memo:
-    """Texts already asked for in this run (text -> the :class:`Claim` asking for it).
-
-    Share one memo between calls of :func:`apply_texts` in the same event
-    loop to dedup across slices of a stream.  ``max_size`` bounds memory: when
-    it is passed, texts of finished claims are dropped (a later repeat is
-    asked again, usually from the stored row answers).
-    """
-
-    def __init__(self, max_size: int = 500_000) -> None:
-        self.max_size = max_size
-        self._claims: dict[str, Claim] = {}
-
-    def get(self, text: str) -> Claim | None:
-        """The claim that asks (or asked) for ``text``, if any."""
-        return self._claims.get(text)
-
-    def put(self, text: str, claim: Claim) -> None:
-        """Record that ``claim`` asks for ``text``."""
-        if len(self._claims) >= self.max_size:
-            self._claims = {t: c for t, c in self._claims.items() if not c.done.done()}
-        self._claims[text] = claim
-
-    def __len__(self) -> int:
-        return len(self._claims)
-
-
 class _Run:
     """State of one :func:`apply_texts` call: client, spec, and the budget stop flag."""
 
-    def __init__(self, client: JsonClient, spec: OpSpec) -> None:
+    def __init__(self, client: OpsClient, spec: OpSpec) -> None:
         self.client = client
         self.spec = spec
         self.schema = reply_schema(spec)
         self.name = reply_name(spec)
         self.stopped: str | None = None  # the budget_exceeded reason once the budget is hit
-        self.store = RowStore.of(client, spec)
-        # check_reply checks every row's id and answer, which is stricter than the
-        # reply schema: ask clients that can to skip their own jsonschema pass.
-        self.json_options: dict[str, Any] = {"validate": False} if _takes_validate(client) else {}
+        self.store = RowStore.of(client.cache, client.config, spec)
 
     async def ask(self, texts: list[str], *, retry: bool = True) -> list[RowResult]:
         """Answers for ``texts`` (one call, then re-asks of the rows that failed)."""
@@ -337,13 +206,10 @@ class _Run:
     async def _call(self, texts: list[str]) -> tuple[list[RowResult], bool]:
         """One model call: the checked rows, and True when the failure is final."""
         messages = build_messages(self.spec, texts)
+        check = _RowCheck(len(texts), self.spec)
         try:
             obj, _reply = await self.client.json(
-                messages,
-                self.schema,
-                name=self.name,
-                prompt_version=PROMPT_VERSION,
-                **self.json_options,
+                messages, self.schema, name=self.name, prompt_version=PROMPT_VERSION, accept=check
             )
         except BudgetExceededError as exc:
             if self.stopped is None:
@@ -361,9 +227,7 @@ class _Run:
             raise  # systemic (the client's breaker tripped): stop the run, never api_error rows
         except LLMError as exc:
             return [(None, f"api_error: {exc}")] * len(texts), True
-        outcome = check_reply(obj, len(texts), self.spec)
-        if any(error is not None for _, error in outcome):
-            self._forget(messages)
+        outcome = check.outcome if check.outcome is not None else check.rows(obj)
         self._store(texts, outcome)
         return outcome, False
 
@@ -372,57 +236,43 @@ class _Run:
         if self.store is not None:
             self.store.save(texts, outcome)
 
-    def _forget(self, messages: list[dict[str, Any]]) -> None:
-        """Drop a cached reply that failed our checks.
 
-        The client caches every reply that holds a JSON object (and matches the
-        schema, unless we asked it not to validate); one with a wrong id or a
-        bad label must not be served again to a retry or a re-run.
-        """
-        cache = getattr(self.client, "cache", None)
-        config = getattr(self.client, "config", None)
-        if cache is None or config is None:
-            return
-        from rlm_pipeline.llm.cache import json_key
-        from rlm_pipeline.llm.reply import ChatReply
+class _RowCheck:
+    """The ``accept`` check of one call: every row's id and answer (stricter than the schema).
 
-        key = json_key(config, messages, self.schema, name=self.name, prompt_version=PROMPT_VERSION)
-        delete = getattr(cache, "delete", None)
-        if callable(delete):
-            delete(key)
-        else:  # a stored reply without content never validates, so it reads as a miss
-            cache.put(key, ChatReply(content=None))
+    The client caches a reply only when every row passed, so a reply with a
+    wrong id or a bad label is never served again; the rows of the last
+    object checked are kept for the caller.
+    """
+
+    __slots__ = ("n", "outcome", "spec")
+
+    def __init__(self, n: int, spec: OpSpec) -> None:
+        self.n = n
+        self.spec = spec
+        self.outcome: list[RowResult] | None = None
+
+    def rows(self, obj: dict[str, Any]) -> list[RowResult]:
+        self.outcome = check_reply(obj, self.n, self.spec)
+        return self.outcome
+
+    def __call__(self, obj: dict[str, Any]) -> bool:
+        return all(error is None for _, error in self.rows(obj))
 
 
-def _pool_size(client: object) -> int:
+def _pool_size(client: OpsClient) -> int:
     """How many batches to work on at once: twice the client's concurrency limit.
 
     More than the limit, so the client's slots stay full while some calls
     wait out a retry backoff; bounded, so a million rows do not become a
-    million pending tasks.  Clients without a ``config.max_concurrency`` get
-    :data:`DEFAULT_POOL`.
+    million pending tasks.
     """
-    limit = getattr(getattr(client, "config", None), "max_concurrency", None)
-    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
-        return 2 * limit
-    return DEFAULT_POOL
-
-
-def _takes_validate(client: object) -> bool:
-    """Whether ``client.json`` takes ``validate=`` (``LLMClient`` does; simple doubles may not)."""
-    method = getattr(client, "json", None)
-    if method is None:
-        return False
-    try:
-        params = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return False
-    return "validate" in params
+    return 2 * client.config.max_concurrency
 
 
 async def apply_texts(
     texts: Sequence[str | None],
-    client: JsonClient,
+    client: OpsClient,
     spec: OpSpec,
     *,
     memo: Memo | None = None,
@@ -436,16 +286,15 @@ async def apply_texts(
     texts
         Input texts; None and blank strings are not sent (``empty_input``).
     client
-        An :class:`~rlm_pipeline.llm.client.LLMClient` (or anything with its
-        ``json`` coroutine); its concurrency limit bounds the calls in flight.
+        An :class:`~rlm_pipeline.llm.client.LLMClient` (see :class:`OpsClient`);
+        its concurrency limit bounds the calls in flight.
     spec
         A :class:`ClassifySpec` or :class:`MapSpec`.
     memo
         Share answers across calls in the same event loop (optional).
     progress
-        Called with ``(rows_finished, rows_failed)`` increments; also told
-        about rows served from the row store when it is a
-        :class:`CachedRowsProgress`.
+        Called with ``(rows_finished, rows_failed)`` increments (and
+        ``add_cached`` when a :class:`CachedRowsProgress`).
     tally
         Rows served from the row store are added here.
 
@@ -453,38 +302,18 @@ async def apply_texts(
     -------
     list of (value, error)
         Exactly ``len(texts)`` entries; ``error`` is None or a reason starting
-        with ``empty_input``, ``input_too_long``, ``parse_error``,
-        ``invalid_label``, ``missing_in_reply``, ``api_error`` or
-        ``budget_exceeded``.
+        with one of :data:`~rlm_pipeline.ops.stats.ERROR_KINDS`.
     """
-    memo = memo if memo is not None else Memo()
     run = _Run(client, spec)
     claim = Claim(asyncio.get_running_loop().create_future())
-    counts: dict[str, int] = {}
-    fresh: list[str] = []
-    waiting: dict[str, Claim] = {}  # texts an earlier call asks for, and its claim
     texts, too_long = _fit_rows(texts, spec)  # a too-long row's text reads as None here
-    unsent = 0  # blank or too long: answered without a call
-    for text in texts:
-        if not isinstance(text, str) or not text.strip():
-            unsent += 1
-            continue
-        if text in counts:
-            counts[text] += 1
-            continue
-        counts[text] = 1
-        earlier = memo.get(text)
-        if earlier is None:
-            memo.put(text, claim)
-            fresh.append(text)
-        else:
-            waiting[text] = earlier  # kept here: a shared memo may drop it meanwhile
-    if progress is not None and unsent:
-        progress(unsent, unsent)
+    asked = _Asked.split(texts, memo if memo is not None else Memo(), claim)
+    if progress is not None and asked.unsent:
+        progress(asked.unsent, asked.unsent)
     try:
-        await _answer(fresh, claim, counts, run, progress, tally)
-        if waiting:
-            await _wait_for(waiting, counts, progress, tally)
+        await _answer(asked.fresh, claim, asked.counts, run, progress, tally)
+        if asked.waiting:
+            await _wait_for(asked.waiting, asked.counts, progress, tally)
     except BaseException as exc:
         claim.done.set_exception(exc)  # waiting calls fail too, never hang
         claim.done.exception()  # retrieved: no "never retrieved" warning when none waits
@@ -494,16 +323,57 @@ async def apply_texts(
     finally:
         if run.store is not None:
             run.store.flush()  # also when cancelled: a stopped run keeps what it was told
-    out: list[RowResult] = []
-    for text in texts:
-        if not isinstance(text, str) or not text.strip():
-            out.append(_EMPTY)
-        else:
-            owner = waiting.get(text, claim)
-            out.append(owner.results.get(text, _LOST))
+    out = [asked.result(text, claim) for text in texts]
     for i, result in too_long.items():
         out[i] = result
     return out
+
+
+@dataclass
+class _Asked:
+    """The texts of one call sorted out: distinct texts and their rows, which to ask, which wait.
+
+    Attributes
+    ----------
+    counts
+        Rows per distinct non-blank text.
+    fresh
+        Texts this call asks for (claimed in the memo), in input order.
+    waiting
+        Texts an earlier call asks for, and its claim (kept here: a shared memo
+        may drop it meanwhile).
+    unsent
+        Rows blank or too long: answered without a call.
+    """
+
+    counts: dict[str, int]
+    fresh: list[str]
+    waiting: dict[str, Claim]
+    unsent: int
+
+    @classmethod
+    def split(cls, texts: Sequence[str | None], memo: Memo, claim: Claim) -> _Asked:
+        asked = cls(counts={}, fresh=[], waiting={}, unsent=0)
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                asked.unsent += 1
+            elif text in asked.counts:
+                asked.counts[text] += 1
+            else:
+                asked.counts[text] = 1
+                earlier = memo.get(text)
+                if earlier is None:
+                    memo.put(text, claim)
+                    asked.fresh.append(text)
+                else:
+                    asked.waiting[text] = earlier
+        return asked
+
+    def result(self, text: str | None, claim: Claim) -> RowResult:
+        """The answer of one input row (``claim``: this call's)."""
+        if not isinstance(text, str) or not text.strip():
+            return _EMPTY
+        return self.waiting.get(text, claim).results.get(text, _LOST)
 
 
 def _fit_rows(
@@ -545,7 +415,9 @@ async def _answer(
     """Answer the ``fresh`` texts into ``claim.results``: stored answers, then calls."""
     spec = run.spec
     if fresh and run.store is not None:
-        fresh = await _from_store(run.store, fresh, claim, counts, run.client, spec, progress, tally)
+        fresh = await _from_store(
+            run.store, fresh, claim, counts, run.client, spec, progress, tally
+        )
 
     async def one_batch(batch: list[str]) -> None:
         results = await run.ask(batch)
@@ -602,7 +474,7 @@ async def _from_store(
     fresh: list[str],
     claim: Claim,
     counts: dict[str, int],
-    client: Any,
+    client: OpsClient,
     spec: OpSpec,
     progress: RowProgress | None,
     tally: Tally | None,
@@ -616,10 +488,7 @@ async def _from_store(
         claim.results[text] = (value, None)
         claim.stored.add(text)
         rows += counts[text]
-    saved_calls = -(-len(stored) // spec.batch_size)
-    meter = getattr(client, "meter", None)
-    if isinstance(meter, UsageMeter):
-        meter.add(Usage(cached_calls=saved_calls))
+    client.meter.add(Usage(cached_calls=-(-len(stored) // spec.batch_size)))
     if tally is not None:
         tally.cached_rows += rows
         tally.cached_texts += len(stored)
@@ -633,7 +502,7 @@ async def _from_store(
 
 async def classify_texts(
     texts: Sequence[str | None],
-    client: JsonClient,
+    client: OpsClient,
     spec: ClassifySpec,
     *,
     memo: Memo | None = None,
@@ -646,7 +515,7 @@ async def classify_texts(
 
 async def llm_map_texts(
     texts: Sequence[str | None],
-    client: JsonClient,
+    client: OpsClient,
     spec: MapSpec,
     *,
     memo: Memo | None = None,

@@ -115,8 +115,9 @@ def _wire_messages(llm: LLM, messages: list[dict[str, Any]], spec: OpSpec) -> li
 
 def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estimate:
     """The :class:`Estimate` of running ``spec`` over ``texts`` with ``llm`` (no traffic)."""
-    from rlm_pipeline.llm.cache import ResponseCache, json_key
-    from rlm_pipeline.ops.core import RowStore
+    from rlm_pipeline.llm.cache import ResponseCache
+    from rlm_pipeline.llm.replies import CachedReplies
+    from rlm_pipeline.ops.memo import RowStore
 
     too_long = 0
     sent: list[str] = []
@@ -145,8 +146,9 @@ def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estim
             batch = asked[start : start + size]
             messages = build_messages(spec, batch)
             if cache is not None:
-                key = json_key(llm, messages, schema, name=name, prompt_version=PROMPT_VERSION)
-                if cache.contains(key):
+                replies = CachedReplies(cache, llm)
+                key = replies.json_key(messages, schema, name=name, prompt_version=PROMPT_VERSION)
+                if replies.contains(key):
                     cached += len(batch)
                     continue
             calls += 1

@@ -23,7 +23,8 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from rlm_pipeline.ops.core import JsonClient, Memo, RowProgress, RowResult, Tally, apply_texts
+from rlm_pipeline.ops.core import OpsClient, RowProgress, RowResult, Tally, apply_texts
+from rlm_pipeline.ops.memo import Memo
 from rlm_pipeline.ops.spec import OpSpec
 
 __all__ = ["CHUNKS_IN_FLIGHT", "answer_chunks"]
@@ -39,7 +40,7 @@ async def answer_chunks(
     chunks: Iterator[T],
     texts_of: Callable[[T], Sequence[str | None]],
     spec: OpSpec,
-    client: JsonClient | None,
+    client: OpsClient | None,
     *,
     progress: RowProgress | None = None,
     memo: Memo | None = None,

@@ -4,7 +4,7 @@ All model traffic happens in one asyncio loop with one
 :class:`~rlm_pipeline.llm.client.LLMClient`, whose ``max_concurrency`` bounds
 the calls in flight.  Identical texts are asked once per run, and with
 ``llm.cache_path`` set, texts answered by an earlier run (whatever its batch or
-slice size) are not asked at all (:class:`~rlm_pipeline.ops.core.RowStore`);
+slice size) are not asked at all (:class:`~rlm_pipeline.ops.memo.RowStore`);
 the stats' ``cached_rows`` counts them.
 
 - A ``DataFrame`` is answered in one go and a ``DataFrame`` comes back.
@@ -42,11 +42,11 @@ import pyarrow.parquet as pq
 from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import UsageMeter
-from rlm_pipeline.ops.core import JsonClient, RowProgress, RowResult, Tally, apply_texts
+from rlm_pipeline.ops.core import OpsClient, RowProgress, RowResult, Tally, apply_texts
 from rlm_pipeline.ops.pipeline import answer_chunks
 from rlm_pipeline.ops.runner import run_sync
 from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
-from rlm_pipeline.ops.stats import OpStats
+from rlm_pipeline.ops.stats import OpStats, StatsCounter
 
 __all__ = [
     "DEFAULT_SLICE_ROWS",
@@ -107,7 +107,7 @@ def _check_columns(columns: list[str], spec: OpSpec) -> None:
 async def _answer_slices(
     slices: Iterator[pl.DataFrame],
     spec: OpSpec,
-    client: JsonClient,
+    client: OpsClient,
     progress: RowProgress | None,
     tally: Tally,
 ) -> AsyncIterator[tuple[pl.DataFrame, list[RowResult]]]:
@@ -128,7 +128,7 @@ def _slices(frame: pl.LazyFrame, slice_rows: int) -> Iterator[pl.DataFrame]:
 async def apply_async(
     frame: F,
     spec: OpSpec,
-    client: JsonClient,
+    client: OpsClient,
     *,
     progress: RowProgress | None = None,
     slice_rows: int = DEFAULT_SLICE_ROWS,
@@ -144,18 +144,19 @@ async def apply_async(
         _check_columns(frame.columns, spec)
         texts = _texts(frame, spec)
         results = await apply_texts(texts, client, spec, progress=progress, tally=tally)
-        stats = OpStats.from_results(results).with_cached_rows(tally.cached_rows)
-        return _attach(frame, spec, results), stats
+        counter = StatsCounter(spec)
+        counter.add(results)
+        return _attach(frame, spec, results), counter.stats().with_cached_rows(tally.cached_rows)
     if not isinstance(frame, pl.LazyFrame):
         msg = f"expected a Polars DataFrame or LazyFrame, got {type(frame).__name__}"
         raise InputError(msg)
     _check_columns(frame.collect_schema().names(), spec)
     parts: list[pl.DataFrame] = []
-    everything: list[RowResult] = []
+    counter = StatsCounter(spec)
     slices = _slices(frame, slice_rows)
     async for chunk, results in _answer_slices(slices, spec, client, progress, tally):
         parts.append(_attach(chunk, spec, results))
-        everything.extend(results)
+        counter.add(results)
     if parts:
         out = pl.concat(parts, how="vertical", rechunk=False)
     else:
@@ -164,13 +165,13 @@ async def apply_async(
             pl.Series(spec.output_column, [], dtype=output_dtype(spec)),
             pl.Series(spec.error_column, [], dtype=pl.String),
         )
-    return out.lazy(), OpStats.from_results(everything).with_cached_rows(tally.cached_rows)
+    return out.lazy(), counter.stats().with_cached_rows(tally.cached_rows)
 
 
 async def apply_with_client(
     frame: pl.DataFrame | pl.LazyFrame,
     spec: OpSpec,
-    client: JsonClient,
+    client: OpsClient,
     *,
     progress: RowProgress | None = None,
 ) -> tuple[pl.DataFrame, OpStats]:
@@ -245,22 +246,7 @@ def apply(
             return await apply_async(frame, spec, client, progress=progress, slice_rows=slice_rows)
 
     out, stats = run_sync(run)
-    spent = meter.snapshot()
-    return out, stats.with_usage(_delta(spent, before))
-
-
-def _delta(after: Any, before: Any) -> Any:
-    from rlm_pipeline.llm.usage import Usage
-
-    return Usage(
-        calls=after.calls - before.calls,
-        input_tokens=after.input_tokens - before.input_tokens,
-        output_tokens=after.output_tokens - before.output_tokens,
-        cached_calls=after.cached_calls - before.cached_calls,
-        cost_usd=after.cost_usd - before.cost_usd,
-        max_prompt_tokens=after.max_prompt_tokens,
-        failed_calls=after.failed_calls - before.failed_calls,
-    )
+    return out, stats.with_usage(meter.snapshot() - before)
 
 
 def classify_to_parquet(
@@ -285,7 +271,7 @@ def classify_to_parquet(
     _check_columns(source.collect_schema().names(), spec)
 
     async def run() -> OpStats:
-        counts: list[OpStats] = []
+        counter = StatsCounter(spec)
         writer: pq.ParquetWriter | None = None
         tally = Tally()
         try:
@@ -296,7 +282,7 @@ def classify_to_parquet(
                     if writer is None:
                         writer = pq.ParquetWriter(os.fspath(path), table.schema)
                     writer.write_table(table)
-                    counts.append(OpStats.from_results(results))
+                    counter.add(results)
             if writer is None:  # no rows: still write a file with the right columns
                 empty = _attach(source.head(0).collect(), spec, [])
                 pq.write_table(empty.to_arrow(), os.fspath(path))
@@ -306,21 +292,7 @@ def classify_to_parquet(
         finally:
             if writer is not None:
                 writer.close()
-        return _merge(counts).with_cached_rows(tally.cached_rows)
+        return counter.stats().with_cached_rows(tally.cached_rows)
 
     stats = run_sync(run)
-    return stats.with_usage(_delta(meter.snapshot(), before))
-
-
-def _merge(parts: list[OpStats]) -> OpStats:
-    from collections import Counter
-
-    errors: Counter[str] = Counter()
-    values: Counter[str] = Counter()
-    rows = answered = 0
-    for part in parts:
-        rows += part.rows
-        answered += part.answered
-        errors.update(part.errors)
-        values.update(part.values)
-    return OpStats(rows=rows, answered=answered, errors=dict(errors), values=dict(values))
+    return stats.with_usage(meter.snapshot() - before)

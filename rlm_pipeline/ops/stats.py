@@ -1,24 +1,50 @@
-"""What one run of a semantic operator did: :class:`OpStats`.
+"""What one run of a semantic operator did: :class:`OpStats`, counted by :class:`StatsCounter`.
+
+Both engines count rows with the one :class:`StatsCounter` as they are
+answered (on Spark in each task; the tasks' counts are then merged with
+:func:`merge_stats`).  Values are counted as text in one form on both engines,
+the way a SQL ``CAST(value AS STRING)`` writes them on Spark
+(:func:`value_text`: ``true``, ``1.0E10``), so the same answers give the same
+counts whichever engine ran.
 
 Examples
 --------
->>> stats = OpStats.from_results([("a", None), (None, "empty_input"), ("a", None)])
->>> stats.rows, stats.answered, stats.errors
-(3, 2, {'empty_input': 1})
+>>> from rlm_pipeline.ops.spec import MapSpec
+>>> counter = StatsCounter(MapSpec("q", "is it urgent?", output_type="boolean"))
+>>> counter.add([(True, None), (None, "empty_input"), (True, None)])
+>>> stats = counter.stats()
+>>> stats.rows, stats.answered, stats.errors, stats.values
+(3, 2, {'empty_input': 1}, {'true': 2})
 >>> failure_summary("classify", OpStats(rows=5000, answered=4988, errors={"api_error": 10, "parse_error": 2}), "label")
 'classify: 12 of 5,000 rows have no label: api_error 10, parse_error 2 — re-run to ask them again (set LLM(cache_path=...) so a re-run re-asks only those rows)'
 """
 
 from __future__ import annotations
 
+import decimal
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlm_pipeline.llm.usage import Usage
+from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
 
-__all__ = ["ERROR_KINDS", "OpStats", "error_kind", "failure_summary"]
+__all__ = [
+    "ERROR_KINDS",
+    "MAX_VALUES",
+    "OpStats",
+    "StatsCounter",
+    "error_kind",
+    "failure_summary",
+    "merge_stats",
+    "value_kind",
+    "value_text",
+]
+
+#: llm_map stats count at most this many distinct values (classify counts every label).
+MAX_VALUES = 1000
 
 #: Every reason in an error column starts with one of these.
 ERROR_KINDS = (
@@ -57,7 +83,7 @@ class OpStats:
         answers saved (one per ``batch_size`` stored texts of a chunk).
     cached_rows
         Rows answered from stored row answers (an earlier run's checked
-        answers, no call); with Spark's ``global_dedup`` it counts distinct texts.
+        answers, no call).
     """
 
     rows: int = 0
@@ -71,21 +97,6 @@ class OpStats:
     def failed(self) -> int:
         """Rows without a value."""
         return self.rows - self.answered
-
-    @classmethod
-    def from_results(cls, results: Iterable[tuple[Any, str | None]]) -> OpStats:
-        """Counts from ``(value, error)`` pairs."""
-        errors: Counter[str] = Counter()
-        values: Counter[str] = Counter()
-        rows = 0
-        for value, error in results:
-            rows += 1
-            if error is not None:
-                errors[error_kind(error)] += 1
-            elif len(values) < 1000 or str(value) in values:
-                values[str(value)] += 1
-        answered = rows - sum(errors.values())
-        return cls(rows=rows, answered=answered, errors=dict(errors), values=dict(values))
 
     def with_usage(self, usage: Usage) -> OpStats:
         """A copy carrying ``usage``."""
@@ -144,3 +155,119 @@ def failure_summary(op: str, stats: OpStats, noun: str, *, cached: bool = False)
         hints.append("pass truncate=True or a larger max_row_tokens")
     line = f"{op}: {sum(failed.values()):,} of {stats.rows:,} rows have no {noun}: {counts}"
     return line + (" — " + "; ".join(hints) if hints else "")
+
+
+def value_kind(spec: OpSpec) -> str:
+    """The JSON type of the operator's values: ``"string"`` for classify, else ``output_type``."""
+    return "string" if isinstance(spec, ClassifySpec) else spec.output_type
+
+
+class StatsCounter:
+    """Counts rows as they are answered: rows, answered, errors by kind, values.
+
+    The one counter of both engines (Polars in the driver, Spark in each
+    task).  Values are counted as :func:`value_text` writes them; llm_map
+    keeps at most :data:`MAX_VALUES` distinct values.
+
+    Parameters
+    ----------
+    spec
+        The operator (its value kind and whether values are capped).
+    """
+
+    def __init__(self, spec: OpSpec) -> None:
+        self.kind = value_kind(spec)
+        self.capped = not isinstance(spec, ClassifySpec)
+        self.rows = 0
+        self.answered = 0
+        self.errors: Counter[str] = Counter()
+        self.values: Counter[str] = Counter()
+
+    def add(
+        self, results: Iterable[tuple[Any, str | None]], weights: Sequence[int] | None = None
+    ) -> None:
+        """Count ``(value, error)`` results, each ``weights[i]`` times when given."""
+        for i, (value, error) in enumerate(results):
+            n = 1 if weights is None else weights[i]
+            self.rows += n
+            if error is not None:
+                self.errors[error_kind(error)] += n
+                continue
+            self.answered += n
+            self._count(value_text(value, self.kind), n)
+
+    def _count(self, key: str, n: int) -> None:
+        if not self.capped or key in self.values or len(self.values) < MAX_VALUES:
+            self.values[key] += n
+
+    def merge(self, part: OpStats) -> None:
+        """Add the counts of another counter's :class:`OpStats`."""
+        self.rows += part.rows
+        self.answered += part.answered
+        self.errors.update(part.errors)
+        for key, n in part.values.items():
+            self._count(key, n)
+
+    def stats(self) -> OpStats:
+        """The counts so far (no usage, no cached rows)."""
+        return OpStats(
+            rows=self.rows,
+            answered=self.answered,
+            errors=dict(self.errors),
+            values=dict(self.values),
+        )
+
+
+def merge_stats(parts: Iterable[OpStats], spec: OpSpec) -> OpStats:
+    """One :class:`OpStats` from parts counted apart (slices, Spark partitions), in order.
+
+    Examples
+    --------
+    >>> from rlm_pipeline.ops.spec import ClassifySpec
+    >>> a, b = OpStats(rows=2, answered=2, values={"x": 2}), OpStats(rows=1, errors={"api_error": 1})
+    >>> merge_stats([a, b], ClassifySpec("q", ("x", "y"))).to_dict()["failed"]
+    1
+    """
+    counter = StatsCounter(spec)
+    for part in parts:
+        counter.merge(part)
+    return counter.stats()
+
+
+def value_text(value: Any, kind: str) -> str:
+    """``value`` as Spark's ``CAST(... AS STRING)`` writes it (Java's number format).
+
+    Doubles use the shortest repr in Java's layout; Java before 19 prints a few
+    values (subnormals such as ``4.9E-324``) with one digit more or less.
+
+    Examples
+    --------
+    >>> value_text(True, "boolean"), value_text(1e10, "number"), value_text(0.5, "number")
+    ('true', '1.0E10', '0.5')
+    >>> value_text(float("nan"), "number"), value_text(-0.0001, "number")
+    ('NaN', '-1.0E-4')
+    """
+    if value is None:
+        return "None"
+    if kind == "boolean" and isinstance(value, bool):
+        return "true" if value else "false"
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return _java_double(float(value))
+    return str(value)
+
+
+def _java_double(x: float) -> str:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    if x == 0.0:
+        return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
+    if 1e-3 <= abs(x) < 1e7:
+        text = repr(x)
+        return text if "." in text else text + ".0"
+    sign, digits, exponent = decimal.Decimal(repr(x)).as_tuple()
+    shown = "".join(map(str, digits)).rstrip("0") or "0"
+    power = len(digits) - 1 + int(exponent)
+    mantissa = shown[0] + "." + (shown[1:] or "0")
+    return ("-" if sign else "") + f"{mantissa}E{power}"

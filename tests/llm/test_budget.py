@@ -1,4 +1,7 @@
-"""The shareable budget guard: reservations under threads, spent + in-flight accounting."""
+"""The shareable budget guard: reservations under threads, spent + in-flight accounting.
+
+Every test books through ``reserve_request``, the method the client calls.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,27 @@ import threading
 import pytest
 
 from rlm_pipeline.errors import BudgetExceededError
-from rlm_pipeline.llm.budget import BudgetGuard
-from rlm_pipeline.llm.config import Budget
+from rlm_pipeline.llm.budget import BudgetGuard, Reservation
+from rlm_pipeline.llm.config import Budget, Price
 from rlm_pipeline.llm.usage import UsageMeter
+
+FREE = Price(0.0, 0.0)
+
+
+def book(guard: BudgetGuard, tokens: int = 1, price: Price = FREE) -> Reservation:
+    """Book a request of ``tokens`` tokens (``tokens - 1`` of prompt, one of reply)."""
+    return guard.reserve_request(prompt_tokens=tokens - 1, reply_tokens=1, price=price)
 
 
 def test_calls_limit_counts_spent_and_in_flight() -> None:
     meter = UsageMeter()
     guard = BudgetGuard(Budget(max_calls=3), meter)
-    first = guard.reserve(tokens=1, cost_usd=0.0)
+    first = book(guard, 1)
     meter.record(input_tokens=1, output_tokens=1, cost_usd=0.0)
     guard.release(first)
-    held = [guard.reserve(tokens=1, cost_usd=0.0) for _ in range(2)]
+    held = [book(guard, 1) for _ in range(2)]
     with pytest.raises(BudgetExceededError) as info:
-        guard.reserve(tokens=1, cost_usd=0.0)
+        book(guard, 1)
     assert (info.value.what, info.value.spent, info.value.budget) == ("calls", 3, 3)
     for r in held:
         guard.release(r)
@@ -32,31 +42,32 @@ def test_cached_calls_cost_nothing() -> None:
     guard = BudgetGuard(Budget(max_calls=1), meter)
     for _ in range(5):
         meter.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
-    guard.release(guard.reserve(tokens=10, cost_usd=0.0))
+    guard.release(book(guard, 10))
 
 
 def test_tokens_limit_includes_the_projection() -> None:
     meter = UsageMeter()
     guard = BudgetGuard(Budget(max_tokens=100), meter)
     meter.record(input_tokens=50, output_tokens=10, cost_usd=0.0)
-    r = guard.reserve(tokens=40, cost_usd=0.0)  # 60 + 40 = 100: allowed
+    r = book(guard, 40)  # 60 + 40 = 100: allowed
     with pytest.raises(BudgetExceededError) as info:
-        guard.reserve(tokens=1, cost_usd=0.0)
+        book(guard, 1)
     assert info.value.what == "tokens"
     guard.release(r)
     with pytest.raises(BudgetExceededError):
-        guard.reserve(tokens=41, cost_usd=0.0)
+        book(guard, 41)
 
 
 def test_cost_limit() -> None:
     meter = UsageMeter()
     guard = BudgetGuard(Budget(max_cost_usd=0.01), meter)
     meter.record(input_tokens=1, output_tokens=1, cost_usd=0.008)
+    prompt_priced = Price(input_per_mtok=1_000.0, output_per_mtok=0.0)  # 0.001 USD a prompt token
     with pytest.raises(BudgetExceededError) as info:
-        guard.reserve(tokens=1, cost_usd=0.003)
+        book(guard, 4, prompt_priced)  # 3 prompt tokens: 0.003 USD, 0.002 left
     assert info.value.what == "cost_usd"
     assert info.value.budget == 0.01
-    guard.release(guard.reserve(tokens=1, cost_usd=0.002))
+    guard.release(book(guard, 3, prompt_priced))
 
 
 def test_threads_cannot_jointly_overshoot() -> None:
@@ -70,7 +81,7 @@ def test_threads_cannot_jointly_overshoot() -> None:
         barrier.wait()
         for _ in range(20):
             try:
-                r = guard.reserve(tokens=100, cost_usd=0.0)
+                r = book(guard, 100)
             except BudgetExceededError:
                 refused.append(1)
                 continue
@@ -92,7 +103,11 @@ def test_threads_cannot_jointly_overshoot() -> None:
 
 def test_unlimited_budget_never_refuses() -> None:
     guard = BudgetGuard(Budget(), UsageMeter())
-    held = [guard.reserve(tokens=10**9, cost_usd=10.0**6) for _ in range(100)]
+    price = Price(input_per_mtok=1e6, output_per_mtok=1e6)
+    held = [
+        guard.reserve_request(prompt_tokens=10**9, reply_tokens=10**9, price=price)
+        for _ in range(100)
+    ]
     assert guard.in_flight == 100
     for r in held:
         guard.release(r)
@@ -106,10 +121,10 @@ def test_clients_sharing_a_meter_share_one_guard() -> None:
     assert shared_guard(Budget(max_calls=2), meter) is guard
     assert shared_guard(Budget(max_calls=3), meter) is not guard
     assert shared_guard(Budget(max_calls=2), UsageMeter()) is not guard
-    held = guard.reserve(tokens=1, cost_usd=0.0)
-    shared_guard(Budget(max_calls=2), meter).reserve(tokens=1, cost_usd=0.0)
+    held = book(guard, 1)
+    book(shared_guard(Budget(max_calls=2), meter))
     with pytest.raises(BudgetExceededError):
-        guard.reserve(tokens=1, cost_usd=0.0)
+        book(guard, 1)
     guard.release(held)
 
 

@@ -1,5 +1,5 @@
 """LLMClient's own reading of the wire: the request body it posts, the raw reply it
-parses, and ``json(validate=False)``.  Uses an in-process ``httpx2.MockTransport``
+parses, and ``json(accept=...)``.  Uses an in-process ``httpx2.MockTransport``
 (no sockets) behind the real ``openai.AsyncOpenAI``."""
 
 from __future__ import annotations
@@ -16,13 +16,11 @@ import pytest
 
 from rlm_pipeline.errors import LLMError, LLMRateLimitError, LLMResponseParseError
 from rlm_pipeline.llm import structured
-from rlm_pipeline.llm.cache import json_key
 from rlm_pipeline.llm.client import LLMClient
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.reply import ToolCall
 from rlm_pipeline.llm.retry import RetryPolicy
 from rlm_pipeline.ops.core import classify_texts
-from rlm_pipeline.ops.prompts import PROMPT_VERSION, build_messages, reply_name, reply_schema
 from rlm_pipeline.ops.spec import ClassifySpec
 
 from .helpers import FAST_RETRY, LABEL_SCHEMA, LABELS, classify_messages, ticket
@@ -327,19 +325,26 @@ def test_500_then_success_is_retried() -> None:
     assert len(recorder.requests) == 2
 
 
-# ----------------------------------------------------------- validate=False
+# ------------------------------------------------------------------ accept=
 
 #: Matches the JSON shape but not the schema (label outside the enum, extra key).
 OFF_SCHEMA = {"label": "weather", "note": 1}
 
 
-def test_json_without_validation_returns_and_caches_an_off_schema_object(tmp_path: Path) -> None:
+def test_json_with_accept_returns_and_caches_an_off_schema_object_it_takes(
+    tmp_path: Path,
+) -> None:
     recorder = Recorder(httpx2.Response(200, json=_completion(json.dumps(OFF_SCHEMA))))
     messages = classify_messages(ticket(0))
+    seen: list[dict[str, Any]] = []
+
+    def take(value: dict[str, Any]) -> bool:
+        seen.append(value)
+        return True
 
     async def body(client: LLMClient) -> Any:
-        value, reply = await client.json(messages, LABEL_SCHEMA, name="label", validate=False)
-        again, cached = await client.json(messages, LABEL_SCHEMA, name="label", validate=False)
+        value, reply = await client.json(messages, LABEL_SCHEMA, name="label", accept=take)
+        again, cached = await client.json(messages, LABEL_SCHEMA, name="label", accept=take)
         with pytest.raises(LLMResponseParseError):  # a validating caller does not get it
             await client.json(messages, LABEL_SCHEMA, name="label")
         return value, reply, again, cached
@@ -347,18 +352,59 @@ def test_json_without_validation_returns_and_caches_an_off_schema_object(tmp_pat
     value, reply, again, cached = _run(recorder, body, cache_path=str(tmp_path / "c.sqlite"))
     assert value == again == OFF_SCHEMA
     assert not reply.cached and cached.cached
+    assert seen == [OFF_SCHEMA, OFF_SCHEMA]  # the check saw the fresh and the cached object
     # the validating call read the stored reply as a miss and asked again
     assert len(recorder.requests) == 2
 
 
-def test_json_without_validation_still_needs_a_json_object(tmp_path: Path) -> None:
+def test_json_never_caches_a_reply_the_caller_rejects(tmp_path: Path) -> None:
+    recorder = Recorder(httpx2.Response(200, json=_completion(json.dumps(OFF_SCHEMA))))
+    messages = classify_messages(ticket(0))
+
+    async def body(client: LLMClient) -> Any:
+        first, _ = await client.json(messages, LABEL_SCHEMA, name="label", accept=lambda v: False)
+        assert client.cache is not None
+        stored = len(client.cache)
+        second, reply = await client.json(messages, LABEL_SCHEMA, name="label", accept=bool)
+        return first, stored, second, reply, len(client.cache)
+
+    first, stored, second, reply, stored_after = _run(
+        recorder, body, cache_path=str(tmp_path / "c.sqlite")
+    )
+    assert first == second == OFF_SCHEMA  # the rejected object still comes back
+    assert stored == 0  # ... but is not cached
+    assert not reply.cached and len(recorder.requests) == 2  # so the next call asks again
+    assert stored_after == 1  # taken this time: cached
+
+
+def test_json_asks_again_when_the_caller_rejects_a_cached_reply(tmp_path: Path) -> None:
+    good = {"label": "billing"}
+    recorder = Recorder(
+        httpx2.Response(200, json=_completion(json.dumps(good))),
+        httpx2.Response(200, json=_completion(json.dumps({"label": "technical"}))),
+    )
+    messages = classify_messages(ticket(2))
+
+    async def body(client: LLMClient) -> Any:
+        await client.json(messages, LABEL_SCHEMA, name="label")  # validated, cached
+        value, reply = await client.json(
+            messages, LABEL_SCHEMA, name="label", accept=lambda v: v["label"] != "billing"
+        )
+        return value, reply
+
+    value, reply = _run(recorder, body, cache_path=str(tmp_path / "c.sqlite"))
+    assert value == {"label": "technical"} and not reply.cached
+    assert len(recorder.requests) == 2
+
+
+def test_json_with_accept_still_needs_a_json_object(tmp_path: Path) -> None:
     recorder = Recorder(httpx2.Response(200, json=_completion("label: billing")))
     llm_path = tmp_path / "c.sqlite"
     messages = classify_messages(ticket(1))
 
     async def body(client: LLMClient) -> Any:
         with pytest.raises(LLMResponseParseError) as info:
-            await client.json(messages, LABEL_SCHEMA, name="label", validate=False)
+            await client.json(messages, LABEL_SCHEMA, name="label", accept=bool)
         assert client.cache is not None
         return info.value.raw, len(client.cache)
 
@@ -366,44 +412,18 @@ def test_json_without_validation_still_needs_a_json_object(tmp_path: Path) -> No
     assert raw == "label: billing" and stored == 0
 
 
-def test_json_still_refuses_a_bad_schema_without_validation() -> None:
+def test_json_still_refuses_a_bad_schema_with_accept() -> None:
     recorder = Recorder(httpx2.Response(200, json=_completion("{}")))
 
     async def body(client: LLMClient) -> Any:
-        await client.json(classify_messages("x"), {"type": 12}, name="bad", validate=False)
+        await client.json(classify_messages("x"), {"type": 12}, name="bad", accept=bool)
 
     with pytest.raises(Exception, match="invalid JSON Schema"):
         _run(recorder, body)
     assert recorder.requests == []
 
 
-class SpyClient(LLMClient):
-    """Records the keyword arguments ops passes to ``json``."""
-
-    seen: list[dict[str, Any]]
-
-    async def json(
-        self,
-        messages: list[dict[str, Any]],
-        schema: dict[str, Any],
-        *,
-        name: str,
-        max_tokens: int | None = None,
-        prompt_version: str | None = None,
-        validate: bool = True,
-    ) -> Any:
-        self.seen.append({"name": name, "validate": validate})
-        return await super().json(
-            messages,
-            schema,
-            name=name,
-            max_tokens=max_tokens,
-            prompt_version=prompt_version,
-            validate=validate,
-        )
-
-
-def test_ops_skip_schema_validation_and_drop_replies_they_reject(tmp_path: Path) -> None:
+def test_ops_never_cache_a_batch_reply_they_reject(tmp_path: Path) -> None:
     spec = ClassifySpec("text", tuple(LABELS), batch_size=2)
     texts = [ticket(0), ticket(1)]
     bad = {"results": [{"id": 0, "label": "billing"}, {"id": 1, "label": "weather"}]}
@@ -420,25 +440,17 @@ def test_ops_skip_schema_validation_and_drop_replies_they_reject(tmp_path: Path)
 
     async def main() -> Any:
         http = httpx2.AsyncClient(transport=httpx2.MockTransport(recorder))
-        client = SpyClient(llm, http_client=http, retry=FAST_RETRY)
-        client.seen = []
+        client = LLMClient(llm, http_client=http, retry=FAST_RETRY)
         try:
             results = await classify_texts(texts, client, spec)
             assert client.cache is not None
-            key = json_key(
-                llm,
-                build_messages(spec, texts),
-                reply_schema(spec),
-                name=reply_name(spec),
-                prompt_version=PROMPT_VERSION,
-            )
-            return results, client.seen, client.cache.contains(key)
+            return results, len(client.cache), client.cache.row_count()
         finally:
             await client.aclose()
             await http.aclose()
 
-    results, seen, batch_still_cached = asyncio.run(main())
+    results, replies, rows = asyncio.run(main())
     assert results == [("billing", None), ("technical", None)]
-    assert seen and all(kwargs.get("validate") is False for kwargs in seen)
-    assert not batch_still_cached  # the batch reply with a bad label was dropped
+    assert replies == 1  # only the one-row reply: the batch with a bad label was never cached
+    assert rows == 2  # both checked answers are in the row store
     assert len(recorder.requests) == 2  # the batch, then the one bad row re-asked

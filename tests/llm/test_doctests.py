@@ -9,11 +9,16 @@ import pytest
 
 MODULES = [
     "rlm_pipeline.llm",
+    "rlm_pipeline.llm.allowance",
     "rlm_pipeline.llm.budget",
     "rlm_pipeline.llm.cache",
     "rlm_pipeline.llm.client",
+    "rlm_pipeline.llm.completion",
     "rlm_pipeline.llm.config",
+    "rlm_pipeline.llm.failures",
+    "rlm_pipeline.llm.probe",
     "rlm_pipeline.llm.ratelimit",
+    "rlm_pipeline.llm.replies",
     "rlm_pipeline.llm.reply",
     "rlm_pipeline.llm.retry",
     "rlm_pipeline.llm.structured",

@@ -299,7 +299,18 @@ def test_input_too_long_is_a_listed_kind() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["rlm_pipeline.ops.spec", "rlm_pipeline.ops.stats", "rlm_pipeline.ops.estimate"]
+    "name",
+    [
+        "rlm_pipeline.ops.spec",
+        "rlm_pipeline.ops.stats",
+        "rlm_pipeline.ops.estimate",
+        "rlm_pipeline.ops.core",
+        "rlm_pipeline.ops.memo",
+        "rlm_pipeline.ops.arrow_out",
+        "rlm_pipeline.ops.spark_task",
+        "rlm_pipeline.ops.spark_fanout",
+        "rlm_pipeline.ops.polars_fanout",
+    ],
 )
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)

@@ -3,25 +3,25 @@ slicing of a re-run (real simulator over HTTP, real SQLite file, real Spark)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import random
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import polars as pl
 import pytest
 
 import rlm_pipeline as rp
-from rlm_pipeline.errors import LLMError
 from rlm_pipeline.llm.cache import ResponseCache, RowKeys, row_key
 from rlm_pipeline.llm.usage import UsageMeter
 from rlm_pipeline.ops import polars_fanout, spark_fanout
-from rlm_pipeline.ops.core import RowStore, Tally, apply_texts
+from rlm_pipeline.ops.core import Tally, apply_texts
+from rlm_pipeline.ops.memo import RowStore
 from rlm_pipeline.ops.progress import RowCounter
 from rlm_pipeline.ops.spec import ClassifySpec, MapSpec
 from rlm_pipeline.sim import intended_label
+from tests.ops.model import Model, run_with
 from tests.ops.tickets import FAULTS, LABELS, tickets
 
 
@@ -140,55 +140,43 @@ def test_faults_then_rerun_asks_only_failed_rows_and_estimate_agrees(
         assert (est.cached, est.calls, est.input_tokens, est.cost_usd) == (1_500, 0, 0, None)
 
 
-class _Client:
-    """A client with a real cache file and config that answers from a script (for core)."""
-
-    def __init__(self, path: Path, reply: Any) -> None:
-        self.cache = ResponseCache(path)
-        self.config = rp.LLM(model="unit")
-        self.meter = UsageMeter()
-        self.reply = reply
-        self.sent: list[list[str]] = []
-
-    async def json(self, messages, schema, *, name, max_tokens=None, prompt_version=None):  # type: ignore[no-untyped-def]
-        rows = [json.loads(line) for line in messages[-1]["content"].split("Rows:\n")[1].splitlines()]
-        self.sent.append([r["text"] for r in rows])
-        answer = self.reply(rows)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer, None
-
-
 def test_core_stores_only_checked_rows(tmp_path: Path) -> None:
     spec = ClassifySpec("q", LABELS, batch_size=4)
+    path = str(tmp_path / "c.sqlite")
 
-    def spoiled(rows: list[dict[str, Any]]) -> Any:
+    def spoiled(call: int, rows: list[dict[str, Any]], reply: Any) -> Any:
         if any(r["text"].startswith("down") for r in rows):
-            return LLMError("500 after 1 tries", status=500, attempts=1)
+            return httpx2.Response(400, text="bad request")  # not retried: api_error
         return {"results": [{"id": r["id"], "label": "nope" if r["text"].startswith("bad")
                              else "billing"} for r in rows]}
 
     texts = ["ok 1", "bad 1", "ok 2", "ok 3", "down 1", "ok 4", "ok 5", "ok 6"]
-    client = _Client(tmp_path / "c.sqlite", spoiled)
     tally = Tally()
-    out = asyncio.run(apply_texts(texts, client, spec, tally=tally))
+    out = run_with(Model(spoiled), lambda client: apply_texts(texts, client, spec, tally=tally),
+                   cache_path=path)
     errors = {t: (e or "").split(":")[0] for t, (_, e) in zip(texts, out, strict=True)}
     assert errors["bad 1"] == "invalid_label" and errors["down 1"] == "api_error"
     good = [t for t in texts if not errors[t]]
-    assert client.cache.row_count() == len(good) and tally.cached_rows == 0
+    with ResponseCache(path) as cache:
+        assert cache.row_count() == len(good) and tally.cached_rows == 0
     # second run, healthy model, other batch size: only the failed texts are sent
-    healthy = _Client(tmp_path / "c.sqlite",
-                      lambda rows: {"results": [{"id": r["id"], "label": "other"} for r in rows]})
+    healthy = Model(lambda call, rows, reply: {
+        "results": [{"id": r["id"], "label": "other"} for r in rows]})
     tally = Tally()
-    again = asyncio.run(apply_texts([*texts, "ok 1"], healthy, ClassifySpec("q", LABELS, batch_size=3),
-                                    tally=tally))
+
+    async def again_run(client: Any) -> Any:
+        results = await apply_texts([*texts, "ok 1"], client, ClassifySpec("q", LABELS, batch_size=3),
+                                    tally=tally)
+        return results, client.meter.snapshot()
+
+    again, usage = run_with(healthy, again_run, cache_path=path)
     bad = sorted(t for t in texts if errors[t])
     assert bad == ["bad 1", "down 1", "ok 4", "ok 5", "ok 6"]  # an api_error fails its whole call
-    assert sorted(t for batch in healthy.sent for t in batch) == bad
+    assert sorted(t for batch in healthy.calls for t in batch) == bad
     assert [v for v, _ in again[:-1]] == ["other" if t in bad else "billing" for t in texts]
     assert again[-1] == ("billing", None)
     assert (tally.cached_rows, tally.cached_texts) == (len(good) + 1, len(good))
-    assert healthy.meter.snapshot().cached_calls == -(-len(good) // 3)
+    assert usage.cached_calls == -(-len(good) // 3)
 
 
 @pytest.mark.spark

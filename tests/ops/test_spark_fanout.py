@@ -10,7 +10,9 @@ import pytest
 import rlm_pipeline as rp
 from rlm_pipeline.llm.usage import UsageMeter
 from rlm_pipeline.ops import spark_fanout
+from rlm_pipeline.ops.arrow_out import to_arrow
 from rlm_pipeline.ops.spec import ClassifySpec
+from rlm_pipeline.ops.stats import value_text
 from rlm_pipeline.sim import intended_label
 from tests.ops.tickets import FAULTS, LABELS, tickets
 
@@ -60,21 +62,6 @@ def test_20k_rows_with_faults_on_spark(spark: Any, sim_factory: Any) -> None:
     assert stats["ok"] - slow <= meter.snapshot().calls <= stats["ok"]
 
 
-def test_global_dedup_and_limits(spark: Any, sim_factory: Any) -> None:
-    sim = sim_factory(latency_ms=30)
-    texts: list[str | None] = list(tickets(3_000, distinct=300, seed=13))
-    df = _frame(spark, texts, partitions=4)
-    meter = UsageMeter()
-    out, stats = spark_fanout.apply(
-        df, ClassifySpec("q", LABELS), _llm(sim, max_concurrency=6), meter=meter, global_dedup=True
-    )
-    _check(out, texts)
-    assert sim.stats()["requests"] == meter.snapshot().calls
-    assert sim.stats()["requests"] <= -(-len(set(texts)) // 16) + 2
-    assert sim.stats()["peak_in_flight"] <= 6
-    assert stats.rows == 3_000 and stats.answered == 3_000
-
-
 def test_per_task_dedup_and_concurrency_share(spark: Any, sim_factory: Any) -> None:
     sim = sim_factory(latency_ms=30)
     texts: list[str | None] = list(tickets(2_000, distinct=200, seed=14))
@@ -110,9 +97,8 @@ def _jobs_of(spark: Any, group: str) -> list[int]:
     return list(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
 
 
-@pytest.mark.parametrize("global_dedup", [False, True])
 def test_stats_come_from_the_tasks_and_equal_a_count_of_the_result(
-    spark: Any, sim_factory: Any, global_dedup: bool
+    spark: Any, sim_factory: Any
 ) -> None:
     from rlm_pipeline.ops.spec import MapSpec
 
@@ -129,10 +115,10 @@ def test_stats_come_from_the_tasks_and_equal_a_count_of_the_result(
         MapSpec("q", "Length / 10", output_type="number", batch_size=8),
     ]
     for spec in specs:
-        group = f"stats-{global_dedup}-{spec.output_column}-{getattr(spec, 'output_type', '')}"
+        group = f"stats-{spec.output_column}-{getattr(spec, 'output_type', '')}"
         spark.sparkContext.setJobGroup(group, "stats test")
         try:
-            out, stats = spark_fanout.apply(df, spec, llm, global_dedup=global_dedup)
+            out, stats = spark_fanout.apply(df, spec, llm)
             jobs = _jobs_of(spark, group)
         finally:
             spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
@@ -145,8 +131,26 @@ def test_stats_come_from_the_tasks_and_equal_a_count_of_the_result(
         )
         assert rows == 900 and errors.get("empty_input") == 4
         assert errors.keys() - {"empty_input"}, "the faults should have failed some rows"
-        if not global_dedup:  # one Spark job, the map; no second job to count the result
-            assert len(jobs) == 1, jobs
+        assert len(jobs) == 1, jobs  # one Spark job, the map; no second job to count the result
+
+
+def test_both_engines_count_the_same_values(spark: Any, sim: Any) -> None:
+    """One stats counter: a boolean / number llm_map counts ``true`` and ``1.0E10`` alike."""
+    from rlm_pipeline.ops import polars_fanout
+    from rlm_pipeline.ops.spec import MapSpec
+
+    texts: list[str | None] = list(tickets(300, distinct=120, seed=23))
+    llm = _llm(sim, max_concurrency=8)
+    for spec in (
+        MapSpec("q", "Does it ask a question?", output_type="boolean", batch_size=8),
+        MapSpec("q", "Length / 10", output_type="number", batch_size=8),
+    ):
+        _, on_spark = spark_fanout.apply(_frame(spark, texts, partitions=3), spec, llm)
+        frame = pl.DataFrame({"id": range(len(texts)), "q": texts})
+        _, on_polars = polars_fanout.apply(frame, spec, llm)
+        assert on_polars.values == on_spark.values
+        assert (on_polars.rows, on_polars.answered) == (on_spark.rows, on_spark.answered)
+    assert set(on_polars.values) and "True" not in on_polars.values
 
 
 def test_spark_text_matches_spark_cast(spark: Any) -> None:
@@ -176,14 +180,14 @@ def test_spark_text_matches_spark_cast(spark: Any) -> None:
         .select(F.col("x").cast("string"))
         .collect()
     ]
-    assert [spark_fanout.spark_text(x, "number") for x in numbers] == got
+    assert [value_text(x, "number") for x in numbers] == got
     flags = [
         r[0]
         for r in spark.createDataFrame([(True,), (False,)], "b boolean")
         .select(F.col("b").cast("string"))
         .collect()
     ]
-    assert [spark_fanout.spark_text(b, "boolean") for b in (True, False)] == flags
+    assert [value_text(b, "boolean") for b in (True, False)] == flags
 
 
 @pytest.mark.parametrize(
@@ -201,7 +205,7 @@ def test_to_arrow_equals_pa_array(values: list[Any], arrow_type: str) -> None:
     import pyarrow as pa
 
     kind = pa.type_for_alias(arrow_type)
-    built = spark_fanout.to_arrow(values, kind)
+    built = to_arrow(values, kind)
     built.validate(full=True)
     assert built.equals(pa.array(values, type=kind)), built
 
@@ -210,7 +214,8 @@ _NO_PANDAS = """
 import sys
 import pyarrow as pa
 from rlm_pipeline.llm.config import LLM
-from rlm_pipeline.ops.spark_fanout import task_function, to_arrow
+from rlm_pipeline.ops.arrow_out import to_arrow
+from rlm_pipeline.ops.spark_task import task_function
 from rlm_pipeline.ops.spec import ClassifySpec, MapSpec
 
 llm = LLM(model="sim-1", base_url=sys.argv[1], api_key="x", max_retries=0)
@@ -224,10 +229,10 @@ for spec in (
     MapSpec("q", "ask?", output_type="boolean"),
     MapSpec("q", "len", output_type="number"),
 ):
-    run = task_function(spec, llm, None, lambda u: None, lambda n: None, seen.append)
+    run = task_function(spec, llm, None, seen.append)
     out = list(run(iter([batch])))
     assert out[0].num_rows == 3 and out[0].column(1).null_count == 1, out
-print("pandas" in sys.modules, seen[0][0].rows, seen[0][0].answered)
+print("pandas" in sys.modules, seen[0].stats[0].rows, seen[0].stats[0].answered)
 """
 
 

@@ -1,0 +1,139 @@
+"""Reading a chat completion's JSON body into the few fields the client uses.
+
+Pure functions: no meter, no client state.  :func:`read_completion` reads
+``choices[0].message`` (``content``, ``tool_calls``),
+``choices[0].finish_reason`` and ``usage`` and nothing else.
+
+Examples
+--------
+>>> body = b'{"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],'
+>>> body += b' "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
+>>> done = read_completion(body)
+>>> done.content, done.usage, done.finish_reason
+('hi', (3, 1), 'stop')
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_pipeline.llm.reply import ToolCall
+
+__all__ = ["Completion", "NotJSON", "read_completion", "tool_calls", "usage_counts"]
+
+
+class NotJSON(ValueError):
+    """The body is not a JSON object (the message says which)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The fields of a completion the client reads.
+
+    Attributes
+    ----------
+    content
+        ``choices[0].message.content`` (non-string content as JSON text).
+    tool_calls
+        The message's function calls, arguments as raw JSON text.
+    usage
+        ``(prompt_tokens, completion_tokens)`` from the body, or None if absent or unreadable.
+    finish_reason
+        ``choices[0].finish_reason`` when a string.
+    has_message
+        Whether the body had ``choices[0].message`` at all.
+    """
+
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: tuple[int, int] | None = None
+    finish_reason: str | None = None
+    has_message: bool = False
+
+
+def read_completion(body: bytes | str) -> Completion:
+    """The :class:`Completion` in a response body.
+
+    Raises
+    ------
+    NotJSON
+        The body is not JSON, or not a JSON object.
+    """
+    try:
+        completion = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        msg = "reply body is not JSON"
+        raise NotJSON(msg) from exc
+    if not isinstance(completion, dict):
+        msg = "reply body is not a JSON object"
+        raise NotJSON(msg)
+    choices = completion.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(choice, dict):
+        choice = None
+    message = choice.get("message") if choice is not None else None
+    if not isinstance(message, dict):
+        message = None
+    content = message.get("content") if message is not None else None
+    if content is not None and not isinstance(content, str):
+        content = json.dumps(content)
+    usage = completion.get("usage")
+    finish_reason = choice.get("finish_reason") if choice is not None else None
+    return Completion(
+        content=content,
+        tool_calls=tool_calls(message.get("tool_calls") if message is not None else None),
+        usage=usage_counts(usage) if isinstance(usage, dict) else None,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        has_message=message is not None,
+    )
+
+
+def tool_calls(raw: Any) -> list[ToolCall]:
+    """The function calls of a reply message (entries without a function are skipped).
+
+    Examples
+    --------
+    >>> tool_calls([{"id": "1", "function": {"name": "f", "arguments": {"a": 1}}}])
+    [ToolCall(id='1', name='f', arguments='{"a": 1}')]
+    """
+    calls: list[ToolCall] = []
+    if not isinstance(raw, list):
+        return calls
+    for call in raw:
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        if not isinstance(function, dict):
+            continue
+        arguments = function.get("arguments")
+        if arguments is None:
+            arguments = ""
+        elif not isinstance(arguments, str):  # some servers send an object; keep it as JSON text
+            arguments = json.dumps(arguments)
+        calls.append(
+            ToolCall(
+                id=str(call.get("id") or ""),
+                name=str(function.get("name") or ""),
+                arguments=arguments,
+            )
+        )
+    return calls
+
+
+def usage_counts(usage: dict[str, Any]) -> tuple[int, int] | None:
+    """``(prompt_tokens, completion_tokens)`` from a reply's usage, or None if unreadable.
+
+    Examples
+    --------
+    >>> usage_counts({"prompt_tokens": 5, "completion_tokens": 2.0}), usage_counts({})
+    ((5, 2), None)
+    """
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens")
+    if isinstance(prompt, bool) or isinstance(completion, bool):
+        return None
+    if not isinstance(prompt, int | float) or not isinstance(completion, int | float):
+        return None
+    return int(prompt), int(completion)

@@ -1,0 +1,166 @@
+"""The row store and the run memo of the operators: answers kept per text, not per batch.
+
+- :class:`RowStore`: checked answers per text in the response cache file
+  (table ``row_answers``, keys from :class:`~rlm_pipeline.llm.cache.RowKeys`):
+  a text answered by an earlier run is not sent again, whatever the batch
+  size, partitioning or slicing.
+- :class:`Memo` and :class:`Claim`: texts already asked for within one run
+  (one event loop), so the slices of a stream share one call per text.
+
+Examples
+--------
+>>> import asyncio, os, tempfile
+>>> from rlm_pipeline.llm.cache import ResponseCache
+>>> from rlm_pipeline.llm.config import LLM
+>>> from rlm_pipeline.ops.spec import ClassifySpec
+>>> cache = ResponseCache(os.path.join(tempfile.mkdtemp(), "cache.sqlite"))
+>>> store = RowStore(cache, LLM(model="m"), ClassifySpec("text", ("a", "b")))
+>>> store.save(["hello", "bye"], [("a", None), (None, "invalid_label: c")])
+>>> store.flush()
+>>> store.lookup(["hello", "bye"])
+{'hello': 'a'}
+>>> cache.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rlm_pipeline.llm.cache import ResponseCache, RowKeys
+from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.ops.prompts import PROMPT_VERSION, answer_params
+from rlm_pipeline.ops.reply import check_value
+from rlm_pipeline.ops.spec import OpSpec
+
+__all__ = ["STORE_FLUSH_ROWS", "STORE_FLUSH_S", "Claim", "Memo", "RowResult", "RowStore"]
+
+#: One output row: the value (label) or None, and None or the reason it is missing.
+RowResult = tuple[Any, str | None]
+#: Checked row answers written per transaction (at most).
+STORE_FLUSH_ROWS = 512
+#: Longest time a checked row answer waits before it is written.
+STORE_FLUSH_S = 0.25
+
+
+class RowStore:
+    """Checked answers per text, in the response cache file (table ``row_answers``).
+
+    Keys come from :func:`rlm_pipeline.llm.cache.row_key`: endpoint (resolved
+    base URL), model, temperature, prompt version,
+    :func:`~rlm_pipeline.ops.prompts.answer_params` and the text — not the
+    batch.  Only answers that passed the checks of
+    :func:`~rlm_pipeline.ops.reply.check_reply` are stored.
+
+    Parameters
+    ----------
+    cache
+        The open response cache (the client's).
+    config
+        The endpoint config (base URL, model and temperature are part of the key).
+    spec
+        The operator.
+    """
+
+    def __init__(self, cache: ResponseCache, config: LLM, spec: OpSpec) -> None:
+        self.cache = cache
+        self.spec = spec
+        self._pending: dict[str, Any] = {}
+        self._last_flush = time.monotonic()
+        self._keys = RowKeys(
+            base_url=config.resolved_base_url(),
+            model=config.model,
+            temperature=config.temperature,
+            prompt_version=PROMPT_VERSION,
+            params=answer_params(spec),
+        )
+
+    @classmethod
+    def of(cls, cache: ResponseCache | None, config: LLM, spec: OpSpec) -> RowStore | None:
+        """The store in ``cache``, or None when there is no cache file."""
+        return cls(cache, config, spec) if cache is not None else None
+
+    def key(self, text: str) -> str:
+        """The row-answer key of ``text`` under this store's model and spec."""
+        return self._keys.key(text)
+
+    def lookup(self, texts: Sequence[str]) -> dict[str, Any]:
+        """Stored answers of the distinct ``texts`` (text -> value), misses left out.
+
+        A stored value that no longer passes the spec's check reads as a miss.
+        """
+        keys = {self._keys.key(text): text for text in texts}
+        found: dict[str, Any] = {}
+        for key, stored in self.cache.get_rows(list(keys)).items():
+            value, error = check_value(stored, self.spec)
+            if error is None:
+                found[keys[key]] = value
+        return found
+
+    def save(self, texts: Sequence[str], results: Sequence[RowResult]) -> None:
+        """Queue the answers among ``results`` that have no error for writing.
+
+        They are written (one transaction) once :data:`STORE_FLUSH_ROWS` are
+        queued or :data:`STORE_FLUSH_S` passed since the last write; call
+        :meth:`flush` when done.
+        """
+        for text, (value, error) in zip(texts, results, strict=True):
+            if error is None and value is not None:
+                self._pending[self._keys.key(text)] = value
+        if (
+            len(self._pending) >= STORE_FLUSH_ROWS
+            or time.monotonic() - self._last_flush >= STORE_FLUSH_S
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued answers now (one transaction)."""
+        self._last_flush = time.monotonic()
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            self.cache.put_rows(pending)
+
+
+class Claim:
+    """The texts one :func:`apply_texts` call asks for, and their answers.
+
+    ``done`` is resolved when the call is over (or gets its exception), so a
+    later call waiting on some of these texts waits on one future per claim,
+    not one per text.
+    """
+
+    __slots__ = ("done", "results", "stored")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.results: dict[str, RowResult] = {}
+        self.stored: set[str] = set()  # texts answered from the row store
+
+
+class Memo:
+    """Texts already asked for in this run (text -> the :class:`Claim` asking for it).
+
+    Share one memo between calls of :func:`apply_texts` in the same event
+    loop to dedup across slices of a stream.  ``max_size`` bounds memory: when
+    it is passed, texts of finished claims are dropped (a later repeat is
+    asked again, usually from the stored row answers).
+    """
+
+    def __init__(self, max_size: int = 500_000) -> None:
+        self.max_size = max_size
+        self._claims: dict[str, Claim] = {}
+
+    def get(self, text: str) -> Claim | None:
+        """The claim that asks (or asked) for ``text``, if any."""
+        return self._claims.get(text)
+
+    def put(self, text: str, claim: Claim) -> None:
+        """Record that ``claim`` asks for ``text``."""
+        if len(self._claims) >= self.max_size:
+            self._claims = {t: c for t, c in self._claims.items() if not c.done.done()}
+        self._claims[text] = claim
+
+    def __len__(self) -> int:
+        return len(self._claims)
