@@ -13,6 +13,7 @@ import inspect
 import itertools
 import json
 import logging
+import re
 from types import ModuleType
 from typing import Any
 
@@ -310,9 +311,10 @@ async def _answer(
     if message.get("tool_calls"):
         finish = "tool_calls"
     content = message.get("content")
-    out_tokens = estimate_tokens(content) if isinstance(content, str) else 0
+    count = _word_tokens if state.config.token_count == "words" else estimate_tokens
+    out_tokens = count(content) if isinstance(content, str) else 0
     if message.get("tool_calls"):
-        out_tokens += estimate_tokens(json.dumps(message["tool_calls"], separators=(",", ":")))
+        out_tokens += count(json.dumps(message["tool_calls"], separators=(",", ":")))
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(limit, int) and limit > 0 and isinstance(content, str) and out_tokens > limit:
         message = {**message, "content": content[: limit * 4]}
@@ -324,10 +326,28 @@ async def _answer(
         model=str(body.get("model") or "sim-1"),
         message=message,
         finish_reason=finish,
-        prompt_tokens=estimate_message_tokens(messages, body.get("tools")),
+        prompt_tokens=_prompt_tokens(state, messages, body.get("tools")),
         completion_tokens=out_tokens,
     )
     return reply, rows
+
+
+_WORD = re.compile(r"\w+|[^\w\s]+")
+
+
+def _word_tokens(text: str) -> int:
+    """Words and runs of punctuation (``token_count="words"``): not the client's estimator."""
+    return len(_WORD.findall(text))
+
+
+def _prompt_tokens(state: SimState, messages: Any, tools: Any) -> int:
+    """The prompt's ``usage`` tokens, counted as ``state.config.token_count`` says."""
+    if state.config.token_count != "words":
+        return estimate_message_tokens(messages, tools)
+    texts = [json.dumps(m.get("content"), ensure_ascii=False) for m in messages]
+    if tools:
+        texts.append(json.dumps(tools, ensure_ascii=False))
+    return sum(_word_tokens(text) + 4 for text in texts)
 
 
 async def _call_planner(state: SimState, name: str, body: dict[str, Any], **options: Any) -> Any:

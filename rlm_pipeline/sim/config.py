@@ -8,7 +8,7 @@ from typing import Any
 
 from rlm_pipeline.errors import InputError
 
-__all__ = ["STRUCTURED_MODES", "TEXT_STYLES", "TOOL_MODES", "SimConfig"]
+__all__ = ["STRUCTURED_MODES", "TEXT_STYLES", "TOKEN_COUNTS", "TOOL_MODES", "SimConfig"]
 
 #: How the simulator treats ``response_format``, mimicking real servers:
 #: ``json_schema`` (OpenAI, vLLM: everything accepted), ``json_object``
@@ -25,6 +25,10 @@ TOOL_MODES = ("native", "text", "rejected")
 #: ``bare`` (JSON objects in prose), ``fenced`` (a ```json block), or ``cycle``
 #: (tag, bare, fenced by turn).
 TEXT_STYLES = ("cycle", "tag", "bare", "fenced")
+#: How the reply's ``usage`` counts tokens: ``estimate`` (the client's own
+#: estimator, characters / 4) or ``words`` (words and runs of punctuation, close to
+#: a real tokenizer and independent of the client's estimate: tests of estimates use it).
+TOKEN_COUNTS = ("estimate", "words")
 
 _RATES = ("fault_429", "fault_500", "fault_timeout", "fault_malformed", "fault_wrong_ids")
 
@@ -84,6 +88,8 @@ class SimConfig:
     fail_root_after
         When set, every root-role request after the first N gets HTTP 500 (a
         server that crashed mid-run).
+    token_count
+        One of :data:`TOKEN_COUNTS`: how ``usage`` counts prompt and reply tokens.
 
     Examples
     --------
@@ -111,6 +117,7 @@ class SimConfig:
     text_several: bool = False
     grammar_limit: int | None = None
     fail_root_after: int | None = None
+    token_count: str = "estimate"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_after_s", tuple(self.retry_after_s))
@@ -143,6 +150,9 @@ class SimConfig:
             raise InputError(msg)
         if self.text_style not in TEXT_STYLES:
             msg = f"text_style must be one of {TEXT_STYLES}, got {self.text_style!r}"
+            raise InputError(msg)
+        if self.token_count not in TOKEN_COUNTS:
+            msg = f"token_count must be one of {TOKEN_COUNTS}, got {self.token_count!r}"
             raise InputError(msg)
         for name in ("grammar_limit", "fail_root_after"):
             value = getattr(self, name)

@@ -90,7 +90,11 @@ def test_rerun_reasks_only_failed_rows(sim_factory: Any, tmp_path: Path) -> None
     assert sim.stats()["requests"] == failed.height // 8
 
 
-def test_estimate_matches_real_run(sim: Any, tmp_path: Path) -> None:
+def test_estimate_is_close_to_the_servers_count(sim_factory: Any, tmp_path: Path) -> None:
+    # The server counts tokens its own way (words and runs of punctuation, like a
+    # tokenizer), not with the client's estimator: the estimate is checked against
+    # a count it did not produce.
+    sim = sim_factory(token_count="words")
     texts = tickets(1_000, distinct=400, seed=7)
     df = pl.DataFrame({"id": range(1_000), "q": texts})
     llm = _llm(sim, cache_path=str(tmp_path / "c.sqlite"), model="gpt-4.1-mini")
@@ -100,10 +104,17 @@ def test_estimate_matches_real_run(sim: Any, tmp_path: Path) -> None:
     meter = UsageMeter()
     rp.classify(df, "q", list(LABELS), llm, batch_size=16, meter=meter)
     real = meter.snapshot()
-    assert est.calls == real.calls == sim.stats()["requests"]
-    assert est.input_tokens == real.input_tokens
-    assert abs(est.output_tokens - real.output_tokens) <= 0.1 * real.output_tokens
-    assert abs(est.cost_usd - real.cost_usd) <= 0.1 * real.cost_usd
+    served = sim.stats()
+    assert est.calls == real.calls == served["requests"]
+    assert (real.input_tokens, real.output_tokens) == (
+        served["input_tokens"],
+        served["output_tokens"],
+    )
+    assert est.input_tokens != real.input_tokens  # two independent counts
+    assert abs(est.input_tokens - real.input_tokens) <= 0.2 * real.input_tokens
+    assert abs(est.output_tokens - real.output_tokens) <= 0.35 * real.output_tokens
+    assert est.cost_usd is not None
+    assert abs(est.cost_usd - real.cost_usd) <= 0.3 * real.cost_usd
     again = rp.estimate(df, "q", list(LABELS), llm, batch_size=16)
     assert (again.cached, again.calls, again.cost_usd) == (distinct, 0, 0.0)
 
