@@ -69,6 +69,8 @@ def test_answer_schema_allows_only_answer() -> None:
         (400, "This model's maximum context length is 8192 tokens", False),
         (401, "tools: invalid key", False),
         (500, "failed to parse grammar for tools", False),
+        (500, "tools param requires --jinja flag", True),
+        (500, "Internal server error", False),
         (None, "tools", False),
     ],
 )
