@@ -89,8 +89,8 @@ def _wait_no_jobs(spark: Any, within: float = 15.0) -> float:
     """Seconds until no Spark job is active (fails after ``within``)."""
     started = time.monotonic()
     tracker = spark.sparkContext.statusTracker()
-    while tracker.getActiveJobIds():
-        assert time.monotonic() - started < within, tracker.getActiveJobIds()
+    while tracker.getActiveJobsIds():
+        assert time.monotonic() - started < within, tracker.getActiveJobsIds()
         time.sleep(0.1)
     return time.monotonic() - started
 
