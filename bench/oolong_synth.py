@@ -606,6 +606,7 @@ class BenchConfig:
     max_retries: int = 3
     max_concurrency: int = 16
     traces_dir: str | None = None
+    tpm: float | None = None
 
 
 def _summarise(runs: list[MethodRun], families: list[str] | None = None) -> dict[str, Any]:
@@ -655,11 +656,11 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
     """
     llm = LLM(model=cfg.model, base_url=base_url, api_key=None if not simulator else "sim",
               max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s,
-              max_retries=cfg.max_retries)
+              max_retries=cfg.max_retries, tpm=cfg.tpm)
     sub = llm if cfg.cache_path is None else LLM(
         model=cfg.model, base_url=base_url, api_key=llm.api_key,
         max_concurrency=cfg.max_concurrency, timeout_s=cfg.request_timeout_s,
-        max_retries=cfg.max_retries, cache_path=cfg.cache_path)
+        max_retries=cfg.max_retries, cache_path=cfg.cache_path, tpm=cfg.tpm)
     say = progress or (lambda _msg: None)
     done: dict[tuple[int, str, str], dict[str, Any]] = {}
     for size in (previous or {}).get("sizes", []):
@@ -925,6 +926,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request")
     p.add_argument("--max-retries", type=int, default=3)
     p.add_argument("--max-concurrency", type=int, default=16)
+    p.add_argument("--tpm", type=float, default=None,
+                   help="tokens per minute limit; with one set the client also sends max_tokens "
+                        "on every request (the root's replies are then bounded to 1024 tokens)")
     p.add_argument("--traces", type=Path, default=None, metavar="DIR",
                    help="write each RLM run's JSONL trace into DIR")
     p.add_argument("--seed-question", type=int, default=0, metavar="ROWS",
@@ -992,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       token_scale=args.token_scale, protocol=args.protocol,
                       cache_path=args.cache, rlm_timeout_s=args.rlm_timeout,
                       request_timeout_s=args.request_timeout, max_retries=args.max_retries,
-                      max_concurrency=args.max_concurrency,
+                      max_concurrency=args.max_concurrency, tpm=args.tpm,
                       traces_dir=str(args.traces) if args.traces else None)
     if args.traces:
         args.traces.mkdir(parents=True, exist_ok=True)
@@ -1015,10 +1019,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.seed_question:
             root = LLM(model=cfg.model, base_url=args.base_url,
                        timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-                       max_concurrency=cfg.max_concurrency)
+                       max_concurrency=cfg.max_concurrency, tpm=cfg.tpm)
             sub = LLM(model=cfg.model, base_url=args.base_url,
                       timeout_s=cfg.request_timeout_s, max_retries=cfg.max_retries,
-                      max_concurrency=cfg.max_concurrency, cache_path=cfg.cache_path)
+                      max_concurrency=cfg.max_concurrency, cache_path=cfg.cache_path,
+                      tpm=cfg.tpm)
             trace = str(args.traces / "seed_question.jsonl") if args.traces else None
             say(f"seed question over {args.seed_question:,} tickets (RLM only)")
             seed = run_seed_question(
