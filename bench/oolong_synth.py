@@ -828,6 +828,29 @@ def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table: per size and method, the figures and per-family scores."""
+    families = sorted({f for s in report["sizes"] for m in s["methods"].values()
+                       for f in m.get("by_family", {})})
+    head = ("| context | rows | method | score | " + " | ".join(families)
+            + " | calls | input tok | output tok | largest prompt | wall s | root protocol |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for size in report["sizes"]:
+        for method, m in size["methods"].items():
+            fam = [f"{m['by_family'][f]['score']:.2f} ({m['by_family'][f]['questions']})"
+                   if f in m.get("by_family", {}) else "" for f in families]
+            turns = m.get("protocol_turns") or {}
+            proto = ", ".join(f"{k} {v}" for k, v in sorted(turns.items())) or (
+                "one prompt" if method == "baseline" else "")
+            name = "RLM" if method == "rlm" else "direct"
+            lines.append(
+                f"| 2^{size['log2_tokens']} | {size['rows']:,} | {name} | **{m['score']:.2f}** "
+                f"({m['questions']} q) | " + " | ".join(fam)
+                + f" | {m['calls']:,} | {m['input_tokens']:,} | {m['output_tokens']:,} | "
+                f"{m['max_prompt_tokens']:,} | {m['seconds']:,.0f} | {proto} |")
+    return "\n".join(lines)
+
+
 def format_table(report: dict[str, Any]) -> str:
     """The report as a plain-text table (one line per size and method)."""
     head = (f"{'size':>6} {'rows':>7} {'method':>9} {'score':>6} {'calls':>7} "
@@ -979,6 +1002,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = merge_reports([json.loads(p.read_text(encoding="utf-8")) for p in args.merge])
         _write(args.out, report)
         print(format_table(report))
+        print(format_markdown(report))
         print(f"report: {args.out}")
         if args.plot is not None:
             _plot(args, report)
