@@ -323,7 +323,7 @@ async def apply_texts(
     finally:
         if run.store is not None:
             run.store.flush()  # also when cancelled: a stopped run keeps what it was told
-    out = [asked.result(text, claim) for text in texts]
+    out = asked.results(texts, claim)
     for i, result in too_long.items():
         out[i] = result
     return out
@@ -353,27 +353,35 @@ class _Asked:
 
     @classmethod
     def split(cls, texts: Sequence[str | None], memo: Memo, claim: Claim) -> _Asked:
-        asked = cls(counts={}, fresh=[], waiting={}, unsent=0)
+        counts: dict[str, int] = {}
+        fresh: list[str] = []
+        waiting: dict[str, Claim] = {}
+        unsent = 0
         for text in texts:
             if not isinstance(text, str) or not text.strip():
-                asked.unsent += 1
-            elif text in asked.counts:
-                asked.counts[text] += 1
+                unsent += 1
+            elif text in counts:
+                counts[text] += 1
             else:
-                asked.counts[text] = 1
+                counts[text] = 1
                 earlier = memo.get(text)
                 if earlier is None:
                     memo.put(text, claim)
-                    asked.fresh.append(text)
+                    fresh.append(text)
                 else:
-                    asked.waiting[text] = earlier
-        return asked
+                    waiting[text] = earlier
+        return cls(counts=counts, fresh=fresh, waiting=waiting, unsent=unsent)
 
-    def result(self, text: str | None, claim: Claim) -> RowResult:
-        """The answer of one input row (``claim``: this call's)."""
-        if not isinstance(text, str) or not text.strip():
-            return _EMPTY
-        return self.waiting.get(text, claim).results.get(text, _LOST)
+    def results(self, texts: Sequence[str | None], claim: Claim) -> list[RowResult]:
+        """The answer of every input row, in order (``claim``: this call's)."""
+        waiting = self.waiting
+        out: list[RowResult] = []
+        for text in texts:
+            if not isinstance(text, str) or not text.strip():
+                out.append(_EMPTY)
+            else:
+                out.append(waiting.get(text, claim).results.get(text, _LOST))
+        return out
 
 
 def _fit_rows(
