@@ -212,7 +212,8 @@ class Work:
     ) -> None:
         self.label = label
         self.parent = parent
-        self.limits = limits or (parent.limits if parent is not None else DEFAULT_WORK_LIMITS)
+        inherited = parent.limits if parent is not None else DEFAULT_WORK_LIMITS
+        self.limits: WorkLimits = limits or inherited
         self.tag = f"rlm-{label}-{uuid.uuid4().hex[:12]}"
         self._reason: str | None = None
         self._lock = threading.Lock()
