@@ -81,6 +81,10 @@ MODEL_BYTES = 491_400_064
 MODEL_ALIAS = "qwen-0.5b"
 N_CTX = 16384
 N_THREADS = 2
+#: The server's prompt-cache budget.  llama-cpp-python counts only the KV state against
+#: it; each saved state also holds a copy of the last batch's logits (512 x 151,936
+#: floats, ~311 MB), so the real memory is several times this (seen: 10 GB RSS at 2 GiB).
+CACHE_BYTES = 128 * 1024 * 1024
 READY_TIMEOUT_S = 180.0
 STOP_GRACE_S = 10.0
 
@@ -344,10 +348,10 @@ def up(port: int | None = None) -> Server:
         cmd = [str(p.python), "-m", "llama_cpp.server", "--model", str(model),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
                "--n_threads", str(N_THREADS), "--n_ctx", str(N_CTX),
-               # keep the KV state of recent prompts in RAM (2 GiB), reused by longest
-               # common prefix: root turns interleaved with sub-calls, or the one-prompt
+               # keep the KV state of recent prompts in RAM, reused by longest common
+               # prefix: root turns interleaved with sub-calls, or the one-prompt
                # baseline's table asked several questions, are not evaluated again
-               "--cache", "true", "--cache_type", "ram"]
+               "--cache", "true", "--cache_type", "ram", "--cache_size", str(CACHE_BYTES)]
         log = open(server_log, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
         with log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
