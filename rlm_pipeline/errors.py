@@ -4,6 +4,8 @@ The tree::
 
     RLMPipelineError
     ├── InputError (also ValueError)        bad arguments or input data
+    │   └── MissingDependencyError          an optional extra is not installed (also
+    │                                       ImportError); says what to pip install
     ├── ExpressionError (also ValueError)   model/user SQL rejected; carries fragment + hint
     │   └── UnsupportedExpressionError      valid SQL outside the allow list
     ├── EngineError                         the engine failed on a checked plan
@@ -38,6 +40,7 @@ __all__ = [
     "LLMRateLimitError",
     "LLMResponseParseError",
     "LLMTimeoutError",
+    "MissingDependencyError",
     "RLMPipelineError",
     "ResourceLimitError",
     "RootModelError",
@@ -51,6 +54,19 @@ class RLMPipelineError(Exception):
 
 class InputError(RLMPipelineError, ValueError):
     """Bad arguments or unreadable input (missing file, unknown column, ...)."""
+
+
+class MissingDependencyError(InputError, ImportError):
+    """A feature needs an optional extra that is not installed.
+
+    The message is one line naming the package and the ``pip install`` to run,
+    e.g. ``Spark support needs pyspark: pip install 'rlm-pipeline[spark]'``.
+    ``extra`` is the extra's name (``spark``, ``validate``, ``sim``).
+    """
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
 
 
 class ResourceLimitError(InputError):
