@@ -32,8 +32,9 @@ The jobs live in their own modules: the response cache and its keys
 (:mod:`~rlm_pipeline.llm.probe`), the reply allowance
 (:mod:`~rlm_pipeline.llm.allowance`), the openai SDK's errors mapped at the
 boundary (:mod:`~rlm_pipeline.llm.failures`), reading a completion
-(:mod:`~rlm_pipeline.llm.completion`); this module holds the one retry loop
-(:meth:`LLMClient._send`) and the circuit breaker's wiring.
+(:mod:`~rlm_pipeline.llm.completion`), the calls around the circuit breaker
+(:mod:`~rlm_pipeline.llm.gate`); this module holds the one retry loop
+(:meth:`LLMClient._send`).
 
 Examples
 --------
@@ -75,19 +76,13 @@ from rlm_pipeline.llm.allowance import (
     reply_allowance,
     wanted_reply_tokens,
 )
-from rlm_pipeline.llm.breaker import (
-    CONNECT_MAX_DELAY_S,
-    CONNECT_TRIES,
-    DEFAULT_ENDPOINT,
-    Breaker,
-    connect_error,
-    missing_endpoint,
-)
+from rlm_pipeline.llm.breaker import DEFAULT_ENDPOINT, Breaker, missing_endpoint
 from rlm_pipeline.llm.budget import BudgetGuard, Reservation, shared_guard
 from rlm_pipeline.llm.cache import ResponseCache
 from rlm_pipeline.llm.completion import NotJSON, read_completion
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.failures import TryFailed, final_error, mapped_errors
+from rlm_pipeline.llm.gate import BreakerGate
 from rlm_pipeline.llm.probe import PROBE_GRACE_S, FormatRejected, StructuredProbe
 from rlm_pipeline.llm.ratelimit import RateLimiter
 from rlm_pipeline.llm.replies import CachedReplies
@@ -194,14 +189,11 @@ class LLMClient:
         self._price = config.price()
         base_url = config.resolved_base_url()
         self._endpoint = (base_url or DEFAULT_ENDPOINT, config.model)
-        # The circuit breaker (see the module docstring), the call retrying the
-        # connection for all (resolved with its verdict), and a future resolved
-        # when the breaker trips (wakes the calls sleeping in a backoff).
+        # The circuit breaker (see the module docstring) and the gate that
+        # coordinates the calls around it (one retries the connection for all).
         self._breaker = Breaker(self._endpoint[0], config.model)
+        self._gate = BreakerGate(self._breaker, self.retry, self._rng, self.meter)
         self._unconfigured = missing_endpoint(config)
-        self._reconnecting: asyncio.Future[None] | None = None
-        self._connect_fails = 0
-        self._tripped: asyncio.Future[None] | None = None
         self._call_ids = itertools.count()
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else _http_client(config)
@@ -544,10 +536,10 @@ class LLMClient:
         leading = False  # this call retries the connection for the client
         try:
             while True:
-                await self._wait_for_reconnect(leading)
+                await self._gate.wait_turn(leading)
                 try:
                     async with self._semaphore:
-                        if self._reconnecting is not None and not leading:
+                        if self._gate.others_reconnecting(leading):
                             continue  # another call began retrying the connection meanwhile
                         self._breaker.check()  # tripped while this call waited for a slot
                         attempt += 1
@@ -556,18 +548,20 @@ class LLMClient:
                             response = await self._post(params)
                 except TryFailed as failed:
                     if failed.connect and self._breaker.armed:
-                        leading = await self._connect_failed(failed, leading)
+                        leading = await self._gate.connect_failed(
+                            failed.__cause__ or failed, leading
+                        )
                         continue
                     if failed.status is not None:
-                        leading = self._reached(leading)
-                    await self._pause(self._after_failure(failed, attempt, call, params))
+                        leading = self._gate.reached(leading)
+                    await self._gate.pause(self._after_failure(failed, attempt, call, params))
                     continue
-                leading = self._reached(leading)
+                leading = self._gate.reached(leading)
                 self._breaker.success()
                 return self._reply_from(response, prompt_tokens, projected_tokens)
         finally:
             if leading:
-                self._end_reconnect()
+                self._gate.end_reconnect()
 
     async def _pace(self, projected_tokens: int) -> None:
         """Wait for the rpm and tpm limiters (inside a concurrency slot)."""
@@ -612,7 +606,7 @@ class LLMClient:
             tripped = self._breaker.on_status(status, failed.detail, call=call)
             if tripped is not None:
                 self.meter.record_failure()
-                self._wake()
+                self._gate.wake()
                 tripped.attempts = attempt
                 raise tripped from cause
         elif failed.kind != "other":
@@ -626,85 +620,6 @@ class LLMClient:
         what = f"HTTP {status}" if status is not None else failed.kind
         logger.debug("retrying %s in %.3fs (try %d of %d)", what, delay, attempt, tries)
         return delay
-
-    # ---------------------------------------------------------------- breaker
-
-    async def _wait_for_reconnect(self, leading: bool) -> None:
-        """Before a try: wait while another call retries the connection; raise if tripped."""
-        while not leading and self._reconnecting is not None:
-            await asyncio.wait({self._reconnecting})
-        self._breaker.check()
-
-    async def _connect_failed(self, failed: TryFailed, leading: bool) -> bool:
-        """A try could not connect, and the endpoint never answered: retry quickly, or trip.
-
-        The first call to fail leads: it retries (up to :data:`CONNECT_TRIES`
-        tries in all, fewer when the retry policy allows fewer) while every
-        other call waits for its verdict, so a dead endpoint sees a handful of
-        connection attempts, not one per call.  Returns whether this call leads.
-
-        Raises
-        ------
-        LLMEndpointError
-            The connection kept failing (the breaker trips).
-        """
-        self._breaker.check()  # tripped meanwhile (by the call that led before)
-        if self._reconnecting is not None and not leading:
-            return False  # another call leads: wait for it at the top of the loop
-        if self._reconnecting is None:
-            self._reconnecting = asyncio.get_running_loop().create_future()
-            self._connect_fails = 0
-        cause = failed.__cause__ or failed
-        try:
-            self._connect_fails += 1
-            if self._connect_fails >= min(CONNECT_TRIES, self.retry.max_retries + 1):
-                self.meter.record_failure()
-                error = self._breaker.trip(
-                    connect_error(self._endpoint[0], cause, attempts=self._connect_fails)
-                )
-                logger.debug("circuit breaker tripped: %s", error)
-                self._wake()
-                raise error from cause
-            delay = min(
-                retry_delay(self._connect_fails, None, self._rng, self.retry), CONNECT_MAX_DELAY_S
-            )
-            logger.debug(
-                "cannot connect to %s; retrying in %.3fs (try %d of %d)",
-                self._endpoint[0],
-                delay,
-                self._connect_fails,
-                CONNECT_TRIES,
-            )
-            await self._pause(delay)
-        except BaseException:
-            self._end_reconnect()  # never leave the others waiting on a call that is gone
-            raise
-        return True
-
-    def _reached(self, leading: bool) -> bool:
-        """A try got an HTTP reply: the endpoint is reachable, the waiting calls may go."""
-        if leading:
-            self._end_reconnect()
-        return False
-
-    def _end_reconnect(self) -> None:
-        waiter, self._reconnecting = self._reconnecting, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _wake(self) -> None:
-        """The breaker tripped: wake every call that waits or sleeps, so each raises at once."""
-        self._end_reconnect()
-        if self._tripped is not None and not self._tripped.done():
-            self._tripped.set_result(None)
-
-    async def _pause(self, delay: float) -> None:
-        """Sleep ``delay`` seconds of backoff, or less if the breaker trips meanwhile."""
-        if self._tripped is None:
-            self._tripped = asyncio.get_running_loop().create_future()
-        if not self._tripped.done():
-            await asyncio.wait({self._tripped}, timeout=delay)
-        self._breaker.check()
 
     def _reply_from(
         self, response: httpx2.Response, prompt_tokens: int, projected_tokens: int

@@ -16,6 +16,7 @@ MODULES = [
     "rlm_pipeline.llm.completion",
     "rlm_pipeline.llm.config",
     "rlm_pipeline.llm.failures",
+    "rlm_pipeline.llm.gate",
     "rlm_pipeline.llm.probe",
     "rlm_pipeline.llm.ratelimit",
     "rlm_pipeline.llm.replies",
