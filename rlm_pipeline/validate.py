@@ -93,14 +93,32 @@ def _import_gx() -> Any:
 
     It imports PySpark, which warns (``FutureWarning``) that pandas >= 3 is not
     fully supported; that warning is filtered for this import only.
+
+    Raises
+    ------
+    MissingDependencyError
+        great-expectations (the ``validate`` extra) is not installed, or pyspark is
+        installed without its Spark Connect dependencies, with which the import
+        fails (or exits the process under ``python -c``).
     """
+    import importlib.util
+
+    from rlm_pipeline._lazy import require
+
+    feature = "Validation with great-expectations"
+    if importlib.util.find_spec("pyspark") is not None:
+        # great-expectations imports pyspark.sql.connect whenever pyspark is installed.
+        require("grpc", extra="spark", feature=f"{feature} next to pyspark", package="grpcio")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r"PySpark does not yet fully support pandas", category=FutureWarning
         )
-        import great_expectations as gx
-        import great_expectations.expectations  # noqa: F401 - loaded under the same filter
+        gx = require("great_expectations", extra="validate", feature=feature,
+                     package="great-expectations")
+        # loaded under the same filter
+        require("great_expectations.expectations", extra="validate", feature=feature,
+                package="great-expectations")
     return gx
 
 

@@ -171,6 +171,9 @@ def spark_session(engine: str | None) -> Any:
     """The active SparkSession for ``--engine spark`` (a local one if none), else None."""
     if engine != "spark":
         return None
+    from rlm_pipeline._lazy import require_spark
+
+    require_spark()
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()

@@ -142,6 +142,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _spark_session() -> Any:
+    from rlm_pipeline._lazy import require_spark
+
+    require_spark()
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import polars as pl
 import pyarrow as pa
 
+from rlm_pipeline._lazy import require_spark
 from rlm_pipeline.engines.cells import normalize_arrow
 from rlm_pipeline.engines.polars import PolarsEngine
 from rlm_pipeline.engines.sources import FileSource, is_path_like, resolve_source
@@ -76,6 +77,7 @@ def open_engine(
         polars_engine.register(CONTEXT_VIEW, to_polars(data))
         return polars_engine
     if chosen == "spark":
+        require_spark()
         from rlm_pipeline.engines.spark import SparkEngine
 
         session = _session_for(data, spark)

@@ -138,7 +138,10 @@ def _dispatch(
         check_output_columns(names, spec, overwrite=overwrite)
         return polars_fanout.apply(frame, spec, llm, meter=meter, budget=budget, progress=progress)
     if chosen == "spark":
+        from rlm_pipeline._lazy import require_spark
         from rlm_pipeline.ops import spark_fanout
+
+        require_spark()
 
         sdf = data
         if not _is_spark(data):

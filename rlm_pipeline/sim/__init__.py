@@ -16,11 +16,17 @@ True
 
 from __future__ import annotations
 
-from rlm_pipeline.sim.app import build_app
-from rlm_pipeline.sim.classifier import intended_label
-from rlm_pipeline.sim.config import STRUCTURED_MODES, SimConfig
-from rlm_pipeline.sim.mapper import map_value
-from rlm_pipeline.sim.server import SimServer, serve
+from rlm_pipeline._lazy import require
+
+# One-line install hint instead of a ModuleNotFoundError from deep inside.
+require("starlette", extra="sim", feature="The simulator")
+require("uvicorn", extra="sim", feature="The simulator")
+
+from rlm_pipeline.sim.app import build_app  # noqa: E402
+from rlm_pipeline.sim.classifier import intended_label  # noqa: E402
+from rlm_pipeline.sim.config import STRUCTURED_MODES, SimConfig  # noqa: E402
+from rlm_pipeline.sim.mapper import map_value  # noqa: E402
+from rlm_pipeline.sim.server import SimServer, serve  # noqa: E402
 
 __all__ = [
     "STRUCTURED_MODES",
