@@ -15,7 +15,8 @@ import polars as pl
 import pytest
 
 import rlm_pipeline as rp
-from rlm_pipeline.ops.spec import DEFAULT_MAX_ROW_TOKENS, TRUNCATED_MARKER
+from rlm_pipeline.ops import polars_fanout
+from rlm_pipeline.ops.spec import DEFAULT_MAX_ROW_TOKENS, TRUNCATED_MARKER, MapSpec
 from rlm_pipeline.ops.stats import ERROR_KINDS
 from rlm_pipeline.sim import intended_label
 from tests.ops.tickets import LABELS, tickets
@@ -348,3 +349,38 @@ def test_spark_existing_column_and_long_cells(
         rp.spark.classify("q", list(LABELS), llm=llm, output_column="topic", truncate=True)
     )
     assert pl.DataFrame(cut.orderBy("id").toArrow())["topic"][12] == "billing"
+
+
+# ---------------------------------------------------------------- one stats counter
+
+
+def test_one_counter_writes_values_alike_and_caps_llm_map_values() -> None:
+    from rlm_pipeline.ops.spec import ClassifySpec, MapSpec
+    from rlm_pipeline.ops.stats import MAX_VALUES, StatsCounter, merge_stats
+
+    flags = StatsCounter(MapSpec("q", "urgent?", output_type="boolean"))
+    flags.add([(True, None), (False, None), (True, None), (None, "api_error: 500 after 3 tries")])
+    assert flags.stats().values == {"true": 2, "false": 1}  # as Spark casts them, not "True"
+    assert flags.stats().errors == {"api_error": 1}
+    numbers = StatsCounter(MapSpec("q", "size", output_type="number"))
+    numbers.add([(1e10, None), (0.5, None)], weights=[3, 1])
+    assert numbers.stats().values == {"1.0E10": 3, "0.5": 1} and numbers.rows == 4
+    many = StatsCounter(MapSpec("q", "id", output_type="integer"))
+    many.add([(i, None) for i in range(MAX_VALUES + 5)])
+    assert len(many.stats().values) == MAX_VALUES and many.answered == MAX_VALUES + 5
+    labels = ClassifySpec("q", tuple(f"l{i}" for i in range(MAX_VALUES + 5)))
+    parts = []
+    for i in range(MAX_VALUES + 5):
+        part = StatsCounter(labels)
+        part.add([(f"l{i}", None)])
+        parts.append(part.stats())
+    assert len(merge_stats(parts, labels).values) == MAX_VALUES + 5  # labels are never capped
+
+
+def test_polars_counts_a_boolean_llm_map_as_spark_does(sim: Any) -> None:
+    frame = pl.DataFrame({"q": ["Why is it broken?", "It is broken.", "Why?", None]})
+    llm = rp.LLM(model="sim-1", base_url=sim.base_url, api_key="x")
+    _, stats = polars_fanout.apply(
+        frame, MapSpec("q", "Does it ask a question?", output_type="boolean"), llm
+    )
+    assert set(stats.values) <= {"true", "false"} and sum(stats.values.values()) == 3
