@@ -607,6 +607,7 @@ class BenchConfig:
     max_concurrency: int = 16
     traces_dir: str | None = None
     tpm: float | None = None
+    order: str = "size"
 
 
 def _summarise(runs: list[MethodRun], families: list[str] | None = None) -> dict[str, Any]:
@@ -680,6 +681,7 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
         "overall": {},
         "sizes": [],
     }
+    tables: list[tuple[Any, Dataset, list[Question], list[dict[str, Any]]]] = []
     for exponent in cfg.sizes:
         target = 2**exponent if exponent <= 64 else exponent
         ds = make_dataset(max(8, int(target / cfg.token_scale)), seed=cfg.seed + exponent)
@@ -688,37 +690,44 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
         say(f"size 2^{log2}: {ds.rows:,} rows, {ds.tokens:,} estimated tokens "
             f"(~{round(ds.tokens * cfg.token_scale):,} model tokens), {len(questions)} questions")
         rows: list[dict[str, Any]] = [{**asdict(q), "runs": {}} for q in questions]
-        entry: dict[str, Any] = {
+        report["sizes"].append({
             "log2_tokens": log2, "target_tokens": target, "tokens": ds.tokens,
             "model_tokens_est": round(ds.tokens * cfg.token_scale), "rows": ds.rows,
             "methods": {}, "questions": rows,
-        }
-        report["sizes"].append(entry)
-        for method in cfg.methods:
-            for i, question in enumerate(questions):
-                key = (log2, question.text, method)
-                if key in done:
-                    rows[i]["runs"][method] = done[key]
-                    continue
-                if method == "rlm":
-                    trace = (None if cfg.traces_dir is None else
-                             str(Path(cfg.traces_dir) / f"rlm_2^{log2}_q{i:02d}.jsonl"))
-                    run = run_rlm(question, ds, llm, max_steps=cfg.max_steps,
-                                  max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
-                                  sub=sub, protocol=cfg.protocol, trace_path=trace)
-                else:
-                    run = run_baseline(question, ds, llm, context_window=cfg.context_window,
-                                       token_scale=cfg.token_scale)
-                rows[i]["runs"][method] = asdict(run)
-                # machine load when the run ended (other jobs share the cores)
-                rows[i]["runs"][method]["extra"]["load_1min"] = round(os.getloadavg()[0], 2)
-                say(f"  {method:8s} {run.score:4.2f}  gold={question.gold!s:<18} "
-                    f"pred={run.prediction!s:<18} {run.seconds:7.1f}s {question.text[:60]}"
-                    + (f"  [{run.error[:80]}]" if run.error else ""))
-                _refresh(report, cfg.methods)
-                if save is not None:
-                    save(report)
+        })
+        tables.append((log2, ds, questions, rows))
+    # work order: per size, each method through all questions (a local server keeps the
+    # table's prefix); or, with order="question", question i at every size before i+1
+    width = max((len(t[2]) for t in tables), default=0)
+    if cfg.order == "question":
+        order = [(m, t, i) for m in cfg.methods for i in range(width) for t in tables
+                 if i < len(t[2])]
+    else:
+        order = [(m, t, i) for t in tables for m in cfg.methods for i in range(len(t[2]))]
+    for method, (log2, ds, questions, rows), i in order:
+        question = questions[i]
+        key = (log2, question.text, method)
+        if key in done:
+            rows[i]["runs"][method] = done[key]
+            continue
+        if method == "rlm":
+            trace = (None if cfg.traces_dir is None else
+                     str(Path(cfg.traces_dir) / f"rlm_2^{log2}_q{i:02d}.jsonl"))
+            run = run_rlm(question, ds, llm, max_steps=cfg.max_steps,
+                          max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
+                          sub=sub, protocol=cfg.protocol, trace_path=trace)
+        else:
+            run = run_baseline(question, ds, llm, context_window=cfg.context_window,
+                               token_scale=cfg.token_scale)
+        rows[i]["runs"][method] = asdict(run)
+        # machine load when the run ended (other jobs share the cores)
+        rows[i]["runs"][method]["extra"]["load_1min"] = round(os.getloadavg()[0], 2)
+        say(f"  2^{log2} {method:8s} {run.score:4.2f}  gold={question.gold!s:<18} "
+            f"pred={run.prediction!s:<18} {run.seconds:7.1f}s {question.text[:60]}"
+            + (f"  [{run.error[:80]}]" if run.error else ""))
         _refresh(report, cfg.methods)
+        if save is not None:
+            save(report)
     # sizes of the earlier report that this run did not ask for are kept as they were
     asked = {s["log2_tokens"] for s in report["sizes"]}
     report["sizes"].extend(s for s in (previous or {}).get("sizes", [])
@@ -965,6 +974,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="another report to draw in the plot, e.g. simulated=bench/results/x.json")
     p.add_argument("--plot-only", action="store_true",
                    help="do not run: plot --out (and --plot-with) to --plot")
+    p.add_argument("--order", choices=("size", "question"), default="size",
+                   help="size: per size, each method through all its questions (default); "
+                        "question: question i at every size before question i+1")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="do not run: merge these reports (same questions) into --out")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the table")
@@ -1020,7 +1032,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       token_scale=args.token_scale, protocol=args.protocol,
                       cache_path=args.cache, rlm_timeout_s=args.rlm_timeout,
                       request_timeout_s=args.request_timeout, max_retries=args.max_retries,
-                      max_concurrency=args.max_concurrency, tpm=args.tpm,
+                      max_concurrency=args.max_concurrency, tpm=args.tpm, order=args.order,
                       traces_dir=str(args.traces) if args.traces else None)
     if args.traces:
         args.traces.mkdir(parents=True, exist_ok=True)

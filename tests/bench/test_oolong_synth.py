@@ -267,3 +267,15 @@ def test_merge_joins_methods_run_apart(tmp_path: Path) -> None:
         assert q["runs"]["baseline"] == rb["sizes"][0]["questions"][i]["runs"]["baseline"]
     assert rc["overall"]["rlm"] == ra["overall"]["rlm"]
     assert rc["overall"]["baseline"] == rb["overall"]["baseline"]
+
+
+def test_order_question_walks_every_size_before_the_next_question(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o.json"
+    assert oolong.main(["--sizes", "10,11", "--questions-per-size", "2", "--methods",
+                        "baseline", "--order", "question", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    sizes = re.findall(r"^  2\^(\d+) baseline", printed, flags=re.M)
+    assert sizes == ["10", "11", "10", "11"]
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert [len(s["questions"]) for s in report["sizes"]] == [2, 2]
