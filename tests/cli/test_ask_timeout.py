@@ -93,7 +93,9 @@ def _ask(args: list[str]) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("engine", ["spark", "polars"])
+@pytest.mark.parametrize(
+    "engine", [pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.slow]), "polars"]
+)
 def test_ask_timeout_exits_in_time_and_leaves_nothing_running(
     engine: str, sim_factory: Any, tmp_path: Path
 ) -> None:

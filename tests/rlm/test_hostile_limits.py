@@ -33,6 +33,7 @@ from rlm_pipeline.llm.config import LLM
 
 ROWS = 100_000
 GIB = 1 << 30
+SPARK = pytest.param("spark", marks=[pytest.mark.spark, pytest.mark.slow])
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ def _wait_no_jobs(spark: Any, within: float = 15.0) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.parametrize("engine", ["polars", "spark"])
+@pytest.mark.parametrize("engine", ["polars", SPARK])
 def test_hostile_set_is_refused_and_the_run_answers(
     engine: str, frame: pl.DataFrame, sim_llm: LLM, request: pytest.FixtureRequest
 ) -> None:
@@ -150,7 +151,7 @@ def test_default_limits_refuse_the_joins_only(
     assert calls["ctes"]["error"]
 
 
-@pytest.mark.parametrize("engine", ["polars", "spark"])
+@pytest.mark.parametrize("engine", ["polars", SPARK])
 def test_legitimate_large_work_is_not_refused(
     engine: str, sim_llm: LLM, request: pytest.FixtureRequest
 ) -> None:
@@ -165,6 +166,7 @@ def test_legitimate_large_work_is_not_refused(
     assert calls["grouped"]["rows_out"] == big["date"].n_unique()  # GROUP BY over 1M rows
 
 
+@pytest.mark.spark
 def test_spark_tool_timeout_cancels_the_job_and_the_run_goes_on(
     frame: pl.DataFrame, sim_llm: LLM, spark_idle: Any
 ) -> None:
@@ -184,6 +186,7 @@ def test_spark_tool_timeout_cancels_the_job_and_the_run_goes_on(
     assert idle < 5
 
 
+@pytest.mark.spark
 def test_spark_run_timeout_cancels_the_job_and_keeps_the_partial(
     frame: pl.DataFrame, sim_llm: LLM, spark_idle: Any
 ) -> None:
