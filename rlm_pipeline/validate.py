@@ -194,6 +194,7 @@ def validate_output(
     table = _to_arrow(output, columns)
     if backend == "builtin":
         return _validate_builtin(table, input_rows, labels, output_column, id_column)
+    _import_gx()  # the install hint comes before pandas is needed
     frame = table.to_pandas()
     # Column names become pandas query identifiers in the row condition below.
     safe = {c: f"c{i}" for i, c in enumerate(columns)}
