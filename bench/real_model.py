@@ -33,7 +33,8 @@ Usage::
 
 Environment: ``RLM_REAL_MODEL_HOME`` (cache folder, default
 ``~/.cache/rlm_pipeline/real_model``), ``RLM_REAL_MODEL_VENV`` (the server's
-venv, default ``$RLM_REAL_MODEL_HOME/venv``).  Importable:
+venv, default ``$RLM_REAL_MODEL_HOME/venv``), ``RLM_REAL_MODEL_THREADS``
+(default 2; 1 on a machine busy with other work).  Importable:
 :func:`up`, :func:`down`, :func:`status`, :func:`install` (the pytest fixture
 of ``tests/real`` uses them).
 """
@@ -80,6 +81,9 @@ MODEL_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
 MODEL_BYTES = 491_400_064
 MODEL_ALIAS = "qwen-0.5b"
 N_CTX = 16384
+#: Threads per server (``RLM_REAL_MODEL_THREADS``).  On a machine shared with other busy
+#: processes use 1: llama.cpp's threads meet at a barrier per token, and a descheduled
+#: thread stalls the others (seen: 0.34 generated tokens/s with 2 threads at load 15).
 N_THREADS = 2
 #: The server's prompt-cache budget.  llama-cpp-python counts only the KV state against
 #: it; each saved state also holds a copy of the last batch's logits (512 x 151,936
@@ -347,7 +351,8 @@ def up(port: int | None = None) -> Server:
         server_log = p.home / f"server-{port}.log"
         cmd = [str(p.python), "-m", "llama_cpp.server", "--model", str(model),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
-               "--n_threads", str(N_THREADS), "--n_ctx", str(N_CTX),
+               "--n_threads", os.environ.get("RLM_REAL_MODEL_THREADS") or str(N_THREADS),
+               "--n_ctx", str(N_CTX),
                # keep the KV state of recent prompts in RAM, reused by longest common
                # prefix: root turns interleaved with sub-calls, or the one-prompt
                # baseline's table asked several questions, are not evaluated again
