@@ -965,6 +965,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write each RLM run's JSONL trace into DIR")
     p.add_argument("--seed-question", type=int, default=0, metavar="ROWS",
                    help="also ask the seed question over ROWS synthetic tickets with the RLM")
+    p.add_argument("--seed-only", action="store_true",
+                   help="with --seed-question: ask only the seed question, no sizes")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON report path")
     p.add_argument("--resume", action="store_true",
                    help="keep the finished runs of --out (same questions) and run the rest")
@@ -1070,6 +1072,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"steps={seed.get('steps')} {seed.get('error') or ''}")
             previous = {**(previous or {}), "seed_question": seed}
             _write(args.out, {**(previous or {}), "sizes": (previous or {}).get("sizes", [])})
+        if args.seed_only:
+            print(json.dumps((previous or {}).get("seed_question"), indent=1, default=str))
+            return 0
         report = run_bench(cfg, args.base_url, simulator=False, progress=say,
                            previous=previous, save=save)
     else:
