@@ -47,11 +47,20 @@ Usage::
     python bench/oolong_synth.py --base-url http://127.0.0.1:8000/v1 --model my-model \\
         --context-window 32768 --out bench/results/oolong_my_model.json
 
-    # the real local model (bench/real_model.py up prints the URL); see bench/README.md
-    python bench/oolong_synth.py --base-url "$(python bench/real_model.py up)" \\
-        --model qwen-0.5b --sizes 10,12,14 --questions-per-size 10 --context-window 16384 \\
-        --token-scale 1.3 --cache /tmp/oolong_sub.sqlite --traces /tmp/oolong_traces \\
-        --seed-question 5000 --out bench/results/oolong_synth_real.json --resume
+    # the real local model (bench/real_model.py up prints the URL); see bench/README.md.
+    # Each method on its own server (a server keeps one table's prefix), then merged:
+    python bench/oolong_synth.py --base-url "$URL1" --model qwen-0.5b --methods baseline \\
+        --sizes 1024,4096,15360 --questions-per-size 10 --context-window 16384 \\
+        --token-scale 1.35 --request-timeout 1200 --out base.json --resume
+    python bench/oolong_synth.py --base-url "$URL2" --model qwen-0.5b --methods rlm \\
+        --sizes 1024,4096,15360 --questions-per-size 10 --token-scale 1.35 --order question \\
+        --protocol auto --max-steps 8 --rlm-timeout 420 --tpm 1e9 --cache sub.sqlite \\
+        --traces traces/ --out rlm.json --resume
+    python bench/oolong_synth.py --base-url "$URL3" --model qwen-0.5b --seed-question 5000 \\
+        --seed-only --tpm 1e9 --out seed.json
+    python bench/oolong_synth.py --merge base.json rlm.json seed.json \\
+        --out bench/results/oolong_synth_real.json --plot bench/results/oolong_synth_real.png \\
+        --plot-with simulated=bench/results/oolong_synth.json
 """
 
 from __future__ import annotations
