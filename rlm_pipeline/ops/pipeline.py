@@ -8,10 +8,13 @@ the model calls moving.  Chunks come out in the order they went in.
 Examples
 --------
 >>> import asyncio
+>>> from rlm_pipeline.llm.client import LLMClient
+>>> from rlm_pipeline.llm.config import LLM
 >>> from rlm_pipeline.ops.spec import ClassifySpec
->>> async def main():
-...     chunks = iter([[None], [" "]])
-...     return [r async for _, r in answer_chunks(chunks, lambda c: c, ClassifySpec("t", ("a",)), None)]
+>>> async def main():  # blank rows: answered without a call
+...     chunks, spec = iter([[None], [" "]]), ClassifySpec("t", ("a",))
+...     async with LLMClient(LLM(model="m", base_url="http://127.0.0.1:9/v1")) as client:
+...         return [r async for _, r in answer_chunks(chunks, lambda c: c, spec, client)]
 >>> asyncio.run(main())
 [[(None, 'empty_input')], [(None, 'empty_input')]]
 """
@@ -40,7 +43,7 @@ async def answer_chunks(
     chunks: Iterator[T],
     texts_of: Callable[[T], Sequence[str | None]],
     spec: OpSpec,
-    client: OpsClient | None,
+    client: OpsClient,
     *,
     progress: RowProgress | None = None,
     memo: Memo | None = None,
@@ -58,9 +61,9 @@ async def answer_chunks(
             if chunk is _END:
                 break
             task = asyncio.create_task(
-                apply_texts(  # a None client only works when every row is blank
+                apply_texts(
                     texts_of(chunk),
-                    client,  # type: ignore[arg-type]
+                    client,
                     spec,
                     memo=memo,
                     progress=progress,

@@ -33,7 +33,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -47,6 +47,9 @@ from rlm_pipeline.ops.pipeline import answer_chunks
 from rlm_pipeline.ops.runner import run_sync
 from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
 from rlm_pipeline.ops.stats import OpStats, StatsCounter
+
+if TYPE_CHECKING:
+    from rlm_pipeline.llm.client import LLMClient
 
 __all__ = [
     "DEFAULT_SLICE_ROWS",
@@ -200,7 +203,7 @@ async def apply_with_client(
     return await apply_async(frame, spec, client, progress=progress)
 
 
-def _client(llm: LLM, meter: UsageMeter, budget: Budget | None) -> Any:
+def _client(llm: LLM, meter: UsageMeter, budget: Budget | None) -> LLMClient:
     from rlm_pipeline.llm.client import LLMClient
 
     return LLMClient(llm, meter=meter, budget=budget)

@@ -307,6 +307,7 @@ def test_input_too_long_is_a_listed_kind() -> None:
         "rlm_pipeline.ops.estimate",
         "rlm_pipeline.ops.core",
         "rlm_pipeline.ops.memo",
+        "rlm_pipeline.ops.pipeline",
         "rlm_pipeline.ops.arrow_out",
         "rlm_pipeline.ops.spark_task",
         "rlm_pipeline.ops.spark_fanout",
