@@ -102,15 +102,16 @@ def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with rlm_pipeline and only its base dependencies."""
     venv = tmp_path_factory.mktemp("base_venv") / "venv"
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    python = venv / "bin" / "python"
+    # This venv's pip installs into the new one (--python): no pip bootstrap there.
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
     steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "-e", str(ROOT)],
-        [str(python), "-m", "pip", "install", "--quiet", *deps],
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        [*pip, "--no-deps", "-e", str(ROOT)],
+        [*pip, *deps],
     ]
     for step in steps:
-        done = _run(step)
-        assert done.returncode == 0, f"{step[2:5]} failed:\n{done.stderr[-3000:]}"
+        done = _run(step, cwd=venv.parent)
+        assert done.returncode == 0, f"{step} failed:\n{done.stderr[-3000:]}"
     return venv
 
 
@@ -123,7 +124,7 @@ def tickets_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_base_venv_lacks_the_extras(base_venv: Path) -> None:
     code = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
-    done = _run([str(base_venv / "bin" / "python"), "-c", code, *EXTRA_MODULES])
+    done = _run([str(base_venv / "bin" / "python"), "-c", code, *EXTRA_MODULES], cwd=base_venv)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -135,7 +136,7 @@ def test_polars_classify_and_rlm_need_no_extra(
     script.write_text(POLARS_SCRIPT)
     sim = sim_factory()
     args = [str(script), sim.base_url, str(tickets_file), DEMO_Q, ",".join(EXTRA_MODULES)]
-    base = _run([str(base_venv / "bin" / "python"), *args])
+    base = _run([str(base_venv / "bin" / "python"), *args], cwd=tmp_path)
     assert base.returncode == 0, base.stderr[-3000:]
     full = _run([sys.executable, *args], cwd=tmp_path)
     assert full.returncode == 0, full.stderr[-3000:]
@@ -154,7 +155,8 @@ def test_extras_raise_one_line_install_hints(
 ) -> None:
     script = tmp_path / "hints.py"
     script.write_text(HINT_SCRIPT)
-    done = _run([str(base_venv / "bin" / "python"), str(script), sim_factory().base_url])
+    done = _run([str(base_venv / "bin" / "python"), str(script), sim_factory().base_url],
+                cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     expected = {
