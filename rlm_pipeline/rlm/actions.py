@@ -60,7 +60,27 @@ _MAX_PROBLEMS = 5
 
 _TAG = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_DECODER = json.JSONDecoder()
+#: Key under which :func:`_first_wins` keeps the later values of repeated keys.
+_REPEATED = "\x00repeated"
+
+
+def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose repeated keys keep their first value (later ones aside).
+
+    A small model wrote ``{"name": "partition", "arguments": {…}, "name": "result"}``:
+    the first ``name`` is the tool; the later one is the new view's name, misplaced
+    out of the arguments (:func:`_action` puts it back when the arguments lack one).
+    """
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            result.setdefault(_REPEATED, {}).setdefault(key, value)
+        else:
+            result[key] = value
+    return result
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_first_wins)
 #: Where to stop when looking for objects: an opening brace, or a prose quote.
 _BRACE = re.compile(r"\{")
 _PROSE_STOPS = re.compile('[{"\u201c]')
@@ -200,7 +220,7 @@ def _tagged(inner: str, number: int, problems: list[str]) -> Iterator[TextAction
     """The action in one ``<tool_call>`` tag (one object, or a list of them)."""
     body = inner.strip()
     try:
-        value = json.loads(body)
+        value = _DECODER.decode(body)
     except json.JSONDecodeError as exc:
         problems.append(f"<tool_call> #{number}: not valid JSON ({exc.msg} at char {exc.pos})")
         return
@@ -276,6 +296,7 @@ def _action(value: Any, source: str, where: str, problems: list[str]) -> TextAct
     if not isinstance(value, dict):
         problems.append(f"{where}: an action must be a JSON object")
         return None
+    repeated = value.pop(_REPEATED, {})
     function = value.get("function")
     if isinstance(function, dict) and "name" in function:  # OpenAI's wire form
         value = function
@@ -302,5 +323,7 @@ def _action(value: Any, source: str, where: str, problems: list[str]) -> TextAct
     if not isinstance(arguments, dict):
         problems.append(f"{where} ({name[:60]}): arguments must be a JSON object")
         return None
+    if "name" in repeated and "name" not in arguments:
+        arguments = {**arguments, "name": repeated["name"]}
     text = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
     return TextAction(name=name.strip(), arguments=text, source=source)

@@ -135,3 +135,11 @@ def test_huge_and_deeply_nested_replies_are_bounded() -> None:
     parsed = parse_actions(big)
     assert parsed.actions == ()
     assert "only the first" in parsed.problems[0]
+
+
+def test_a_repeated_name_key_keeps_the_tool_and_gives_the_view_name_back() -> None:
+    # Qwen2.5-0.5B wrote the new view's name beside the arguments, repeating "name".
+    reply = '{"name": "partition", "arguments": {"view": "context", "n": 4}, "name": "chunks"}'
+    assert _names(reply) == [("partition", {"view": "context", "n": 4, "name": "chunks"}, "json")]
+    given = '{"name": "filter", "arguments": ' + json.dumps(FILTER) + ', "name": "other"}'
+    assert _names(given)[0][:2] == ("filter", FILTER)  # the arguments' own name wins
