@@ -728,6 +728,10 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
         else:
             run = run_baseline(question, ds, llm, context_window=cfg.context_window,
                                token_scale=cfg.token_scale)
+        if run.error and ("connection error" in run.error or "LLMEndpointError" in run.error):
+            say(f"  2^{log2} {method}: the endpoint is down ({run.error[:120]}); stopping "
+                "(not recorded; --resume reruns it)")
+            break
         rows[i]["runs"][method] = asdict(run)
         # machine load when the run ended (other jobs share the cores)
         rows[i]["runs"][method]["extra"]["load_1min"] = round(os.getloadavg()[0], 2)

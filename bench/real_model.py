@@ -16,7 +16,7 @@ up **outside** the library (``rlm_pipeline`` itself never downloads anything):
   The joined ``model.gguf`` stays in the cache folder and is not rebuilt while
   its hash matches.
 * ``python -m llama_cpp.server`` on a free ``127.0.0.1`` port with a 16k
-  context, 2 threads and its RAM prompt cache (``--cache true``) (log: ``server-<port>.log`` in the cache folder); ready
+  context and 2 threads (log: ``server-<port>.log`` in the cache folder); ready
   when ``GET /v1/models`` answers.  A state file (pid, port, base_url) lets
   ``down`` stop it, and ``up`` / ``status`` find it (one server per cache
   folder: ``up`` returns the running one).
@@ -85,10 +85,6 @@ N_CTX = 16384
 #: processes use 1: llama.cpp's threads meet at a barrier per token, and a descheduled
 #: thread stalls the others (seen: 0.34 generated tokens/s with 2 threads at load 15).
 N_THREADS = 2
-#: The server's prompt-cache budget.  llama-cpp-python counts only the KV state against
-#: it; each saved state also holds a copy of the last batch's logits (512 x 151,936
-#: floats, ~311 MB), so the real memory is several times this (seen: 10 GB RSS at 2 GiB).
-CACHE_BYTES = 128 * 1024 * 1024
 READY_TIMEOUT_S = 180.0
 STOP_GRACE_S = 10.0
 
@@ -352,11 +348,12 @@ def up(port: int | None = None) -> Server:
         cmd = [str(p.python), "-m", "llama_cpp.server", "--model", str(model),
                "--model_alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port),
                "--n_threads", os.environ.get("RLM_REAL_MODEL_THREADS") or str(N_THREADS),
-               "--n_ctx", str(N_CTX),
-               # keep the KV state of recent prompts in RAM, reused by longest common
-               # prefix: root turns interleaved with sub-calls, or the one-prompt
-               # baseline's table asked several questions, are not evaluated again
-               "--cache", "true", "--cache_type", "ram", "--cache_size", str(CACHE_BYTES)]
+               "--n_ctx", str(N_CTX)]
+        # No --cache (llama-cpp-python's RAM prompt cache): it counts only the KV state
+        # against its size, while each saved state also copies the last batch's logits
+        # (512 x 151,936 floats, ~311 MB); with a 128 MiB budget a server grew to 9 GB and
+        # was OOM-killed.  Without it the server still reuses the common prefix of
+        # consecutive prompts.
         log = open(server_log, "w", encoding="utf-8")  # noqa: SIM115 - handed to the child
         with log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
