@@ -124,3 +124,21 @@ def test_ask_timeout_exits_in_time_and_leaves_nothing_running(
         assert out["code"] == 0, out["stderr"]
         assert "estimated from the key counts" in out["stdout"]
         assert "Answer: 100000" in out["stdout"]
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--max-view-rows=0", "max_view_rows must be a positive integer or None, got 0"),
+        ("--tool-timeout=0", "tool_timeout_s must be > 0 or None, got 0.0"),
+    ],
+)
+def test_bad_limit_flags_are_one_line_errors(
+    flag: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rlm_pipeline.cli.main import main
+
+    data = write_tickets(tmp_path / "t.parquet", 10)
+    assert main(["ask", str(data), "How many rows?", flag]) == 2
+    _, err = capsys.readouterr()
+    assert err.strip() == f"rlm-pipeline: error: {message}"
