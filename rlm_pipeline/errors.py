@@ -17,6 +17,8 @@ The tree::
     │   └── LLMEndpointError                the endpoint fails for one systemic cause
     │                                       (unreachable, key refused, unknown model)
     ├── BudgetExceededError                 a limit (calls, tokens, cost, steps, time) was hit
+    ├── ToolError                           an RLM tool call the model can correct (bad view,
+    │                                       column, name or argument); shown to the model
     └── (InputError) ResourceLimitError     model-issued engine work refused or cancelled by a
                                             resource limit (view rows, views, time, memory)
 
@@ -44,6 +46,7 @@ __all__ = [
     "RLMPipelineError",
     "ResourceLimitError",
     "RootModelError",
+    "ToolError",
     "UnsupportedExpressionError",
 ]
 
@@ -108,6 +111,18 @@ class ExpressionError(RLMPipelineError, ValueError):
 
 class UnsupportedExpressionError(ExpressionError):
     """Valid SQL that uses a construct or function outside the allow list."""
+
+
+class ToolError(RLMPipelineError):
+    """A tool call the model can correct (bad view, column, name or argument).
+
+    The RLM loop shows its message to the model as the tool's result.
+
+    Examples
+    --------
+    >>> isinstance(ToolError("unknown view 'x'"), RLMPipelineError)
+    True
+    """
 
 
 class EngineError(RLMPipelineError):

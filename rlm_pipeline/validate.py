@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
+from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.errors import InputError
 
 __all__ = ["Backend", "ValidationResult", "validate_output"]
@@ -80,7 +81,7 @@ def _to_arrow(output: Any, columns: list[str]) -> pa.Table:
         return output.select(columns).to_arrow()
     if isinstance(output, pa.Table):
         return output.select(columns)
-    if type(output).__module__.startswith("pyspark.sql"):
+    if is_spark_frame(output):
         return output.select(*[f"`{c}`" for c in columns]).toArrow()
     if type(output).__module__.startswith("pandas"):
         return pa.Table.from_pandas(output[columns], preserve_index=False)

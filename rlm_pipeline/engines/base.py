@@ -17,12 +17,37 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from rlm_pipeline.engines.reads import ValueCounts
+    from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.spec import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "Fanout"]
+
+
+class Fanout(Protocol):
+    """The operators' fan-outs, as the engines call them (supplied by :mod:`rlm_pipeline.ops`).
+
+    The engines never import the operators: the caller passes this in, and each
+    engine calls the method of its own kind.
+    """
+
+    async def polars(self, frame: Any, spec: OpSpec, client: Any) -> tuple[Any, OpStats]:
+        """Answer a Polars frame through ``client`` in the running loop; a DataFrame back."""
+        ...
+
+    def spark(
+        self,
+        frame: Any,
+        spec: OpSpec,
+        llm: LLM,
+        *,
+        meter: UsageMeter | None,
+        budget: Budget | None,
+    ) -> tuple[Any, OpStats]:
+        """Answer a Spark DataFrame as executor tasks; the materialised result back."""
+        ...
 
 
 @runtime_checkable
@@ -44,6 +69,9 @@ class Engine(Protocol):
 
     #: ``"polars"`` or ``"spark"``.
     name: str
+    #: True when :meth:`map_llm` runs as tasks with clients of their own built from
+    #: ``client.config`` (Spark), False when every call goes through ``client`` (Polars).
+    fans_out_in_tasks: bool
 
     def register(self, name: str, data: Any, *, replace: bool = False) -> None:
         """Register ``data`` (a native frame of this engine, or an Arrow table) as view ``name``.
@@ -135,18 +163,43 @@ class Engine(Protocol):
         """The native plan of ``view``: a Polars ``LazyFrame`` or a Spark ``DataFrame``."""
         ...
 
-    def map_llm(
-        self,
-        view: str,
-        spec: OpSpec,
-        llm: LLM,
-        name: str,
-        *,
-        meter: UsageMeter | None = None,
-        budget: Budget | None = None,
+    async def map_llm(
+        self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout
     ) -> OpStats:
-        """Fan one model sub-call per row batch of ``view`` out (see :mod:`rlm_pipeline.ops`)
-        and register the result as ``name``; returns the operator's stats."""
+        """Fan one model sub-call per row batch of ``view`` out and register the result as
+        ``name``; returns the operator's stats.
+
+        The one entry of a fan-out on any engine.  Polars runs it in the caller's
+        event loop through ``client`` (every call under its semaphore and limiters);
+        Spark runs it as executor tasks that share ``client.config`` out (usage onto
+        ``client.meter``, within its budget).
+
+        Parameters
+        ----------
+        view
+            The input view.
+        spec
+            A :class:`~rlm_pipeline.ops.spec.ClassifySpec` or :class:`~rlm_pipeline.ops.spec.MapSpec`.
+        client
+            The model client (and, on Spark, the config, meter and budget it holds).
+        name
+            The new view (output and error columns added, every input row once).
+        fanout
+            The operators' fan-outs (:data:`rlm_pipeline.ops.fanout.FANOUT`).
+        """
+        ...
+
+    def open_child(self, data: Any) -> Engine:
+        """A new, empty engine of the same kind (and session) with ``data`` as view ``context``.
+
+        ``recurse`` opens one per partition: the child never decides Polars vs
+        Spark again, it is whatever its parent is.
+
+        Parameters
+        ----------
+        data
+            A native frame of this engine (from :meth:`frame`) or a ``pa.Table``.
+        """
         ...
 
     def close(self) -> None:

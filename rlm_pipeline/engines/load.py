@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from rlm_pipeline._lazy import require_spark
 from rlm_pipeline.engines.cells import normalize_arrow
+from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.engines.polars import PolarsEngine
 from rlm_pipeline.engines.sources import FileSource, is_path_like, resolve_source
 from rlm_pipeline.engines.views import CONTEXT_VIEW
@@ -96,7 +97,7 @@ def infer_engine(data: Any) -> EngineName:
     >>> infer_engine("tickets.parquet")
     'polars'
     """
-    return "spark" if _is_spark_frame(data) else "polars"
+    return "spark" if is_spark_frame(data) else "polars"
 
 
 def to_polars(data: Any) -> pl.LazyFrame:
@@ -114,7 +115,7 @@ def to_polars(data: Any) -> pl.LazyFrame:
     if is_path_like(data):
         return _scan(resolve_source(data))
     table = _as_arrow(data)
-    if table is None and _is_spark_frame(data):
+    if table is None and is_spark_frame(data):
         logger.info("collecting a Spark DataFrame to the driver for the Polars engine")
         table = data.toArrow()
     if table is None:
@@ -131,7 +132,7 @@ def to_spark(data: Any, session: SparkSession) -> SparkDataFrame:
     InputError
         Unsupported data or unreadable files.
     """
-    if _is_spark_frame(data):
+    if is_spark_frame(data):
         return cast("SparkDataFrame", data)
     if is_path_like(data):
         return _read_spark(resolve_source(data), session)
@@ -163,17 +164,8 @@ def _as_arrow(data: Any) -> pa.Table | None:
     return None
 
 
-def _is_spark_frame(data: Any) -> bool:
-    module = type(data).__module__
-    if not module.startswith("pyspark.sql"):
-        return False
-    from pyspark.sql import DataFrame
-
-    return isinstance(data, DataFrame)
-
-
 def _session_for(data: Any, spark: SparkSession | None) -> SparkSession:
-    if _is_spark_frame(data):
+    if is_spark_frame(data):
         session: SparkSession = data.sparkSession
         return session
     if spark is not None:

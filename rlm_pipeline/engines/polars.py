@@ -38,8 +38,8 @@ from rlm_pipeline.engines.work import (
 from rlm_pipeline.errors import EngineError, InputError
 
 if TYPE_CHECKING:
-    from rlm_pipeline.llm.config import LLM, Budget
-    from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.engines.base import Fanout
+    from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.ops.spec import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
@@ -67,6 +67,7 @@ class PolarsEngine:
     """
 
     name = "polars"
+    fans_out_in_tasks = False
 
     def __init__(self) -> None:
         self._views: ViewRegistry[pl.LazyFrame] = ViewRegistry()
@@ -88,6 +89,19 @@ class PolarsEngine:
     def frame(self, view: str) -> pl.LazyFrame:
         """The LazyFrame of ``view``."""
         return self._views.get(view)
+
+    def open_child(self, data: Any) -> PolarsEngine:
+        """A new PolarsEngine holding ``data`` as view ``context``.
+
+        Examples
+        --------
+        >>> child = PolarsEngine().open_child(pl.DataFrame({"x": [1, 2]}))
+        >>> child.name, child.views(), child.count("context")
+        ('polars', ['context'], 2)
+        """
+        child = PolarsEngine()
+        child.register(CONTEXT_VIEW, data)
+        return child
 
     def close(self) -> None:
         """Forget every view."""
@@ -258,22 +272,13 @@ class PolarsEngine:
         logger.debug("sql -> %s: %d rows", name, rows)
         return rows
 
-    def map_llm(
-        self,
-        view: str,
-        spec: OpSpec,
-        llm: LLM,
-        name: str,
-        *,
-        meter: UsageMeter | None = None,
-        budget: Budget | None = None,
+    async def map_llm(
+        self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout
     ) -> OpStats:
-        """Fan model sub-calls out over ``view`` (:mod:`rlm_pipeline.ops.polars_fanout`)."""
-        from rlm_pipeline.ops import polars_fanout
-
+        """Fan model sub-calls out over ``view`` through ``client``, in the running loop."""
         frame = self._views.get(view)
         self._check_new(name)
-        result, stats = polars_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
+        result, stats = await fanout.polars(frame, spec, client)
         self._views.put(name, _as_lazy(result))
         self._ledger.scans[name] = 1
         return stats

@@ -9,6 +9,7 @@ in the session.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import uuid
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pyarrow as pa
 
 from rlm_pipeline.engines.cells import normalize_arrow, truncate_cells
+from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.engines.partitioning import (
     MAX_PARTITIONS,
     NULL_PARTITION,
@@ -50,8 +52,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
     from pyspark.sql import DataFrame as SparkDataFrame
 
-    from rlm_pipeline.llm.config import LLM, Budget
-    from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.engines.base import Fanout
+    from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.ops.spec import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
@@ -86,6 +88,7 @@ class SparkEngine:
     """
 
     name = "spark"
+    fans_out_in_tasks = True
 
     def __init__(self, session: SparkSession) -> None:
         self._session = session
@@ -106,7 +109,7 @@ class SparkEngine:
         if isinstance(data, pa.Table):
             with _spark_errors("load the Arrow table"):
                 data = self._session.createDataFrame(normalize_arrow(data))
-        if not _is_spark_frame(data):
+        if not is_spark_frame(data):
             msg = f"SparkEngine cannot register {type(data).__name__}; use open_engine()"
             raise InputError(msg)
         self._views.check_name(name, host=True, replace=replace)
@@ -122,6 +125,12 @@ class SparkEngine:
     def frame(self, view: str) -> SparkDataFrame:
         """The DataFrame of ``view``."""
         return self._views.get(view).frame
+
+    def open_child(self, data: Any) -> SparkEngine:
+        """A new SparkEngine on the same session holding ``data`` as view ``context``."""
+        child = SparkEngine(self._session)
+        child.register(CONTEXT_VIEW, data)
+        return child
 
     def close(self) -> None:
         """Drop this engine's temp views from the session and forget every view."""
@@ -354,23 +363,22 @@ class SparkEngine:
         logger.debug("sql -> %s: %d rows", name, rows)
         return rows
 
-    def map_llm(
-        self,
-        view: str,
-        spec: OpSpec,
-        llm: LLM,
-        name: str,
-        *,
-        meter: UsageMeter | None = None,
-        budget: Budget | None = None,
+    async def map_llm(
+        self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout
     ) -> OpStats:
-        """Fan model sub-calls out as Spark tasks (:mod:`rlm_pipeline.ops.spark_fanout`)."""
-        from rlm_pipeline.ops import spark_fanout
+        """Fan model sub-calls out as Spark tasks sharing ``client.config`` (in a worker thread)."""
+        return await asyncio.to_thread(self._map_llm, view, spec, client, name, fanout)
 
+    def _map_llm(
+        self, view: str, spec: OpSpec, client: LLMClient, name: str, fanout: Fanout
+    ) -> OpStats:
         frame = self.frame(view)
         self._check_new(name)
+        budget = client.guard.budget if client.guard is not None else None
         with spark_job(self._session):
-            result, stats = spark_fanout.apply(frame, spec, llm, meter=meter, budget=budget)
+            result, stats = fanout.spark(
+                frame, spec, client.config, meter=client.meter, budget=budget
+            )
         self._store(name, result)
         self._ledger.scans[name] = 1
         return stats
@@ -432,14 +440,6 @@ def _free_name(taken: set[str], base: str) -> str:
         name += "_"
     taken.add(name)
     return name
-
-
-def _is_spark_frame(data: Any) -> bool:
-    if not type(data).__module__.startswith("pyspark.sql"):
-        return False
-    from pyspark.sql import DataFrame
-
-    return isinstance(data, DataFrame)
 
 
 #: Largest ``limit(n)`` Spark takes (a 32-bit int).

@@ -41,6 +41,7 @@ from typing import Any
 
 import polars as pl
 
+from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.errors import InputError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import UsageMeter
@@ -61,10 +62,6 @@ from rlm_pipeline.ops.stats import OpStats, failure_summary
 __all__ = ["Estimate", "classify", "estimate", "llm_map", "run_op"]
 
 logger = logging.getLogger(__name__)
-
-
-def _is_spark(data: Any) -> bool:
-    return type(data).__module__.startswith("pyspark.sql")
 
 
 def _polars_input(data: Any) -> pl.DataFrame | pl.LazyFrame:
@@ -129,7 +126,7 @@ def _dispatch(
     if not isinstance(overwrite, bool):
         msg = f"overwrite must be True or False, got {overwrite!r}"
         raise InputError(msg)
-    chosen = engine or ("spark" if _is_spark(data) else "polars")
+    chosen = engine or ("spark" if is_spark_frame(data) else "polars")
     if chosen == "polars":
         from rlm_pipeline.ops import polars_fanout
 
@@ -144,7 +141,7 @@ def _dispatch(
         require_spark()
 
         sdf = data
-        if not _is_spark(data):
+        if not is_spark_frame(data):
             from pyspark.sql import SparkSession
 
             from rlm_pipeline.engines.load import to_spark
@@ -354,7 +351,7 @@ def estimate(
 
 
 def _column_texts(data: Any, column: str) -> list[str | None]:
-    if _is_spark(data):
+    if is_spark_frame(data):
         if column not in data.columns:
             msg = f"column {column!r} not found; columns: {data.columns}"
             raise InputError(msg)

@@ -341,10 +341,9 @@ class RLM:
             max_steps=self.max_steps,
             max_depth=self.max_depth,
             sub_prompt_tokens=self.sub_prompt_tokens,
-            engine_kind=_engine_kind(engine),
-            spark=self.spark,
             max_parallel=self.max_parallel,
             steps=steps,
+            run_loop=run_loop,
             protocol=self.protocol,
             prompt=self.prompt,
         )
@@ -467,13 +466,6 @@ def _root_failure(exc: LLMError, state: RunState) -> LLMError:
         status=exc.status,
         attempts=exc.attempts,
     )
-
-
-def _engine_kind(engine: Any) -> str:
-    name = getattr(engine, "name", None)
-    if isinstance(name, str) and name in ("polars", "spark"):
-        return name
-    return "spark" if type(engine).__name__.lower().startswith("spark") else "polars"
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

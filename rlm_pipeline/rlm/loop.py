@@ -222,7 +222,7 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         rows_in=info.rows,
         extra={
             "question": cut(question, 2000),
-            "engine": state.engine_kind,
+            "engine": scope.engine.name,
             "views": {info.name: {"rows": info.rows, "columns": info.schema}},
             "prompt_version": PROMPT_VERSION,
             "max_steps": state.max_steps,

@@ -39,14 +39,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
-from rlm_pipeline.errors import BudgetExceededError, LLMEndpointError, RLMPipelineError
+from rlm_pipeline.errors import BudgetExceededError, LLMEndpointError, RLMPipelineError, ToolError
 from rlm_pipeline.rlm.plain import answer_inline, parse_value
 from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import Scope
-from rlm_pipeline.rlm.tools import (
+from rlm_pipeline.rlm.views import (
     INTERNAL_PREFIX,
     MAX_RECURSE_PARTITIONS,
-    ToolError,
     ToolOutcome,
     describe_view,
 )
@@ -140,7 +139,7 @@ async def _answer_parts(
     from rlm_pipeline.llm.client import LLMClient
 
     state = scope.state
-    if plain or state.engine_kind != "spark" or not parts:
+    if plain or not scope.engine.fans_out_in_tasks or not parts:
         # One client for every branch: its semaphore and limiters bound them all.
         semaphore = asyncio.Semaphore(state.max_parallel)
         shared_branch = (scope.client, scope.llm)
@@ -150,7 +149,8 @@ async def _answer_parts(
                 return await _answer_part(scope, key, data, rows, query, name, plain, shared_branch)
 
         return await _gather_all_or_none([shared(*p) for p in parts])
-    # Spark: k slots, each a client built from an exact share of the scope's config.
+    # Fan-outs as tasks (Spark): k slots, each a client built from an exact share of the
+    # scope's config.
     k = min(state.max_parallel, len(parts), scope.llm.max_concurrency)
     share = scope.llm.share(k)
     logger.debug(
@@ -210,10 +210,6 @@ async def _answer_part(
 
     ``branch`` is the client (and its config) the partition's model calls use.
     """
-    from rlm_pipeline.engines.load import open_engine
-    from rlm_pipeline.rlm.loop import run_loop
-    from rlm_pipeline.rlm.scope import Scope as _Scope
-
     state = scope.state
     path = f"{scope.path}/{name}=" + cut(str(key), 40).replace("/", "_")
     try:
@@ -239,14 +235,10 @@ async def _answer_part(
                 extra={"plain": True, "max_prompt_tokens": stats.max_prompt_tokens},
             )
             return (parse_value(text), None) if text else (None, "empty reply")
-        engine = await asyncio.to_thread(
-            open_engine, data, engine=state.engine_kind, spark=state.spark
-        )
+        engine = await asyncio.to_thread(scope.engine.open_child, data)
         client, llm = branch
-        sub = _Scope(
-            state, engine, scope.depth + 1, path, scope.text_column, client=client, llm=llm
-        )
-        result = await run_loop(sub, query)
+        sub = Scope(state, engine, scope.depth + 1, path, scope.text_column, client=client, llm=llm)
+        result = await state.run_loop(sub, query)
         if not result.answered:
             return None, f"sub-run gave no answer ({result.stop_reason})"
         return result.value, None

@@ -15,6 +15,7 @@ because their fan-outs run on executors with limiters of their own.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,10 @@ if TYPE_CHECKING:
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.rlm.steps import StepLog
 
-__all__ = ["RunState", "Scope"]
+__all__ = ["RunLoop", "RunState", "Scope"]
+
+#: ``run_loop(scope, question) -> LoopResult``.
+RunLoop = Callable[["Scope", str], Awaitable[Any]]
 
 
 @dataclass
@@ -47,11 +51,12 @@ class RunState:
     max_steps: int
     max_depth: int
     sub_prompt_tokens: int
-    engine_kind: str
-    spark: Any
     #: Sub-runs of one `recurse` call that run at once.
     max_parallel: int
     steps: StepLog
+    #: The loop a sub-run of `recurse` runs (:func:`rlm_pipeline.rlm.loop.run_loop`),
+    #: passed in so that `recurse` does not import the loop that calls it.
+    run_loop: RunLoop
     started: float = field(default_factory=time.monotonic)
     errors: int = 0
     root_steps: int = 0

@@ -17,13 +17,10 @@ Examples
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -33,11 +30,21 @@ from rlm_pipeline.errors import (
     InputError,
     LLMEndpointError,
     RLMPipelineError,
+    ToolError,
 )
 from rlm_pipeline.rlm.guard import guarded
 from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
+from rlm_pipeline.rlm.views import (
+    MAX_RECURSE_PARTITIONS,
+    ToolOutcome,
+    check_columns,
+    check_view,
+    check_view_name,
+    describe_view,
+)
+from rlm_pipeline.rlm.views import on_engine as _engine
 
 __all__ = [
     "MAX_PEEK_ROWS",
@@ -49,23 +56,15 @@ __all__ = [
     "ToolOutcome",
     "check_view_name",
     "dispatch",
-    "ident",
-    "sql_literal",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAX_PEEK_ROWS = 20
-#: ``recurse`` answers every partition, up to this many; beyond, a tool error before any
-#: sub-call (see :mod:`rlm_pipeline.rlm.recurse`).
-MAX_RECURSE_PARTITIONS = 64
 #: Rows shown after `sql`.
 SQL_PREVIEW_ROWS = 10
 #: Batch size of classify / llm_map sub-calls issued by the root model.
 SUB_BATCH_SIZE = 16
-INTERNAL_PREFIX = "_rlm"
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
-_PLAIN_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _VIEW = {"type": "string", "description": "name of an existing view, e.g. context"}
 _NEW = {"type": "string", "description": "name of the new view (letters, digits, _)"}
@@ -189,94 +188,6 @@ _VALIDATORS = {
 }
 
 
-class ToolError(RLMPipelineError):
-    """A tool call the model can correct (bad view, column, name or argument)."""
-
-
-@dataclass
-class ToolOutcome:
-    """What one tool call produced: the text for the model plus figures for the trace."""
-
-    text: str
-    error: str | None = None
-    rows_in: int | None = None
-    rows_out: int | None = None
-    sub_calls: int = 0
-    final: bool = False
-    value: Any = None
-    explanation: str | None = None
-
-
-def ident(name: str) -> str:
-    """``name`` as an SQL identifier, quoted only when needed.
-
-    Examples
-    --------
-    >>> ident("user_id"), ident("my col")
-    ('user_id', '"my col"')
-    """
-    if _PLAIN_IDENT.match(name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_literal(value: Any) -> str:
-    """A Python scalar as an SQL literal.
-
-    Examples
-    --------
-    >>> sql_literal(12345), sql_literal("O'Brien"), sql_literal(None)
-    ('12345', "'O''Brien'", 'NULL')
-    """
-    import datetime as dt
-
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def check_view_name(name: str) -> None:
-    """Refuse names that are not plain identifiers, ``context``, or internal ones."""
-    if not _NAME.match(name):
-        msg = f"invalid view name {cut(name, 80)!r}"
-        raise ToolError(f"{msg}; use letters, digits and _ (start with a letter, ≤ 63 chars)")
-    if name.lower() == "context":
-        raise ToolError("the view name 'context' is reserved for the input table; pick another")
-
-
-def visible_views(scope: Scope) -> list[str]:
-    """Views the model may use (internal scratch views hidden)."""
-    return [v for v in scope.engine.views() if not v.startswith(INTERNAL_PREFIX)]
-
-
-def check_view(scope: Scope, view: str) -> None:
-    """Raise :class:`ToolError` naming the known views if ``view`` does not exist."""
-    views = visible_views(scope)
-    if view not in views:
-        known = ", ".join(views)
-        raise ToolError(f"unknown view {cut(view, 80)!r}; views are: {cut(known, 500)}")
-
-
-def check_columns(schema: dict[str, str], columns: list[str]) -> None:
-    """Raise :class:`ToolError` listing the known columns if one is missing."""
-    for column in columns:
-        if column not in schema:
-            known = ", ".join(schema)
-            raise ToolError(f"unknown column {cut(column, 80)!r}; columns are: {cut(known, 500)}")
-
-
-async def _engine(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(func, *args, **kwargs)
-
-
 # --------------------------------------------------------------------- handlers
 
 
@@ -319,16 +230,6 @@ async def _partition(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     )
     total = sum(sizes.values())  # every input row lands in one partition
     return ToolOutcome(text=bound(text), rows_in=total, rows_out=total)
-
-
-async def describe_view(scope: Scope, name: str, rows: int, *, preview: int) -> str:
-    """Schema, row count and the first rows of a view, bounded."""
-    schema = await _engine(scope.engine.schema, name)
-    head = f"view `{name}`: {rows} rows\ncolumns: {schema_line(schema)}"
-    if rows == 0 or preview == 0:
-        return head
-    table = await _engine(scope.engine.head, name, min(preview, rows), None)
-    return bound(head + "\n" + rows_as_json_lines(table, limit=MAX_RESULT_CHARS - len(head) - 5))
 
 
 async def _sql(args: dict[str, Any], scope: Scope) -> ToolOutcome:
@@ -460,33 +361,16 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
 
 
 async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> None:
-    """Fan ``spec`` out over ``view`` into view ``name``, within the run's limits.
+    """Fan ``spec`` out over ``view`` into view ``name`` through the scope's engine and client.
 
-    Polars: in the run's own event loop, through the scope's client, so the
-    fan-out shares the run's semaphore and rpm/tpm limiters with every other
-    model call (a fan-out with its own client would add its own limits on top).
-    The view is collected in a worker thread first (the output is held in
-    memory either way).  Spark: as executor tasks with the scope's share of
-    the ``sub`` config (:func:`rlm_pipeline.ops.spark_fanout.apply` shares it
-    out again over the tasks).
+    Polars runs it in the run's own event loop through the scope's client, so the
+    fan-out shares the run's semaphore and rpm/tpm limiters with every other model
+    call; Spark as executor tasks with the scope's share of the ``sub`` config
+    (:func:`rlm_pipeline.ops.spark_fanout.apply` shares it out again over the tasks).
     """
-    state = scope.state
-    if state.engine_kind == "polars":
-        from rlm_pipeline.ops import polars_fanout
+    from rlm_pipeline.ops.fanout import FANOUT
 
-        frame = await _engine(scope.engine.frame, view)
-        out, _ = await polars_fanout.apply_with_client(frame, spec, scope.client)
-        await _engine(scope.engine.register, name, out, replace=True)
-        return
-    await _engine(
-        scope.engine.map_llm,
-        view,
-        spec,
-        scope.llm,
-        name,
-        meter=state.meter,
-        budget=state.budget,
-    )
+    await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
 
 
 async def _recurse(args: dict[str, Any], scope: Scope) -> ToolOutcome:

@@ -27,6 +27,7 @@ def test_protocol_methods_are_the_seam() -> None:
         "frame",
         "head",
         "map_llm",
+        "open_child",
         "partition",
         "register",
         "schema",

@@ -206,6 +206,7 @@ def _dispatch(llm: LLM, frame: pl.DataFrame, tool: str, args: dict[str, Any]) ->
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import Budget
     from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.rlm.loop import run_loop
     from rlm_pipeline.rlm.scope import RunState, Scope
     from rlm_pipeline.rlm.steps import StepLog
     from rlm_pipeline.rlm.tools import dispatch
@@ -223,10 +224,9 @@ def _dispatch(llm: LLM, frame: pl.DataFrame, tool: str, args: dict[str, Any]) ->
             max_steps=5,
             max_depth=1,
             sub_prompt_tokens=8000,
-            engine_kind="polars",
-            spark=None,
             max_parallel=4,
             steps=StepLog("test", None, None),
+            run_loop=run_loop,
         )
         engine = open_engine(frame, "polars")
         scope = Scope(state, engine, 0, "root", "question", client=client, llm=llm)
