@@ -170,7 +170,7 @@ def compile_select(
     >>> q.views_used, dict(q.schema)
     (('t',), {'a': 'string', 'n': 'int64'})
     """
-    from rlm_pipeline.expr.check import check_select
+    from rlm_pipeline.expr.check_query import check_select
     from rlm_pipeline.expr.parse import parse_sql
 
     tree = parse_sql(sql, "select", limits=limits)

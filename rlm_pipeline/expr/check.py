@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from sqlglot import exp
 
 from rlm_pipeline.errors import ExpressionError, UnsupportedExpressionError
-from rlm_pipeline.expr.checked import Checked, CheckedQuery, ExprKind
+from rlm_pipeline.expr.checked import Checked, ExprKind
 from rlm_pipeline.expr.dtypes import BOOL, NULL
 from rlm_pipeline.expr.limits import DEFAULT_LIMITS, Limits
 from rlm_pipeline.expr.parse import InputKind
@@ -28,9 +28,9 @@ __all__ = [
     "check_in_lists",
     "check_no_file_access",
     "check_scalar",
-    "check_select",
     "check_statement",
     "check_tree",
+    "neutral_type",
     "unknown_name",
 ]
 
@@ -239,12 +239,12 @@ def _schema_resolver(schema: Mapping[str, str]) -> Callable[[exp.Column], tuple[
                 raise unknown_name("column", name, known, fragment=column.sql())
             name = matches[0]
         column.set("this", exp.to_identifier(name, quoted=True))
-        return name, _neutral(schema[name])
+        return name, neutral_type(schema[name])
 
     return resolve
 
 
-def _neutral(dtype: str) -> str:
+def neutral_type(dtype: str) -> str:
     return dtype.strip().lower()
 
 
@@ -302,48 +302,4 @@ def check_scalar(
     logger.debug("checked %s %r -> %s", kind, sql[:200], dtype)
     return Checked(
         sql=sql, kind=kind, tree=checked, schema=dict(schema), columns=tuple(columns), dtype=dtype
-    )
-
-
-def check_select(
-    sql: str,
-    tree: exp.Expr,
-    views: Mapping[str, Mapping[str, str]],
-    *,
-    limits: Limits = DEFAULT_LIMITS,
-) -> CheckedQuery:
-    """Check a parsed SELECT against the registered views.
-
-    Parameters
-    ----------
-    sql
-        The original text.
-    tree
-        From :func:`rlm_pipeline.expr.parse.parse_sql`.
-    views
-        View name -> (column name -> engine-neutral type).
-    limits
-        Size limits.
-
-    Returns
-    -------
-    CheckedQuery
-
-    Examples
-    --------
-    >>> import sqlglot
-    >>> q = check_select("", sqlglot.parse_one("SELECT a FROM t"), {"t": {"a": "int64"}})
-    >>> q.views_used
-    ('t',)
-    """
-    from rlm_pipeline.expr.check_query import check_query
-
-    check_tree(tree, "select", limits)
-    if isinstance(tree, exp.Subquery):
-        tree = tree.this
-    neutral = {name: {c: _neutral(t) for c, t in cols.items()} for name, cols in views.items()}
-    checked, schema, used = check_query(tree, neutral, limits)
-    logger.debug("checked select %r over %s", sql[:200], sorted(used))
-    return CheckedQuery(
-        sql=sql, tree=checked, views=neutral, views_used=tuple(sorted(used)), schema=schema
     )

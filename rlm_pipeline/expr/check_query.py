@@ -15,18 +15,22 @@ checked can never reach an engine.  Its canonical form:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlglot import exp
 
 from rlm_pipeline.errors import ExpressionError, UnsupportedExpressionError
-from rlm_pipeline.expr.check import unknown_name
+from rlm_pipeline.expr.check import check_tree, neutral_type, unknown_name
+from rlm_pipeline.expr.checked import CheckedQuery
 from rlm_pipeline.expr.dtypes import BOOL, NULL, unify
-from rlm_pipeline.expr.limits import Limits
+from rlm_pipeline.expr.limits import DEFAULT_LIMITS, Limits
 from rlm_pipeline.expr.scalar import AGGREGATES, ScalarContext, check_expression, type_of
 
-__all__ = ["REF_SEP", "check_query", "ref_name"]
+__all__ = ["REF_SEP", "check_query", "check_select", "ref_name"]
+
+logger = logging.getLogger(__name__)
 
 REF_SEP = "\x1f"
 
@@ -588,3 +592,45 @@ def _order(
         literal.meta["output"] = names[position - 1]
         ordered_out.append(exp.Ordered(this=literal, desc=desc, nulls_first=nulls_first))
     out.set("order", exp.Order(expressions=ordered_out))
+
+
+def check_select(
+    sql: str,
+    tree: exp.Expr,
+    views: Mapping[str, Mapping[str, str]],
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+) -> CheckedQuery:
+    """Check a parsed SELECT against the registered views.
+
+    Parameters
+    ----------
+    sql
+        The original text.
+    tree
+        From :func:`rlm_pipeline.expr.parse.parse_sql`.
+    views
+        View name -> (column name -> engine-neutral type).
+    limits
+        Size limits.
+
+    Returns
+    -------
+    CheckedQuery
+
+    Examples
+    --------
+    >>> import sqlglot
+    >>> q = check_select("", sqlglot.parse_one("SELECT a FROM t"), {"t": {"a": "int64"}})
+    >>> q.views_used
+    ('t',)
+    """
+    check_tree(tree, "select", limits)
+    if isinstance(tree, exp.Subquery):
+        tree = tree.this
+    neutral = {name: {c: neutral_type(t) for c, t in cols.items()} for name, cols in views.items()}
+    checked, schema, used = check_query(tree, neutral, limits)
+    logger.debug("checked select %r over %s", sql[:200], sorted(used))
+    return CheckedQuery(
+        sql=sql, tree=checked, views=neutral, views_used=tuple(sorted(used)), schema=schema
+    )

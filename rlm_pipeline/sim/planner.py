@@ -65,6 +65,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from rlm_pipeline.expr.sqltext import sql_literal
 from rlm_pipeline.sim.hostile import HOSTILE_MODES, hostile_script, hostile_value
 from rlm_pipeline.sim.protocols import action_names, split_results, written_actions
 from rlm_pipeline.sim.wire import requested_schema
@@ -434,10 +435,6 @@ def _result_rows(result: str) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------ planning
 
 
-def _sql_literal(value: Any) -> str:
-    return str(value) if isinstance(value, int) else "'" + str(value).replace("'", "''") + "'"
-
-
 def _where(q: Question, meta: Meta) -> str | None:
     parts = []
     if q.users and meta.user_column:
@@ -454,7 +451,7 @@ def _where(q: Question, meta: Meta) -> str | None:
 
 def _final_sql(q: Question, meta: Meta, view: str, label_col: str) -> str:
     user = meta.user_column or "user_id"
-    label = _sql_literal(q.label) if q.label else None
+    label = sql_literal(q.label) if q.label else None
     if q.shape in ("most_common", "least_common"):
         order = "DESC" if q.shape == "most_common" else "ASC"
         return (
@@ -462,7 +459,7 @@ def _final_sql(q: Question, meta: Meta, view: str, label_col: str) -> str:
             f"GROUP BY {label_col} ORDER BY n {order}, label LIMIT 1"
         )
     if q.shape == "compare":
-        other = _sql_literal(q.other)
+        other = sql_literal(q.other)
         return (
             f"SELECT SUM(CASE WHEN {label_col} = {label} THEN 1 ELSE 0 END) AS first_n, "
             f"SUM(CASE WHEN {label_col} = {other} THEN 1 ELSE 0 END) AS second_n FROM {view}"

@@ -9,9 +9,7 @@ from rlm_pipeline.rlm.tools import (
     TOOLS,
     ToolError,
     check_view_name,
-    ident,
     parse_arguments,
-    sql_literal,
 )
 
 
@@ -71,12 +69,3 @@ def test_view_names_must_be_plain_identifiers(name: str) -> None:
 
 def test_view_name_ok() -> None:
     check_view_name("by_user_2")
-
-
-def test_ident_and_literals_quote_safely() -> None:
-    assert ident("user_id") == "user_id"
-    assert ident('we"ird col') == '"we""ird col"'
-    assert sql_literal("it's") == "'it''s'"
-    assert sql_literal(None) == "NULL"
-    assert sql_literal(True) == "TRUE"
-    assert sql_literal(3) == "3"
