@@ -54,9 +54,9 @@ from pathlib import Path
 import polars as pl
 
 import rlm_pipeline as rp
+from rlm_pipeline.cli.entry import run_guarded
 from rlm_pipeline.cli.failures import TRANSIENT
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
-from rlm_pipeline.cli.main import run_guarded
 from rlm_pipeline.cli.outputs import check_output_folder
 from rlm_pipeline.errors import InputError, RLMPipelineError
 

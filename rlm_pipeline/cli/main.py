@@ -12,10 +12,11 @@ import importlib
 import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NoReturn
 
-from rlm_pipeline.errors import ExpressionError, InputError, RLMPipelineError
+from rlm_pipeline.cli.entry import exit_code
+from rlm_pipeline.errors import RLMPipelineError
 
 COMMANDS = ("classify", "ask", "demo", "sim_server", "trace_cmd")
 
@@ -78,24 +79,6 @@ def _json_usage_error(message: str) -> None:
     error = {"kind": "input_error", "message": message}
     usage = Usage().to_dict()
     print(json.dumps({"error": error, "partial": None, "usage": usage, "trace_path": None}))
-
-
-def exit_code(exc: RLMPipelineError) -> int:
-    """2 for bad arguments or input, 1 for model and runtime failures."""
-    return 2 if isinstance(exc, InputError | ExpressionError) else 1
-
-
-def run_guarded(prog: str, func: Callable[[], int]) -> int:
-    """Run a script's body; an :class:`RLMPipelineError` becomes one stderr line and an exit code.
-
-    For the scripts in ``jobs/``, which have their own argument parsers.
-    """
-    try:
-        return func()
-    except RLMPipelineError as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"{prog}: error: {first_line}", file=sys.stderr)
-        return exit_code(exc)
 
 
 def _fail(args: argparse.Namespace, exc: BaseException, code: int, unexpected: bool = False) -> int:
