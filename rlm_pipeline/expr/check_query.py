@@ -391,6 +391,45 @@ def _expand(items: list[exp.Expr], scope: _Scope) -> list[exp.Expr]:
 def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
     _reject_extra(node, _SELECT_ARGS)
     scope = scope.child()
+    out, base = _select_sources(node, scope)
+    names, values, groups, having = _select_items(node, scope, base)
+    aggregating = (
+        bool(groups) or having is not None or any(v.find(*AGGREGATES) is not None for v in values)
+    )
+    output = _output_schema(node, names, values)
+    group_sql = {g.sql() for g in groups}
+    if aggregating:
+        for value in [*values, *([having] if having is not None else [])]:
+            _check_grouped(value, group_sql)
+    out.set(
+        "expressions",
+        [
+            exp.Alias(this=v, alias=exp.to_identifier(n, quoted=True))
+            for n, v in zip(names, values, strict=True)
+        ],
+    )
+    if groups:
+        out.set("group", exp.Group(expressions=groups))
+    if having is not None:
+        out.set("having", exp.Having(this=having))
+    distinct = _distinct(node, out)
+
+    def resolve_order(expr: exp.Expr) -> exp.Expr:
+        checked = check_expression(expr, _ctx(base, aggregates=aggregating, where="ORDER BY"))
+        if aggregating:
+            _check_grouped(checked, group_sql)
+        return checked
+
+    _order(node, out, output, items=values, hidden_ok=distinct is None, resolve=resolve_order)
+    for key in ("limit", "offset"):
+        out.set(key, _limit(node, key))
+    out.meta["schema"] = dict(output)
+    out.meta["aggregating"] = aggregating
+    return out, output
+
+
+def _select_sources(node: exp.Expr, scope: _Scope) -> tuple[exp.Select, ScalarContext]:
+    """WITH, FROM, JOINs and WHERE of a SELECT: the new SELECT so far and its resolver."""
     with_ = _with(node, scope)
     from_ = node.args.get("from_")
     if from_ is None:
@@ -413,7 +452,13 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
         cond = check_expression(where.this, _ctx(base, aggregates=False, where="WHERE"))
         _expect_bool(cond, "WHERE")
         out.set("where", exp.Where(this=cond))
+    return out, base
 
+
+def _select_items(
+    node: exp.Expr, scope: _Scope, base: ScalarContext
+) -> tuple[list[str], list[exp.Expr], list[exp.Expr], exp.Expr | None]:
+    """Output names, checked output values, GROUP BY keys and HAVING of a SELECT."""
     raw_items = _expand(list(node.expressions), scope)
     names = [_output_name(item, i) for i, item in enumerate(raw_items)]
     raw_values = [item.this if isinstance(item, exp.Alias) else item for item in raw_items]
@@ -434,35 +479,25 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
             node.args["having"].this, _ctx(base, aggregates=True, where="HAVING")
         )
         _expect_bool(having, "HAVING")
-    aggregating = (
-        bool(groups) or having is not None or any(v.find(*AGGREGATES) is not None for v in values)
-    )
-    seen: set[str] = set()
+    return names, values, groups, having
+
+
+def _output_schema(node: exp.Expr, names: list[str], values: list[exp.Expr]) -> Schema:
+    """Output column -> type; a name given twice is an error."""
     output: Schema = {}
     for name, value in zip(names, values, strict=True):
-        if name in seen:
+        if name in output:
             raise ExpressionError(
                 f"duplicate output column {name!r}",
                 fragment=_frag(node)[:80],
                 hint="give each output column its own alias: expr AS name",
             )
-        seen.add(name)
         output[name] = type_of(value)
-    group_sql = {g.sql() for g in groups}
-    if aggregating:
-        for value in [*values, *([having] if having is not None else [])]:
-            _check_grouped(value, group_sql)
-    out.set(
-        "expressions",
-        [
-            exp.Alias(this=v, alias=exp.to_identifier(n, quoted=True))
-            for n, v in zip(names, values, strict=True)
-        ],
-    )
-    if groups:
-        out.set("group", exp.Group(expressions=groups))
-    if having is not None:
-        out.set("having", exp.Having(this=having))
+    return output
+
+
+def _distinct(node: exp.Expr, out: exp.Select) -> exp.Expr | None:
+    """Copy a plain DISTINCT onto ``out`` (DISTINCT ON refused); the node's DISTINCT or None."""
     distinct = node.args.get("distinct")
     if distinct is not None:
         if distinct.args.get("on") is not None:
@@ -470,19 +505,7 @@ def _select(node: exp.Expr, scope: _Scope) -> tuple[exp.Query, Schema]:
                 "DISTINCT ON is not allowed", fragment=_frag(distinct), hint="use GROUP BY"
             )
         out.set("distinct", exp.Distinct())
-
-    def resolve_order(expr: exp.Expr) -> exp.Expr:
-        checked = check_expression(expr, _ctx(base, aggregates=aggregating, where="ORDER BY"))
-        if aggregating:
-            _check_grouped(checked, group_sql)
-        return checked
-
-    _order(node, out, output, items=values, hidden_ok=distinct is None, resolve=resolve_order)
-    for key in ("limit", "offset"):
-        out.set(key, _limit(node, key))
-    out.meta["schema"] = dict(output)
-    out.meta["aggregating"] = aggregating
-    return out, output
+    return distinct
 
 
 def _expect_bool(node: exp.Expr, where: str) -> None:
