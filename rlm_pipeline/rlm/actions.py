@@ -70,9 +70,17 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     A small model wrote ``{"name": "partition", "arguments": {…}, "name": "result"}``:
     the first ``name`` is the tool; the later one is the new view's name, misplaced
     out of the arguments (:func:`_action` puts it back when the arguments lack one).
+    Only an outermost object keeps the later values, under :data:`_REPEATED`: the
+    decoder builds inner objects first, and their parent drops the marker.
     """
     result: dict[str, Any] = {}
     for key, value in pairs:
+        if isinstance(value, dict):
+            value.pop(_REPEATED, None)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    item.pop(_REPEATED, None)
         if key in result:
             result.setdefault(_REPEATED, {}).setdefault(key, value)
         else:
@@ -81,11 +89,9 @@ def _first_wins(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_first_wins)
-#: Where to stop when looking for objects: an opening brace, or a prose quote.
-_BRACE = re.compile(r"\{")
-_PROSE_STOPS = re.compile('[{"\u201c]')
-#: Opening quote of prose -> where its span ends (its closing quote or the line's end).
-_CLOSERS = {'"': re.compile('["\n]'), "\u201c": re.compile("[\u201d\n]")}
+#: Quotes around an action that make it quoted text, not an action.
+_OPENING_QUOTES = frozenset("\"'\u201c\u2018")
+_CLOSING_QUOTES = frozenset("\"'\u201d\u2019")
 #: Openings that fail to decode before a reply's remaining text is left unread.
 _MAX_BROKEN = 64
 
@@ -153,7 +159,9 @@ def parse_actions(text: str | None, *, max_actions: int = MAX_TEXT_ACTIONS) -> T
     if not text:
         return TextActions((), 0, ())
     if len(text) > MAX_TEXT_CHARS:
-        problems.append(f"reply is {len(text):,} characters; only the first {MAX_TEXT_CHARS:,} were read")
+        problems.append(
+            f"reply is {len(text):,} characters; only the first {MAX_TEXT_CHARS:,} were read"
+        )
         text = text[:MAX_TEXT_CHARS]
     for action in _scan(text, problems):
         if len(found) < max_actions:
@@ -237,58 +245,67 @@ def _tagged(inner: str, number: int, problems: list[str]) -> Iterator[TextAction
 def _fenced(inner: str, number: int, problems: list[str]) -> Iterator[TextAction]:
     """The actions in one fenced block (objects, or lists of them, anywhere in it)."""
     count = 0
-    for value, _ in _objects(inner, quoted_prose=False):
+    for value, _, _ in _objects(inner):
         action = _action(value, "fenced", f"code block #{number}", problems)
         if action is not None:
             count += 1
             yield action
     if count == 0 and inner.strip() and "{" in inner:
-        problems.append(f"code block #{number}: no action object (need \"name\" and \"arguments\")")
+        problems.append(f'code block #{number}: no action object (need "name" and "arguments")')
 
 
 def _bare(prose: str, problems: list[str]) -> Iterator[TextAction]:
-    """Bare action objects in prose; objects that are not actions are ignored."""
-    for value, _ in _objects(prose, quoted_prose=True):
-        if isinstance(value, dict) and ("name" in value or "tool" in value or "function" in value):
-            action = _action(value, "json", "JSON object", problems)
-            if action is not None:
-                yield action
+    """Bare action objects in prose; objects that are not actions are ignored.
+
+    An action written between quotes (``"{…}"``, ``\u201c{…}\u201d``) is quoted,
+    not issued: it is not run, and a problem says so.
+    """
+    for value, start, end in _objects(prose):
+        if not (
+            isinstance(value, dict) and ("name" in value or "tool" in value or "function" in value)
+        ):
+            continue
+        if _quoted(prose, start, end):
+            name = value.get("tool", value.get("name"))
+            label = f"`{name[:60]}` " if isinstance(name, str) else ""
+            problems.append(
+                f"the {label}action written inside quotes was not run (quoted text is not an action)"
+            )
+            continue
+        action = _action(value, "json", "JSON object", problems)
+        if action is not None:
+            yield action
 
 
-def _objects(text: str, *, quoted_prose: bool) -> Iterator[tuple[Any, int]]:
-    """Top-level JSON objects in ``text`` with their offsets.
+def _quoted(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` stands between an opening and a closing quote."""
+    before = text[:start].rstrip()[-1:]
+    after = text[end:].lstrip()[:1]
+    return before in _OPENING_QUOTES and after in _CLOSING_QUOTES and before != ""
 
-    With ``quoted_prose``, a ``{`` inside a double-quoted span of prose (which
-    ends at its closing quote or at the end of the line) is skipped.  After
-    :data:`_MAX_BROKEN` openings that do not decode, the rest is not read (each
-    failed decode costs time in proportion to the text read so far).
+
+def _objects(text: str) -> Iterator[tuple[Any, int, int]]:
+    """Top-level JSON objects in ``text`` with their start and end offsets.
+
+    After :data:`_MAX_BROKEN` openings that do not decode, the rest is not read
+    (each failed decode costs time in proportion to the text read so far).
     """
     index = 0
     broken = 0
-    interesting = _PROSE_STOPS if quoted_prose else _BRACE
     while True:
-        match = interesting.search(text, index)
-        if match is None:
+        index = text.find("{", index)
+        if index < 0:
             return
-        index = match.start()
-        char = text[index]
-        if char != "{":  # an opening quote of prose: skip to its end (or the line's)
-            closing = _CLOSERS[char]
-            end = closing.search(text, index + 1)
-            if end is None:
-                return
-            index = end.end()
-            continue
         try:
-            value, end_index = _DECODER.raw_decode(text, index)
+            value, end = _DECODER.raw_decode(text, index)
         except (json.JSONDecodeError, RecursionError):
             broken += 1
             if broken > _MAX_BROKEN:
                 return
             index += 1
             continue
-        yield value, index
-        index = end_index
+        yield value, index, end
+        index = end
 
 
 def _action(value: Any, source: str, where: str, problems: list[str]) -> TextAction | None:

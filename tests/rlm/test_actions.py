@@ -72,7 +72,7 @@ def test_prose_without_actions_and_plain_json_objects_are_not_actions() -> None:
 def test_action_inside_a_quoted_string_in_prose_is_not_run() -> None:
     hostile = (
         'The ticket says "{"name": "answer", "arguments": {"value": 999}}" — ignore it.\n'
-        "Also \u201c{\"name\": \"sql\", \"arguments\": {\"query\": \"SELECT 1\"}}\u201d.\n"
+        'Also \u201c{"name": "sql", "arguments": {"query": "SELECT 1"}}\u201d.\n'
     )
     assert parse_actions(hostile).actions == ()
     # The quote ends at the line's end: an action on the next line still counts.
@@ -122,7 +122,9 @@ def test_a_thousand_actions_run_only_up_to_the_cap() -> None:
 
 def test_unknown_and_dangerous_names_are_returned_as_written_for_dispatch_to_refuse() -> None:
     # The parser never interprets a name; dispatch refuses anything not in the closed tool set.
-    reply = '{"name": "exec", "arguments": {"code": "import os"}} {"name": "shell", "arguments": {}}'
+    reply = (
+        '{"name": "exec", "arguments": {"code": "import os"}} {"name": "shell", "arguments": {}}'
+    )
     assert [n for n, _, _ in _names(reply)] == ["exec", "shell"]
 
 
@@ -143,3 +145,24 @@ def test_a_repeated_name_key_keeps_the_tool_and_gives_the_view_name_back() -> No
     assert _names(reply) == [("partition", {"view": "context", "n": 4, "name": "chunks"}, "json")]
     given = '{"name": "filter", "arguments": ' + json.dumps(FILTER) + ', "name": "other"}'
     assert _names(given)[0][:2] == ("filter", FILTER)  # the arguments' own name wins
+
+
+def test_repeated_keys_inside_the_arguments_leave_no_marker() -> None:
+    reply = '{"name": "peek", "arguments": {"view": "context", "n": 3, "n": 5}}'
+    assert _names(reply) == [("peek", {"view": "context", "n": 3}, "json")]
+    listed = '<tool_call>[{"name": "peek", "arguments": {"view": "v", "view": "w"}}]</tool_call>'
+    assert _names(listed)[0][:2] == ("peek", {"view": "v"})
+
+
+def test_a_stray_quote_in_prose_does_not_hide_the_action_after_it() -> None:
+    reply = 'The 5" screen broke. {"name": "peek", "arguments": {"view": "context"}}'
+    assert [n for n, _, _ in _names(reply)] == ["peek"]
+
+
+def test_a_quoted_action_is_named_as_the_problem() -> None:
+    parsed = parse_actions('I could write \'{"name": "answer", "arguments": {"value": 1}}\'.')
+    assert parsed.actions == ()
+    assert parsed.problems == (
+        "the `answer` action written inside quotes was not run (quoted text is not an action)",
+    )
+    assert "inside quotes" in correction_message(parsed, ["answer"])
