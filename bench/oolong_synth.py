@@ -617,6 +617,7 @@ class BenchConfig:
     traces_dir: str | None = None
     tpm: float | None = None
     order: str = "size"
+    reverse: bool = False
 
 
 def _summarise(runs: list[MethodRun], families: list[str] | None = None) -> dict[str, Any]:
@@ -713,6 +714,8 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
                  if i < len(t[2])]
     else:
         order = [(m, t, i) for t in tables for m in cfg.methods for i in range(len(t[2]))]
+    if cfg.reverse:  # a second worker on another server takes the work from the end
+        order.reverse()
     for method, (log2, ds, questions, rows), i in order:
         question = questions[i]
         key = (log2, question.text, method)
@@ -992,6 +995,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", choices=("size", "question"), default="size",
                    help="size: per size, each method through all its questions (default); "
                         "question: question i at every size before question i+1")
+    p.add_argument("--reverse", action="store_true",
+                   help="work from the last question back (a second worker, merged later)")
     p.add_argument("--merge", nargs="+", type=Path, default=None, metavar="JSON",
                    help="do not run: merge these reports (same questions) into --out")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the table")
@@ -1048,6 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       cache_path=args.cache, rlm_timeout_s=args.rlm_timeout,
                       request_timeout_s=args.request_timeout, max_retries=args.max_retries,
                       max_concurrency=args.max_concurrency, tpm=args.tpm, order=args.order,
+                      reverse=args.reverse,
                       traces_dir=str(args.traces) if args.traces else None)
     if args.traces:
         args.traces.mkdir(parents=True, exist_ok=True)
