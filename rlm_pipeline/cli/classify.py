@@ -18,7 +18,10 @@ output columns (not already in the input unless --overwrite-column).
 After the run, rows without a label are summed up by reason on stderr.  If any
 failed for a transient reason (api_error, budget_exceeded) nothing is written
 and the exit code is 1, with the command that re-asks only those rows; accept
-the partial output with --allow-errors or --max-error-rate R.  A systemic
+the partial output with --allow-errors or --max-error-rate R.  If every
+non-blank row failed, whatever the reason, nothing is written and the exit
+code is 1 unless --allow-errors.  When the first calls all come back unusable
+(not JSON, labels outside the set, rows not answered) the run stops: exit 1.  A systemic
 failure (endpoint down, bad key, unknown model) stops the run at once: exit 1,
 one line, nothing written.
 """
@@ -337,6 +340,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"rlm-pipeline: error: nothing written to {args.output}", file=sys.stderr)
             return 1
         failures = FailureReport(rows=stats.rows, errors=dict(stats.errors))
+        if failures.all_failed and not args.allow_errors:
+            _refuse_all_failed(failures, args)
+            return 1
         if not failures.accepted(max_error_rate):
             _refuse(failures, args)
             return 1
@@ -388,18 +394,29 @@ def _rerun_hint(args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def _refuse(failures: FailureReport, args: argparse.Namespace) -> None:
+_RERUN = "run the same command again to re-ask only the failed rows (answered rows are cached)"
+
+
+def _print_failures(
+    failures: FailureReport, args: argparse.Namespace, prefix: str, rerun: str | None
+) -> None:
+    """The per-reason summary on stderr; with ``rerun``, that line and the command to re-run."""
     err = sys.stderr
-    print(f"rlm-pipeline: {failures.failed:,} of {failures.rows:,} rows have no label:", file=err)
-    for line in failures.lines():
-        print(line, file=err)
     print(
-        "rlm-pipeline: run the same command again to re-ask only the failed rows "
-        "(answered rows are cached):",
+        f"rlm-pipeline: {prefix}{failures.failed:,} of {failures.rows:,} rows have no label:",
         file=err,
     )
-    for line in _rerun_hint(args):
+    for line in failures.lines():
         print(line, file=err)
+    if rerun is not None:
+        print(f"rlm-pipeline: {rerun}:", file=err)
+        for line in _rerun_hint(args):
+            print(line, file=err)
+
+
+def _refuse(failures: FailureReport, args: argparse.Namespace) -> None:
+    err = sys.stderr
+    _print_failures(failures, args, "", _RERUN)
     print(
         "rlm-pipeline: or accept the partial output with --allow-errors (or --max-error-rate R)",
         file=err,
@@ -411,22 +428,27 @@ def _refuse(failures: FailureReport, args: argparse.Namespace) -> None:
     )
 
 
-def _warn_failures(failures: FailureReport, args: argparse.Namespace) -> None:
+def _refuse_all_failed(failures: FailureReport, args: argparse.Namespace) -> None:
+    """Every non-blank row failed: an output without a single label is not written."""
     err = sys.stderr
+    _print_failures(failures, args, "", _RERUN if failures.transient else None)
+    print("rlm-pipeline: or write the output anyway with --allow-errors", file=err)
+    blank = failures.errors.get("empty_input", 0)
     print(
-        f"rlm-pipeline: warning: {failures.failed:,} of {failures.rows:,} rows have no label:",
+        f"rlm-pipeline: error: no row got a label ({failures.rows - blank:,} non-blank rows "
+        f"failed); nothing written to {args.output}",
         file=err,
     )
-    for line in failures.lines():
-        print(line, file=err)
+
+
+def _warn_failures(failures: FailureReport, args: argparse.Namespace) -> None:
+    rerun = None
     if failures.transient:
-        print(
-            "rlm-pipeline: accepted by --allow-errors/--max-error-rate; the same command "
-            "re-asks only the failed rows:",
-            file=err,
+        rerun = (
+            "accepted by --allow-errors/--max-error-rate; the same command "
+            "re-asks only the failed rows"
         )
-        for line in _rerun_hint(args):
-            print(line, file=err)
+    _print_failures(failures, args, "warning: ", rerun)
 
 
 def _classify(

@@ -7,13 +7,17 @@ the others are final for these settings (``empty_input``, ``input_too_long``,
 ``parse_error``, ``invalid_label``, ``missing_in_reply``).  The CLI refuses an
 output with transient failures (exit 1, nothing written) unless the user
 accepts it with ``--allow-errors`` or ``--max-error-rate R``; the jobs in
-``jobs/`` never publish one.
+``jobs/`` never publish one.  An output in which every non-blank row failed,
+whatever the reasons (:attr:`FailureReport.all_failed`), is refused too unless
+``--allow-errors``: it holds no answer at all.
 
 Examples
 --------
 >>> report = FailureReport(rows=100, errors={"api_error": 3, "empty_input": 2})
->>> report.transient, report.accepted(None), report.accepted(0.05)
-(3, False, True)
+>>> report.transient, report.accepted(None), report.accepted(0.05), report.all_failed
+(3, False, True, False)
+>>> FailureReport(rows=3, errors={"parse_error": 2, "empty_input": 1}).all_failed
+True
 >>> report.lines()
 ['  api_error: 3 (transient: a re-run asks these rows again)', '  empty_input: 2']
 """
@@ -60,6 +64,12 @@ class FailureReport:
     def transient(self) -> int:
         """Rows whose reason a re-run can fix."""
         return sum(count for kind, count in self.errors.items() if kind in TRANSIENT)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when there are non-blank rows and none of them got a value."""
+        blank = self.errors.get("empty_input", 0)
+        return self.rows > blank and self.failed - blank >= self.rows - blank
 
     def accepted(self, max_error_rate: float | None) -> bool:
         """True when no row failed for a transient reason, or at most ``max_error_rate`` of rows."""

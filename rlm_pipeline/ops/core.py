@@ -47,6 +47,17 @@ ending the whole call.  A
 :class:`~rlm_pipeline.errors.BudgetExceededError` stops the run cleanly: calls
 already answered are kept, every row not yet answered gets ``budget_exceeded``.
 
+**Reply breaker.**  When the first :data:`REPLY_BREAKER_CALLS` calls of a run
+that got a reply all failed on every row for a reply-shape reason
+(``parse_error``, ``invalid_label``, ``missing_in_reply``) and no call so far
+answered any row, the model or server cannot follow the format: the run stops
+with an :class:`~rlm_pipeline.errors.LLMResponseParseError` naming the
+endpoint, the model, the reason and a hint, instead of halving batches down to
+single rows for every input row.  One answered row disarms it for the run;
+isolated bad replies stay per-row reasons.  A run is one :func:`apply_texts`
+call, or all calls sharing one :class:`~rlm_pipeline.ops.memo.Memo` (the
+slices of a stream).
+
 The client is an :class:`rlm_pipeline.llm.client.LLMClient`; what the
 operators use of it is spelled out by :class:`OpsClient`.  The row store and
 the run memo live in :mod:`rlm_pipeline.ops.memo`.
@@ -67,7 +78,9 @@ Examples
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -89,6 +102,8 @@ from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec, fit_text
 
 __all__ = [
     "EMPTY_INPUT",
+    "REPLY_BREAKER_CALLS",
+    "REPLY_SHAPE_KINDS",
     "CachedRowsProgress",
     "OpsClient",
     "RowProgress",
@@ -107,6 +122,24 @@ RowProgress = Callable[[int, int], None]
 EMPTY_INPUT = "empty_input"
 _EMPTY: RowResult = (None, EMPTY_INPUT)
 _LOST: RowResult = (None, "missing_in_reply: internal bookkeeping lost this row")
+
+#: Calls that must all fail on every row (reply-shape reasons), none answered, to stop a run.
+REPLY_BREAKER_CALLS = 8
+#: Reasons that say the reply's shape was wrong (not the endpoint, not the row's input).
+REPLY_SHAPE_KINDS = ("parse_error", "invalid_label", "missing_in_reply")
+_SHAPE_HINTS = {
+    "parse_error": (
+        "replies are not valid JSON — does the server support response_format / is the "
+        "model able to follow the format? try --batch-size 1 (batch_size=1)"
+    ),
+    "invalid_label": (
+        "replies name labels outside the set — check the labels and instructions, "
+        "or try a model able to follow them"
+    ),
+    "missing_in_reply": (
+        "replies do not answer the numbered rows — try --batch-size 1 (batch_size=1)"
+    ),
+}
 
 
 class OpsClient(Protocol):
@@ -166,19 +199,74 @@ class Tally:
     cached_texts: int = 0
 
 
-class _Run:
-    """State of one :func:`apply_texts` call: client, spec, and the budget stop flag."""
+class _ReplyBreaker:
+    """Stops a run whose first calls all came back unusable (see the module docstring)."""
 
-    def __init__(self, client: OpsClient, spec: OpSpec) -> None:
+    __slots__ = ("answered", "failed", "kinds", "raw", "tripped")
+
+    def __init__(self) -> None:
+        self.answered = False  # a call answered at least one row: disarmed for the run
+        self.failed = 0  # calls whose every row failed for a reply-shape reason
+        self.kinds: dict[str, int] = {}
+        self.raw = ""
+        self.tripped: LLMResponseParseError | None = None
+
+    def check(self) -> None:
+        """Raise again once tripped (later calls of the run send nothing)."""
+        if self.tripped is not None:
+            raise LLMResponseParseError(_first_line(self.tripped), raw=self.tripped.raw)
+
+    def record(self, outcome: list[RowResult], raw: str, config: LLM) -> None:
+        """Count one call's checked rows; raise when the breaker trips."""
+        if self.answered:
+            return
+        if any(error is None for _, error in outcome):
+            self.answered = True
+            return
+        kinds = [(error or "").split(":", 1)[0] for _, error in outcome]
+        if not kinds or any(kind not in REPLY_SHAPE_KINDS for kind in kinds):
+            return
+        self.failed += 1
+        for kind in kinds:
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        self.raw = raw
+        if self.failed < REPLY_BREAKER_CALLS or self.tripped is not None:
+            return
+        kind = max(self.kinds, key=lambda k: self.kinds[k])
+        endpoint = config.resolved_base_url() or "the default endpoint"
+        msg = (
+            f"no usable reply in the first {self.failed} calls to {endpoint} "
+            f"(model {config.model}): {_SHAPE_HINTS[kind]}"
+        )
+        logger.debug("stopping: %s", msg)
+        self.tripped = LLMResponseParseError(msg, raw=raw)
+        raise self.tripped
+
+
+def _first_line(exc: LLMResponseParseError) -> str:
+    """The message of a reply-breaker error without its ``; raw reply: ...`` tail."""
+    return str(exc).split("; raw reply: ", 1)[0]
+
+
+#: One breaker per shared memo (the slices of one stream are one run).
+_BREAKERS: weakref.WeakKeyDictionary[Memo, _ReplyBreaker] = weakref.WeakKeyDictionary()
+
+
+class _Run:
+    """State of one :func:`apply_texts` call: client, spec, the budget stop flag, the breaker."""
+
+    def __init__(self, client: OpsClient, spec: OpSpec, breaker: _ReplyBreaker) -> None:
         self.client = client
         self.spec = spec
         self.schema = reply_schema(spec)
         self.name = reply_name(spec)
         self.stopped: str | None = None  # the budget_exceeded reason once the budget is hit
         self.store = RowStore.of(client.cache, client.config, spec)
+        self.breaker = breaker
 
     async def ask(self, texts: list[str], *, retry: bool = True) -> list[RowResult]:
         """Answers for ``texts`` (one call, then re-asks of the rows that failed)."""
+        self.breaker.check()
         if self.stopped is not None:
             return [(None, self.stopped)] * len(texts)
         outcome, final = await self._call(texts)
@@ -218,10 +306,13 @@ class _Run:
             return [(None, self.stopped)] * len(texts), True
         except LLMResponseParseError as exc:
             parsed = parse_raw(exc.raw)
+            outcome: list[RowResult]
             if parsed is None:
-                return [(None, "parse_error: reply is not a JSON object")] * len(texts), False
-            outcome = check_reply(parsed, len(texts), self.spec)
-            self._store(texts, outcome)
+                outcome = [(None, "parse_error: reply is not a JSON object")] * len(texts)
+            else:
+                outcome = check_reply(parsed, len(texts), self.spec)
+                self._store(texts, outcome)
+            self.breaker.record(outcome, exc.raw, self.client.config)
             return outcome, False
         except LLMEndpointError:
             raise  # systemic (the client's breaker tripped): stop the run, never api_error rows
@@ -229,12 +320,21 @@ class _Run:
             return [(None, f"api_error: {exc}")] * len(texts), True
         outcome = check.outcome if check.outcome is not None else check.rows(obj)
         self._store(texts, outcome)
+        self.breaker.record(outcome, _raw_text(obj), self.client.config)
         return outcome, False
 
     def _store(self, texts: list[str], outcome: list[RowResult]) -> None:
         """Keep the rows of one call that passed the checks (failures never)."""
         if self.store is not None:
             self.store.save(texts, outcome)
+
+
+def _raw_text(obj: Any) -> str:
+    """A parsed reply as text again (for the reply breaker's message)."""
+    try:
+        return json.dumps(obj, ensure_ascii=False)[:300]
+    except (TypeError, ValueError):
+        return repr(obj)[:300]
 
 
 class _RowCheck:
@@ -303,8 +403,17 @@ async def apply_texts(
     list of (value, error)
         Exactly ``len(texts)`` entries; ``error`` is None or a reason starting
         with one of :data:`~rlm_pipeline.ops.stats.ERROR_KINDS`.
+
+    Raises
+    ------
+    LLMEndpointError
+        The client's circuit breaker tripped (endpoint down, key refused, ...).
+    LLMResponseParseError
+        The reply breaker tripped: the first :data:`REPLY_BREAKER_CALLS` calls
+        answered no row, every row failing for a reply-shape reason.
     """
-    run = _Run(client, spec)
+    breaker = _ReplyBreaker() if memo is None else _BREAKERS.setdefault(memo, _ReplyBreaker())
+    run = _Run(client, spec, breaker)
     claim = Claim(asyncio.get_running_loop().create_future())
     texts, too_long = _fit_rows(texts, spec)  # a too-long row's text reads as None here
     asked = _Asked.split(texts, memo if memo is not None else Memo(), claim)

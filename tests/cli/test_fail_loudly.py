@@ -543,7 +543,7 @@ def test_polars_run_has_quiet_stderr_and_no_great_expectations(sim: Any, tmp_pat
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert again.returncode == 0 and again.stderr == ""
     assert sim.stats()["requests"] == 0
-    assert cpu < 3.0, (cpu, seconds)
+    assert cpu < 5.0, (cpu, seconds)  # measured 1.5 s; room for a loaded CI box
 
 
 def test_great_expectations_validation_is_quiet_too(sim: Any, tmp_path: Path) -> None:
@@ -581,6 +581,7 @@ def test_twenty_percent_faults_every_row_once_exit_1_unless_allowed(
     assert "warning:" in allowed.stderr and "api_error" in allowed.stderr
     # --max-error-rate: accepted when the failed share is under the rate, refused above it
     share = nulls.height / len(texts)
+    assert share < 0.9  # the precondition of the --max-error-rate 0.9 run below
     sim.set_config(seed=11)
     low, _ = _run(_classify(sim.base_url, src, tmp_path / "r.parquet", cache, "--max-retries", "0",
                             "--no-cache", "--max-error-rate", "0.0001"))
@@ -588,7 +589,6 @@ def test_twenty_percent_faults_every_row_once_exit_1_unless_allowed(
     high, _ = _run(_classify(sim.base_url, src, tmp_path / "r.parquet", cache, "--max-retries",
                              "0", "--no-cache", "--max-error-rate", "0.9"))
     assert high.returncode == 0, high.stderr
-    assert share < 0.9
 
 
 # ------------------------------- item 1, other systemic causes: 404 model, 5xx everywhere
@@ -666,3 +666,58 @@ def test_ask_cost_budget_needs_a_price(sim: Any, tmp_path: Path) -> None:
     priced, _ = _run([*base, "--price-input", "0.1", "--price-output", "0.4", "--json"])
     assert priced.returncode == 0, priced.stderr
     assert json.loads(priced.stdout)["usage"]["cost_usd"] > 0
+
+
+# ------------------------- all-null output: unusable replies stop the run, exit 1
+
+
+def test_every_reply_malformed_stops_early_and_exits_1(sim_factory: Any, tmp_path: Path) -> None:
+    """Before: exit 0, "wrote 200 rows", 200 nulls (parse_error), 587 calls."""
+    sim = sim_factory(fault_malformed=1.0)
+    src, _ = _input(tmp_path, 200, seed=12)
+    out, cache = tmp_path / "o.parquet", tmp_path / "c.sqlite"
+    done, _ = _run(_classify(sim.base_url, src, out, cache, "--max-retries", "0", "--no-cache"))
+    assert done.returncode == 1, done.stderr
+    _assert_one_line(done.stderr, "no usable reply in the first 8 calls", sim.base_url,
+                     "gpt-4.1-mini", "not valid JSON", "--batch-size 1")
+    assert done.stdout == ""
+    _nothing_written(tmp_path, src)
+    assert sim.stats(log=False)["requests"] < 40
+
+
+def test_every_row_failed_exits_1_unless_allow_errors(sim_factory: Any, tmp_path: Path) -> None:
+    """Too few calls for the reply breaker (3 rows, 6 calls): the CLI's own all-failed check."""
+    sim = sim_factory(fault_malformed=1.0)
+    src = tmp_path / "in.parquet"
+    pl.DataFrame({"id": range(4), "q": tickets(3, seed=13) + [" "]}).write_parquet(src)
+    out, cache = tmp_path / "o.parquet", tmp_path / "c.sqlite"
+    cmd = _classify(sim.base_url, src, out, cache, "--max-retries", "0", "--batch-size", "1")
+    refused, _ = _run(cmd)
+    assert refused.returncode == 1, refused.stderr
+    assert "parse_error: 3" in refused.stderr and "--allow-errors" in refused.stderr
+    assert _error_lines(refused.stderr) == [
+        f"rlm-pipeline: error: no row got a label (3 non-blank rows failed); nothing written "
+        f"to {out}"
+    ]
+    _nothing_written(tmp_path, src)
+    allowed, _ = _run([*cmd, "--allow-errors"])
+    assert allowed.returncode == 0, allowed.stderr
+    got = pl.read_parquet(out)
+    assert got["label"].null_count() == 4
+    assert got["label_error"].str.starts_with("parse_error").sum() == 3
+    # --max-error-rate does not accept an output without a single label
+    rate, _ = _run([*cmd, "--max-error-rate", "1", "--output", str(tmp_path / "r.pq")])
+    assert rate.returncode == 1 and not (tmp_path / "r.pq").exists()
+
+
+def test_some_parse_errors_still_exit_0(sim_factory: Any, tmp_path: Path) -> None:
+    """Isolated bad replies stay final reasons: written, exit 0, listed on stderr."""
+    sim = sim_factory(fault_malformed=0.3, seed=14)
+    src, _ = _input(tmp_path, 60, seed=14)
+    out, cache = tmp_path / "o.parquet", tmp_path / "c.sqlite"
+    done, _ = _run(_classify(sim.base_url, src, out, cache, "--max-retries", "0", "--no-cache",
+                             "--batch-size", "1"))
+    assert done.returncode == 0, done.stderr
+    got = pl.read_parquet(out)
+    assert got.height == 60 and 0 < got["label"].null_count() < 60
+    assert "parse_error" in done.stderr
