@@ -8,7 +8,8 @@ Exactly one of the three forms is accepted:
   ``""`` inside quotes is a literal quote; spaces around each label are dropped;
 - ``--labels-file F``: one label per line (UTF-8), taken as written apart from
   surrounding spaces; blank lines are ignored, no quoting;
-- ``--label X`` repeated: one label per flag, taken as written.
+- ``--label X`` repeated: one label per flag, taken as written apart from
+  surrounding spaces (commas and quotes stay).
 
 Empty labels are dropped in ``--labels`` (a trailing comma is harmless);
 repeated labels are refused.

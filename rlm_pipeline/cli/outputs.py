@@ -46,6 +46,36 @@ def _inside(child: Path, parent: Path) -> bool:
     return child == parent or parent in child.parents
 
 
+def _overlap(input_location: Any, out: Path) -> str | None:
+    """How the output path ``out`` overlaps the input, or None.
+
+    ``"glob"``: an input glob matches it, or it holds or lies inside a file the
+    glob matches; ``"same"``: it is the input; ``"inside"``: it lies inside the
+    input directory; ``"contains"``: the input lies inside it.  Symlinks and
+    ``..`` are resolved; an input that is not a path (a frame) never overlaps.
+    """
+    if not isinstance(input_location, str | os.PathLike):
+        return None
+    location = os.path.expanduser(os.fspath(input_location))
+    real_out = _real(out)
+    if glob.has_magic(location):
+        pattern = os.path.abspath(location)
+        if fnmatch.fnmatch(str(out), pattern) or fnmatch.fnmatch(str(real_out), pattern):
+            return "glob"
+        files = [_real(_absolute(f)) for f in glob.glob(location, recursive=True)]
+        if any(_inside(f, real_out) or _inside(real_out, f) for f in files):
+            return "glob"
+        return None
+    source = _real(_absolute(location))
+    if real_out == source:
+        return "same"
+    if _inside(real_out, source):
+        return "inside"
+    if _inside(source, real_out):
+        return "contains"
+    return None
+
+
 def check_output_path(input_location: Any, output: str | os.PathLike[str]) -> Path:
     """The absolute output path, after refusing outputs that would clash with the input.
 
@@ -62,41 +92,54 @@ def check_output_path(input_location: Any, output: str | os.PathLike[str]) -> Pa
     if out.is_dir():
         msg = f"--output {output} is a directory; give a file path such as {out / 'labels.parquet'}"
         raise InputError(msg)
-    if not isinstance(input_location, str | os.PathLike):
-        return out
-    location = os.path.expanduser(os.fspath(input_location))
-    real_out = _real(out)
-    if glob.has_magic(location):
-        pattern = os.path.abspath(location)
-        matched = fnmatch.fnmatch(str(out), pattern) or fnmatch.fnmatch(str(real_out), pattern)
-        if matched or any(
-            _real(_absolute(f)) == real_out for f in glob.glob(location, recursive=True)
-        ):
-            msg = (
-                f"--output {output} matches the input glob {input_location}: the next run "
-                "would read it as input; write outside it"
-            )
-            raise InputError(msg)
-        return out
-    source = _absolute(location)
-    if source.is_dir():
-        if _inside(real_out, _real(source)):
-            msg = (
-                f"--output {output} is inside the input directory {input_location}: the next "
-                "run would read it as input; write outside it"
-            )
-            raise InputError(msg)
-    elif real_out == _real(source):
+    kind = _overlap(input_location, out)
+    if kind == "glob":
+        msg = (
+            f"--output {output} matches the input glob {input_location}: the next run "
+            "would read it as input; write outside it"
+        )
+        raise InputError(msg)
+    if kind == "same":
         msg = f"--output {output} is the input file; write to another path"
+        raise InputError(msg)
+    if kind is not None:
+        msg = (
+            f"--output {output} is inside the input directory {input_location}: the next "
+            "run would read it as input; write outside it"
+        )
         raise InputError(msg)
     return out
 
 
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back; the CLI is single-threaded here)."""
+def _proc_umask() -> int | None:
+    """The umask from ``/proc/self/status`` (Linux >= 4.7), or None where it is not there."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _read_umask_once() -> int:
+    """The umask read by setting it and putting it back: done once, at import (CLI start,
+    before any thread), only where ``/proc`` cannot tell it."""
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_START_UMASK = _read_umask_once() if _proc_umask() is None else None
+
+
+def _umask() -> int:
+    """The process umask, read without changing it (other threads may be creating files)."""
+    mask = _proc_umask()
+    if mask is not None:
+        return mask
+    return _START_UMASK if _START_UMASK is not None else 0o022
 
 
 @dataclass
@@ -199,19 +242,7 @@ def check_output_folder(input_location: Any, output: str | os.PathLike[str]) -> 
     if out.is_file():
         msg = f"output {output} is a file; give a folder"
         raise InputError(msg)
-    if not isinstance(input_location, str | os.PathLike):
-        return out
-    location = os.path.expanduser(os.fspath(input_location))
-    real_out = _real(out)
-    if glob.has_magic(location):
-        files = [_real(_absolute(f)) for f in glob.glob(location, recursive=True)]
-        clash = fnmatch.fnmatch(str(out), os.path.abspath(location)) or any(
-            _inside(f, real_out) or _inside(real_out, f) for f in files
-        )
-    else:
-        source = _real(_absolute(location))
-        clash = _inside(real_out, source) or _inside(source, real_out)
-    if clash:
+    if _overlap(input_location, out) is not None:
         msg = f"output {output} overlaps the input {input_location}: write to a folder outside it"
         raise InputError(msg)
     return out

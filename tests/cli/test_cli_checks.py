@@ -46,6 +46,8 @@ def test_labels_from_args(tmp_path: Path) -> None:
     assert read_labels_file(f) == ["a, b", "c"]
     assert labels_from_args(_args(labels_file=str(f))) == ["a, b", "c"]
     assert labels_from_args(_args(label=["x, y", "z"])) == ["x, y", "z"]
+    # --label: as written apart from surrounding spaces (what cli/labels.py and docs/cli.md say)
+    assert labels_from_args(_args(label=[' "q" ', "a,b "])) == ['"q"', "a,b"]
     with pytest.raises(InputError, match="exactly one"):
         labels_from_args(_args())
     with pytest.raises(InputError, match="got --labels and --labels-file"):
@@ -116,3 +118,19 @@ def test_failure_report() -> None:
     assert FailureReport(rows=10, errors={"parse_error": 10}).accepted(None)
     assert report.lines()[0].startswith("  api_error: 10 (transient")
     assert rerun_command(["classify", "a b.parquet"]) == "rlm-pipeline classify 'a b.parquet'"
+
+
+def test_umask_is_read_without_setting_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setting the umask to read it would change it for threads creating files meanwhile."""
+    from rlm_pipeline.cli import outputs
+
+    previous = os.umask(0o027)
+    try:
+        def no_set(mask: int) -> int:
+            raise AssertionError("os.umask called while the CLI runs")
+
+        monkeypatch.setattr(outputs.os, "umask", no_set)
+        assert outputs._umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(previous)
