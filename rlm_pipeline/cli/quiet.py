@@ -1,11 +1,7 @@
-"""Known third-party warnings the CLI filters around its own calls (never globally).
+"""Known third-party warnings the CLI filters: :mod:`rlm_pipeline._quiet`, re-exported.
 
-PySpark 4.3 warns on every ``mapInArrow`` plan, and on some imports, that
-pandas >= 3 is not fully supported (``FutureWarning``).  rlm_pipeline moves
-data through Arrow, not pandas, so the warning says nothing about our runs;
-the CLI filters exactly that message while its Spark calls run.  The filter
-is scoped with :func:`warnings.catch_warnings`, so nothing outside those
-calls changes.
+The helper lives in the library (the Spark fan-out uses it too; the library
+never imports the CLI).
 
 Examples
 --------
@@ -16,19 +12,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterator
+from rlm_pipeline._quiet import PYSPARK_PANDAS_WARNING, known_warnings_filtered
 
 __all__ = ["PYSPARK_PANDAS_WARNING", "known_warnings_filtered"]
-
-#: Start of the message PySpark warns with when pandas >= 3 is installed.
-PYSPARK_PANDAS_WARNING = r"PySpark does not yet fully support pandas"
-
-
-@contextlib.contextmanager
-def known_warnings_filtered() -> Iterator[None]:
-    """Ignore PySpark's pandas-version ``FutureWarning`` inside the block."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PYSPARK_PANDAS_WARNING, category=FutureWarning)
-        yield

@@ -63,6 +63,7 @@ import logging
 import os
 from typing import TYPE_CHECKING
 
+from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.breaker import DEFAULT_ENDPOINT, reraised
 from rlm_pipeline.llm.config import LLM, Budget
@@ -134,8 +135,9 @@ def apply(
         df = df.drop(*drop)
     try:
         slots = max(1, parallelism or df.sparkSession.sparkContext.defaultParallelism)
-        mapped, reports = _map(df, spec, llm, left, slots)
-        result = mapped.localCheckpoint(eager=True)
+        with known_warnings_filtered():  # PySpark's pandas-version FutureWarning (we use Arrow)
+            mapped, reports = _map(df, spec, llm, left, slots)
+            result = mapped.localCheckpoint(eager=True)
     except PySparkException as exc:
         tripped = reraised(str(exc), llm.resolved_base_url() or DEFAULT_ENDPOINT)
         if tripped is not None:  # a task's circuit breaker tripped

@@ -10,8 +10,10 @@ Spark).
 
 Examples
 --------
->>> (TaskReport(cached_rows=2) + TaskReport(cached_rows=3)).cached_rows
+>>> (TaskReport(cached={0: 2}) + TaskReport(cached={1: 3})).cached_rows
 5
+>>> (TaskReport(cached={0: 2}) + TaskReport(cached={0: 2})).cached_rows  # a retried attempt
+2
 """
 
 from __future__ import annotations
@@ -40,21 +42,29 @@ class TaskReport:
     ----------
     usage
         What its client spent (summed over attempts: every call made is spent).
-    cached_rows
-        Rows it answered from stored row answers.
+    cached
+        ``{partition: rows}`` it answered from stored row answers; empty when
+        the attempt did not finish.  Kept per partition like ``stats`` (a
+        retried or speculative attempt replaces, not adds to, its count), so
+        :attr:`cached_rows` never exceeds the rows counted.
     stats
         ``{partition: counts}`` of the rows it answered; empty when the attempt
         did not finish.  A re-run attempt of a partition replaces its counts.
     """
 
     usage: Usage = field(default_factory=Usage)
-    cached_rows: int = 0
+    cached: dict[int, int] = field(default_factory=dict)
     stats: dict[int, OpStats] = field(default_factory=dict)
+
+    @property
+    def cached_rows(self) -> int:
+        """Rows answered from stored row answers, over the partitions (one attempt each)."""
+        return sum(self.cached.values())
 
     def __add__(self, other: TaskReport) -> TaskReport:
         return TaskReport(
             usage=self.usage + other.usage,
-            cached_rows=self.cached_rows + other.cached_rows,
+            cached={**self.cached, **other.cached},
             stats={**self.stats, **other.stats},
         )
 
@@ -106,8 +116,10 @@ def task_function(
             loop.run_until_complete(answers.aclose())
             loop.run_until_complete(client.aclose())
             loop.close()
-            stats = {_partition_id(): counter.stats()} if finished else {}
-            report(TaskReport(meter.snapshot(), tally.cached_rows, stats))
+            part = _partition_id()
+            stats = {part: counter.stats()} if finished else {}
+            cached = {part: tally.cached_rows} if finished else {}
+            report(TaskReport(meter.snapshot(), cached, stats))
 
     return run
 

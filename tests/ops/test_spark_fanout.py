@@ -249,3 +249,17 @@ def test_the_task_function_does_not_import_pandas(sim: Any) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["False", "3", "2"]
+
+
+def test_library_spark_call_emits_no_pandas_future_warning(spark: Any, sim: Any) -> None:
+    """``rp.spark.*`` filters PySpark's pandas-version FutureWarning, as the CLI does."""
+    import warnings
+
+    df = _frame(spark, tickets(30, seed=7))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out, stats = spark_fanout.apply(df, ClassifySpec("q", LABELS), _llm(sim))
+    _check(out, tickets(30, seed=7))
+    assert stats.rows == 30 and stats.cached_rows <= stats.rows
+    noisy = [str(w.message) for w in seen if "pandas" in str(w.message)]
+    assert noisy == []
