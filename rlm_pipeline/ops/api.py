@@ -126,7 +126,9 @@ def _dispatch(
     if not isinstance(overwrite, bool):
         msg = f"overwrite must be True or False, got {overwrite!r}"
         raise InputError(msg)
-    chosen = engine or ("spark" if is_spark_frame(data) else "polars")
+    from rlm_pipeline.engines.load import infer_engine
+
+    chosen = engine or infer_engine(data)
     if chosen == "polars":
         from rlm_pipeline.ops import polars_fanout
 
