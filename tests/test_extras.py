@@ -1,15 +1,20 @@
 """The base install (no extras) in a real throwaway venv: Polars works, extras give one-line hints.
 
-The venv gets ``pip install --no-deps -e .`` plus exactly ``[project].dependencies`` from
-pyproject.toml (from pip's cache when it has them), so pyspark, great-expectations,
-starlette and uvicorn are absent, which the first test checks.  The simulator runs in
-this (the main) venv; the base venv talks to it over HTTP.
+The venv gets the build backend (``[build-system].requires``, installed explicitly, from
+pip's cache when it has it), then ``pip install --no-build-isolation --no-deps`` of a copy
+of the sources (``pyproject.toml``, ``README.md``, ``rlm_pipeline/``) made in the test's
+temporary folder, plus exactly ``[project].dependencies``, so pyspark, great-expectations,
+starlette and uvicorn are absent, which the first test checks.  Nothing is fetched for
+an isolated build and nothing is written into the repository (no ``*.egg-info``,
+``build/``: checked).  The simulator runs in this (the main) venv; the base venv talks
+to it over HTTP.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -97,21 +102,44 @@ def _run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, **kwargs)
 
 
+def _build_outputs() -> dict[str, float]:
+    """What a build could leave in the repository: top-level egg-info/build/dist, by mtime."""
+    found = [*ROOT.glob("*.egg-info"), ROOT / "build", ROOT / "dist"]
+    return {p.name: p.stat().st_mtime for p in found if p.exists()}
+
+
+def _copy_sources(dest: Path) -> Path:
+    """The files a build of the package reads, copied to ``dest`` (no caches)."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "rlm_pipeline", dest / "rlm_pipeline",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
 @pytest.fixture(scope="module")
 def base_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with rlm_pipeline and only its base dependencies."""
-    venv = tmp_path_factory.mktemp("base_venv") / "venv"
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    work = tmp_path_factory.mktemp("base_venv")
+    venv = work / "venv"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = pyproject["project"]["dependencies"]
+    backend = pyproject["build-system"]["requires"]
+    before = _build_outputs()
+    source = _copy_sources(work / "src")
     # This venv's pip installs into the new one (--python): no pip bootstrap there.
     pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q"]
     steps = [
         [sys.executable, "-m", "venv", "--without-pip", str(venv)],
-        [*pip, "--no-deps", "-e", str(ROOT)],
+        [*pip, *backend],
+        [*pip, "--no-build-isolation", "--no-deps", str(source)],
         [*pip, *deps],
     ]
     for step in steps:
-        done = _run(step, cwd=venv.parent)
+        done = _run(step, cwd=work)
         assert done.returncode == 0, f"{step} failed:\n{done.stderr[-3000:]}"
+    assert _build_outputs() == before  # nothing written into the repository
     return venv
 
 
