@@ -80,6 +80,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ __all__ = [
     "apply_texts",
     "classify_texts",
     "llm_map_texts",
+    "reply_breaker_error",
 ]
 
 logger = logging.getLogger(__name__)
@@ -246,6 +248,25 @@ class _ReplyBreaker:
 def _first_line(exc: LLMResponseParseError) -> str:
     """The message of a reply-breaker error without its ``; raw reply: ...`` tail."""
     return str(exc).split("; raw reply: ", 1)[0]
+
+
+def reply_breaker_error(text: str) -> LLMResponseParseError | None:
+    """The reply-breaker error named in ``text`` (a Spark task's traceback), if any.
+
+    Examples
+    --------
+    >>> text = "Traceback ...\\nrlm_pipeline.errors.LLMResponseParseError: no usable reply in "
+    >>> err = reply_breaker_error(text + "the first 8 calls to http://h/v1 (model m): x; raw reply: '{'")
+    >>> str(err)
+    "no usable reply in the first 8 calls to http://h/v1 (model m): x; raw reply: '{'"
+    >>> reply_breaker_error("ValueError: nope") is None
+    True
+    """
+    found = re.findall(r"LLMResponseParseError: (no usable reply in the first [^\r\n]+)", text)
+    if not found:
+        return None
+    message, _, raw = found[-1].strip().partition("; raw reply: ")
+    return LLMResponseParseError(message, raw=raw[1:-1] if len(raw) >= 2 else raw)
 
 
 #: One breaker per shared memo (the slices of one stream are one run).

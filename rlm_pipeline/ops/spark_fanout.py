@@ -68,7 +68,7 @@ from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.breaker import DEFAULT_ENDPOINT, reraised
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
-from rlm_pipeline.ops.core import CachedRowsProgress, RowProgress
+from rlm_pipeline.ops.core import CachedRowsProgress, RowProgress, reply_breaker_error
 from rlm_pipeline.ops.spark_task import ReportSum, TaskReport, task_function
 from rlm_pipeline.ops.spec import OpSpec
 from rlm_pipeline.ops.stats import MAX_VALUES, OpStats, merge_stats, value_kind
@@ -142,6 +142,9 @@ def apply(
         tripped = reraised(str(exc), llm.resolved_base_url() or DEFAULT_ENDPOINT)
         if tripped is not None:  # a task's circuit breaker tripped
             raise tripped from exc
+        unusable = reply_breaker_error(str(exc))
+        if unusable is not None:  # a task's reply breaker tripped: no usable reply
+            raise unusable from exc
         msg = f"Spark failed while running {type(spec).__name__}: {str(exc).splitlines()[0]}"
         raise EngineError(msg) from exc
     report: TaskReport = reports.value

@@ -263,3 +263,16 @@ def test_library_spark_call_emits_no_pandas_future_warning(spark: Any, sim: Any)
     assert stats.rows == 30 and stats.cached_rows <= stats.rows
     noisy = [str(w.message) for w in seen if "pandas" in str(w.message)]
     assert noisy == []
+
+
+def test_unusable_replies_raise_the_reply_breaker_error_on_the_driver(
+    spark: Any, sim_factory: Any
+) -> None:
+    """A task's reply breaker reaches the caller as LLMResponseParseError, not EngineError."""
+    from rlm_pipeline.errors import LLMResponseParseError
+
+    sim = sim_factory(fault_malformed=1.0)
+    df = _frame(spark, tickets(200, seed=8), partitions=1)
+    with pytest.raises(LLMResponseParseError, match="no usable reply in the first 8 calls") as info:
+        spark_fanout.apply(df, ClassifySpec("q", LABELS), _llm(sim, max_retries=0))
+    assert sim.base_url in str(info.value)
