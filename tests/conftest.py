@@ -54,6 +54,22 @@ def _loopback_only() -> Iterator[None]:
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_mode_memory() -> Iterator[None]:
+    """Each test starts without the process-wide structured-mode and protocol memory.
+
+    Both are caches of what an endpoint can do, keyed by base URL and model; a
+    port reused by a later test's simulator would otherwise inherit them, and
+    results would depend on the order the tests run in.
+    """
+    from rlm_pipeline.llm.structured import forget_modes
+    from rlm_pipeline.rlm.protocol import forget_protocols
+
+    forget_modes()
+    forget_protocols()
+    yield
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     """The one SparkSession of the test run (local[2], bound to 127.0.0.1)."""

@@ -25,8 +25,13 @@ reply, and while armed it **trips** on:
 Tripped, it holds one :class:`~rlm_pipeline.errors.LLMEndpointError` naming
 the endpoint, the cause and a hint; the client raises it (a fresh copy) for
 every pending and later call without sending anything.  After the first
-success the breaker is disarmed for good: later failures are isolated ones,
-retried as before and reported per row.
+success the breaker is disarmed: later failures are isolated ones, retried as
+before and reported per row — except a server that **stops answering
+mid-run**: when :data:`LOST_CALLS` distinct calls in a row (no reply of any
+kind in between) fail to connect or lose their connection (refused, reset),
+over at least :data:`LOST_SPAN_S` seconds, it trips too
+(:meth:`Breaker.connection_lost`), so the remaining rows of a large run do not
+each spend seven tries of backoff on a dead server.
 
 No endpoint at all (no ``base_url``, no ``OPENAI_BASE_URL`` and no
 ``OPENAI_API_KEY``) trips it on the first call, before any traffic
@@ -63,6 +68,8 @@ __all__ = [
     "CONNECT_MAX_DELAY_S",
     "CONNECT_TRIES",
     "DEFAULT_ENDPOINT",
+    "LOST_CALLS",
+    "LOST_SPAN_S",
     "SERVER_ERROR_CALLS",
     "SERVER_ERROR_SPAN_S",
     "Breaker",
@@ -70,6 +77,7 @@ __all__ = [
     "is_connect_failure",
     "missing_endpoint",
     "reraised",
+    "status_error",
 ]
 
 #: The endpoint the openai client uses when neither ``base_url`` nor ``OPENAI_BASE_URL`` is set.
@@ -82,6 +90,10 @@ CONNECT_MAX_DELAY_S = 1.0
 SERVER_ERROR_CALLS = 8
 #: ... over at least this many seconds (so a short blip is retried, not fatal).
 SERVER_ERROR_SPAN_S = 2.0
+#: Distinct calls in a row that must fail to connect, after a success, before it trips.
+LOST_CALLS = 8
+#: ... over at least this many seconds.
+LOST_SPAN_S = 2.0
 #: Longest piece of the server's own error text quoted in a message.
 _DETAIL_CHARS = 160
 
@@ -112,6 +124,8 @@ class Breaker:
         self._status: int | None = None
         self._first_at = 0.0
         self._calls: set[int] = set()
+        self._lost_at = 0.0  # first connection failure since the last reply
+        self._lost_calls: set[int] = set()
 
     def check(self) -> None:
         """Raise the breaker's error (a fresh copy) if it tripped."""
@@ -125,9 +139,41 @@ class Breaker:
         return self.tripped.again()
 
     def success(self) -> None:
-        """A reply came back 2xx: the endpoint works, disarm for good."""
+        """A reply came back 2xx: the endpoint works, disarm (see :meth:`connection_lost`)."""
         self.armed = False
         self._reset()
+        self._lost_calls.clear()
+
+    def connection_lost(self, cause: BaseException, *, call: int) -> LLMEndpointError | None:
+        """A try of call ``call`` could not connect, or lost its connection, after a success.
+
+        Returns the error when :data:`LOST_CALLS` distinct calls in a row did
+        so over at least :data:`LOST_SPAN_S` seconds (the server stopped
+        answering mid-run); None otherwise (and while armed: the client's gate
+        handles connection failures before the first reply).
+
+        Examples
+        --------
+        >>> breaker = Breaker("http://127.0.0.1:9/v1", "m")
+        >>> breaker.success()
+        >>> breaker.connection_lost(ConnectionRefusedError(111, "refused"), call=0) is None
+        True
+        """
+        if self.armed:
+            return None
+        now = time.monotonic()
+        if not self._lost_calls:
+            self._lost_at = now
+        self._lost_calls.add(call)
+        span = now - self._lost_at
+        if len(self._lost_calls) < LOST_CALLS or span < LOST_SPAN_S:
+            return None
+        base = connect_error(self.endpoint, cause)
+        msg = (
+            f"{self.endpoint} stopped answering mid-run ({len(self._lost_calls)} calls in a row "
+            f"could not connect over {span:.1f}s): {base}"
+        )
+        return self.trip(LLMEndpointError(msg, endpoint=self.endpoint, cause="connection_lost"))
 
     def other(self) -> None:
         """An outcome that is neither success nor a systemic sign (a 400, a read timeout)."""
@@ -135,6 +181,7 @@ class Breaker:
 
     def on_status(self, status: int, detail: str, *, call: int) -> LLMEndpointError | None:
         """Account one HTTP error reply of call number ``call``; the error if it trips the breaker."""
+        self._lost_calls.clear()  # the server answered
         if not self.armed:
             return None
         error = status_error(self.endpoint, self.model, status, detail)

@@ -22,7 +22,11 @@ first successful reply: when the endpoint fails for one systemic cause
 trips, and this call and every pending and later one raise
 :class:`~rlm_pipeline.errors.LLMEndpointError` at once, sending nothing more.
 Connection failures before the first reply get a few quick tries (one call
-retries while the others wait for its verdict), not the full backoff.
+retries while the others wait for its verdict), not the full backoff; after
+it, a server that stops answering mid-run (many calls in a row cannot
+connect) trips the breaker too.  A 5xx saying the server does not take
+``tools`` (llama.cpp without ``--jinja``) is final for a request carrying
+them, not retried.
 
 Structured calls (:meth:`LLMClient.json`) to an endpoint whose structured-output
 mode is not known yet are led by one *probe* (:mod:`rlm_pipeline.llm.probe`).
@@ -81,7 +85,7 @@ from rlm_pipeline.llm.budget import BudgetGuard, Reservation, shared_guard
 from rlm_pipeline.llm.cache import ResponseCache
 from rlm_pipeline.llm.completion import NotJSON, read_completion
 from rlm_pipeline.llm.config import LLM, Budget
-from rlm_pipeline.llm.failures import TryFailed, final_error, mapped_errors
+from rlm_pipeline.llm.failures import TryFailed, final_error, is_tools_refusal, mapped_errors
 from rlm_pipeline.llm.gate import BreakerGate
 from rlm_pipeline.llm.probe import PROBE_GRACE_S, FormatRejected, StructuredProbe
 from rlm_pipeline.llm.ratelimit import RateLimiter
@@ -93,6 +97,7 @@ from rlm_pipeline.llm.structured import (
     build_request,
     is_format_rejection,
     parse_json_object,
+    schema_kind,
     schema_validator,
 )
 from rlm_pipeline.llm.structured import validate as check_schema
@@ -342,7 +347,7 @@ class LLMClient:
                 self._served()
                 return value, hit
         send = partial(self._structured_try, messages, schema, name, max_tokens)
-        reply, allowance = await self._probe.run(send)
+        reply, allowance = await self._probe.run(send, schema_kind(schema))
         value = self._reply_value(reply, allowance, validator if accept is None else None)
         if accept is None or accept(value):
             self._replies.put(key, reply, asked=max_tokens, sent=allowance.sent)
@@ -552,7 +557,9 @@ class LLMClient:
                             failed.__cause__ or failed, leading
                         )
                         continue
-                    if failed.status is not None:
+                    if not failed.connect:
+                        # Connected (an HTTP status, a read timeout, a reset): this call
+                        # no longer retries the connection for the others.
                         leading = self._gate.reached(leading)
                     await self._gate.pause(self._after_failure(failed, attempt, call, params))
                     continue
@@ -603,12 +610,24 @@ class LLMClient:
             if "response_format" in params and is_format_rejection(status, failed.detail):
                 self._breaker.other()
                 raise FormatRejected(status, failed.detail) from cause
+            if "tools" in params and is_tools_refusal(status, failed.detail):
+                self._breaker.other()  # the server answers; it does not take tools
+                self.meter.record_failure()
+                raise final_error(failed, attempts=attempt, endpoint=self._endpoint[0]) from cause
             tripped = self._breaker.on_status(status, failed.detail, call=call)
             if tripped is not None:
                 self.meter.record_failure()
                 self._gate.wake()
                 tripped.attempts = attempt
                 raise tripped from cause
+        elif failed.kind == "connection" or failed.connect:
+            lost = self._breaker.connection_lost(cause or failed, call=call)
+            if lost is not None:  # the server stopped answering mid-run
+                self.meter.record_failure()
+                self._gate.wake()
+                lost.attempts = attempt
+                raise lost from cause
+            self._breaker.other()
         elif failed.kind != "other":
             self._breaker.other()
         tries = self.retry.max_retries + 1

@@ -24,6 +24,7 @@ timeout after 3 tries (http://127.0.0.1:9/v1)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -34,7 +35,14 @@ from rlm_pipeline.errors import LLMError, LLMRateLimitError, LLMTimeoutError
 from rlm_pipeline.llm.breaker import is_connect_failure
 from rlm_pipeline.llm.retry import parse_retry_after, should_retry
 
-__all__ = ["TryFailed", "final_error", "mapped_errors"]
+__all__ = ["TryFailed", "final_error", "is_tools_refusal", "mapped_errors"]
+
+#: A 5xx body saying the server does not take ``tools`` (llama.cpp's server without
+#: ``--jinja``: "tools param requires --jinja flag").
+TOOLS_REFUSED_5XX = re.compile(
+    r"--jinja|\b(?:tools?|tool_choice)\b[^.]{0,40}\b(?:not supported|unsupported|requires)\b",
+    re.IGNORECASE,
+)
 
 
 class TryFailed(Exception):
@@ -127,6 +135,22 @@ def final_error(failed: TryFailed, *, attempts: int, endpoint: str) -> LLMError:
         error_cls = LLMTimeoutError if failed.kind == "timeout" else LLMError
         return error_cls(f"{failed.detail} after {attempts} tries ({endpoint})", attempts=attempts)
     return LLMError(failed.detail, attempts=attempts)
+
+
+def is_tools_refusal(status: int | None, detail: str) -> bool:
+    """Whether a 5xx reply says plainly that the server does not take ``tools``.
+
+    Such a reply to a request carrying ``tools`` is final (no retry: the same
+    request gets the same answer); the RLM loop then switches protocol.
+
+    Examples
+    --------
+    >>> is_tools_refusal(500, "tools param requires --jinja flag")
+    True
+    >>> is_tools_refusal(500, "tools: internal error"), is_tools_refusal(400, "--jinja")
+    (False, False)
+    """
+    return status is not None and 500 <= status < 600 and bool(TOOLS_REFUSED_5XX.search(detail))
 
 
 def _error_text(exc: openai.APIStatusError) -> str:

@@ -115,12 +115,13 @@ class BreakerGate:
         return True
 
     def reached(self, leading: bool) -> bool:
-        """A try got an HTTP reply: the endpoint is reachable, the waiting calls may go.
+        """A try connected (an HTTP reply, a read timeout, a reset): the waiting calls may go.
 
         Returns the call's new ``leading`` (False).
         """
         if leading:
             self.end_reconnect()
+            self._connect_fails = 0
         return False
 
     def end_reconnect(self) -> None:
@@ -136,7 +137,11 @@ class BreakerGate:
             self._tripped.set_result(None)
 
     async def pause(self, delay: float) -> None:
-        """Sleep ``delay`` seconds of backoff, or less if the breaker trips meanwhile."""
+        """Sleep ``delay`` seconds of backoff, or less if the breaker trips meanwhile.
+
+        Raises at once when the breaker tripped before (nothing to sleep for).
+        """
+        self.breaker.check()
         if self._tripped is None:
             self._tripped = asyncio.get_running_loop().create_future()
         if not self._tripped.done():

@@ -9,8 +9,11 @@ lack at once, so a try not refused by then was most likely accepted and they
 go in its mode instead of idling for a whole model latency.  A later refusal
 costs each call sent meanwhile one refused try (it then falls back on its own).
 
-The mode that worked is remembered per process
-(:func:`~rlm_pipeline.llm.structured.remember_mode`).
+The mode that worked is remembered per process and schema kind
+(:func:`~rlm_pipeline.llm.structured.remember_mode`,
+:func:`~rlm_pipeline.llm.structured.schema_kind`): each kind has its own
+probe, so a server refusing the RLM's loose action schema in ``json_schema``
+does not move the strict sub-call schemas off it.
 
 Examples
 --------
@@ -34,7 +37,13 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from rlm_pipeline.errors import LLMError
-from rlm_pipeline.llm.structured import StructuredMode, known_mode, next_mode, remember_mode
+from rlm_pipeline.llm.structured import (
+    SchemaKind,
+    StructuredMode,
+    known_mode,
+    next_mode,
+    remember_mode,
+)
 
 __all__ = ["PROBE_GRACE_S", "FormatRejected", "StructuredProbe"]
 
@@ -72,35 +81,45 @@ class StructuredProbe:
         self.base_url = base_url
         self.model = model
         self.grace_s = grace_s
-        self._done: asyncio.Future[None] | None = None  # resolved when the probing call ends
-        self._mode: StructuredMode = "json_schema"  # the mode the probe is trying
-        self._rejections = 0
+        # Per schema kind: resolved when the probing call ends; the mode it is trying;
+        # how many refusals it met.
+        self._done: dict[SchemaKind, asyncio.Future[None]] = {}
+        self._mode: dict[SchemaKind, StructuredMode] = {}
+        self._rejections: dict[SchemaKind, int] = {}
 
-    async def run(self, send: Callable[[StructuredMode], Awaitable[T]]) -> T:
-        """``send(mode)`` in the endpoint's mode, falling back while it raises :class:`FormatRejected`."""
-        mode = known_mode(self.base_url, self.model)
+    async def run(
+        self, send: Callable[[StructuredMode], Awaitable[T]], kind: SchemaKind = "strict"
+    ) -> T:
+        """``send(mode)`` in the endpoint's mode for ``kind``, falling back while it raises :class:`FormatRejected`."""
+        mode = known_mode(self.base_url, self.model, kind)
         if mode is not None:
-            return await self._send_from(mode, send, lead=False)
-        if self._done is None or self._done.done():
-            done = self._done = asyncio.get_running_loop().create_future()
-            self._mode = "json_schema"
+            return await self._send_from(mode, send, kind, lead=False)
+        current = self._done.get(kind)
+        if current is None or current.done():
+            done = self._done[kind] = asyncio.get_running_loop().create_future()
+            self._mode[kind] = "json_schema"
             try:
-                return await self._send_from("json_schema", send, lead=True)
+                return await self._send_from("json_schema", send, kind, lead=True)
             finally:
                 done.set_result(None)
-        return await self._send_from(await self._follow(self._done), send, lead=False)
+        return await self._send_from(await self._follow(current, kind), send, kind, lead=False)
 
-    async def _follow(self, done: asyncio.Future[None]) -> StructuredMode:
+    async def _follow(self, done: asyncio.Future[None], kind: SchemaKind) -> StructuredMode:
         """The mode to send in: the known one, or the probe's once its try outlasts the grace."""
         while not done.done():
-            rejections = self._rejections
+            rejections = self._rejections.get(kind, 0)
             await asyncio.wait({done}, timeout=self.grace_s)
-            if self._rejections == rejections:
+            if self._rejections.get(kind, 0) == rejections:
                 break  # no rejection within the grace: most likely accepted
-        return known_mode(self.base_url, self.model) or self._mode
+        return known_mode(self.base_url, self.model, kind) or self._mode.get(kind, "json_schema")
 
     async def _send_from(
-        self, mode: StructuredMode, send: Callable[[StructuredMode], Awaitable[T]], *, lead: bool
+        self,
+        mode: StructuredMode,
+        send: Callable[[StructuredMode], Awaitable[T]],
+        kind: SchemaKind,
+        *,
+        lead: bool,
     ) -> T:
         current = mode
         while True:
@@ -112,18 +131,20 @@ class StructuredProbe:
                     msg = f"endpoint rejected every structured-output mode: {exc}"
                     raise LLMError(msg, status=exc.status) from exc
                 logger.info(
-                    "%s (%s) rejected response_format %s (HTTP %d); falling back to %s",
+                    "%s (%s) rejected response_format %s for a %s schema (HTTP %d); "
+                    "falling back to %s",
                     self.base_url,
                     self.model,
                     current,
+                    kind,
                     exc.status,
                     fallback,
                 )
                 current = fallback
                 if lead:
-                    self._mode = fallback
-                    self._rejections += 1
+                    self._mode[kind] = fallback
+                    self._rejections[kind] = self._rejections.get(kind, 0) + 1
                 continue
-            if known_mode(self.base_url, self.model) != current:
-                remember_mode(self.base_url, self.model, current)
+            if known_mode(self.base_url, self.model, kind) != current:
+                remember_mode(self.base_url, self.model, current, kind)
             return result

@@ -8,11 +8,19 @@ Servers differ in how they take a JSON Schema:
 * ``"text"`` — neither; the schema goes into the system message after
   :data:`STRUCTURED_PROMPT_PREFIX`.
 
-:class:`LLMClient.json` tries them in that order.  The mode that worked is
-remembered per ``(base_url, model)`` in a process-wide table
-(:func:`known_mode` / :func:`remember_mode`, guarded by a lock): it is a cache
-of what an endpoint can do, not of any reply, so a fallback costs one rejected
-call per endpoint and mode per process, not one per row.
+:class:`LLMClient.json` tries them in that order.  ``json_schema`` is sent
+with ``"strict": true`` only when the schema follows OpenAI's strict rules
+(:func:`strict_problems`: a root object, every object closed with
+``additionalProperties: false`` and listing all its properties in ``required``,
+no empty schema); other schemas (the RLM's action schema: a root ``anyOf``,
+optional arguments) go with ``"strict": false``, which a strict-mode server
+does not refuse for their shape.  The mode that worked is remembered per
+``(base_url, model, kind)`` in a process-wide table (:func:`known_mode` /
+:func:`remember_mode`, guarded by a lock), where the kind
+(:func:`schema_kind`) is ``"strict"`` or ``"loose"``: a server refusing one
+kind of schema does not downgrade the calls with the other.  It is a cache of
+what an endpoint can do, not of any reply, so a fallback costs one rejected
+call per endpoint, kind and mode per process, not one per row.
 
 Replies are untrusted: :func:`parse_json_object` takes the first top-level
 JSON object in the text (tolerating code fences and prose around it) and never
@@ -37,6 +45,7 @@ from rlm_pipeline.errors import InputError, LLMResponseParseError
 __all__ = [
     "MODES",
     "STRUCTURED_PROMPT_PREFIX",
+    "SchemaKind",
     "StructuredMode",
     "build_request",
     "forget_modes",
@@ -45,13 +54,17 @@ __all__ = [
     "next_mode",
     "parse_json_object",
     "remember_mode",
+    "schema_kind",
     "schema_validator",
+    "strict_problems",
     "validate",
 ]
 
 STRUCTURED_PROMPT_PREFIX = "Reply with only a JSON object that matches this JSON Schema: "
 
 StructuredMode = Literal["json_schema", "json_object", "text"]
+#: ``"strict"``: the schema follows OpenAI's strict rules; ``"loose"``: it does not.
+SchemaKind = Literal["strict", "loose"]
 #: Modes in the order they are tried.
 MODES: tuple[StructuredMode, ...] = ("json_schema", "json_object", "text")
 #: Statuses with which servers reject a ``response_format`` they do not support.
@@ -60,7 +73,7 @@ REJECTION_STATUSES = frozenset({400, 422, 500})
 MAX_OBJECT_STARTS = 32
 
 _MODE_LOCK = threading.Lock()
-_MODE_BY_ENDPOINT: dict[tuple[str, str], StructuredMode] = {}
+_MODE_BY_ENDPOINT: dict[tuple[str, str, SchemaKind], StructuredMode] = {}
 
 _VALIDATOR_LOCK = threading.Lock()
 _VALIDATORS: dict[str, Validator] = {}
@@ -68,16 +81,18 @@ _VALIDATORS: dict[str, Validator] = {}
 _DECODER = json.JSONDecoder()
 
 
-def known_mode(base_url: str, model: str) -> StructuredMode | None:
-    """The mode that last worked for this endpoint and model in this process, if any."""
+def known_mode(base_url: str, model: str, kind: SchemaKind = "strict") -> StructuredMode | None:
+    """The mode that last worked for this endpoint, model and schema kind in this process, if any."""
     with _MODE_LOCK:
-        return _MODE_BY_ENDPOINT.get((base_url, model))
+        return _MODE_BY_ENDPOINT.get((base_url, model, kind))
 
 
-def remember_mode(base_url: str, model: str, mode: StructuredMode) -> None:
-    """Record that ``mode`` works for this endpoint and model."""
+def remember_mode(
+    base_url: str, model: str, mode: StructuredMode, kind: SchemaKind = "strict"
+) -> None:
+    """Record that ``mode`` works for this endpoint and model, for schemas of ``kind``."""
     with _MODE_LOCK:
-        _MODE_BY_ENDPOINT[(base_url, model)] = mode
+        _MODE_BY_ENDPOINT[(base_url, model, kind)] = mode
 
 
 def forget_modes() -> None:
@@ -96,6 +111,65 @@ def next_mode(mode: StructuredMode) -> StructuredMode | None:
     """
     index = MODES.index(mode)
     return MODES[index + 1] if index + 1 < len(MODES) else None
+
+
+def strict_problems(schema: Any, where: str = "(root)") -> list[str]:
+    """Why ``schema`` would be refused by OpenAI's strict mode (empty when it would not).
+
+    The rules checked: the root is ``{"type": "object", ...}`` (not an
+    ``anyOf``); every object schema has ``additionalProperties: false`` and
+    lists every property in ``required``; no empty schema ``{}`` (each says
+    its ``type``, or is an ``anyOf`` / ``enum`` / ``const`` / ``$ref``).
+
+    Examples
+    --------
+    >>> strict_problems({"type": "object", "properties": {"a": {"type": "string"}},
+    ...                  "required": ["a"], "additionalProperties": False})
+    []
+    >>> strict_problems({"anyOf": [{"type": "object"}]})[0]
+    '(root): the root must be a schema of type object'
+    """
+    problems: list[str] = []
+    if where == "(root)" and (not isinstance(schema, dict) or schema.get("type") != "object"):
+        problems.append("(root): the root must be a schema of type object")
+    _strict_walk(schema, where, problems)
+    return problems
+
+
+def _strict_walk(schema: Any, where: str, problems: list[str]) -> None:
+    if not isinstance(schema, dict):
+        problems.append(f"{where}: not a schema")
+        return
+    if not any(k in schema for k in ("type", "anyOf", "enum", "const", "$ref")):
+        problems.append(f"{where}: an empty schema (no type)")
+    types = schema.get("type")
+    is_object = types == "object" or (isinstance(types, list) and "object" in types)
+    if is_object:
+        properties = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            problems.append(f"{where}: additionalProperties must be false")
+        missing = sorted(set(properties) - set(schema.get("required") or ()))
+        if missing:
+            problems.append(f"{where}: every property must be required, missing {missing}")
+        for name, sub in properties.items():
+            _strict_walk(sub, f"{where}/{name}", problems)
+    if "items" in schema:
+        _strict_walk(schema["items"], f"{where}/items", problems)
+    for i, sub in enumerate(schema.get("anyOf") or ()):
+        _strict_walk(sub, f"{where}/anyOf/{i}", problems)
+    for name, sub in (schema.get("$defs") or {}).items():
+        _strict_walk(sub, f"{where}/$defs/{name}", problems)
+
+
+def schema_kind(schema: dict[str, Any]) -> SchemaKind:
+    """``"strict"`` when ``schema`` follows OpenAI's strict rules (:func:`strict_problems`), else ``"loose"``.
+
+    Examples
+    --------
+    >>> schema_kind({"anyOf": [{"type": "object"}, {"type": "string"}]})
+    'loose'
+    """
+    return "loose" if strict_problems(schema) else "strict"
 
 
 def is_format_rejection(status: int | None, body_text: str) -> bool:
@@ -119,8 +193,10 @@ def build_request(
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Messages and ``response_format`` to send for ``mode``.
 
-    In ``"text"`` mode the schema is appended to the system message (one is
-    added in front when there is none) and no ``response_format`` is sent.
+    ``"json_schema"`` is marked ``strict`` only for a schema of the strict kind
+    (:func:`schema_kind`).  In ``"text"`` mode the schema is appended to the
+    system message (one is added in front when there is none) and no
+    ``response_format`` is sent.
     The caller's list is not changed.
 
     Examples
@@ -130,9 +206,10 @@ def build_request(
     (True, 'system', True)
     """
     if mode == "json_schema":
+        strict = schema_kind(schema) == "strict"
         fmt = {
             "type": "json_schema",
-            "json_schema": {"name": name, "schema": schema, "strict": True},
+            "json_schema": {"name": name, "schema": schema, "strict": strict},
         }
         return messages, fmt
     if mode == "json_object":

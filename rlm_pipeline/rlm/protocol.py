@@ -42,6 +42,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from rlm_pipeline.llm.failures import is_tools_refusal
 from rlm_pipeline.rlm.limits import LIMIT_KEYS, SCHEMA_LIMIT, over_limit, wire_schema
 from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS
 
@@ -109,10 +110,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 _LOCK = threading.Lock()
 _KNOWN: dict[tuple[str, str], Protocol] = {}
 _TOOLS_WORDS = re.compile(r"\btools?\b|tool[_ ]choice|function[_ ]call", re.IGNORECASE)
-_TOOLS_REFUSED_500 = re.compile(
-    r"--jinja|\b(?:tools?|tool_choice)\b[^.]{0,40}\b(?:not supported|unsupported|requires)\b",
-    re.IGNORECASE,
-)
 
 
 def _parameters(name: str) -> dict[str, Any]:
@@ -206,8 +203,9 @@ def forget_protocols() -> None:
 def is_tools_rejection(status: int | None, message: str) -> bool:
     """Whether an HTTP error says the server does not take ``tools`` / ``tool_choice``.
 
-    A 4xx naming them (not 401/403/408/429), or a 500 that says so plainly
-    (llama.cpp's server without ``--jinja``).
+    A 4xx naming them (not 401/403/408/429), or a 5xx that says so plainly
+    (llama.cpp's server without ``--jinja``; the client does not retry it:
+    :func:`~rlm_pipeline.llm.failures.is_tools_refusal`).
 
     Examples
     --------
@@ -220,8 +218,8 @@ def is_tools_rejection(status: int | None, message: str) -> bool:
     >>> is_tools_rejection(500, "tools param requires --jinja flag")
     True
     """
-    if status == 500:  # llama.cpp's llama-server: "tools param requires --jinja flag"
-        return bool(_TOOLS_REFUSED_500.search(message))
+    if status is not None and status >= 500:  # llama-server: "tools param requires --jinja flag"
+        return is_tools_refusal(status, message)
     if status is None or not 400 <= status < 500 or status in (401, 403, 408, 429):
         return False
     return bool(_TOOLS_WORDS.search(message))

@@ -35,6 +35,7 @@ from rlm_pipeline.sim.replies import (
     tool_call_message,
 )
 from rlm_pipeline.sim.stats import SimStats
+from rlm_pipeline.sim.strict import strict_refusal
 from rlm_pipeline.sim.wire import Task, plan_task, requested_schema
 
 __all__ = ["SimState", "build_app"]
@@ -242,6 +243,13 @@ def _check_response_format(cfg: SimConfig, body: dict[str, Any]) -> None:
     response_format = body.get("response_format")
     if response_format is None or cfg.structured_mode == "json_schema":
         return
+    if cfg.structured_mode == "strict":
+        spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+        if isinstance(spec, dict) and spec.get("strict") is True:
+            refusal = strict_refusal(spec.get("schema"), str(spec.get("name")))
+            if refusal is not None:
+                raise _HTTPError(400, refusal, "invalid_request_error", param="response_format")
+        return
     if cfg.structured_mode == "text":
         raise _HTTPError(400, "response_format is not supported by this server (simulated)",
                          "invalid_request_error", param="response_format")
@@ -251,10 +259,13 @@ def _check_response_format(cfg: SimConfig, body: dict[str, Any]) -> None:
 
 
 def _check_tools(cfg: SimConfig, body: dict[str, Any]) -> None:
-    """``tools`` refused (``tool_mode="rejected"``) and llama.cpp's grammar limits."""
+    """``tools`` refused (``tool_mode="rejected"`` / ``"rejected_500"``) and llama.cpp's grammar limits."""
     if cfg.tool_mode == "rejected" and (body.get("tools") or body.get("tool_choice")):
         raise _HTTPError(400, "tools and tool_choice are not supported by this server "
                          "(simulated)", "invalid_request_error", param="tools")
+    if cfg.tool_mode == "rejected_500" and (body.get("tools") or body.get("tool_choice")):
+        raise _HTTPError(500, "tools param requires --jinja flag (simulated)", "server_error",
+                         code=500)
     if cfg.grammar_limit is not None:
         problem = check_grammar(body, cfg.grammar_limit)
         if problem is not None:

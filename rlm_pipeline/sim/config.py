@@ -11,16 +11,19 @@ from rlm_pipeline.errors import InputError
 __all__ = ["STRUCTURED_MODES", "TEXT_STYLES", "TOKEN_COUNTS", "TOOL_MODES", "SimConfig"]
 
 #: How the simulator treats ``response_format``, mimicking real servers:
-#: ``json_schema`` (OpenAI, vLLM: everything accepted), ``json_object``
+#: ``json_schema`` (vLLM: everything accepted), ``strict`` (OpenAI: as
+#: ``json_schema``, but a ``"strict": true`` schema that breaks strict mode's rules
+#: gets HTTP 400, see :mod:`rlm_pipeline.sim.strict`), ``json_object``
 #: (llama.cpp: ``json_schema`` rejected with HTTP 500, ``json_object`` + schema
 #: accepted), ``text`` (neither: any ``response_format`` gets HTTP 400).
-STRUCTURED_MODES = ("json_schema", "json_object", "text")
+STRUCTURED_MODES = ("json_schema", "strict", "json_object", "text")
 
 #: How the simulator treats ``tools``, mimicking real servers: ``native`` (OpenAI,
 #: vLLM: calls come back as ``tool_calls``), ``text`` (llama.cpp's server for many
 #: models: the calls are written in the reply text), ``rejected`` (HTTP 400 naming
-#: ``tools`` for any request that offers tools).
-TOOL_MODES = ("native", "text", "rejected")
+#: ``tools`` for any request that offers tools), ``rejected_500`` (HTTP 500 "tools
+#: param requires --jinja flag", as llama.cpp's server started without ``--jinja``).
+TOOL_MODES = ("native", "text", "rejected", "rejected_500")
 #: How root actions are written in text: ``tag`` (``<tool_call>…</tool_call>``),
 #: ``bare`` (JSON objects in prose), ``fenced`` (a ```json block), or ``cycle``
 #: (tag, bare, fenced by turn).

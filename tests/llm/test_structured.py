@@ -143,3 +143,23 @@ def test_mode_memory_is_per_endpoint_and_model_and_thread_safe() -> None:
         assert known_mode("http://127.0.0.1:13/v1", "m199") == "text"
     finally:
         structured.forget_modes()
+
+
+def test_a_refusal_is_remembered_per_schema_kind() -> None:
+    from rlm_pipeline.llm.structured import build_request, schema_kind, strict_problems
+    from rlm_pipeline.rlm.protocol import action_schema
+
+    structured.forget_modes()
+    try:
+        remember_mode("http://127.0.0.1:1/v1", "m", "json_object", "loose")
+        assert known_mode("http://127.0.0.1:1/v1", "m", "loose") == "json_object"
+        assert known_mode("http://127.0.0.1:1/v1", "m") is None  # strict schemas: unknown yet
+    finally:
+        structured.forget_modes()
+    loose = action_schema()
+    assert schema_kind(loose) == "loose" and strict_problems(loose)
+    closed = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"],
+              "additionalProperties": False}
+    for schema, strict in ((loose, False), (closed, True)):
+        _, fmt = build_request("json_schema", [{"role": "user", "content": "x"}], schema, "n")
+        assert fmt is not None and fmt["json_schema"]["strict"] is strict

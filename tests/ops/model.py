@@ -16,6 +16,7 @@ import httpx2
 from rlm_pipeline.llm.client import LLMClient
 from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.llm.retry import RetryPolicy
+from rlm_pipeline.llm.structured import remember_mode
 
 FAST = RetryPolicy(max_retries=2, base_delay_s=0.001, max_delay_s=0.002)
 Spoil = Callable[[int, list[dict[str, Any]], Any], Any]
@@ -97,6 +98,10 @@ def run_with(
     **client_args: Any,
 ) -> Any:
     """Run ``make(client)`` with a real client whose transport is ``model``."""
+
+    # The model answers json_schema: say so, as a probe (its first call leading) would
+    # reorder the first sends, and the tests must not depend on an earlier test's probe.
+    remember_mode("http://127.0.0.1:9/v1", "m", "json_schema")
 
     async def main() -> Any:
         llm = LLM(
