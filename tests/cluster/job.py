@@ -40,7 +40,9 @@ def main() -> None:
         out, stats = spark_fanout.apply(df, spec, llm, meter=meter, parallelism=2)
         rows = pl.DataFrame(out.select("id", "q", "label", "label_error").toArrow())
         rows.write_parquet(f"{data}.out{run}.parquet")
-        print(json.dumps({"usage": meter.snapshot().to_dict(), "rows": stats.rows}), flush=True)
+        report = {"usage": meter.snapshot().to_dict(), "rows": stats.rows,
+                  "cached_rows": stats.cached_rows}
+        print(json.dumps(report), flush=True)
     spark.stop()
 
 
