@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 
 import rlm_pipeline as rp
+from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.cli.entry import run_guarded
-from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.engines.load import to_spark
 
 

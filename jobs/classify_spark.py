@@ -37,11 +37,11 @@ import os
 import sys
 
 import rlm_pipeline as rp
+from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.cli.entry import run_guarded
 from rlm_pipeline.cli.failures import TRANSIENT, FailureReport
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.outputs import check_output_folder
-from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.engines.load import to_spark
 from rlm_pipeline.errors import InputError
 

@@ -6,7 +6,7 @@ data through Arrow, not pandas, so the warning says nothing about our runs;
 the Spark fan-out (``rp.spark.*``, :func:`rlm_pipeline.ops.spark_fanout.apply`),
 the CLI and the jobs filter exactly that message while their Spark calls run.
 The filter is scoped with :func:`warnings.catch_warnings`, so nothing outside
-those calls changes.  (:mod:`rlm_pipeline.cli.quiet` re-exports it.)
+those calls changes.
 
 Examples
 --------

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any
 
-from rlm_pipeline.cli.quiet import known_warnings_filtered
+from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.errors import (
     BudgetExceededError,
     EngineError,

@@ -38,10 +38,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.cli.failures import FailureReport, rerun_command
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.outputs import check_output_path, staged_output
-from rlm_pipeline.cli.quiet import known_warnings_filtered
 from rlm_pipeline.errors import InputError, RLMPipelineError
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "rlm_pipeline", "responses.sqlite")
