@@ -217,9 +217,9 @@ class LLMEndpointError(LLMError):
     >>> err = LLMEndpointError("connection refused at http://127.0.0.1:9/v1 — is the server running?")
     >>> isinstance(err, LLMError), err.cause, err.endpoint
     (True, 'connection_refused', 'http://127.0.0.1:9/v1')
-    >>> err = LLMEndpointError("HTTP 401 from http://h:8/v1: the API key was refused")
+    >>> err = LLMEndpointError("HTTP 401 from http://127.0.0.1:8/v1: the API key was refused")
     >>> err.cause, err.status, err.endpoint
-    ('unauthorized', 401, 'http://h:8/v1')
+    ('unauthorized', 401, 'http://127.0.0.1:8/v1')
     """
 
     def __init__(

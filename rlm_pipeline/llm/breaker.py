@@ -218,9 +218,9 @@ def status_error(endpoint: str, model: str, status: int, detail: str) -> LLMEndp
 
     Examples
     --------
-    >>> print(status_error("http://h/v1", "x", 404, ""))
-    HTTP 404 from http://h/v1: unknown model 'x'? (GET http://h/v1/models lists what the server serves; or the base URL path is wrong)
-    >>> status_error("http://h/v1", "x", 400, "") is None
+    >>> print(status_error("http://127.0.0.1:9/v1", "x", 404, ""))
+    HTTP 404 from http://127.0.0.1:9/v1: unknown model 'x'? (GET http://127.0.0.1:9/v1/models lists what the server serves; or the base URL path is wrong)
+    >>> status_error("http://127.0.0.1:9/v1", "x", 400, "") is None
     True
     """
     if status == 401:
@@ -331,11 +331,11 @@ def reraised(text: str, endpoint: str) -> LLMEndpointError | None:
 
     Examples
     --------
-    >>> text = "Traceback ...\\nrlm_pipeline.errors.LLMEndpointError: HTTP 401 from http://h/v1: bad key\\n"
-    >>> err = reraised(text, "http://h/v1")
+    >>> text = "Traceback ...\\nrlm_pipeline.errors.LLMEndpointError: HTTP 401 from http://127.0.0.1:9/v1: bad key\\n"
+    >>> err = reraised(text, "http://127.0.0.1:9/v1")
     >>> str(err), err.cause, err.status
-    ('HTTP 401 from http://h/v1: bad key', 'unauthorized', 401)
-    >>> reraised("ValueError: nope", "http://h/v1") is None
+    ('HTTP 401 from http://127.0.0.1:9/v1: bad key', 'unauthorized', 401)
+    >>> reraised("ValueError: nope", "http://127.0.0.1:9/v1") is None
     True
     """
     found = re.findall(r"LLMEndpointError: ([^\r\n]+)", text)
