@@ -22,10 +22,23 @@ naming it, an answer-only schema, or an answer-only instruction); other actions
 in that turn are not run, and a model that still does not answer ends the loop
 without an answer.
 
-Guards for small models: the same failing call twice gets a targeted hint, and
-an ``answer`` written before the model has seen any result from the data (also
-one that follows data actions in the same reply, whose results it has not read)
-is refused once per loop.
+Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
+
+- an ``answer`` written before the model has seen any result from the data is
+  refused once per loop;
+- an ``answer`` written in the same reply as data actions is refused on every
+  turn (but the forced final one): the actions run, their results come back,
+  and the model is told to answer after reading them;
+- the same failing call twice gets a targeted hint, and again each time it is
+  repeated; the same successful data action repeated with the same arguments
+  is not run again (the model is pointed to the next step);
+- a ``peek`` asking for more rows than it shows is cut to :data:`MAX_PEEK_ROWS`
+  with a note (a small model asked for every row of the table, was refused and
+  asked again, turn after turn);
+- a tool error naming a view that a failed call of the loop was meant to make
+  says so;
+- every root turn sends ``max_tokens`` (``RLM(root_max_tokens=...)``), so a
+  rambling reply costs a bounded time.
 Budget errors and failures of the model's server propagate to the caller
 (:meth:`rlm_pipeline.RLM.run` turns the latter into a ``RootModelError``
 carrying the best partial result).
@@ -36,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +62,8 @@ from rlm_pipeline.rlm.conversation import Conversation
 from rlm_pipeline.rlm.prompts import (
     EARLY_ANSWER_MESSAGE,
     PROMPT_VERSION,
+    REPEAT_CALL_MESSAGE,
+    SAME_REPLY_ANSWER_MESSAGE,
     ViewInfo,
     final_answer_message,
     first_message,
@@ -64,16 +80,19 @@ from rlm_pipeline.rlm.protocol import (
     example,
     is_tools_rejection,
     known_protocol,
+    next_step_hint,
     remember_protocol,
     repeat_hint,
     tool_lines,
 )
 from rlm_pipeline.rlm.render import bound, cut
 from rlm_pipeline.rlm.scope import Scope
-from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS, ToolOutcome, dispatch
+from rlm_pipeline.rlm.steps import model_details, run_models
+from rlm_pipeline.rlm.tools import MAX_PEEK_ROWS, TOOL_NAMES, TOOLS, ToolOutcome, dispatch
 
 __all__ = [
     "ANSWER_SCHEMA",
+    "DEFAULT_ROOT_MAX_TOKENS",
     "FORCE_ANSWER_CHOICE",
     "MAX_REPLY_CHARS",
     "PROTOCOL_MODE_KIND",
@@ -85,9 +104,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: ``max_tokens`` of every root turn unless ``RLM(root_max_tokens=...)`` says otherwise.
+DEFAULT_ROOT_MAX_TOKENS = 1024
 #: The conversation is compacted to stay under this many (estimated) prompt tokens.
 ROOT_PROMPT_BUDGET_TOKENS = 6000
 _TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
+_UNKNOWN_VIEW = re.compile(r"unknown view '([^']{1,200})'")
 #: Tool choice of the one extra turn after the last step: the `answer` function, named.
 #: The whole tool list is still sent (so the conversation's earlier calls stay valid);
 #: a model or server that ignores the choice and calls another tool is refused, since
@@ -146,6 +168,10 @@ class _Channel:
     data_ran: bool = False
     early_answer_refused: bool = False
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Data actions that ran without error: (name, canonical arguments) -> step.
+    done: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: Names of views that failed calls were meant to make.
+    unmade: set[str] = field(default_factory=set)
 
     def prompt(self) -> str:
         compact = self.protocol != "tools" if self.compact is None else self.compact
@@ -229,6 +255,7 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
             "max_depth": state.max_depth,
             "protocol": channel.requested,
             "start_protocol": channel.protocol,
+            "models": run_models(state.root_client.config, state.sub_llm),
         },
     )
     for step in range(1, state.max_steps + 1):
@@ -239,12 +266,9 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
             return LoopResult(
                 True, outcome.value, outcome.explanation, step, "answer", channel.protocol
             )
-    syntax = (
-        None
-        if channel.protocol == "tools"
-        else action_text(channel.protocol, "answer", EXAMPLES["answer"])
-    )
-    conv.add({"role": "user", "content": final_answer_message(state.max_steps, syntax)})
+    syntax = None if channel.protocol == "tools" else _answer_syntax(channel.protocol)
+    last = cut(str(state.partial), 600) if scope.depth == 0 and state.partial else None
+    conv.add({"role": "user", "content": final_answer_message(state.max_steps, syntax, last)})
     outcome = await _turn(scope, client, conv, channel, state.max_steps + 1, forced=True)
     if outcome is not None:
         return LoopResult(
@@ -284,12 +308,17 @@ async def _turn(
                 conv.messages_for_call(_TOOLS_TOKENS),
                 tools=TOOLS,
                 tool_choice=FORCE_ANSWER_CHOICE if forced else "auto",
+                max_tokens=scope.state.root_max_tokens,
                 prompt_version=PROMPT_VERSION,
             )
         elif protocol == "json":
             return await _json_turn(scope, client, conv, channel, step, forced=forced)
         else:
-            reply = await client.chat(conv.messages_for_call(0), prompt_version=PROMPT_VERSION)
+            reply = await client.chat(
+                conv.messages_for_call(0),
+                max_tokens=scope.state.root_max_tokens,
+                prompt_version=PROMPT_VERSION,
+            )
     except LLMError as exc:
         if (
             protocol == "tools"
@@ -310,7 +339,7 @@ async def _turn(
             channel.switch("text", conv)  # run them now: no wasted turn
             switched = "text"
         calls = [_Call(a.name, a.arguments) for a in parsed.actions] if parsed.actions else []
-    _record_model(scope, reply, step, started, len(calls), forced, protocol, switched)
+    _record_model(scope, reply, step, started, len(calls), forced, protocol, switched, calls=calls)
     if not calls:
         if channel.protocol == "tools":
             text, error = nudge_message(), "reply had no tool call (nudged to use tools)"
@@ -353,6 +382,7 @@ async def _json_turn(
             messages,
             schema,
             name=ACTION_SCHEMA_NAME,
+            max_tokens=scope.state.root_max_tokens,
             prompt_version=PROMPT_VERSION,
             accept=_names_a_tool,  # a reply without a tool name is never cached
         )
@@ -383,6 +413,7 @@ async def _json_turn(
         "json",
         None,
         switched_from=switched,
+        calls=[_Call(name, raw_args)] if isinstance(name, str) and name else [],
     )
     if not isinstance(name, str) or not name:
         text = _json_correction('the object had no "tool" name', forced)
@@ -403,9 +434,7 @@ def _names_a_tool(value: dict[str, Any]) -> bool:
 
 
 def _json_correction(problem: str, forced: bool) -> str:
-    shown = action_text(
-        "json", "answer" if forced else "peek", EXAMPLES["answer" if forced else "peek"]
-    )
+    shown = _answer_syntax("json") if forced else action_text("json", "peek", EXAMPLES["peek"])
     return f"Nothing was run: {problem}. Reply with exactly one JSON object, for example:\n{shown}"
 
 
@@ -445,7 +474,7 @@ async def _run_native(
         if final is not None:
             texts.append("ignored: run ended")
             continue
-        outcome = await _run_call(scope, channel, call, step, forced)
+        outcome = await _run_call(scope, channel, call, step, forced, alongside=_alongside(calls))
         texts.append(outcome.text)
         if outcome.final:
             final = outcome
@@ -483,7 +512,7 @@ async def _run_as_text(
         if final is not None:
             results.append((call.name, "ignored: run ended"))
             continue
-        outcome = await _run_call(scope, channel, call, step, forced)
+        outcome = await _run_call(scope, channel, call, step, forced, alongside=_alongside(calls))
         results.append((call.name, outcome.text))
         if outcome.final:
             final = outcome
@@ -496,37 +525,109 @@ async def _run_as_text(
     return final
 
 
+def _alongside(calls: list[_Call]) -> bool:
+    """Whether a reply holds data actions (so an `answer` in it was written blind)."""
+    return any(call.name != "answer" for call in calls)
+
+
+def _answer_syntax(protocol: str) -> str:
+    """How to write `answer` in the forced final turn, with no value a model could copy."""
+    written = action_text(protocol, "answer", {"value": "V", "explanation": "E"})
+    return written.replace('"V"', "<the value your results show>").replace(
+        '"E"', '"<which result it comes from>"'
+    )
+
+
+def _guard(
+    channel: _Channel, call: _Call, step: int, forced: bool, alongside: bool
+) -> ToolOutcome | None:
+    """The outcome of a call the guards stop before it runs (None: run it)."""
+    if forced:
+        return None if call.name == "answer" else _refused(call.name)
+    if call.name == "answer":
+        if alongside:
+            return ToolOutcome(
+                text=f"error: {SAME_REPLY_ANSWER_MESSAGE}",
+                error="answer written in the same reply as data actions",
+            )
+        if not channel.data_seen and not channel.early_answer_refused:
+            channel.early_answer_refused = True
+            return ToolOutcome(
+                text=f"error: {EARLY_ANSWER_MESSAGE}", error="answer before any data was checked"
+            )
+        return None
+    ran = channel.done.get((call.name, _canonical(call.arguments)))
+    if ran is not None:
+        message = REPEAT_CALL_MESSAGE.format(step=ran, next_step=next_step_hint(channel.done))
+        return ToolOutcome(text=f"error: {message}", error="repeated a call that already ran")
+    return None
+
+
+def _clamped(call: _Call) -> tuple[_Call, str | None]:
+    """A `peek` asking for more rows than it shows, cut to :data:`MAX_PEEK_ROWS` (and a note)."""
+    if call.name != "peek":
+        return call, None
+    try:
+        args = json.loads(call.arguments)
+    except (json.JSONDecodeError, RecursionError):
+        return call, None
+    n = args.get("n") if isinstance(args, dict) else None
+    if not isinstance(n, int) or isinstance(n, bool) or n <= MAX_PEEK_ROWS:
+        return call, None
+    args["n"] = MAX_PEEK_ROWS
+    note = (
+        f"note: n = {n} was cut to {MAX_PEEK_ROWS}: peek shows at most {MAX_PEEK_ROWS} rows "
+        "and never reads the whole table. To count rows, classify the text column, then "
+        "count with sql."
+    )
+    return _Call(call.name, json.dumps(args, ensure_ascii=False), call.call_id), note
+
+
 async def _run_call(
-    scope: Scope, channel: _Channel, call: _Call, step: int, forced: bool
+    scope: Scope,
+    channel: _Channel,
+    call: _Call,
+    step: int,
+    forced: bool,
+    *,
+    alongside: bool = False,
 ) -> ToolOutcome:
     """Run one action through the guards and dispatch, and record it."""
     state = scope.state
     call_started = time.monotonic()
     before = state.meter.snapshot()
-    if forced and call.name != "answer":
-        outcome = _refused(call.name)
-    elif (
-        call.name == "answer"
-        and not forced
-        and not channel.data_seen
-        and not channel.early_answer_refused
-    ):
-        channel.early_answer_refused = True
-        outcome = ToolOutcome(
-            text=f"error: {EARLY_ANSWER_MESSAGE}", error="answer before any data was checked"
-        )
+    guarded_outcome = _guard(channel, call, step, forced, alongside)
+    note = None
+    if guarded_outcome is not None:
+        outcome = guarded_outcome
     else:
-        outcome = await dispatch(call.name, call.arguments, scope)
-    if outcome.error is not None:
-        key = (call.name, _canonical(call.arguments))
+        run, note = _clamped(call)
+        outcome = await dispatch(run.name, run.arguments, scope)
+    key = (call.name, _canonical(call.arguments))
+    if outcome.error is not None and guarded_outcome is None:
         channel.failures[key] = channel.failures.get(key, 0) + 1
-        if channel.failures[key] == 2:
+        made = _made_view(call)
+        if made:
+            channel.unmade.add(made)
+        missing = _unknown_view(outcome.error)
+        if missing is not None and missing in channel.unmade:
+            outcome.text += (
+                f"\nnote: view `{missing}` was never made: the earlier call that was to make "
+                "it failed. Fix that call (see its error) and run it again first."
+            )
+        if channel.failures[key] >= 2:
             outcome.text = bound(
                 outcome.text + "\n" + repeat_hint(call.name, outcome.error, channel.protocol)
             )
-    elif not outcome.final:
+    elif outcome.error is None and not outcome.final:
         channel.data_ran = True
-    spent = state.meter.snapshot()  # sub-calls of this tool (approximate under recursion)
+        channel.done.setdefault(key, step)
+        made = _made_view(call)
+        if made:
+            channel.unmade.discard(made)
+        if note:
+            outcome.text = f"{outcome.text}\n{note}"
+    spent = state.meter.snapshot() - before  # sub-calls of this tool (approximate under recursion)
     if outcome.error is not None:
         state.errors += 1
     elif scope.depth == 0 and not outcome.final:
@@ -540,14 +641,32 @@ async def _run_call(
         result_summary=cut(outcome.text, 2000),
         rows_in=outcome.rows_in,
         rows_out=outcome.rows_out,
-        sub_calls=outcome.sub_calls or max(0, spent.calls - before.calls),
-        input_tokens=max(0, spent.input_tokens - before.input_tokens),
-        output_tokens=max(0, spent.output_tokens - before.output_tokens),
+        sub_calls=outcome.sub_calls or max(0, spent.calls),
+        input_tokens=max(0, spent.input_tokens),
+        output_tokens=max(0, spent.output_tokens),
         seconds=time.monotonic() - call_started,
         error=outcome.error,
         extra={"step": step, "protocol": channel.protocol},
     )
     return outcome
+
+
+def _made_view(call: _Call) -> str | None:
+    """The view a call names as the one it makes (its ``name`` argument), if any."""
+    if call.name == "answer":
+        return None
+    try:
+        args = json.loads(call.arguments)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    name = args.get("name") if isinstance(args, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _unknown_view(error: str) -> str | None:
+    """The view an ``unknown view 'X'`` error names."""
+    match = _UNKNOWN_VIEW.search(error)
+    return match.group(1) if match else None
 
 
 def _record_model(
@@ -562,6 +681,7 @@ def _record_model(
     *,
     raw: str | None = None,
     switched_from: str | None = None,
+    calls: list[_Call] | None = None,
 ) -> None:
     extra: dict[str, Any] = {
         "step": step,
@@ -575,6 +695,7 @@ def _record_model(
         extra["switched_from"] = "tools"
         extra["switch_reason"] = cut(switched_from, 400)
     content = raw if reply is None else reply.content
+    extra.update(model_details(content, ((c.name, c.arguments) for c in calls or [])))
     scope.state.steps.record(
         depth=scope.depth,
         path=scope.path,

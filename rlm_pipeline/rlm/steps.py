@@ -4,19 +4,56 @@ Records are :class:`rlm_pipeline.trace.records.TraceRecord` instances; the
 writer appends them to the JSONL trace file (when one is asked for) and the
 optional ``on_step`` callback receives each one as a plain dict (the CLI uses
 it to print steps live).
+
+What the trace page shows beyond the figures is built here, bounded, so the
+loop and the tools add one line each:
+
+- :func:`model_details`: a model turn's own text and the actions read from it
+  (``extra.text``, ``extra.actions`` of a ``model`` record);
+- :func:`run_models`: the root and sub models and their prices (``extra.models``
+  of ``run_start``), for the cost breakdown by model;
+- :func:`row_sample`: a few input rows of a classify / llm_map step with their
+  answers and error reasons (``extra.sample`` of the ``tool`` record), read when
+  the step runs and handed over with :meth:`StepLog.note`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rlm_pipeline.trace.records import RecordKind, TraceRecord
 from rlm_pipeline.trace.writer import TraceWriter
 
-__all__ = ["StepCallback", "StepLog"]
+if TYPE_CHECKING:
+    from rlm_pipeline.engines.base import Engine
+    from rlm_pipeline.llm.config import LLM
+
+__all__ = [
+    "MAX_MODEL_TEXT_CHARS",
+    "SAMPLE_FAILED_ROWS",
+    "SAMPLE_ROWS",
+    "StepCallback",
+    "StepLog",
+    "model_details",
+    "row_sample",
+    "run_models",
+]
+
+#: A model turn's text kept in its trace record (what the conversation keeps too).
+MAX_MODEL_TEXT_CHARS: Final = 4000
+#: Actions of one turn listed in its record, and characters of each one's arguments.
+MAX_ACTIONS_SHOWN: Final = 8
+MAX_ACTION_ARGS_CHARS: Final = 600
+#: Rows of a classify / llm_map step kept in its record: the first rows of its view,
+#: and (when rows failed) the first failed rows with their reasons.
+SAMPLE_ROWS: Final = 5
+SAMPLE_FAILED_ROWS: Final = 3
+#: Characters of each sampled cell.
+SAMPLE_CELL_CHARS: Final = 300
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +77,23 @@ class StepLog:
         self._on_step = on_step
         self._seq = 0
         self.dicts: list[dict[str, Any]] = []
+        self._notes: dict[str, dict[str, Any]] = {}
+
+    def note(self, path: str, **details: Any) -> None:
+        """Keep ``details`` for the next ``tool`` record of ``path`` (merged into its ``extra``).
+
+        A tool handler uses it for what only it can read (a row sample); the
+        loop writes the record.  Tool calls of one path run one after another,
+        and any other record of the path but a model turn drops an unused note.
+
+        Examples
+        --------
+        >>> log = StepLog("run1", None, None)
+        >>> log.note("root", sample={"rows": []})
+        >>> log.record(depth=0, path="root", kind="tool", tool="classify")["extra"]
+        {'sample': {'rows': []}}
+        """
+        self._notes.setdefault(path, {}).update(details)
 
     def record(
         self,
@@ -60,6 +114,10 @@ class StepLog:
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Add one record; returns it as a dict."""
+        if kind != "model":
+            noted = self._notes.pop(path, None)
+            if noted and kind == "tool":
+                extra = {**(extra or {}), **noted}
         record = TraceRecord(
             run_id=self.run_id,
             seq=self._seq,
@@ -102,3 +160,105 @@ def _as_dict(record: TraceRecord) -> dict[str, Any]:
         result: dict[str, Any] = to_dict()
         return result
     return asdict(record)
+
+
+def model_details(text: str | None, calls: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
+    """``extra`` of a model turn: its own text (cut) and the actions read from it.
+
+    ``calls`` are ``(tool name, raw JSON arguments)`` pairs as the loop read them.
+
+    Examples
+    --------
+    >>> model_details("I will peek.", [("peek", '{"view": "context", "n": 3}')])
+    {'text': 'I will peek.', 'actions': [{'tool': 'peek', 'arguments': '{"view": "context", "n": 3}'}]}
+    """
+    details: dict[str, Any] = {}
+    if text:
+        details["text"] = _cut(text, MAX_MODEL_TEXT_CHARS)
+    actions = [
+        {"tool": _cut(str(name), 60), "arguments": _cut(str(arguments), MAX_ACTION_ARGS_CHARS)}
+        for name, arguments in calls
+    ]
+    if actions:
+        details["actions"] = actions[:MAX_ACTIONS_SHOWN]
+        if len(actions) > MAX_ACTIONS_SHOWN:
+            details["actions_not_shown"] = len(actions) - MAX_ACTIONS_SHOWN
+    return details
+
+
+def run_models(root: LLM, sub: LLM) -> dict[str, Any]:
+    """``extra.models`` of ``run_start``: root and sub model names and prices (USD / 1M tokens).
+
+    A price is ``None`` for a model without one.
+
+    Examples
+    --------
+    >>> from rlm_pipeline.llm.config import LLM
+    >>> run_models(LLM(model="gpt-4.1-mini"), LLM(model="sim"))
+    {'root': {'model': 'gpt-4.1-mini', 'price': [0.4, 1.6]}, 'sub': {'model': 'sim', 'price': None}}
+    """
+    out: dict[str, Any] = {}
+    for role, config in (("root", root), ("sub", sub)):
+        price = config.known_price()
+        out[role] = {
+            "model": config.model,
+            "price": None if price is None else [price.input_per_mtok, price.output_per_mtok],
+        }
+    return out
+
+
+async def row_sample(
+    engine: Engine,
+    view: str,
+    column: str,
+    answer_column: str,
+    error_column: str,
+    *,
+    rows: int,
+    any_failed: bool,
+) -> dict[str, Any]:
+    """A bounded sample of a classify / llm_map output view: rows with answers and reasons.
+
+    The first :data:`SAMPLE_ROWS` rows of ``view`` and, when ``any_failed``, the
+    first :data:`SAMPLE_FAILED_ROWS` rows whose ``error_column`` is set.  Each
+    row is ``{"text", "answer", "error"}``, cells cut to :data:`SAMPLE_CELL_CHARS`.
+    A read that fails leaves the sample out (``{}``): a trace detail never fails a step.
+    """
+    columns = [column, answer_column, error_column]
+    try:
+        head = await asyncio.to_thread(engine.head, view, SAMPLE_ROWS, columns)
+        sample: dict[str, Any] = {
+            "column": column,
+            "answer_column": answer_column,
+            "rows_total": rows,
+            "rows": _sample_rows(head, columns),
+        }
+        if any_failed:
+            scratch = "_rlm_sample_failed"
+            where = f"{error_column} IS NOT NULL"
+            failed = await asyncio.to_thread(engine.filter, view, where, scratch)
+            head = await asyncio.to_thread(engine.head, scratch, SAMPLE_FAILED_ROWS, columns)
+            sample["failed_total"] = int(failed)
+            sample["failed"] = _sample_rows(head, columns)
+    except Exception:  # noqa: BLE001 - the sample is for people; the step's result stands
+        logger.debug("row sample of view %s not read", view, exc_info=True)
+        return {}
+    return sample
+
+
+def _sample_rows(table: Any, columns: list[str]) -> list[dict[str, Any]]:
+    text, answer, error = (table.column(c).to_pylist() for c in columns)
+    return [
+        {"text": _cell(t), "answer": _cell(a), "error": _cell(e)}
+        for t, a, e in zip(text, answer, error, strict=True)
+    ]
+
+
+def _cell(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _cut(str(value), SAMPLE_CELL_CHARS)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

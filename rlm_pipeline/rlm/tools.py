@@ -36,6 +36,7 @@ from rlm_pipeline.rlm.guard import guarded
 from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
+from rlm_pipeline.rlm.steps import row_sample
 from rlm_pipeline.rlm.views import (
     MAX_RECURSE_PARTITIONS,
     ToolOutcome,
@@ -270,6 +271,9 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     shown = counts_line(counts.pairs(), labels, more=counts.distinct - len(counts.values))
     text = f"view `{name}`: {total} rows labelled ({calls} sub-calls); label counts: {shown}"
     text += await _failures(scope, name, "label_error", total, "label")
+    sample = await row_sample(scope.engine, name, column, "label", "label_error", rows=total,
+                              any_failed=counts.count_of(None) > 0)  # for the trace page
+    scope.state.steps.note(scope.path, sample=sample)
     return ToolOutcome(text=bound(text), rows_in=total, rows_out=total, sub_calls=calls)
 
 
@@ -355,6 +359,9 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     calls = _meter_calls(scope) - before
     rows = int(await _engine(scope.engine.count, name))
     failures = await _failures(scope, name, "value_error", rows, "value")
+    sample = await row_sample(scope.engine, name, column, "value", "value_error", rows=rows,
+                              any_failed=bool(failures))  # for the trace page
+    scope.state.steps.note(scope.path, sample=sample)
     text = await describe_view(scope, name, rows, preview=5)
     text = bound(f"{calls} sub-calls{failures}; " + text)
     return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls)
