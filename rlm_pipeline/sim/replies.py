@@ -6,10 +6,17 @@ import time
 from typing import Any
 
 from rlm_pipeline.sim.classifier import intended_label
-from rlm_pipeline.sim.mapper import map_value
+from rlm_pipeline.sim.mapper import condition_holds, extract_fields, map_value
 from rlm_pipeline.sim.wire import Task
 
-__all__ = ["completion", "error_body", "fill_schema", "structured_value", "tool_call_message"]
+__all__ = [
+    "completion",
+    "error_body",
+    "extract_schema_fields",
+    "fill_schema",
+    "structured_value",
+    "tool_call_message",
+]
 
 _DEFAULT_LABELS = ("other",)
 
@@ -62,15 +69,64 @@ def fill_schema(schema: Any, text: str, labels: tuple[str, ...] = (), depth: int
     return map_value(text, "string")
 
 
+def extract_schema_fields(value_schema: Any) -> dict[str, str | list[str]]:
+    """The fields an extract reply asks for, from the schema of its ``value`` object.
+
+    Each property's kind: its ``enum`` (nulls left out) as a list, ``"date"``
+    for ``"format": "date"``, else its first non-null ``type``.
+
+    Examples
+    --------
+    >>> extract_schema_fields({"type": "object", "properties": {
+    ...     "amount": {"type": ["number", "null"]},
+    ...     "day": {"type": ["string", "null"], "format": "date"},
+    ...     "kind": {"type": ["string", "null"], "enum": ["a", "b", None]}}})
+    {'amount': 'number', 'day': 'date', 'kind': ['a', 'b']}
+    """
+    props = value_schema.get("properties") if isinstance(value_schema, dict) else None
+    fields: dict[str, str | list[str]] = {}
+    for name, spec in (props or {}).items():
+        spec = spec if isinstance(spec, dict) else {}
+        enum = spec.get("enum")
+        kind = spec.get("type")
+        kinds = [k for k in (kind if isinstance(kind, list) else [kind]) if k != "null"]
+        if isinstance(enum, list):
+            fields[name] = [str(v) for v in enum if v is not None]
+        elif spec.get("format") == "date":
+            fields[name] = "date"
+        else:
+            fields[name] = str(kinds[0]) if kinds and kinds[0] else "string"
+    return fields
+
+
+def _value_schema(task: Task) -> Any:
+    """The schema of the ``value`` answer (per row of a batch, or of the one row)."""
+    props = (task.schema or {}).get("properties") or {}
+    if task.kind.endswith("_batch"):
+        items = (props.get("results") or {}).get("items") or {}
+        return (items.get("properties") or {}).get("value")
+    return props.get("value")
+
+
+def _row_values(task: Task) -> list[tuple[Any, Any]]:
+    """``(id, value)`` per row of a map, filter or extract task."""
+    rows = task.rows if task.kind.endswith("_batch") else [(None, task.text)]
+    if task.kind.startswith("filter"):
+        return [(rid, condition_holds(text, task.condition)) for rid, text in rows]
+    if task.kind.startswith("extract"):
+        fields = extract_schema_fields(_value_schema(task))
+        return [(rid, extract_fields(text, fields)) for rid, text in rows]
+    return [(rid, map_value(text, task.output_type)) for rid, text in rows]
+
+
 def structured_value(task: Task) -> tuple[Any, int]:
     """The JSON value answering a structured ``task``, and how many rows it covers."""
     labels = task.labels or _DEFAULT_LABELS
     if task.kind == "classify_batch":
         results = [{"id": rid, "label": intended_label(text, labels)} for rid, text in task.rows]
         return {"results": results}, len(results)
-    if task.kind == "map_batch":
-        out = task.output_type
-        results = [{"id": rid, "value": map_value(text, out)} for rid, text in task.rows]
+    if task.kind in ("map_batch", "filter_batch", "extract_batch"):
+        results = [{"id": rid, "value": value} for rid, value in _row_values(task)]
         return {"results": results}, len(results)
     value = fill_schema(task.schema, task.text, task.labels)
     if not isinstance(value, dict):
@@ -78,8 +134,8 @@ def structured_value(task: Task) -> tuple[Any, int]:
     if task.kind == "classify_single":
         value["label"] = intended_label(task.text, labels)
         return value, 1
-    if task.kind == "map_single":
-        value["value"] = map_value(task.text, task.output_type)
+    if task.kind in ("map_single", "filter_single", "extract_single"):
+        value["value"] = _row_values(task)[0][1]
         return value, 1
     return value, 0
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_pipeline.llm.structured import STRUCTURED_PROMPT_PREFIX
+from rlm_pipeline.sim.mapper import request_condition, value_task_kind
 from rlm_pipeline.sim.protocols import ROOT_PROMPT_MARKER, action_names
 
 __all__ = [
@@ -50,9 +51,11 @@ class Task:
     """What a request asks for.
 
     ``kind`` is one of ``classify_batch``, ``classify_single``, ``map_batch``,
-    ``map_single``, ``classify_plain`` (a plain prompt listing labels, answered
-    with a bare label), ``structured`` (another JSON schema), ``root`` (the RLM
-    root role: an ``answer`` tool is offered) or ``plain`` (anything else,
+    ``map_single``, ``filter_batch``, ``filter_single``, ``extract_batch``,
+    ``extract_single`` (see :func:`~rlm_pipeline.sim.mapper.value_task_kind`),
+    ``classify_plain`` (a plain prompt listing labels, answered with a bare
+    label), ``structured`` (another JSON schema), ``root`` (the RLM root role:
+    an ``answer`` tool is offered) or ``plain`` (anything else,
     including inlined ``Rows:`` and ``Question:`` prompts: the planner answers).
     A request is the root role when it offers an ``answer`` tool, asks for an
     action object (the json protocol) or starts with the root system prompt
@@ -66,6 +69,8 @@ class Task:
     rows: list[tuple[Any, str]] = field(default_factory=list)
     text: str = ""
     tool_name: str | None = None
+    #: A filter's condition (``filter_batch`` / ``filter_single``).
+    condition: str = ""
 
 
 def message_text(message: dict[str, Any]) -> str:
@@ -311,15 +316,19 @@ def plan_task(body: dict[str, Any]) -> Task:
                 labels = _enum(item_props["label"]) or _prompt_labels(messages)
                 return Task("classify_batch", schema, labels, rows=rows or [],
                             tool_name=tool_name)
-            return Task("map_batch", schema, output_type=_output_type(item_props["value"]),
-                        rows=rows or [], tool_name=tool_name)
+            kind = value_task_kind(item_props["value"], user_text)  # map, filter or extract
+            return Task(f"{kind}_batch", schema, output_type=_output_type(item_props["value"]),
+                        rows=rows or [], tool_name=tool_name,
+                        condition=request_condition(user_text) or "")
         text, labels = _single_text(user_text, rows, messages)
         if "label" in props:
             labels = _enum(props["label"]) or labels
             return Task("classify_single", schema, labels, text=text, tool_name=tool_name)
         if "value" in props:
-            return Task("map_single", schema, output_type=_output_type(props["value"]),
-                        text=text, tool_name=tool_name)
+            kind = value_task_kind(props["value"], user_text)
+            return Task(f"{kind}_single", schema, output_type=_output_type(props["value"]),
+                        text=text, tool_name=tool_name,
+                        condition=request_condition(user_text) or "")
         return Task("structured", schema, labels, text=text, tool_name=tool_name)
 
     if is_plain_question(messages, user_text):

@@ -1,0 +1,253 @@
+"""The ``filter`` operator's spec: one condition, one boolean answer per row.
+
+:class:`FilterSpec` says what to ask (prompt text, reply schema) and how to
+check each row's answer; it holds no client and no data and is shipped as is
+to Spark executors.  The wire format is the one of the other operators
+(``docs/internals.md``): the user message holds a ``Condition:`` line, then
+``Rows:`` and one JSON object ``{"id": 0, "text": "..."}`` per line; the
+batch reply is ``{"results": [{"id": 0, "value": true}]}`` and a one-row call
+(``batch_size=1``) replies ``{"value": true}``.  Anything but a JSON boolean
+is a ``parse_error`` for that row (no ``"yes"``, no ``1``).
+
+Which rows come out, and what happens to rows without an answer, is decided
+by the callers (:mod:`rlm_pipeline.ops.semantic`), never here.
+
+Examples
+--------
+>>> spec = FilterSpec("question", "asks for a refund")
+>>> spec.error_column, spec.answer_key
+('filter_error', 'value')
+>>> spec.messages(["Refund me"])[1]["content"].splitlines()
+['Condition: asks for a refund', 'Rows:', '{"id": 0, "text": "Refund me"}']
+>>> spec.check_value(True), spec.check_value("yes")
+((True, None), (None, "parse_error: expected a boolean (true or false), got 'yes'"))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar, Literal
+
+from rlm_pipeline.errors import InputError
+
+__all__ = [
+    "DEFAULT_FILTER_COLUMN",
+    "FILTER_PROMPT_VERSION",
+    "MAX_CONDITION_CHARS",
+    "FilterSpec",
+    "OnError",
+    "batch_line",
+    "check_common",
+    "check_on_error",
+    "check_row_limit",
+    "rows_message",
+    "short",
+]
+
+#: Version of the prompt texts below; part of every row-answer key (bump it with them).
+FILTER_PROMPT_VERSION = "filter-1"
+#: Name of the (internal) answer column; the reason column is ``filter_error``.
+DEFAULT_FILTER_COLUMN = "filter"
+#: Longest condition accepted (it is sent with every call).
+MAX_CONDITION_CHARS = 2_000
+
+OnError = Literal["raise", "keep", "drop"]
+_ON_ERROR: tuple[str, ...] = ("raise", "keep", "drop")
+
+
+def check_on_error(on_error: Any) -> OnError:
+    """``on_error`` checked: ``"raise"``, ``"keep"`` or ``"drop"``.
+
+    Examples
+    --------
+    >>> check_on_error("keep")
+    'keep'
+    >>> check_on_error("ignore")
+    Traceback (most recent call last):
+    ...
+    rlm_pipeline.errors.InputError: on_error must be 'raise', 'keep' or 'drop', got 'ignore'
+    """
+    if on_error not in _ON_ERROR:
+        msg = f"on_error must be 'raise', 'keep' or 'drop', got {on_error!r}"
+        raise InputError(msg)
+    return on_error  # type: ignore[no-any-return]
+
+
+def short(value: Any) -> str:
+    """``repr(value)``, cut to 60 characters (for reasons in error columns)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def rows_message(head: Sequence[str], texts: Sequence[str]) -> str:
+    """The user message: ``head`` lines, ``Rows:``, one ``{"id", "text"}`` JSON line per text."""
+    rows = [json.dumps({"id": i, "text": text}, ensure_ascii=False) for i, text in enumerate(texts)]
+    return "\n".join([*head, "Rows:", *rows])
+
+
+def check_common(column: Any, batch_size: Any, output_column: Any) -> None:
+    """The checks every operator spec makes on its column, batch size and output column."""
+    if not isinstance(column, str) or not column:
+        msg = f"column must be a non-empty string, got {column!r}"
+        raise InputError(msg)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        msg = f"batch_size must be an integer >= 1, got {batch_size!r}"
+        raise InputError(msg)
+    if not isinstance(output_column, str) or not output_column:
+        msg = f"output_column must be a non-empty string, got {output_column!r}"
+        raise InputError(msg)
+
+
+def check_row_limit(max_row_tokens: Any, truncate: Any) -> None:
+    """``max_row_tokens`` an integer >= 1 and ``truncate`` a bool."""
+    if (
+        isinstance(max_row_tokens, bool)
+        or not isinstance(max_row_tokens, int)
+        or max_row_tokens < 1
+    ):
+        msg = f"max_row_tokens must be an integer >= 1, got {max_row_tokens!r}"
+        raise InputError(msg)
+    if not isinstance(truncate, bool):
+        msg = f"truncate must be True or False, got {truncate!r}"
+        raise InputError(msg)
+
+
+def batch_line(batch_size: int) -> str:
+    """The system prompt's last line: one row, or every row by its id."""
+    if batch_size == 1:
+        return "There is one row; answer for it alone."
+    return "Answer every row once, with the row's id exactly as given."
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """Ask, for the text in ``column``, whether ``condition`` holds: one boolean per row.
+
+    Parameters
+    ----------
+    column
+        Input text column.
+    condition
+        The condition in plain words, e.g. ``"asks for a refund"``.
+    batch_size
+        Rows per call (use 1 for small local models).
+    output_column
+        Name of the answer column the fan-out adds (the filter drops it);
+        reasons go to ``<output_column>_error`` (``filter_error``).
+    max_row_tokens, truncate
+        Per-row input limit, as for :class:`~rlm_pipeline.ops.spec.ClassifySpec`.
+
+    Examples
+    --------
+    >>> FilterSpec("q", "  is urgent ").condition
+    'is urgent'
+    """
+
+    column: str
+    condition: str
+    batch_size: int = 16
+    output_column: str = DEFAULT_FILTER_COLUMN
+    max_row_tokens: int = 8_000
+    truncate: bool = False
+
+    def __post_init__(self) -> None:
+        check_common(self.column, self.batch_size, self.output_column)
+        check_row_limit(self.max_row_tokens, self.truncate)
+        if not isinstance(self.condition, str) or not self.condition.strip():
+            msg = "condition must be a non-empty string, e.g. 'asks for a refund'"
+            raise InputError(msg)
+        condition = " ".join(self.condition.split())  # one line: it is the Condition: line
+        if len(condition) > MAX_CONDITION_CHARS:
+            msg = f"condition is {len(condition):,} characters; at most {MAX_CONDITION_CHARS:,}"
+            raise InputError(msg)
+        object.__setattr__(self, "condition", condition)
+
+    #: The operator's name (warnings, logs, errors).
+    op_name: ClassVar[str] = "filter"
+    #: Key of one row's answer in the reply.
+    answer_key: ClassVar[str] = "value"
+    #: Answers are true / false: the stats count both, never capped.
+    values_capped: ClassVar[bool] = False
+
+    @property
+    def error_column(self) -> str:
+        """Name of the reason column, ``<output_column>_error``."""
+        return f"{self.output_column}_error"
+
+    @property
+    def single_row(self) -> bool:
+        """True when each call carries one row and the reply is ``{"value": ...}``."""
+        return self.batch_size == 1
+
+    def output_fields(self) -> tuple[tuple[str, str], ...]:
+        """One boolean column, ``output_column`` (the callers turn it into kept / dropped rows)."""
+        return ((self.output_column, "boolean"),)
+
+    def output_values(self, value: Any) -> tuple[Any, ...]:
+        """``(value,)``: the one column."""
+        return (value,)
+
+    def typical_answer(self) -> Any:
+        """A typical answer (estimates the size of a reply)."""
+        return False
+
+    def answer_params(self) -> dict[str, Any]:
+        """What shapes a row's answer (part of its row-store key); batch size left out."""
+        return {"op": "filter", "prompt": FILTER_PROMPT_VERSION, "condition": self.condition}
+
+    @cached_property
+    def _system(self) -> str:
+        return "\n".join(
+            [
+                "You check whether the text of each row of a table meets a condition.",
+                "Answer true when the text meets the condition, false when it does not.",
+                batch_line(self.batch_size),
+            ]
+        )
+
+    def messages(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Chat messages asking for the rows ``texts`` (numbered 0, 1, ... in this call)."""
+        return [
+            {"role": "system", "content": self._system},
+            {"role": "user", "content": rows_message([f"Condition: {self.condition}"], texts)},
+        ]
+
+    def reply_schema(self) -> dict[str, Any]:
+        """JSON Schema of the reply (no length limits: safe for grammar engines)."""
+        return self._schema
+
+    @cached_property
+    def _schema(self) -> dict[str, Any]:
+        answer = {"type": "boolean"}
+        if self.single_row:
+            return {
+                "type": "object",
+                "properties": {"value": answer},
+                "required": ["value"],
+                "additionalProperties": False,
+            }
+        item = {
+            "type": "object",
+            "properties": {"id": {"type": "integer"}, "value": answer},
+            "required": ["id", "value"],
+            "additionalProperties": False,
+        }
+        return {
+            "type": "object",
+            "properties": {"results": {"type": "array", "items": item}},
+            "required": ["results"],
+            "additionalProperties": False,
+        }
+
+    def reply_name(self) -> str:
+        """Name given to the structured-output schema."""
+        return "filter_row" if self.single_row else "filter_batch"
+
+    def check_value(self, value: Any) -> tuple[bool | None, str | None]:
+        """One row's answer checked: ``(True/False, None)`` or ``(None, "parse_error: ...")``."""
+        if isinstance(value, bool):
+            return value, None
+        return None, f"parse_error: expected a boolean (true or false), got {short(value)}"
