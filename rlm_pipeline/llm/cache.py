@@ -18,14 +18,28 @@ can do (:meth:`ResponseCache.get_mode` / :meth:`ResponseCache.put_mode`), e.g.
 the RLM root's action protocol, so a later process starts in the mode that
 worked instead of finding it out again.
 
-The same file also holds **row answers** (table ``row_answers``): one checked
+The same file also holds **row answers** (table ``row_store``): one checked
 answer per input text of a semantic operator (classify / llm_map), keyed by
 :func:`row_key` — endpoint, model, temperature, prompt version, the operator parameters
 that shape the answer, and the text; *not* the batch the row was sent in.  A
 re-run with other batches, other partitions or new rows mixed in finds every
 row answered before.  :meth:`ResponseCache.get_rows` and
-:meth:`ResponseCache.put_rows` read and write many rows at once (one
-transaction per call to ``put_rows``).
+:meth:`ResponseCache.put_rows` read and write many rows at once: one
+``SELECT`` per call to ``get_rows`` (up to :data:`ROWS_PER_QUERY` keys; more
+keys than that, or than the SQLite build's variable limit, take one query per
+chunk) and one transaction per call to ``put_rows``.
+
+**At scale.**  The row table is a ``WITHOUT ROWID`` table keyed by the
+32-byte sha256 digest itself (the hex key's bytes), so each entry is stored
+once, with no separate index: about :data:`ROW_ENTRY_BYTES` bytes per entry
+with a short label as the value (measured: 1,000,000 classify answers make a
+58 MB table), i.e. ~60 MB per million and ~600 MB per ten million distinct
+texts.  Cached replies of whole calls (table ``responses``) cost about 400–600
+bytes per call of 16 rows.  :meth:`ResponseCache.stats` reports the counts
+and sizes, :meth:`ResponseCache.prune` drops entries written before a cutoff
+(``rlm-pipeline cache stats|prune``).  Rows in the table of format 2
+(``row_answers``, hex keys with a separate index, ~180 bytes per entry) are no
+longer read; ``prune`` removes them like any other old entry.
 
 Examples
 --------
@@ -49,6 +63,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any
 
@@ -60,7 +75,11 @@ __all__ = [
     "CACHE_FORMAT_VERSION",
     "DEFAULT_BUSY_TIMEOUT_S",
     "DEFAULT_ENDPOINT_ID",
+    "ROWS_PER_QUERY",
     "ROW_ANSWER_KIND",
+    "ROW_ENTRY_BYTES",
+    "CacheStats",
+    "PruneResult",
     "ResponseCache",
     "RowKeys",
     "canonical_json",
@@ -87,12 +106,15 @@ _SCHEMA_SQL = (
     " value TEXT NOT NULL,"
     " created_at REAL NOT NULL)"
 )
-_ROWS_SQL = (
-    "CREATE TABLE IF NOT EXISTS row_answers ("
-    " key TEXT PRIMARY KEY,"
+#: Row answers: the sha256 digest (32 bytes) is the key and the only index.
+_ROW_STORE_SQL = (
+    "CREATE TABLE IF NOT EXISTS row_store ("
+    " key BLOB PRIMARY KEY,"
     " value TEXT NOT NULL,"
-    " created_at REAL NOT NULL)"
+    " created_at INTEGER NOT NULL) WITHOUT ROWID"
 )
+#: Row answers of cache format 2 (hex keys); no longer read, only counted and pruned.
+_LEGACY_ROWS = "row_answers"
 _MODES_SQL = (
     "CREATE TABLE IF NOT EXISTS endpoint_modes ("
     " kind TEXT NOT NULL,"
@@ -102,10 +124,16 @@ _MODES_SQL = (
     " updated_at REAL NOT NULL,"
     " PRIMARY KEY (kind, endpoint, model))"
 )
+_MISSING: Any = object()
 #: The ``kind`` field of every row-answer key.
 ROW_ANSWER_KIND = "row-answer"
-#: Keys per ``SELECT ... IN (...)`` (below SQLite's oldest variable limit, 999).
-_ROWS_PER_QUERY = 500
+#: Most keys looked up by one ``SELECT ... IN (...)`` (also capped by the build's variable limit).
+ROWS_PER_QUERY = 100_000
+#: Bytes per stored row answer with a short label as the value (measured, see the module doc).
+ROW_ENTRY_BYTES = 60
+#: SQLite page cache per connection (KiB, as a negative ``cache_size``) and memory map size.
+_CACHE_KIB = 65_536
+_MMAP_BYTES = 256 * 1024 * 1024
 
 
 def canonical_json(value: Any) -> str:
@@ -305,9 +333,74 @@ class RowKeys:
         self._tail = tail.encode("utf-8")
 
     def key(self, text: str) -> str:
-        """The row key of ``text``."""
+        """The row key of ``text`` (hex)."""
+        return self.digest(text).hex()
+
+    def digest(self, text: str) -> bytes:
+        """The row key of ``text`` as its 32 bytes (what the row table stores)."""
         body = json.dumps(text, ensure_ascii=False).encode("utf-8")
-        return hashlib.sha256(self._head + body + self._tail).hexdigest()
+        return hashlib.sha256(self._head + body + self._tail).digest()
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """What a cache file holds (:meth:`ResponseCache.stats`).
+
+    Attributes
+    ----------
+    path
+        The SQLite file.
+    file_bytes
+        Size of the file plus its ``-wal`` file.
+    responses
+        Cached replies of whole calls.
+    row_answers
+        Stored row answers (one per distinct text and operator parameters).
+    legacy_row_answers
+        Row answers of cache format 2 (no longer read; ``prune`` removes them).
+    modes
+        Remembered endpoint modes.
+    oldest, newest
+        Unix times of the oldest and newest entry (None when empty).
+    """
+
+    path: str
+    file_bytes: int
+    responses: int
+    row_answers: int
+    legacy_row_answers: int
+    modes: int
+    oldest: float | None
+    newest: float | None
+
+    @property
+    def entries(self) -> int:
+        """Replies plus row answers (current and legacy)."""
+        return self.responses + self.row_answers + self.legacy_row_answers
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for JSON output."""
+        return {**asdict(self), "entries": self.entries}
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """Entries removed by :meth:`ResponseCache.prune` and the file size before and after."""
+
+    responses: int
+    row_answers: int
+    legacy_row_answers: int
+    bytes_before: int
+    bytes_after: int
+
+    @property
+    def removed(self) -> int:
+        """All entries removed."""
+        return self.responses + self.row_answers + self.legacy_row_answers
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, for JSON output."""
+        return {**asdict(self), "removed": self.removed}
 
 
 class ResponseCache:
@@ -333,6 +426,7 @@ class ResponseCache:
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._max_keys = ROWS_PER_QUERY
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is not None and self._pid == os.getpid():
@@ -349,9 +443,14 @@ class ResponseCache:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             self._set_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = {-_CACHE_KIB}")
+            conn.execute(f"PRAGMA mmap_size = {_MMAP_BYTES}")
             conn.execute(_SCHEMA_SQL)
-            conn.execute(_ROWS_SQL)
+            conn.execute(_ROW_STORE_SQL)
             conn.execute(_MODES_SQL)
+            self._max_keys = min(
+                ROWS_PER_QUERY, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            )
         except sqlite3.Error as exc:
             msg = f"cannot open response cache {self.path!r}: {exc}"
             raise LLMError(msg) from exc
@@ -427,37 +526,51 @@ class ResponseCache:
             except sqlite3.Error as exc:
                 logger.warning("response cache delete failed (%s): %s", self.path, exc)
 
-    def get_rows(self, keys: Sequence[str]) -> dict[str, Any]:
-        """Stored row answers for ``keys`` (absent keys are left out).
+    def get_rows(self, keys: Sequence[str | bytes]) -> dict[Any, Any]:
+        """Stored row answers for ``keys`` (hex strings or 32-byte digests; absent keys left out).
 
-        Reads in chunks of a few hundred keys, releasing the lock between
-        chunks so writers are not held up.  A failed read is logged and reads
-        as misses (the rows are then asked again).
+        The result is keyed by the keys as given.  One ``SELECT`` for up to
+        :data:`ROWS_PER_QUERY` distinct keys (or the SQLite build's variable
+        limit, if lower); more keys take one query per chunk, releasing the
+        lock in between so writers are not held up.  A failed read is logged
+        and reads as misses (the rows are then asked again).
         """
-        found: dict[str, Any] = {}
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), _ROWS_PER_QUERY):
-            chunk = unique[start : start + _ROWS_PER_QUERY]
-            marks = ",".join("?" * len(chunk))
+        by_digest: dict[bytes, Any] = {}
+        for key in keys:
+            by_digest[key if isinstance(key, bytes) else bytes.fromhex(key)] = key
+        unique = list(by_digest)
+        found: dict[Any, Any] = {}
+        decoded: dict[str, Any] = {}  # a label repeats: decode each stored text once
+        for start in range(0, len(unique), self._max_keys):
             with self._lock:
                 conn = self._connection()
+                chunk = unique[start : start + self._max_keys]
+                marks = ",".join("?" * len(chunk))
                 try:
                     rows = conn.execute(
-                        f"SELECT key, value FROM row_answers WHERE key IN ({marks})",  # noqa: S608 - only "?" marks
+                        f"SELECT key, value FROM row_store WHERE key IN ({marks})",  # noqa: S608 - only "?" marks
                         chunk,
                     ).fetchall()
                 except sqlite3.Error as exc:
                     logger.warning("row answer read failed (%s): %s", self.path, exc)
                     continue
-            for key, value in rows:
-                try:
-                    found[key] = json.loads(value)
-                except ValueError:
-                    logger.warning("row answer %s unreadable; ignored", str(key)[:12])
+            for digest, text in rows:
+                value = decoded.get(text, _MISSING)
+                if value is _MISSING:
+                    try:
+                        value = json.loads(text)
+                    except ValueError:
+                        logger.warning(
+                            "row answer %s unreadable; ignored", bytes(digest).hex()[:12]
+                        )
+                        continue
+                    if isinstance(value, str | int | float | bool):  # immutable: safe to share
+                        decoded[text] = value
+                found[by_digest[bytes(digest)]] = value
         return found
 
-    def put_rows(self, answers: Mapping[str, Any]) -> None:
-        """Store (or replace) row answers, all in one transaction.
+    def put_rows(self, answers: Mapping[str | bytes, Any]) -> None:
+        """Store (or replace) row answers (keys: hex or 32-byte digests), all in one transaction.
 
         Values must be JSON-serialisable and not None (a failure is never
         stored).  A failed write is logged, not raised: losing an entry only
@@ -465,21 +578,21 @@ class ResponseCache:
         """
         if not answers:
             return
-        now = time.time()
+        now = int(time.time())
         rows = []
         for key, value in answers.items():
+            digest = key if isinstance(key, bytes) else bytes.fromhex(key)
             if value is None:
-                msg = f"row answer {key[:12]} is None; failures are not stored"
+                msg = f"row answer {digest.hex()[:12]} is None; failures are not stored"
                 raise InputError(msg)
-            rows.append((key, json.dumps(value, separators=(",", ":"), ensure_ascii=False), now))
+            rows.append((digest, json.dumps(value, separators=(",", ":"), ensure_ascii=False), now))
         with self._lock:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.executemany(
-                        "INSERT OR REPLACE INTO row_answers (key, value, created_at)"
-                        " VALUES (?, ?, ?)",
+                        "INSERT OR REPLACE INTO row_store (key, value, created_at) VALUES (?, ?, ?)",
                         rows,
                     )
                     conn.execute("COMMIT")
@@ -532,8 +645,124 @@ class ResponseCache:
     def row_count(self) -> int:
         """Number of stored row answers."""
         with self._lock:
-            row = self._connection().execute("SELECT count(*) FROM row_answers").fetchone()
+            row = self._connection().execute("SELECT count(*) FROM row_store").fetchone()
         return int(row[0])
+
+    def _legacy_rows(self, conn: sqlite3.Connection) -> bool:
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (_LEGACY_ROWS,)
+        ).fetchone()
+        return found is not None
+
+    def file_bytes(self) -> int:
+        """Size of the cache file plus its write-ahead log (0 when absent)."""
+        total = 0
+        for name in (self.path, self.path + "-wal"):
+            try:
+                total += os.path.getsize(name)
+            except OSError:
+                pass
+        return total
+
+    def stats(self) -> CacheStats:
+        """Counts, age range and size of what the file holds.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> with ResponseCache(os.path.join(tempfile.mkdtemp(), "c.sqlite")) as cache:
+        ...     cache.put_rows({"ab" * 32: "billing"})
+        ...     s = cache.stats()
+        >>> s.row_answers, s.responses, s.entries
+        (1, 0, 1)
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                tables = ["responses", "row_store"]
+                legacy = self._legacy_rows(conn)
+                if legacy:
+                    tables.append(_LEGACY_ROWS)
+                counts = {}
+                oldest: float | None = None
+                newest: float | None = None
+                for table in tables:
+                    n, low, high = conn.execute(
+                        f"SELECT count(*), min(created_at), max(created_at) FROM {table}"  # noqa: S608 - fixed names
+                    ).fetchone()
+                    counts[table] = int(n)
+                    if low is not None:
+                        oldest = float(low) if oldest is None else min(oldest, float(low))
+                        newest = float(high) if newest is None else max(newest, float(high))
+                modes = int(conn.execute("SELECT count(*) FROM endpoint_modes").fetchone()[0])
+            except sqlite3.Error as exc:
+                msg = f"cannot read response cache {self.path!r}: {exc}"
+                raise LLMError(msg) from exc
+        return CacheStats(
+            path=self.path,
+            file_bytes=self.file_bytes(),
+            responses=counts["responses"],
+            row_answers=counts["row_store"],
+            legacy_row_answers=counts.get(_LEGACY_ROWS, 0),
+            modes=modes,
+            oldest=oldest,
+            newest=newest,
+        )
+
+    def prune(self, older_than_s: float, *, vacuum: bool = True) -> PruneResult:
+        """Remove replies and row answers written more than ``older_than_s`` seconds ago.
+
+        A pruned text is asked again by the next run that meets it.  With
+        ``vacuum`` the file is rewritten afterwards so it shrinks on disk
+        (this needs free space about the size of what is kept, and waits for
+        other processes' writes).
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> with ResponseCache(os.path.join(tempfile.mkdtemp(), "c.sqlite")) as cache:
+        ...     cache.put_rows({"ab" * 32: "billing"})
+        ...     cache.prune(3600).removed, cache.prune(-1).removed
+        (0, 1)
+        """
+        if older_than_s != older_than_s:  # NaN
+            msg = "older_than_s must be a number of seconds"
+            raise InputError(msg)
+        before = self.file_bytes()
+        cutoff = time.time() - older_than_s
+        removed: dict[str, int] = {}
+        with self._lock:
+            conn = self._connection()
+            try:
+                tables = ["responses", "row_store"]
+                if self._legacy_rows(conn):
+                    tables.append(_LEGACY_ROWS)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for table in tables:
+                        cursor = conn.execute(
+                            f"DELETE FROM {table} WHERE created_at < ?",  # noqa: S608 - fixed names
+                            (cutoff,),
+                        )
+                        removed[table] = cursor.rowcount
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                if vacuum and sum(removed.values()):
+                    conn.execute("VACUUM")
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                msg = f"cannot prune response cache {self.path!r}: {exc}"
+                raise LLMError(msg) from exc
+        return PruneResult(
+            responses=removed.get("responses", 0),
+            row_answers=removed.get("row_store", 0),
+            legacy_row_answers=removed.get(_LEGACY_ROWS, 0),
+            bytes_before=before,
+            bytes_after=self.file_bytes(),
+        )
 
     def __len__(self) -> int:
         with self._lock:

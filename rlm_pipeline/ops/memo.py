@@ -1,7 +1,7 @@
 """The row store and the run memo of the operators: answers kept per text, not per batch.
 
 - :class:`RowStore`: checked answers per text in the response cache file
-  (table ``row_answers``, keys from :class:`~rlm_pipeline.llm.cache.RowKeys`):
+  (table ``row_store``, keys from :class:`~rlm_pipeline.llm.cache.RowKeys`):
   a text answered by an earlier run is not sent again, whatever the batch
   size, partitioning or slicing.
 - :class:`Memo` and :class:`Claim`: texts already asked for within one run
@@ -31,9 +31,8 @@ from typing import Any
 
 from rlm_pipeline.llm.cache import ResponseCache, RowKeys
 from rlm_pipeline.llm.config import LLM
-from rlm_pipeline.ops.prompts import PROMPT_VERSION, answer_params
-from rlm_pipeline.ops.reply import check_value
-from rlm_pipeline.ops.spec import OpSpec
+from rlm_pipeline.ops.prompts import PROMPT_VERSION
+from rlm_pipeline.ops.spec_base import OpSpec
 
 __all__ = ["STORE_FLUSH_ROWS", "STORE_FLUSH_S", "Claim", "Memo", "RowResult", "RowStore"]
 
@@ -46,11 +45,11 @@ STORE_FLUSH_S = 0.25
 
 
 class RowStore:
-    """Checked answers per text, in the response cache file (table ``row_answers``).
+    """Checked answers per text, in the response cache file (table ``row_store``).
 
     Keys come from :func:`rlm_pipeline.llm.cache.row_key`: endpoint (resolved
     base URL), model, temperature, prompt version,
-    :func:`~rlm_pipeline.ops.prompts.answer_params` and the text — not the
+    the spec's ``answer_params()`` and the text — not the
     batch.  Only answers that passed the checks of
     :func:`~rlm_pipeline.ops.reply.check_reply` are stored.
 
@@ -67,14 +66,14 @@ class RowStore:
     def __init__(self, cache: ResponseCache, config: LLM, spec: OpSpec) -> None:
         self.cache = cache
         self.spec = spec
-        self._pending: dict[str, Any] = {}
+        self._pending: dict[bytes, Any] = {}
         self._last_flush = time.monotonic()
         self._keys = RowKeys(
             base_url=config.resolved_base_url(),
             model=config.model,
             temperature=config.temperature,
             prompt_version=PROMPT_VERSION,
-            params=answer_params(spec),
+            params=spec.answer_params(),
         )
 
     @classmethod
@@ -89,12 +88,16 @@ class RowStore:
     def lookup(self, texts: Sequence[str]) -> dict[str, Any]:
         """Stored answers of the distinct ``texts`` (text -> value), misses left out.
 
-        A stored value that no longer passes the spec's check reads as a miss.
+        One query to the cache file for the whole sequence (up to
+        :data:`~rlm_pipeline.llm.cache.ROWS_PER_QUERY` texts).  A stored value
+        that no longer passes the spec's check reads as a miss.
         """
-        keys = {self._keys.key(text): text for text in texts}
+        digest = self._keys.digest
+        keys = {digest(text): text for text in texts}
         found: dict[str, Any] = {}
+        check = self.spec.check_value
         for key, stored in self.cache.get_rows(list(keys)).items():
-            value, error = check_value(stored, self.spec)
+            value, error = check(stored)
             if error is None:
                 found[keys[key]] = value
         return found
@@ -108,7 +111,7 @@ class RowStore:
         """
         for text, (value, error) in zip(texts, results, strict=True):
             if error is None and value is not None:
-                self._pending[self._keys.key(text)] = value
+                self._pending[self._keys.digest(text)] = value
         if (
             len(self._pending) >= STORE_FLUSH_ROWS
             or time.monotonic() - self._last_flush >= STORE_FLUSH_S
