@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
@@ -76,6 +77,7 @@ class StepLog:
         self._writer = TraceWriter(trace_path)
         self._on_step = on_step
         self._seq = 0
+        self._started = time.monotonic()
         self.dicts: list[dict[str, Any]] = []
         self._notes: dict[str, dict[str, Any]] = {}
 
@@ -90,8 +92,8 @@ class StepLog:
         --------
         >>> log = StepLog("run1", None, None)
         >>> log.note("root", sample={"rows": []})
-        >>> log.record(depth=0, path="root", kind="tool", tool="classify")["extra"]
-        {'sample': {'rows': []}}
+        >>> log.record(depth=0, path="root", kind="tool", tool="classify")["extra"]["sample"]
+        {'rows': []}
         """
         self._notes.setdefault(path, {}).update(details)
 
@@ -113,11 +115,16 @@ class StepLog:
         error: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Add one record; returns it as a dict."""
+        """Add one record; returns it as a dict.
+
+        ``extra.at`` is added: seconds from the start of the run to this record
+        (the end of its step), which places the step on the page's timeline.
+        """
         if kind != "model":
             noted = self._notes.pop(path, None)
             if noted and kind == "tool":
                 extra = {**(extra or {}), **noted}
+        extra = {**(extra or {}), "at": round(time.monotonic() - self._started, 4)}
         record = TraceRecord(
             run_id=self.run_id,
             seq=self._seq,
@@ -134,7 +141,7 @@ class StepLog:
             output_tokens=output_tokens,
             seconds=round(seconds, 4),
             error=error,
-            extra=extra or {},
+            extra=extra,
         )
         self._seq += 1
         self._writer.write(record)

@@ -1,7 +1,14 @@
 """Render a trace as one self-contained HTML page a person can read.
 
+Per run: the question and answer, totals, the cost by model (root vs sub), a
+timeline of the steps (seconds and tokens), then every step.  A model turn
+shows which protocol carried it, the model's own text and the actions read from
+it (folded with ``<details>``); a classify / llm_map step shows its sample of
+rows with their answers and error reasons; a ``recurse`` step holds its sub-RLM
+runs, folded, nested by depth.
+
 The page has inline CSS only: no scripts, no external assets, and it works
-without JavaScript (sub-RLM paths fold with ``<details>``).  Everything taken
+without JavaScript (everything folds with ``<details>``).  Everything taken
 from the trace is model output and therefore untrusted: it is escaped with
 :func:`html.escape`, and a Content-Security-Policy that forbids scripts,
 images and connections guards the page a second time.
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_pipeline.errors import InputError
+from rlm_pipeline.trace.figures import MAX_TIMELINE_BARS, cost_by_model, timeline
 from rlm_pipeline.trace.outline import (
     PathNode,
     RunOutline,
@@ -82,6 +90,36 @@ details{margin:8px 0 4px;border:1px solid #e3d7f0;border-radius:6px;background:#
 summary{cursor:pointer;padding:6px 10px;color:var(--sub);font-weight:600}
 summary .meta{font-weight:400}
 details>ol.steps{padding:0 10px 6px}
+details.turn{border:none;background:none;margin:2px 0 0}
+details.turn>summary{color:var(--muted);font-weight:400;padding:2px 0}
+details.turn>summary b{color:var(--fg)}
+.proto{font:11px/1.6 ui-monospace,Menlo,Consolas,monospace;border:1px solid var(--line);
+border-radius:3px;padding:0 5px;color:#36465c;background:#f0f3f8}
+.said{border-left:3px solid #c9d3e3;background:#f8fafc;color:var(--fg)}
+ul.actions{margin:6px 0 2px;padding-left:18px;font-size:13px}
+ul.actions code{word-break:break-word}
+table{border-collapse:collapse;margin:8px 0 2px;width:100%;font-size:13px;table-layout:fixed}
+th,td{border:1px solid var(--line);padding:3px 7px;text-align:left;vertical-align:top;
+word-break:break-word;white-space:pre-wrap}
+th{background:#f0f3f8;font-weight:600;color:#36465c}
+td.reason{color:var(--err)}
+td.label{font-weight:600;width:18%}
+.caption{color:var(--muted);font-size:12px;margin-top:6px}
+table.cost{width:auto;min-width:520px}
+table.cost td,table.cost th{white-space:nowrap}
+.timeline{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:8px 12px}
+.bar-row{display:grid;grid-template-columns:230px 1fr 150px;gap:8px;align-items:center;
+font-size:12px;line-height:18px}
+.bar-label{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.track{position:relative;height:12px;background:#f1f3f6;border-radius:3px}
+.bar{position:absolute;top:0;height:12px;min-width:2px;border-radius:3px;background:var(--accent)}
+.bar.model{background:#8a9ab3}
+.bar.sub{background:var(--sub)}
+.bar.failed{background:var(--err)}
+.bar-num{color:var(--muted);text-align:right;white-space:nowrap}
+details.sub{border-left:4px solid #c7b3de}
+details.sub.d2{border-left-color:#9fc3e8;background:#f7fbfe}
+details.sub.d3{border-left-color:#b8d9b0;background:#f8fcf7}
 .empty{color:var(--muted);font-style:italic}
 footer{margin-top:32px;color:var(--muted);font-size:12px}
 """
@@ -161,6 +199,8 @@ def _run_section(run: RunOutline) -> str:
         + "".join(qa)
         + "\n"
         + _totals(run)
+        + _costs(run)
+        + _timeline(run)
         + "\n<h2>Steps</h2>\n"
         + _steps(run.root)
         + "\n</section>"
@@ -186,6 +226,59 @@ def _totals(run: RunOutline) -> str:
     return f'<ul class="totals">{cells}</ul>'
 
 
+def _costs(run: RunOutline) -> str:
+    rows = cost_by_model(run.all_records)
+    if not rows:
+        return ""
+    body = []
+    for row in rows:
+        cost = "no price" if row.cost_usd is None else f"${row.cost_usd:.4f}"
+        body.append(
+            f"<tr><td>{_e(row.role)}</td><td>{_e(row.model or '(not recorded)')}</td>"
+            f"<td>{row.calls:,}</td><td>{row.input_tokens:,}</td><td>{row.output_tokens:,}</td>"
+            f"<td>{_e(cost)}</td></tr>"
+        )
+    return (
+        '\n<h2>Cost by model</h2>\n<table class="cost"><tr><th>role</th><th>model</th>'
+        "<th>calls</th><th>tokens in</th><th>tokens out</th><th>cost</th></tr>"
+        + "".join(body)
+        + '</table><div class="caption">root: the root model\'s turns; sub: everything '
+        "else (classify / llm_map fan-outs, sub-RLM turns).</div>"
+    )
+
+
+def _timeline(run: RunOutline) -> str:
+    bars = timeline(run.all_records)
+    if not bars:
+        return ""
+    origin = min(b.start for b in bars)
+    span = max(b.start + b.seconds for b in bars) - origin or 1.0
+    rows = []
+    for bar in bars:
+        left = 100.0 * (bar.start - origin) / span
+        width = max(0.2, 100.0 * bar.seconds / span)
+        css = "failed" if bar.failed else "model" if bar.kind == "model" else ""
+        if bar.depth and not bar.failed:
+            css = (css + " sub").strip()
+        where = "" if bar.path == "root" else f" ({bar.path.split('/', 1)[1]})"
+        numbers = f"{bar.seconds:.2f} s" + (f" · {bar.tokens:,} tok" if bar.tokens else "")
+        rows.append(
+            f'<div class="bar-row"><span class="bar-label" style="padding-left:{14 * bar.depth}px"'
+            f' title="{_e(bar.label + where)}">{_e(bar.label)}{_e(where)}</span>'
+            f'<span class="track"><span class="bar {css}" style="left:{left:.2f}%;'
+            f'width:{min(width, 100.0 - left):.2f}%"></span></span>'
+            f'<span class="bar-num">{_e(numbers)}</span></div>'
+        )
+    more = ""
+    if len(bars) >= MAX_TIMELINE_BARS:
+        more = f'<div class="caption">first {MAX_TIMELINE_BARS} steps shown.</div>'
+    return (
+        f'\n<h2>Timeline</h2>\n<div class="timeline" id="timeline">{"".join(rows)}{more}'
+        f'<div class="caption">{span:.2f} s from the first step to the last; grey: model turns,'
+        " blue: tools, purple: sub-RLM steps, red: failed.</div></div>"
+    )
+
+
 def _count_errors(node: PathNode) -> int:
     return node.error_count + sum(
         _count_errors(child) for step in node.steps for child in step.children
@@ -198,20 +291,26 @@ def _steps(node: PathNode) -> str:
     items = []
     for step in node.steps:
         inner = _step(step.record)
+        opened = len(step.children) <= OPEN_SUB_RUNS
         for child in step.children:
-            inner += _sub_path(child)
+            inner += _sub_path(child, opened=opened)
         kind = str(step.record.get("kind", ""))
         css = "failed" if step.record.get("error") else kind
         items.append(f'<li class="{_e(css)}">{inner}</li>')
     return '<ol class="steps">' + "".join(items) + "</ol>"
 
 
-def _sub_path(node: PathNode) -> str:
+#: A step with at most this many sub-RLM runs shows them unfolded.
+OPEN_SUB_RUNS = 3
+
+
+def _sub_path(node: PathNode, *, opened: bool = False) -> str:
     answer = "" if node.answer is None else f" → {format_value(node.answer, 120)}"
     errors = f" · {_plural(node.error_count, 'error')}" if node.error_count else ""
     steps = _plural(len(node.steps), "step")
     return (
-        f"<details><summary>sub-RLM {_e(node.path)}"
+        f'<details class="sub d{min(int(node.depth), 3)}"{" open" if opened else ""}>'
+        f"<summary>sub-RLM {_e(node.path)}"
         f'<span class="meta"> · depth {int(node.depth)} · {steps}{_e(errors)}'
         f"{_e(answer)}</span></summary>{_steps(node)}</details>"
     )
@@ -222,7 +321,7 @@ def _step(record: Mapping[str, Any]) -> str:
     if kind == "sub_paths":
         return '<div class="head"><span class="name">sub-RLMs</span></div>'
     if kind == "model":
-        return f'<div class="head"><span>model turn</span>{_nums(record)}</div>'
+        return _model_turn(record)
     if kind == "answer":
         value = (record.get("arguments") or {}).get("value", record.get("result_summary"))
         head = (
@@ -242,6 +341,85 @@ def _step(record: Mapping[str, Any]) -> str:
     summary = record.get("result_summary")
     if summary and not (record.get("error") and str(record["error"]) in str(summary)):
         html += f"<pre>{_e(summary)}</pre>"
+    sample = (record.get("extra") or {}).get("sample")
+    if isinstance(sample, Mapping) and sample:
+        html += _sample(sample)
+    return html
+
+
+#: Characters of a model turn's text shown (the recorder keeps at most 4,000).
+MODEL_TEXT_CHARS = 4000
+
+
+def _model_turn(record: Mapping[str, Any]) -> str:
+    extra = record.get("extra") or {}
+    protocol = extra.get("protocol")
+    listed = extra.get("actions")
+    actions: list[Any] = listed if isinstance(listed, list) else []
+    names = [str(a.get("tool")) for a in actions if isinstance(a, Mapping)]
+    label = "forced answer turn" if extra.get("forced") else "model turn"
+    head = f"<b>{_e(label)}</b>"
+    if protocol:
+        head += f' <span class="proto">{_e(protocol)}</span>'
+    if extra.get("switched_to"):
+        head += f" switched to {_e(extra['switched_to'])}"
+    if extra.get("switched_from"):
+        head += f" switched from {_e(extra['switched_from'])}"
+    head += " · " + (
+        _e(f"{_plural(len(names), 'action')}: {', '.join(names)}") if names else "no action"
+    )
+    text = extra.get("text")
+    if not isinstance(text, str):
+        text = record.get("result_summary")  # older traces: the first 300 characters
+    body = ""
+    if text:
+        shown = text if len(text) <= MODEL_TEXT_CHARS else text[: MODEL_TEXT_CHARS - 1] + "…"
+        body += f'<pre class="said">{_e(shown)}</pre>'
+    if actions:
+        items = "".join(
+            f"<li><b>{_e(a.get('tool'))}</b> <code>{_e(format_value(a.get('arguments'), 600))}"
+            "</code></li>"
+            for a in actions
+            if isinstance(a, Mapping)
+        )
+        if extra.get("actions_not_shown"):
+            items += f"<li>… {_e(extra['actions_not_shown'])} more</li>"
+        body += f'<ul class="actions">{items}</ul>'
+    if extra.get("switch_reason"):
+        body += f'<div class="caption">{_e(extra["switch_reason"])}</div>'
+    opened = " open" if int(record.get("depth") or 0) == 0 else ""
+    if not body:
+        return f'<div class="head"><span>{head}</span>{_nums(record)}</div>'
+    return (
+        f'<details class="turn"{opened}><summary><span class="head" style="display:inline-flex;'
+        f'width:95%"><span>{head}</span>{_nums(record)}</span></summary>{body}</details>'
+    )
+
+
+def _sample(sample: Mapping[str, Any]) -> str:
+    column = str(sample.get("column") or "text")
+    answer = str(sample.get("answer_column") or "answer")
+    html = ""
+    for key, caption, total in (
+        ("rows", "first rows", sample.get("rows_total")),
+        ("failed", "failed rows", sample.get("failed_total")),
+    ):
+        rows = sample.get(key)
+        if not isinstance(rows, list) or not rows:
+            continue
+        of = f" of {total:,}" if isinstance(total, int) else ""
+        body = "".join(
+            f"<tr><td>{_e(format_value(r.get('text'), 300))}</td>"
+            f'<td class="label">{_e(format_value(r.get("answer"), 300) or "null")}</td>'
+            f'<td class="reason">{_e(format_value(r.get("error"), 300))}</td></tr>'
+            for r in rows
+            if isinstance(r, Mapping)
+        )
+        html += (
+            f'<div class="caption">sample: {caption} ({len(rows)}{of})</div>'
+            f'<table class="sample {key}"><tr><th>{_e(column)}</th><th>{_e(answer)}</th>'
+            f"<th>{_e(answer)}_error</th></tr>{body}</table>"
+        )
     return html
 
 

@@ -27,6 +27,7 @@ from typing import Any
 from rlm_pipeline.trace.records import TraceRecord
 
 __all__ = [
+    "VISIBLE_CONTROLS",
     "step_numbers",
     "PathNode",
     "RunOutline",
@@ -37,6 +38,14 @@ __all__ = [
 ]
 
 Record = Mapping[str, Any]
+
+#: Control characters from a trace (model text, ticket text) as visible ones, for the
+#: terminal: C0 controls but newline and tab as their control pictures (ESC as "␛"), DEL,
+#: C1 controls and the Unicode line / paragraph separators as "·" — one character for
+#: one, so styled spans keep their places.  Use with ``str.translate``.
+VISIBLE_CONTROLS: dict[int, int] = {c: 0x2400 + c for c in range(0x20) if c not in (0x09, 0x0A)}
+VISIBLE_CONTROLS.update({0x7F: 0x2421, 0x2028: 0xB7, 0x2029: 0xB7})
+VISIBLE_CONTROLS.update({c: 0xB7 for c in range(0x80, 0xA0)})
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,8 @@ class RunOutline:
     seconds: float = 0.0
     records: int = 0
     error: str | None = None
+    #: Every record of the run, in ``seq`` order (for the timeline and the cost by model).
+    all_records: tuple[Record, ...] = ()
 
 
 def build_outline(records: Iterable[Record | TraceRecord]) -> list[RunOutline]:
@@ -143,6 +154,7 @@ def _outline_run(run_id: str, records: list[Record]) -> RunOutline:
         seconds=seconds,
         records=len(ordered),
         error=_str_or_none((root.end or {}).get("error")),
+        all_records=tuple(ordered),
     )
 
 

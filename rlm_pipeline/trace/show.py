@@ -1,7 +1,10 @@
 """Render a trace as a rich tree: run → steps → sub-RLM paths by depth.
 
 Every text taken from the trace goes into :class:`rich.text.Text` objects, never
-into markup strings, so model output cannot inject rich markup.  The caller
+into markup strings, so model output cannot inject rich markup.  With
+``verbose=True`` each model turn also shows its protocol, the model's own text
+and the actions read from it, and a classify / llm_map step its sample rows with
+their answers and error reasons.  The caller
 prints the renderable (the library never prints).
 
 Examples
@@ -25,6 +28,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from rlm_pipeline.trace.outline import (
+    VISIBLE_CONTROLS,
     PathNode,
     RunOutline,
     argument_summary,
@@ -40,7 +44,19 @@ __all__ = ["render_tree"]
 RESULT_CHARS = 160
 
 
-def render_tree(records: Iterable[Mapping[str, Any] | TraceRecord]) -> RenderableType:
+
+def _visible(label: Text) -> Text:
+    """``label`` with control characters shown, not sent to the terminal (same length)."""
+    plain = label.plain
+    cleaned = plain.translate(VISIBLE_CONTROLS)
+    if cleaned != plain:
+        label.plain = cleaned
+    return label
+
+
+def render_tree(
+    records: Iterable[Mapping[str, Any] | TraceRecord], *, verbose: bool = False
+) -> RenderableType:
     """A rich renderable of the trace: one tree per run in the file.
 
     Parameters
@@ -48,6 +64,9 @@ def render_tree(records: Iterable[Mapping[str, Any] | TraceRecord]) -> Renderabl
     records
         Trace records (dicts as read by :func:`~rlm_pipeline.trace.read_trace`,
         ``RLMResult.trace``, or :class:`~rlm_pipeline.trace.TraceRecord`).
+    verbose
+        Also show what the model wrote in each turn, the actions read from it,
+        and the row samples of classify / llm_map steps.
 
     Returns
     -------
@@ -58,11 +77,11 @@ def render_tree(records: Iterable[Mapping[str, Any] | TraceRecord]) -> Renderabl
     runs = build_outline(records)
     if not runs:
         return Text("(empty trace)", style="dim")
-    trees = [_run_tree(run) for run in runs]
+    trees = [_run_tree(run, verbose) for run in runs]
     return trees[0] if len(trees) == 1 else Group(*trees)
 
 
-def _run_tree(run: RunOutline) -> Tree:
+def _run_tree(run: RunOutline, verbose: bool = False) -> Tree:
     label = Text.assemble(("run ", "bold"), (run.run_id, "bold cyan"))
     if run.engine:
         label.append(f"  engine {run.engine}", style="dim")
@@ -79,8 +98,8 @@ def _run_tree(run: RunOutline) -> Tree:
         label.append("✗ run ended with: " + format_value(run.error, 300), style="bold red")
     label.append("\n")
     label.append(_usage_line(run), style="dim")
-    tree = Tree(label, guide_style="dim")
-    _add_steps(tree, run.root)
+    tree = Tree(_visible(label), guide_style="dim")
+    _add_steps(tree, run.root, verbose)
     return tree
 
 
@@ -100,14 +119,51 @@ def _usage_line(run: RunOutline) -> str:
     return " · ".join(parts)
 
 
-def _add_steps(tree: Tree, node: PathNode) -> None:
+def _add_steps(tree: Tree, node: PathNode, verbose: bool = False) -> None:
     for step in node.steps:
-        branch = tree.add(_step_label(step.record))
+        label = _step_label(step.record, verbose)
+        if verbose:
+            label = _verbose_label(step.record, label)
+        branch = tree.add(_visible(label))
         for child in step.children:
-            _add_path(branch, child)
+            _add_path(branch, child, verbose)
 
 
-def _add_path(tree: Tree, node: PathNode) -> None:
+#: Characters of a model turn's text shown with ``verbose``.
+VERBOSE_TEXT_CHARS = 2000
+
+
+def _verbose_label(record: Mapping[str, Any], label: Text) -> Text:
+    extra = record.get("extra") or {}
+    if record.get("kind") == "model":
+        text = extra.get("text")
+        if isinstance(text, str) and text:
+            shown = text if len(text) <= VERBOSE_TEXT_CHARS else text[:VERBOSE_TEXT_CHARS] + "…"
+            label.append("\n")
+            label.append("│ " + shown.replace("\n", "\n│ "), style="italic")
+        for action in extra.get("actions") or []:
+            if isinstance(action, Mapping):
+                label.append("\n")
+                label.append("→ " + format_value(action.get("tool"), 60), style="bold")
+                label.append(" " + format_value(action.get("arguments"), 300), style="cyan")
+        return label
+    sample = extra.get("sample")
+    if isinstance(sample, Mapping):
+        answer = str(sample.get("answer_column") or "answer")
+        for key in ("rows", "failed"):
+            for row in sample.get(key) or []:
+                if not isinstance(row, Mapping):
+                    continue
+                label.append("\n")
+                label.append(f"{answer}={format_value(row.get('answer'), 60) or 'null'}",
+                             style="bold red" if row.get("error") else "bold")
+                if row.get("error"):
+                    label.append(f" ({format_value(row.get('error'), 80)})", style="red")
+                label.append("  " + format_value(row.get("text"), 120))
+    return label
+
+
+def _add_path(tree: Tree, node: PathNode, verbose: bool = False) -> None:
     label = Text.assemble(("sub-RLM ", "bold magenta"), (node.path, "magenta"))
     label.append(f"  depth {node.depth} · {_plural(len(node.steps), 'step')}", style="dim")
     if node.error_count:
@@ -115,11 +171,11 @@ def _add_path(tree: Tree, node: PathNode) -> None:
     if node.answer is not None:
         label.append("  → ", style="dim")
         label.append(format_value(node.answer, 120), style="green")
-    branch = tree.add(label)
-    _add_steps(branch, node)
+    branch = tree.add(_visible(label))
+    _add_steps(branch, node, verbose)
 
 
-def _step_label(record: Mapping[str, Any]) -> Text:
+def _step_label(record: Mapping[str, Any], verbose: bool = False) -> Text:
     kind = str(record.get("kind", "?"))
     if kind == "sub_paths":
         return Text("sub-RLMs", style="magenta")
@@ -127,6 +183,9 @@ def _step_label(record: Mapping[str, Any]) -> Text:
     text = Text()
     if kind == "model":
         text.append("model turn", style="dim")
+        protocol = (record.get("extra") or {}).get("protocol")
+        if verbose and protocol:
+            text.append(f" [{protocol}]", style="blue")
     elif kind == "answer":
         text.append("answer ", style="bold green")
         arguments = record.get("arguments") or {}
@@ -143,7 +202,7 @@ def _step_label(record: Mapping[str, Any]) -> Text:
     if error:
         text.append("\n")
         text.append("✗ " + format_value(error, 300), style="red")
-    elif kind != "answer" and record.get("result_summary"):
+    elif kind != "answer" and record.get("result_summary") and not (verbose and kind == "model"):
         text.append("\n")
         text.append(format_value(record.get("result_summary"), RESULT_CHARS), style="dim")
     return text
