@@ -27,6 +27,7 @@ from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
 from rlm_pipeline.sim.classifier import intended_label
 from rlm_pipeline.sim.config import SimConfig
 from rlm_pipeline.sim.faults import FaultDraw, FaultInjector, malform, scramble_ids
+from rlm_pipeline.sim.folds import answer_multi
 from rlm_pipeline.sim.protocols import check_grammar, render_root, root_protocol
 from rlm_pipeline.sim.replies import (
     completion,
@@ -306,7 +307,8 @@ async def _answer(
         message = {"role": "assistant", "content": intended_label(task.text, task.labels)}
         rows = 1
     else:
-        value, rows = structured_value(task)
+        multi = answer_multi(task, body)  # aggregate / top_k / join calls (sim/folds.py)
+        value, rows = multi if multi is not None else structured_value(task)
         if draw.wrong_ids and task.kind.endswith("_batch"):
             state.stats.fault("wrong_ids")
             value["results"] = scramble_ids(value["results"], draw)
@@ -340,6 +342,8 @@ async def _answer(
         prompt_tokens=_prompt_tokens(state, messages, body.get("tools")),
         completion_tokens=out_tokens,
     )
+    cached = state.stats.prefix_cached(messages, lambda ms: _prompt_tokens(state, ms, None))
+    reply["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}  # sim/stats.PrefixCache
     return reply, rows
 
 
