@@ -485,17 +485,20 @@ class MethodRun:
 
 def run_rlm(question: Question, ds: Dataset, llm: LLM, *, max_steps: int = 20,
             max_depth: int = 1, timeout_s: float = 900.0, sub: LLM | None = None,
-            protocol: str | None = None, trace_path: str | None = None) -> MethodRun:
+            protocol: str | None = None, trace_path: str | None = None,
+            root_max_tokens: int | None = None) -> MethodRun:
     """Answer with :class:`rlm_pipeline.RLM` over the table (root never sees the rows).
 
     ``sub`` is the sub-model (default: ``llm``; give it a ``cache_path`` so the
     labels of one table are reused across its questions); ``protocol`` is
-    passed to ``rp.RLM`` when set.
+    passed to ``rp.RLM`` when set, and so is ``root_max_tokens``.
     """
     import rlm_pipeline as rp
 
     started = time.monotonic()
     options: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
+    if root_max_tokens is not None:
+        options["root_max_tokens"] = root_max_tokens
     rlm = rp.RLM(root=llm, sub=sub or llm, max_steps=max_steps, max_depth=max_depth,
                  timeout_s=timeout_s, **options)
     try:
@@ -618,6 +621,7 @@ class BenchConfig:
     tpm: float | None = None
     order: str = "size"
     reverse: bool = False
+    root_max_tokens: int | None = None
 
 
 def _summarise(runs: list[MethodRun], families: list[str] | None = None) -> dict[str, Any]:
@@ -727,7 +731,8 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
                      str(Path(cfg.traces_dir) / f"rlm_2^{log2}_q{i:02d}.jsonl"))
             run = run_rlm(question, ds, llm, max_steps=cfg.max_steps,
                           max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
-                          sub=sub, protocol=cfg.protocol, trace_path=trace)
+                          sub=sub, protocol=cfg.protocol, trace_path=trace,
+                          root_max_tokens=cfg.root_max_tokens)
         else:
             run = run_baseline(question, ds, llm, context_window=cfg.context_window,
                                token_scale=cfg.token_scale)
@@ -773,7 +778,8 @@ def _refresh(report: dict[str, Any], methods: Sequence[str]) -> None:
 
 def run_seed_question(llm: LLM, sub: LLM, *, rows: int, seed: int = 0, max_steps: int = 20,
                       max_depth: int = 1, timeout_s: float = 1800.0, protocol: str | None = None,
-                      trace_path: str | None = None) -> dict[str, Any]:
+                      trace_path: str | None = None,
+                      root_max_tokens: int | None = None) -> dict[str, Any]:
     """The seed's question over ``rows`` synthetic tickets with the RLM: answer, truth, steps."""
     import rlm_pipeline as rp
     from rlm_pipeline.datasets import KNOWN_USERS, tickets
@@ -783,6 +789,8 @@ def run_seed_question(llm: LLM, sub: LLM, *, rows: int, seed: int = 0, max_steps
     truth = frame.filter(pl.col("user_id").is_in(list(KNOWN_USERS))
                          & (pl.col("true_label") == "billing")).height
     options: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
+    if root_max_tokens is not None:
+        options["root_max_tokens"] = root_max_tokens
     rlm = rp.RLM(root=llm, sub=sub, max_steps=max_steps, max_depth=max_depth,
                  timeout_s=timeout_s, **options)
     started = time.monotonic()
@@ -968,6 +976,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", default="rlm,baseline", help="comma list: rlm, baseline")
     p.add_argument("--protocol", default=None,
                    help="RLM root protocol (auto, tools, json, text); default: the library's")
+    p.add_argument("--root-max-tokens", type=int, default=None, metavar="N",
+                   help="max_tokens of each RLM root turn (default: the library's, 1024)")
     p.add_argument("--cache", default=None, metavar="SQLITE",
                    help="response cache of the sub-model (labels reused across questions)")
     p.add_argument("--rlm-timeout", type=float, default=900.0, help="seconds per RLM run")
@@ -1053,7 +1063,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       cache_path=args.cache, rlm_timeout_s=args.rlm_timeout,
                       request_timeout_s=args.request_timeout, max_retries=args.max_retries,
                       max_concurrency=args.max_concurrency, tpm=args.tpm, order=args.order,
-                      reverse=args.reverse,
+                      reverse=args.reverse, root_max_tokens=args.root_max_tokens,
                       traces_dir=str(args.traces) if args.traces else None)
     if args.traces:
         args.traces.mkdir(parents=True, exist_ok=True)
@@ -1086,7 +1096,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed = run_seed_question(
                 root, sub, rows=args.seed_question, seed=cfg.seed, max_steps=cfg.max_steps,
                 max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
-                protocol=cfg.protocol, trace_path=trace)
+                protocol=cfg.protocol, trace_path=trace, root_max_tokens=cfg.root_max_tokens)
             say(f"  answer={seed.get('value')!r} truth={seed['truth']} "
                 f"steps={seed.get('steps')} {seed.get('error') or ''}")
             previous = {**(previous or {}), "seed_question": seed}

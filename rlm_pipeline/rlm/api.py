@@ -37,7 +37,7 @@ from rlm_pipeline.errors import (
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.rlm.guard import cancel_run
-from rlm_pipeline.rlm.loop import LoopResult, run_loop
+from rlm_pipeline.rlm.loop import DEFAULT_ROOT_MAX_TOKENS, LoopResult, run_loop
 from rlm_pipeline.rlm.protocol import PROMPT_VARIANTS, PROTOCOLS
 from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import RunState, Scope
@@ -144,6 +144,11 @@ class RLM:
         The root system prompt: ``"full"``, ``"compact"`` (for small models: the
         action syntax and one worked example) or ``"auto"`` (compact for the
         ``json`` and ``text`` protocols, full for ``tools``).
+    root_max_tokens
+        ``max_tokens`` sent with every root-model turn (default 1024; ``None``:
+        none, the server's own limit).  An action reply is a few hundred tokens
+        at most; the bound keeps a rambling small model from writing for
+        minutes.  Sub-calls keep their own limits.
     max_view_rows
         Most rows one view the model makes may hold; ``None``: max(10 × rows of the
         table, 1,000,000).  A join whose output, estimated from the key counts of
@@ -212,6 +217,7 @@ class RLM:
         max_parallel: int = DEFAULT_MAX_PARALLEL,
         protocol: str = "auto",
         prompt: str = "auto",
+        root_max_tokens: int | None = DEFAULT_ROOT_MAX_TOKENS,
         max_view_rows: int | None = None,
         max_views: int = DEFAULT_MAX_VIEWS,
         max_total_rows: int | None = None,
@@ -239,6 +245,8 @@ class RLM:
         if prompt not in PROMPT_VARIANTS:
             known = ", ".join(PROMPT_VARIANTS)
             raise InputError(f"prompt must be one of {known}, got {prompt!r}")
+        if root_max_tokens is not None and root_max_tokens < 16:
+            raise InputError(f"root_max_tokens must be >= 16 or None, got {root_max_tokens}")
         self.root = root
         self.sub = sub or root
         self.engine = engine
@@ -251,6 +259,7 @@ class RLM:
         self.max_parallel = max_parallel
         self.protocol = protocol
         self.prompt = prompt
+        self.root_max_tokens = root_max_tokens
         #: Limits on the engine work the model issues (README, "Security model").
         self.limits = WorkLimits(
             max_view_rows=max_view_rows,
@@ -346,6 +355,7 @@ class RLM:
             run_loop=run_loop,
             protocol=self.protocol,
             prompt=self.prompt,
+            root_max_tokens=self.root_max_tokens,
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         work = Work("run", limits=self.limits)  # every engine call of the run, cancellable

@@ -557,7 +557,7 @@ def _guard(
             )
         return None
     ran = channel.done.get((call.name, _canonical(call.arguments)))
-    if ran is not None:
+    if ran is not None and ran < step:  # within one reply the cap bounds repeats
         message = REPEAT_CALL_MESSAGE.format(step=ran, next_step=next_step_hint(channel.done))
         return ToolOutcome(text=f"error: {message}", error="repeated a call that already ran")
     return None
@@ -626,7 +626,7 @@ async def _run_call(
         if made:
             channel.unmade.discard(made)
         if note:
-            outcome.text = f"{outcome.text}\n{note}"
+            outcome.text = f"{note}\n{outcome.text}"
     spent = state.meter.snapshot() - before  # sub-calls of this tool (approximate under recursion)
     if outcome.error is not None:
         state.errors += 1

@@ -9,7 +9,7 @@ planner (:mod:`rlm_pipeline.sim.planner`) can read it too.
 Examples
 --------
 >>> PROMPT_VERSION
-'rlm-root-v2'
+'rlm-root-v3'
 
 The system prompt comes in two variants (:func:`system_prompt`): the full one
 (:data:`SYSTEM_PROMPT`, the default with native tool calls) and a compact one
@@ -31,8 +31,10 @@ __all__ = [
     "EARLY_ANSWER_MESSAGE",
     "PLAIN_SYSTEM_PROMPT",
     "PROMPT_VERSION",
+    "REPEAT_CALL_MESSAGE",
     "RESULT_HEADER",
     "ROOT_PROMPT_MARKER",
+    "SAME_REPLY_ANSWER_MESSAGE",
     "SYSTEM_PROMPT",
     "ViewInfo",
     "combine_message",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 #: Part of every root cache key; bump it whenever a text below changes.
-PROMPT_VERSION = "rlm-root-v2"
+PROMPT_VERSION = "rlm-root-v3"
 #: How every root system prompt starts (the simulator recognises the root role by it).
 ROOT_PROMPT_MARKER = "You are an orchestrator"
 
@@ -66,14 +68,15 @@ no files, no UDFs).
 run out. Text replies are not answers.
 A rejected call comes back as `error: ...`; fix the call and go on.
 
-Example. Question: "How many questions from users 777 and 888 are about technical?"
+Example. Question: "How many tickets from users 777 and 888 are about account?"
 - peek {"view": "context", "n": 3}
-- filter {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"} -> 23 rows
+- filter {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"} -> 5119 rows
 - classify {"view": "subset", "column": "question", "labels": ["billing", "technical", \
-"account", "other"], "name": "labeled"} -> technical 9, billing 7, account 4, other 3
-- sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'technical'", "name": "result"} \
--> {"n": 9}
-- answer {"value": 9, "explanation": "9 of the 23 questions from these users are about technical."}
+"account", "other"], "name": "labeled"} -> technical 1861, billing 1503, account 1284, other 471
+- sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'account'", "name": "result"} \
+-> {"n": 1284}
+- answer {"value": 1284, "explanation": "the sql result: n = 1284"}
+The numbers above belong to the example's table, not to yours.
 """
 
 _COMPACT_HEAD = """\
@@ -86,14 +89,19 @@ Actions:
 
 {syntax}
 
-Steps: 1. peek 3 rows. 2. filter to the rows the question is about (SQL WHERE on \
-columns such as user_id or a date). 3. classify the text column into labels (or \
-llm_map a value per row). 4. sql: one SELECT that counts. 5. answer with the result.
-Do not answer before the data was checked. A result starting with "error:" means: \
-fix that action and try again.
+Steps:
+1. peek 3 rows of `context`, once.
+2. filter only if the question names users or dates: user_id IN (...), or \
+date BETWEEN '2022-03-01' AND '2022-03-31' for a month. Otherwise skip this step.
+3. classify the text column into all the topics (at least 2 labels) -> a labelled view.
+4. sql: one SELECT over the labelled view that counts (GROUP BY for "which" questions).
+5. Read the sql result, then answer with the value it shows, in a reply of its own.
+Never answer before you have read a result that holds the answer. A result starting \
+with "error:" means: fix that action; a view named in a failed action was not made.
 
-Example. Question: "How many questions from users 777 and 888 are about technical?"
-{example}"""
+Example. Question: "How many tickets from users 777 and 888 are about account?"
+{example}
+The numbers above belong to the example's table, not to yours: take yours from your results."""
 
 _SYNTAX = {
     "tools": "Call the actions as tools (function calls).",
@@ -113,12 +121,25 @@ _SYNTAX = {
 #: One ``[result N: TOOL]`` line heads each action's result in a results message.
 RESULT_HEADER = "[result {n}: {tool}]"
 
-#: Sent (once per run) when `answer` comes before the model has seen any result from the
-#: data (also when it follows data actions in the same reply).
+#: Sent (once per run) when `answer` comes before the model has seen any result from the data.
 EARLY_ANSWER_MESSAGE = (
     "not accepted yet: this answer was written before you saw any result from the data, "
     "so it is a guess. Check with the data first (peek, filter, classify, sql), read the "
     "results, then answer in a reply of its own."
+)
+
+#: Sent (every time) when `answer` is written in the same reply as data actions: their
+#: results did not exist when the answer was written.
+SAME_REPLY_ANSWER_MESSAGE = (
+    "not accepted: this answer was written in the same reply as other actions, before "
+    "their results existed. Their results are above; read them, then answer in a reply "
+    "of its own with the value they show."
+)
+
+#: A data action repeated with the very same arguments after it already ran.
+REPEAT_CALL_MESSAGE = (
+    "not run again: you already ran this exact action (step {step}) and its result is "
+    "above. Take the next step instead: {next_step}"
 )
 
 PLAIN_SYSTEM_PROMPT = """\
@@ -257,11 +278,17 @@ def nudge_message() -> str:
     )
 
 
-def final_answer_message(steps: int, syntax: str | None = None) -> str:
+def final_answer_message(steps: int, syntax: str | None = None, last: str | None = None) -> str:
     """Sent once when the steps are used up, with `answer` forced.
 
     ``syntax`` shows how to write the `answer` action when it is not a native
-    tool call (json and text protocols).
+    tool call (json and text protocols); ``last`` is the loop's last
+    successful result, restated so the answer can come from it.
+
+    Examples
+    --------
+    >>> final_answer_message(8, last='{"n": 4}').splitlines()[-2:]
+    ['Your last result was:', '{"n": 4}']
     """
     text = (
         f"You have used all {steps} steps. Call `answer` now with your best answer "
@@ -269,6 +296,8 @@ def final_answer_message(steps: int, syntax: str | None = None) -> str:
     )
     if syntax:
         text += f" Only `answer` is accepted now; write it exactly like this:\n{syntax}"
+    if last:
+        text += f"\nYour last result was:\n{last}"
     return text
 
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from rlm_pipeline.llm.failures import is_tools_refusal
@@ -60,6 +60,7 @@ __all__ = [
     "forget_protocols",
     "is_tools_rejection",
     "known_protocol",
+    "next_step_hint",
     "over_limit",
     "remember_protocol",
     "repeat_hint",
@@ -82,7 +83,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "filter": {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"},
     "partition": {"view": "subset", "by": "user_id", "name": "parts"},
     "sql": {
-        "query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'technical'",
+        "query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'account'",
         "name": "result",
     },
     "classify": {
@@ -104,7 +105,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "query": "How many questions are about technical?",
         "name": "per_part",
     },
-    "answer": {"value": 9, "explanation": "9 of the 23 questions are about technical."},
+    "answer": {"value": 1284, "explanation": "the sql result: n = 1284"},
 }
 
 _LOCK = threading.Lock()
@@ -225,20 +226,22 @@ def is_tools_rejection(status: int | None, message: str) -> bool:
     return bool(_TOOLS_WORDS.search(message))
 
 
-#: The worked example's results, in the order of :data:`_EXAMPLE_STEPS`.
+#: The worked example's results, in the order of :data:`_EXAMPLE_STEPS`.  Its numbers
+#: are far from any count over a table that fits one prompt, and the answer visibly
+#: quotes the sql result: a small model copied the earlier example's answer (9) verbatim.
 _EXAMPLE_STEPS: tuple[tuple[str, str], ...] = (
     (
         "peek",
-        "view `context`: first 3 rows (5000 rows; columns: user_id (int64), question (string))",
+        "view `context`: first 3 rows (250000 rows; columns: user_id (int64), question (string))",
     ),
-    ("filter", "view `subset`: 23 rows (filtered from `context`, 5000 rows)"),
+    ("filter", "view `subset`: 5119 rows (filtered from `context`, 250000 rows)"),
     (
         "classify",
-        "view `labeled`: 23 rows labelled; label counts: technical: 9, billing: 7, "
-        "account: 4, other: 3",
+        "view `labeled`: 5119 rows labelled; label counts: technical: 1861, billing: 1503, "
+        "account: 1284, other: 471",
     ),
-    ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 9}'),
-    ("answer", "answer recorded: 9"),
+    ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 1284}'),
+    ("answer", "answer recorded: 1284"),
 )
 
 
@@ -247,6 +250,27 @@ def example(protocol: str) -> list[tuple[str, str]]:
     return [
         (action_text(protocol, name, EXAMPLES[name]), result) for name, result in _EXAMPLE_STEPS
     ]
+
+
+def next_step_hint(done: Mapping[tuple[str, str], int]) -> str:
+    """What to do after the data actions in ``done`` (``(tool, arguments)`` keys).
+
+    Examples
+    --------
+    >>> next_step_hint({("peek", "{}"): 1})
+    'classify the text column (of `context`, or of the view your filter made) into all the topics.'
+    >>> next_step_hint({("peek", "{}"): 1, ("classify", "{}"): 2, ("sql", "{}"): 3})
+    'answer with the value your sql result shows, in a reply of its own.'
+    """
+    tools = {name for name, _ in done}
+    if not tools & {"classify", "llm_map", "recurse"}:
+        return (
+            "classify the text column (of `context`, or of the view your filter made) "
+            "into all the topics."
+        )
+    if "sql" not in tools:
+        return "sql: one SELECT over your labelled view that counts what the question asks."
+    return "answer with the value your sql result shows, in a reply of its own."
 
 
 def repeat_hint(name: str, error: str, protocol: str) -> str:
@@ -271,6 +295,11 @@ def repeat_hint(name: str, error: str, protocol: str) -> str:
         )
     if "unknown column" in lower:
         return "hint: use a column the error lists, spelled exactly; peek the view to see them."
+    if name == "peek" and "greater than the maximum" in lower:
+        return (
+            "hint: peek shows a few rows only and never reads the whole table. To count "
+            "rows, classify the text column, then count with sql."
+        )
     if "bad arguments" in lower or "not valid json" in lower or "json object" in lower:
         return f"hint: this action takes {signature(name)}; a correct call looks like: {shown}"
     if name in ("sql", "filter", "partition"):

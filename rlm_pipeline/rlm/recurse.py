@@ -93,9 +93,9 @@ async def recurse(
             data = await asyncio.to_thread(engine.frame, scratch)
         parts.append((key, data, rows))
 
-    before = state.meter.snapshot().calls
+    before = state.meter.snapshot()
     results = await _answer_parts(scope, parts, query, name, plain)
-    calls = state.meter.snapshot().calls - before
+    calls = (state.meter.snapshot() - before).calls
     failed = [(p[0], err) for p, (_, err) in zip(parts, results, strict=True) if err]
     table = pa.table(
         {

@@ -66,6 +66,8 @@ class RunState:
     #: the system-prompt variant (``auto``, ``full``, ``compact``); see rlm/protocol.py.
     protocol: str = "auto"
     prompt: str = "auto"
+    #: ``max_tokens`` of every root-model turn (``RLM(root_max_tokens=...)``).
+    root_max_tokens: int | None = None
 
 
 @dataclass

@@ -690,6 +690,8 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if turn < 1:
             return _answer(turn, 99, "a guess")
         return _plan(q, meta, h)
+    if mode in ("blind-late", "peek-loop", "unmade", "ramble"):  # seen with Qwen 0.5B
+        return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
         if turn < len(turns) and not h.forced:
@@ -699,6 +701,38 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
     if turn < len(script) and not h.forced:
         return _message(turn, [script[turn]])
     return _answer(turn, "adversarial script finished", f"mode {mode}")
+
+
+def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, Any]:
+    """Mistakes a 0.5B root made, then the plan (the failed calls forgotten)."""
+    turn = h.turns
+    scripts: dict[str, list[list[tuple[str, Any]]]] = {
+        # an answer beside a data action, after data was seen
+        "blind-late": [
+            [("peek", {"view": "context", "n": 3})],
+            [
+                ("filter", {"view": "context", "where": _where(q, meta) or "1 = 1", "name": "s"}),
+                ("answer", {"value": 99, "explanation": "written with the filter"}),
+            ],
+        ],
+        # the same peek again and again, then one asking for every row, twice
+        "peek-loop": [[("peek", {"view": "context", "n": 3})]] * 3
+        + [[("peek", {"view": "context", "n": 500})]] * 2,
+        # a filter that fails, then an action on the view it was to make
+        "unmade": [
+            [("filter", {"view": "context", "where": "no_such_column = 1", "name": "picked"})],
+            [("classify", {"view": "picked", "column": "question", "labels": ["a", "b"],
+                           "name": "lab"})],
+        ],
+        # a reply that goes on and on (a 1,000-token WHERE)
+        "ramble": [[("filter", {"view": "context", "name": "s", "where": " OR ".join(
+            f"question LIKE '%word number {i}%'" for i in range(300))})]],
+    }
+    script = scripts[mode]
+    if turn < len(script) and not h.forced:
+        return _message(turn, script[turn])
+    h.calls = [c for c in h.calls if not c[2].startswith("error")]
+    return _plan(q, meta, h)
 
 
 def respond(body: dict[str, Any], *, several: bool = False) -> dict[str, Any]:

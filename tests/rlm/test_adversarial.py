@@ -20,7 +20,7 @@ SECRET = "TOP-SECRET-7f3a9c"
 
 @pytest.mark.parametrize(
     ("mode", "min_errors"),
-    [("ddl", 10), ("files", 11), ("badjson", 9), ("unknown-tool", 6)],
+    [("ddl", 10), ("files", 11), ("badjson", 8), ("unknown-tool", 6)],
 )
 def test_adversarial_mode_ends_cleanly_and_touches_nothing(
     sim_llm: LLM, ticket_parquet: Path, tmp_path: Path, mode: str, min_errors: int
@@ -40,6 +40,9 @@ def test_adversarial_mode_ends_cleanly_and_touches_nothing(
     assert res.errors >= min_errors
     errors = [r for r in res.trace if r["kind"] == "error"]
     assert len(errors) == res.errors
+    if mode == "badjson":  # peek n=5000 is cut to the most peek shows, with a note
+        cut = [r for r in res.trace if r["kind"] == "tool" and r["tool"] == "peek"]
+        assert len(cut) == 1 and "n = 5000 was cut to 20" in cut[0]["result_summary"]
     assert all(r["error"] for r in errors)
     # nothing outside the views was touched
     assert not target.exists() and not target.parent.exists()

@@ -456,7 +456,8 @@ def test_a_flood_of_actions_runs_only_up_to_the_cap(
     servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame, mode: str
 ) -> None:
     protocol, _ = MODES[mode]
-    res = rp.RLM(_llm(servers[mode]), protocol=protocol).run(
+    # no max_tokens: the whole flood reaches the loop (a bounded reply would be cut short)
+    res = rp.RLM(_llm(servers[mode]), protocol=protocol, root_max_tokens=None).run(
         DEMO_Q + " [adversarial:flood]", str(ticket_parquet), text_column="question"
     )
     assert res.value == label_count(ticket_frame, "billing", users=USERS)

@@ -1,0 +1,126 @@
+"""The root's guards for small models, each against a simulator mode that replays a mistake
+Qwen2.5-Coder-0.5B made as root on llama.cpp (bench/results/oolong_real_traces/):
+an answer written beside data actions, the same peek over and over, a peek for every row,
+an action on a view whose filter failed, a reply that goes on for 1,000 tokens, and a
+worked example whose answer it copied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import rlm_pipeline as rp
+from rlm_pipeline.llm.config import LLM
+from rlm_pipeline.rlm.prompts import final_answer_message, system_prompt
+from rlm_pipeline.rlm.protocol import example, forget_protocols, tool_lines
+
+from .truth import USERS, label_count
+
+DEMO_Q = "Among users 12345, 67890 and 11111, how many questions are about billing?"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_protocol_memory() -> Iterator[None]:
+    forget_protocols()
+    yield
+    forget_protocols()
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, Any]]:
+    """Native tool calls, and calls written as text (styles cycling per turn)."""
+    from rlm_pipeline.sim import SimConfig, SimServer
+
+    started = {"tools": SimServer(SimConfig()), "text": SimServer(SimConfig())}
+    for server in started.values():
+        server.__enter__()
+    yield started
+    for server in started.values():
+        server.__exit__(None, None, None)
+
+
+def _run(server: Any, protocol: str, mode: str, parquet: Path, **kwargs: Any) -> rp.RLMResult:
+    llm = LLM(model="sim-1", base_url=server.base_url, api_key="sim", max_retries=1)
+    return rp.RLM(llm, protocol=protocol, max_steps=12, **kwargs).run(
+        f"{DEMO_Q} [adversarial:{mode}]", str(parquet), text_column="question"
+    )
+
+
+def _at(res: rp.RLMResult, step: int) -> list[tuple[str, str]]:
+    return [
+        (r["tool"], r["kind"])
+        for r in res.trace
+        if r["extra"].get("step") == step and r["tool"] and r["kind"] != "model"
+    ]
+
+
+@pytest.mark.parametrize("protocol", ["tools", "text"])
+def test_an_answer_beside_data_actions_is_refused_on_every_turn(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame, protocol: str
+) -> None:
+    # data was seen at step 1, so the once-per-run early-answer refusal no longer applies
+    res = _run(servers[protocol], protocol, "blind-late", ticket_parquet)
+    assert res.value == label_count(ticket_frame, "billing", users=USERS) != 99
+    assert _at(res, 2) == [("filter", "tool"), ("answer", "error")]
+    refused = next(r for r in res.trace if r["tool"] == "answer" and r["kind"] == "error")
+    assert "same reply as other actions" in refused["result_summary"]
+    assert res.errors == 1
+
+
+def test_a_repeated_peek_is_not_run_again_and_a_huge_one_is_cut(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame
+) -> None:
+    res = _run(servers["text"], "text", "peek-loop", ticket_parquet)
+    assert res.value == label_count(ticket_frame, "billing", users=USERS)
+    peeks = [r for r in res.trace if r["tool"] == "peek"]
+    assert [r["kind"] for r in peeks] == ["tool", "error", "error", "tool", "error"]
+    assert (
+        "not run again" in peeks[1]["result_summary"] and "(step 1)" in peeks[1]["result_summary"]
+    )
+    assert "Take the next step instead: classify" in peeks[2]["result_summary"]
+    assert peeks[3]["result_summary"].startswith("note: n = 500 was cut to 20")
+    assert peeks[3]["rows_out"] == 20 or "first 20 rows" in peeks[3]["result_summary"]
+    assert "(step 4)" in peeks[4]["result_summary"]
+
+
+def test_an_action_on_a_view_whose_filter_failed_says_so(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame
+) -> None:
+    res = _run(servers["text"], "text", "unmade", ticket_parquet)
+    assert res.value == label_count(ticket_frame, "billing", users=USERS)
+    classify = next(r for r in res.trace if r["tool"] == "classify" and r["kind"] == "error")
+    assert "unknown view 'picked'" in classify["result_summary"]
+    assert "view `picked` was never made" in classify["result_summary"]
+
+
+def test_root_turns_are_bounded_by_root_max_tokens(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame
+) -> None:
+    res = _run(servers["text"], "text", "ramble", ticket_parquet, root_max_tokens=100)
+    assert res.value == label_count(ticket_frame, "billing", users=USERS)
+    turns = [r for r in res.trace if r["kind"] == "model" and r["depth"] == 0]
+    assert turns[0]["output_tokens"] == 100  # cut by the server at max_tokens
+    assert all(r["output_tokens"] <= 100 for r in turns)
+    assert any("no valid action" in (r["error"] or "") for r in res.trace if r["kind"] == "error")
+    with pytest.raises(rp.InputError, match="root_max_tokens"):
+        rp.RLM(LLM(model="m", base_url="http://127.0.0.1:1/v1"), root_max_tokens=0)
+
+
+@pytest.mark.parametrize("protocol", ["tools", "json", "text"])
+def test_the_worked_example_answer_quotes_its_own_result(protocol: str) -> None:
+    """A 0.5B root copied the example's answer (9, a plausible count) without looking."""
+    steps = example(protocol)
+    (sql, sql_result), (answer, _) = steps[-2], steps[-1]
+    assert '"sql"' in sql and '"answer"' in answer
+    value = int(re.search(r'"value": (\d+)', answer).group(1))  # type: ignore[union-attr]
+    assert f'"n": {value}' in sql_result and value >= 1000  # visibly from the result
+    prompt = system_prompt(protocol, compact=True, tool_lines=tool_lines(), example=steps)
+    assert "not to yours" in prompt
+    forced = final_answer_message(8, '{"tool": "answer", ...}', last='{"n": 4}')
+    assert "1284" not in forced and '{"n": 4}' in forced
