@@ -9,6 +9,8 @@ The tree::
     ├── ExpressionError (also ValueError)   model/user SQL rejected; carries fragment + hint
     │   └── UnsupportedExpressionError      valid SQL outside the allow list
     ├── EngineError                         the engine failed on a checked plan
+    │   └── SparkWorkerError                Spark's Python workers cannot import rlm_pipeline
+    │                                       or its needs; names the worker Python and the fix
     ├── LLMError                            a model call failed for good
     │   ├── LLMResponseParseError           reply did not parse / validate; carries raw text
     │   ├── LLMRateLimitError               429 after all retries
@@ -17,6 +19,8 @@ The tree::
     │   └── LLMEndpointError                the endpoint fails for one systemic cause
     │                                       (unreachable, key refused, unknown model)
     ├── BudgetExceededError                 a limit (calls, tokens, cost, steps, time) was hit
+    ├── UnansweredRowsError                 rows without an answer where the caller asked to
+    │                                       raise (rp.filter on_error="raise"); counts by reason
     ├── ToolError                           an RLM tool call the model can correct (bad view,
     │                                       column, name or argument); shown to the model
     └── (InputError) ResourceLimitError     model-issued engine work refused or cancelled by a
@@ -46,7 +50,9 @@ __all__ = [
     "RLMPipelineError",
     "ResourceLimitError",
     "RootModelError",
+    "SparkWorkerError",
     "ToolError",
+    "UnansweredRowsError",
     "UnsupportedExpressionError",
 ]
 
@@ -125,8 +131,45 @@ class ToolError(RLMPipelineError):
     """
 
 
+class UnansweredRowsError(RLMPipelineError):
+    """Some rows got no trustworthy answer and the caller asked to fail rather than guess.
+
+    Raised by :func:`rlm_pipeline.filter` with ``on_error="raise"`` (the
+    default) after the run: keeping or dropping those rows would be a silent
+    guess.  The message names the counts by reason and how to re-run; with a
+    cache file, the answered rows are not asked again.
+
+    Attributes
+    ----------
+    op
+        The operator (``"filter"``).
+    failed, rows
+        Rows without an answer, of all input rows.
+    errors
+        Failed rows by reason kind (``{"api_error": 3}``).
+    """
+
+    def __init__(
+        self, message: str, *, op: str, failed: int, rows: int, errors: dict[str, int]
+    ) -> None:
+        super().__init__(message)
+        self.op = op
+        self.failed = failed
+        self.rows = rows
+        self.errors = dict(errors)
+
+
 class EngineError(RLMPipelineError):
     """The engine (Polars or Spark) failed while running a checked plan."""
+
+
+class SparkWorkerError(EngineError):
+    """Spark's Python workers cannot run rlm_pipeline (checked before any model call).
+
+    The message is one line naming the Python the workers run, what it lacks,
+    and the fix (``PYSPARK_PYTHON``, ``spark.pyspark.python``, or shipping the
+    package to a cluster); see :mod:`rlm_pipeline.engines.spark_workers`.
+    """
 
 
 class LLMError(RLMPipelineError):

@@ -1,0 +1,75 @@
+"""Spark SQL functions (``rp.spark.register``): ``rlm_classify`` from ``spark.sql``
+over a temp view, against the simulator over real HTTP."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import rlm_pipeline as rp
+from rlm_pipeline.ops.stats import ERROR_KINDS
+from rlm_pipeline.sim import intended_label
+from rlm_pipeline.spark_sql import register
+from tests.ops.tickets import tickets
+
+pytestmark = pytest.mark.spark
+
+LABELS = ["account", "billing", "shipping", "technical"]
+QUERY = (
+    "SELECT ticket_id, question, r.label AS label, r.error AS error FROM ("
+    "SELECT ticket_id, question, "
+    "rlm_classify(question, array('account','billing','shipping','technical')) AS r FROM t)"
+)
+
+
+def _llm(sim: Any, **kw: Any) -> rp.LLM:
+    base = {"model": "sim-1", "base_url": sim.base_url, "api_key": "x", "max_concurrency": 16}
+    return rp.LLM(**{**base, **kw})
+
+
+def _view(spark: Any, n: int, seed: int, distinct: int) -> dict[int, str]:
+    """Temp view ``t(ticket_id, question)``; equal texts in one partition (hashed by text)."""
+    texts = tickets(n, distinct=distinct, seed=seed)
+    table = pa.table({"ticket_id": list(range(n)), "question": texts})
+    spark.createDataFrame(table).repartition(2, "question").createOrReplaceTempView("t")
+    return dict(enumerate(texts))
+
+
+def test_sql_classify_3000_rows(spark: Any, sim_factory: Any) -> None:
+    sim = sim_factory(seed=3)
+    texts = _view(spark, 3000, seed=31, distinct=1200)
+    functions = register(spark, llm=_llm(sim), batch_size=16)
+    sim.reset_stats()
+    # the documented query form: one call of the function, its label taken in SQL
+    labels = spark.sql(
+        "SELECT ticket_id, rlm_classify(question, "
+        "array('account','billing','shipping','technical')).label AS label FROM t"
+    ).collect()
+    assert sorted(r["ticket_id"] for r in labels) == sorted(texts)  # every row once
+    assert all(r["label"] == intended_label(texts[r["ticket_id"]], LABELS) for r in labels)
+    distinct = len(set(texts.values()))
+    requests = sim.stats()["requests"]
+    # each of the 2 tasks asks each of its distinct texts once, 16 per call
+    # (equal texts share a partition): distinct / 16 calls, not rows / 16
+    assert math.ceil(distinct / 16) <= requests <= math.ceil(distinct / 16) + 1
+    usage = functions.usage
+    assert usage is not None and usage.calls == requests
+
+
+def test_sql_classify_faults_give_nulls_with_reasons(spark: Any, sim_factory: Any) -> None:
+    sim = sim_factory(fault_500=0.2, fault_wrong_ids=0.05, seed=4)
+    texts = _view(spark, 3000, seed=32, distinct=1500)
+    register(spark, llm=_llm(sim, max_retries=0), batch_size=16)
+    rows = spark.sql(QUERY).collect()
+    assert sorted(r["ticket_id"] for r in rows) == sorted(texts)
+    failed = 0
+    for r in rows:
+        if r["label"] is None:
+            failed += 1
+            assert r["error"] is not None and r["error"].split(":")[0] in ERROR_KINDS
+        else:
+            assert r["error"] is None and r["label"] == intended_label(r["question"], LABELS)
+    assert 0 < failed < len(rows) * 0.5, failed  # the faults hit rows; most rows answered
