@@ -20,7 +20,7 @@ PACKAGE = "rlm_pipeline"
 ROOT = Path(rlm_pipeline.__file__).parent
 #: What ``engines/`` may import from ``ops/``: the leaf modules of the operators' types
 #: (``OpSpec``, ``OpStats``), which import no other ops module but each other.
-OPS_LEAVES = frozenset({"rlm_pipeline.ops.spec", "rlm_pipeline.ops.stats"})
+OPS_LEAVES = frozenset({"rlm_pipeline.ops.spec_base", "rlm_pipeline.ops.stats"})
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
-    from rlm_pipeline.ops.spec import OpSpec
+    from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
 __all__ = ["Engine", "Fanout"]

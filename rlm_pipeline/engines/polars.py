@@ -40,7 +40,7 @@ from rlm_pipeline.errors import EngineError, InputError
 if TYPE_CHECKING:
     from rlm_pipeline.engines.base import Fanout
     from rlm_pipeline.llm.client import LLMClient
-    from rlm_pipeline.ops.spec import OpSpec
+    from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
 __all__ = ["PolarsEngine"]

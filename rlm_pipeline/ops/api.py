@@ -102,8 +102,7 @@ def run_op(
         overwrite=overwrite,
     )
     if warn:
-        op = "classify" if isinstance(spec, ClassifySpec) else "llm_map"
-        line = failure_summary(op, stats, spec.output_column, cached=bool(llm.cache_path))
+        line = failure_summary(spec.op_name, stats, spec.output_column, cached=bool(llm.cache_path))
         if line is not None:
             logger.warning("%s", line)
     return out, stats

@@ -4,7 +4,8 @@
 "array-like"; in a Spark Python worker that is a needless ~0.5 s and tens of
 MB.  :func:`to_arrow` builds strings, int64, float64 and booleans from
 buffers; :func:`attach` appends an operator's value and error columns to a
-record batch.
+record batch (one array per column of ``spec.output_fields()``, then the
+error column).
 
 Examples
 --------
@@ -24,29 +25,30 @@ from typing import Any
 import pyarrow as pa
 
 from rlm_pipeline.ops.memo import RowResult
-from rlm_pipeline.ops.spec import OpSpec
-from rlm_pipeline.ops.stats import value_kind
+from rlm_pipeline.ops.spec_base import OpSpec, columns_of
 
 __all__ = ["ARROW_TYPES", "attach", "to_arrow"]
 
-#: Arrow type of an operator's values, by :func:`~rlm_pipeline.ops.stats.value_kind`.
+#: Arrow type of each output kind (:data:`~rlm_pipeline.ops.spec_base.OUTPUT_KINDS`).
 ARROW_TYPES = {
     "string": pa.string(),
     "integer": pa.int64(),
     "number": pa.float64(),
     "boolean": pa.bool_(),
+    "date": pa.date32(),
 }
 
 
 def attach(batch: pa.RecordBatch, spec: OpSpec, results: list[RowResult]) -> pa.RecordBatch:
-    """``batch`` with ``spec.output_column`` and ``spec.error_column`` appended."""
-    value_type = ARROW_TYPES[value_kind(spec)]
-    values = to_arrow([v for v, _ in results], value_type)
-    errors = to_arrow([e for _, e in results], pa.string())
-    schema = batch.schema.append(pa.field(spec.output_column, value_type)).append(
-        pa.field(spec.error_column, pa.string())
-    )
-    return pa.RecordBatch.from_arrays([*batch.columns, values, errors], schema=schema)
+    """``batch`` with the spec's value columns (``spec.output_fields()``) and error column appended."""
+    arrays = [*batch.columns]
+    schema = batch.schema
+    for (name, kind), values in zip(spec.output_fields(), columns_of(spec, results), strict=True):
+        arrays.append(to_arrow(values, ARROW_TYPES[kind]))
+        schema = schema.append(pa.field(name, ARROW_TYPES[kind]))
+    arrays.append(to_arrow([e for _, e in results], pa.string()))
+    schema = schema.append(pa.field(spec.error_column, pa.string()))
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def to_arrow(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:

@@ -27,7 +27,7 @@ The steps, in order:
 
 Row answers are keyed by the text and the parameters that shape its answer
 (endpoint, model, temperature, :data:`~rlm_pipeline.ops.prompts.PROMPT_VERSION`,
-:func:`~rlm_pipeline.ops.prompts.answer_params`), not by the batch, so a
+the spec's ``answer_params()``), not by the batch, so a
 re-run with another batch size, other Spark partitions or new rows mixed in
 re-uses every row answered before, and a killed run resumes where it stopped.
 
@@ -97,9 +97,9 @@ from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.llm.tokens import CHARS_PER_TOKEN
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.memo import Claim, Memo, RowResult, RowStore
-from rlm_pipeline.ops.prompts import PROMPT_VERSION, build_messages, reply_name, reply_schema
+from rlm_pipeline.ops.prompts import PROMPT_VERSION
 from rlm_pipeline.ops.reply import check_reply, parse_raw
-from rlm_pipeline.ops.spec import ClassifySpec, MapSpec, OpSpec, fit_text
+from rlm_pipeline.ops.spec_base import OpSpec, fit_text
 
 __all__ = [
     "EMPTY_INPUT",
@@ -279,8 +279,8 @@ class _Run:
     def __init__(self, client: OpsClient, spec: OpSpec, breaker: _ReplyBreaker) -> None:
         self.client = client
         self.spec = spec
-        self.schema = reply_schema(spec)
-        self.name = reply_name(spec)
+        self.schema = spec.reply_schema()
+        self.name = spec.reply_name()
         self.stopped: str | None = None  # the budget_exceeded reason once the budget is hit
         self.store = RowStore.of(client.cache, client.config, spec)
         self.breaker = breaker
@@ -314,7 +314,7 @@ class _Run:
 
     async def _call(self, texts: list[str]) -> tuple[list[RowResult], bool]:
         """One model call: the checked rows, and True when the failure is final."""
-        messages = build_messages(self.spec, texts)
+        messages = self.spec.messages(texts)
         check = _RowCheck(len(texts), self.spec)
         try:
             obj, _reply = await self.client.json(
@@ -410,7 +410,7 @@ async def apply_texts(
         An :class:`~rlm_pipeline.llm.client.LLMClient` (see :class:`OpsClient`);
         its concurrency limit bounds the calls in flight.
     spec
-        A :class:`ClassifySpec` or :class:`MapSpec`.
+        The operator (:class:`~rlm_pipeline.ops.spec_base.OpSpec`).
     memo
         Share answers across calls in the same event loop (optional).
     progress
@@ -641,24 +641,24 @@ async def _from_store(
 async def classify_texts(
     texts: Sequence[str | None],
     client: OpsClient,
-    spec: ClassifySpec,
+    spec: OpSpec,
     *,
     memo: Memo | None = None,
     progress: RowProgress | None = None,
     tally: Tally | None = None,
 ) -> list[RowResult]:
-    """Labels for ``texts``: :func:`apply_texts` with a :class:`ClassifySpec`."""
+    """Labels for ``texts``: :func:`apply_texts` with a :class:`~rlm_pipeline.ops.spec.ClassifySpec`."""
     return await apply_texts(texts, client, spec, memo=memo, progress=progress, tally=tally)
 
 
 async def llm_map_texts(
     texts: Sequence[str | None],
     client: OpsClient,
-    spec: MapSpec,
+    spec: OpSpec,
     *,
     memo: Memo | None = None,
     progress: RowProgress | None = None,
     tally: Tally | None = None,
 ) -> list[RowResult]:
-    """Values for ``texts``: :func:`apply_texts` with a :class:`MapSpec`."""
+    """Values for ``texts``: :func:`apply_texts` with a :class:`~rlm_pipeline.ops.spec.MapSpec`."""
     return await apply_texts(texts, client, spec, memo=memo, progress=progress, tally=tally)

@@ -32,23 +32,10 @@ from typing import Any
 
 from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
-from rlm_pipeline.ops.prompts import (
-    PROMPT_VERSION,
-    build_messages,
-    reply_name,
-    reply_schema,
-    single_row,
-)
-from rlm_pipeline.ops.spec import ClassifySpec, OpSpec, fit_text
+from rlm_pipeline.ops.prompts import PROMPT_VERSION
+from rlm_pipeline.ops.spec_base import OpSpec, fit_text
 
 __all__ = ["Estimate", "estimate_texts"]
-
-_TYPICAL_VALUE: dict[str, Any] = {
-    "string": "three word answer",
-    "integer": 12,
-    "number": 4.5,
-    "boolean": False,
-}
 
 
 @dataclass(frozen=True)
@@ -93,13 +80,9 @@ class Estimate:
 
 def _reply_text(spec: OpSpec, n: int) -> str:
     """A typical reply to a call of ``n`` rows, as the server would write it."""
-    if isinstance(spec, ClassifySpec):
-        mean = round(sum(len(label) for label in spec.labels) / len(spec.labels))
-        answer: Any = "x" * mean
-    else:
-        answer = _TYPICAL_VALUE[spec.output_type]
+    answer = spec.typical_answer()
     key = spec.answer_key
-    if single_row(spec):
+    if spec.batch_size == 1:
         return json.dumps({key: answer}, ensure_ascii=False)
     return json.dumps({"results": [{"id": i, key: answer} for i in range(n)]}, ensure_ascii=False)
 
@@ -109,7 +92,7 @@ def _wire_messages(llm: LLM, messages: list[dict[str, Any]], spec: OpSpec) -> li
     from rlm_pipeline.llm.structured import build_request, known_mode
 
     mode = known_mode(llm.resolved_base_url() or DEFAULT_ENDPOINT, llm.model) or "json_schema"
-    wire, _ = build_request(mode, messages, reply_schema(spec), reply_name(spec))
+    wire, _ = build_request(mode, messages, spec.reply_schema(), spec.reply_name())
     return wire
 
 
@@ -133,7 +116,7 @@ def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estim
     cache = None
     if llm.cache_path and os.path.exists(llm.cache_path):
         cache = ResponseCache(llm.cache_path)
-    schema, name = reply_schema(spec), reply_name(spec)
+    schema, name = spec.reply_schema(), spec.reply_name()
     cached = calls = input_tokens = output_tokens = 0
     try:
         asked = distinct
@@ -144,7 +127,7 @@ def estimate_texts(texts: Sequence[str | None], spec: OpSpec, llm: LLM) -> Estim
         size = spec.batch_size
         for start in range(0, len(asked), size):
             batch = asked[start : start + size]
-            messages = build_messages(spec, batch)
+            messages = spec.messages(batch)
             if cache is not None:
                 replies = CachedReplies(cache, llm)
                 key = replies.json_key(messages, schema, name=name, prompt_version=PROMPT_VERSION)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from rlm_pipeline.ops.core import OpsClient, RowProgress, RowResult, Tally, apply_texts
 from rlm_pipeline.ops.memo import Memo
-from rlm_pipeline.ops.spec import OpSpec
+from rlm_pipeline.ops.spec_base import OpSpec
 
 __all__ = ["CHUNKS_IN_FLIGHT", "answer_chunks"]
 

@@ -45,7 +45,7 @@ from rlm_pipeline.llm.usage import UsageMeter
 from rlm_pipeline.ops.core import OpsClient, RowProgress, RowResult, Tally, apply_texts
 from rlm_pipeline.ops.pipeline import answer_chunks
 from rlm_pipeline.ops.runner import run_sync
-from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+from rlm_pipeline.ops.spec_base import OpSpec, columns_of, output_names
 from rlm_pipeline.ops.stats import OpStats, StatsCounter
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ __all__ = [
     "apply_async",
     "apply_with_client",
     "classify_to_parquet",
-    "output_dtype",
+    "output_series",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,16 +70,22 @@ _DTYPES: dict[str, pl.DataType] = {
     "integer": pl.Int64(),
     "number": pl.Float64(),
     "boolean": pl.Boolean(),
+    "date": pl.Date(),
 }
 
 F = TypeVar("F", pl.DataFrame, pl.LazyFrame)
 
 
-def output_dtype(spec: OpSpec) -> pl.DataType:
-    """Polars type of the output column."""
-    if isinstance(spec, ClassifySpec):
-        return pl.String()
-    return _DTYPES[spec.output_type]
+def output_series(spec: OpSpec, results: list[RowResult]) -> list[pl.Series]:
+    """The columns the operator adds, typed: its value columns, then the error column."""
+    columns = [
+        pl.Series(name, values, dtype=_DTYPES[kind])
+        for (name, kind), values in zip(
+            spec.output_fields(), columns_of(spec, results), strict=True
+        )
+    ]
+    columns.append(pl.Series(spec.error_column, [e for _, e in results], dtype=pl.String))
+    return columns
 
 
 def _texts(frame: pl.DataFrame, spec: OpSpec) -> list[str | None]:
@@ -93,16 +99,14 @@ def _texts(frame: pl.DataFrame, spec: OpSpec) -> list[str | None]:
 
 
 def _attach(frame: pl.DataFrame, spec: OpSpec, results: list[RowResult]) -> pl.DataFrame:
-    values = pl.Series(spec.output_column, [v for v, _ in results], dtype=output_dtype(spec))
-    errors = pl.Series(spec.error_column, [e for _, e in results], dtype=pl.String)
-    return frame.with_columns(values, errors)
+    return frame.with_columns(output_series(spec, results))
 
 
 def _check_columns(columns: list[str], spec: OpSpec) -> None:
     if spec.column not in columns:
         msg = f"column {spec.column!r} not found; columns: {columns}"
         raise InputError(msg)
-    for name in (spec.output_column, spec.error_column):
+    for name in output_names(spec):
         if name in columns:
             logger.info("column %r exists and will be replaced", name)
 
@@ -138,8 +142,8 @@ async def apply_async(
 ) -> tuple[F, OpStats]:
     """Async twin of :func:`apply` with a client you own (for code already in a loop).
 
-    Returns the same kind of frame it got, with ``spec.output_column`` and
-    ``spec.error_column`` added (replaced when present), every row once, in order.
+    Returns the same kind of frame it got, with the spec's output columns
+    (:func:`output_series`) added (replaced when present), every row once, in order.
     The returned stats have no usage (read it from your client's meter).
     """
     tally = Tally()
@@ -163,11 +167,7 @@ async def apply_async(
     if parts:
         out = pl.concat(parts, how="vertical", rechunk=False)
     else:
-        schema = frame.collect_schema()
-        out = pl.DataFrame(schema=schema).with_columns(
-            pl.Series(spec.output_column, [], dtype=output_dtype(spec)),
-            pl.Series(spec.error_column, [], dtype=pl.String),
-        )
+        out = pl.DataFrame(schema=frame.collect_schema()).with_columns(output_series(spec, []))
     return out.lazy(), counter.stats().with_cached_rows(tally.cached_rows)
 
 
@@ -227,7 +227,7 @@ def apply(
         A ``DataFrame`` (answered in one go) or a ``LazyFrame`` (streamed in
         slices; a ``LazyFrame`` over the in-memory result is returned).
     spec
-        A :class:`~rlm_pipeline.ops.spec.ClassifySpec` or :class:`~rlm_pipeline.ops.spec.MapSpec`.
+        The operator (:class:`~rlm_pipeline.ops.spec_base.OpSpec`).
     llm
         Endpoint and limits; one client is built for this call.
     meter

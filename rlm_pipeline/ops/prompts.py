@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+from rlm_pipeline.ops.spec_base import BuiltinFields as OpSpec
+from rlm_pipeline.ops.spec_base import ClassifyFields as ClassifySpec
 
 __all__ = [
     "PROMPT_VERSION",

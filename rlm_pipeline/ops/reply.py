@@ -8,7 +8,8 @@ Model output is untrusted.  :func:`check_reply` turns a parsed reply into one
   of the numbering (for example it counted from 1, or repeated a row and
   shifted the rest), so *no* row of that reply is trusted and every row gets
   ``missing_in_reply`` (the caller re-asks them in smaller calls);
-- a label outside the set gives ``invalid_label``, a value of the wrong type
+- each answer is checked by the spec (:meth:`~rlm_pipeline.ops.spec_base.OpSpec.check_value`):
+  a label outside the set gives ``invalid_label``, a value of the wrong type
   ``parse_error``.
 
 Examples
@@ -24,13 +25,11 @@ Examples
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
-from rlm_pipeline.ops.prompts import single_row
-from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+from rlm_pipeline.ops.spec_base import OpSpec
 
-__all__ = ["check_reply", "check_value", "parse_raw"]
+__all__ = ["check_reply", "parse_raw"]
 
 _MISSING = "missing_in_reply"
 
@@ -52,40 +51,15 @@ def parse_raw(raw: str) -> dict[str, Any] | None:
     return None
 
 
-def check_value(value: Any, spec: OpSpec) -> tuple[Any, str | None]:
-    """One answer checked against the spec: ``(value, None)`` or ``(None, reason)``."""
-    if isinstance(spec, ClassifySpec):
-        if isinstance(value, str) and value in spec.labels:
-            return value, None
-        return None, f"invalid_label: {_short(value)}"
-    kind = spec.output_type
-    if kind == "string" and isinstance(value, str):
-        return value, None
-    if kind == "boolean" and isinstance(value, bool):
-        return value, None
-    if kind == "integer" and isinstance(value, int) and not isinstance(value, bool):
-        return value, None
-    if kind == "integer" and isinstance(value, float) and value.is_integer():
-        return int(value), None
-    if (
-        kind == "number"
-        and isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    ):
-        return float(value), None
-    return None, f"parse_error: expected {kind}, got {_short(value)}"
-
-
 def check_reply(obj: Any, n: int, spec: OpSpec) -> list[tuple[Any, str | None]]:
     """One ``(value, error)`` per row ``0..n-1`` of a call, from its parsed reply."""
     key = spec.answer_key
     if not isinstance(obj, dict):
         return [(None, "parse_error: reply is not a JSON object")] * n
-    if single_row(spec):
+    if spec.batch_size == 1:
         if key not in obj:
             return [(None, f"{_MISSING}: no {key!r} in reply")] * n
-        return [check_value(obj[key], spec)] * n
+        return [spec.check_value(obj[key])] * n
     results = obj.get("results")
     if not isinstance(results, list):
         return [(None, "parse_error: reply has no 'results' list")] * n
@@ -102,11 +76,6 @@ def check_reply(obj: Any, n: int, spec: OpSpec) -> list[tuple[Any, str | None]]:
             return [(None, f"{_MISSING}: reply repeated id {row_id}")] * n
         answers[row_id] = item[key]
     return [
-        check_value(answers[row_id], spec) if row_id in answers else (None, _MISSING)
+        spec.check_value(answers[row_id]) if row_id in answers else (None, _MISSING)
         for row_id in range(n)
     ]
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

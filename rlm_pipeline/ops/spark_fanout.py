@@ -70,8 +70,8 @@ from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.core import CachedRowsProgress, RowProgress, reply_breaker_error
 from rlm_pipeline.ops.spark_task import ReportSum, TaskReport, task_function
-from rlm_pipeline.ops.spec import OpSpec
-from rlm_pipeline.ops.stats import MAX_VALUES, OpStats, merge_stats, value_kind
+from rlm_pipeline.ops.spec_base import OpSpec, output_names
+from rlm_pipeline.ops.stats import MAX_VALUES, OpStats, merge_stats
 
 if TYPE_CHECKING:
     from pyspark import Accumulator
@@ -81,15 +81,20 @@ __all__ = ["MAX_VALUES", "apply", "out_fields"]
 
 logger = logging.getLogger(__name__)
 
-_SPARK_TYPES = {"string": "string", "integer": "bigint", "number": "double", "boolean": "boolean"}
+#: Spark SQL type of each output kind (:data:`~rlm_pipeline.ops.spec_base.OUTPUT_KINDS`).
+_SPARK_TYPES = {
+    "string": "string",
+    "integer": "bigint",
+    "number": "double",
+    "boolean": "boolean",
+    "date": "date",
+}
 
 
 def out_fields(spec: OpSpec) -> list[tuple[str, str]]:
-    """The columns the operator adds, as (name, Spark SQL type)."""
-    return [
-        (spec.output_column, _SPARK_TYPES[value_kind(spec)]),
-        (spec.error_column, "string"),
-    ]
+    """The columns the operator adds, as (name, Spark SQL type): values, then the error column."""
+    fields = [(name, _SPARK_TYPES[kind]) for name, kind in spec.output_fields()]
+    return [*fields, (spec.error_column, "string")]
 
 
 def apply(
@@ -107,9 +112,9 @@ def apply(
     Parameters
     ----------
     df
-        Input; ``spec.output_column`` / ``spec.error_column`` are replaced if present.
+        Input; the spec's output columns (:func:`out_fields`) are replaced if present.
     spec
-        A :class:`~rlm_pipeline.ops.spec.ClassifySpec` or :class:`~rlm_pipeline.ops.spec.MapSpec`.
+        The operator (:class:`~rlm_pipeline.ops.spec_base.OpSpec`).
     llm
         Endpoint and limits for the whole job (shared out over the tasks).
     meter
@@ -130,7 +135,7 @@ def apply(
     llm = _absolute_cache(llm)
     _preflight(llm, meter, budget)
     left = _remaining(budget, meter.snapshot()) if budget is not None else None
-    drop = [c for c in (spec.output_column, spec.error_column) if c in df.columns]
+    drop = [c for c in output_names(spec) if c in df.columns]
     if drop:
         df = df.drop(*drop)
     try:

@@ -28,7 +28,7 @@ from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.arrow_out import attach
 from rlm_pipeline.ops.core import Tally
-from rlm_pipeline.ops.spec import OpSpec
+from rlm_pipeline.ops.spec_base import OpSpec
 from rlm_pipeline.ops.stats import OpStats, StatsCounter
 
 __all__ = ["ReportSum", "TaskReport", "task_function"]

@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import decimal
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlm_pipeline.llm.usage import Usage
-from rlm_pipeline.ops.spec import ClassifySpec, OpSpec
+from rlm_pipeline.ops.spec_base import OpSpec
 
 __all__ = [
     "ERROR_KINDS",
@@ -39,7 +40,6 @@ __all__ = [
     "error_kind",
     "failure_summary",
     "merge_stats",
-    "value_kind",
     "value_text",
 ]
 
@@ -157,27 +157,26 @@ def failure_summary(op: str, stats: OpStats, noun: str, *, cached: bool = False)
     return line + (" — " + "; ".join(hints) if hints else "")
 
 
-def value_kind(spec: OpSpec) -> str:
-    """The JSON type of the operator's values: ``"string"`` for classify, else ``output_type``."""
-    return "string" if isinstance(spec, ClassifySpec) else spec.output_type
-
-
 class StatsCounter:
     """Counts rows as they are answered: rows, answered, errors by kind, values.
 
     The one counter of both engines (Polars in the driver, Spark in each
-    task).  Values are counted as :func:`value_text` writes them; llm_map
-    keeps at most :data:`MAX_VALUES` distinct values.
+    task).  Values are counted as :func:`value_text` writes them; an operator
+    whose ``values_capped`` is true (llm_map) keeps at most :data:`MAX_VALUES`
+    distinct values.
 
     Parameters
     ----------
     spec
-        The operator (its value kind and whether values are capped).
+        The operator (its output columns' kinds and whether values are capped).
     """
 
     def __init__(self, spec: OpSpec) -> None:
-        self.kind = value_kind(spec)
-        self.capped = not isinstance(spec, ClassifySpec)
+        self.spec = spec
+        fields = spec.output_fields()
+        self.names = [name for name, _ in fields]
+        self.kinds = [kind for _, kind in fields]
+        self.capped = spec.values_capped
         self.rows = 0
         self.answered = 0
         self.errors: Counter[str] = Counter()
@@ -194,7 +193,19 @@ class StatsCounter:
                 self.errors[error_kind(error)] += n
                 continue
             self.answered += n
-            self._count(value_text(value, self.kind), n)
+            self._count(self.key(value), n)
+
+    def key(self, value: Any) -> str:
+        """How an answer is counted: its :func:`value_text`.
+
+        An operator writing several columns is counted by a JSON object of
+        the columns' texts.
+        """
+        if len(self.kinds) == 1:
+            return value_text(value, self.kinds[0])
+        parts = self.spec.output_values(value)
+        texts = [value_text(v, kind) for v, kind in zip(parts, self.kinds, strict=True)]
+        return json.dumps(dict(zip(self.names, texts, strict=True)), ensure_ascii=False)
 
     def _count(self, key: str, n: int) -> None:
         if not self.capped or key in self.values or len(self.values) < MAX_VALUES:
