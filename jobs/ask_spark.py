@@ -11,6 +11,14 @@ and SQL run as Spark plans, its classify / map sub-calls as ``mapInArrow``
 tasks.  Writes the answer as JSON (``schemas/answer.schema.json``) and the
 trace as JSONL (``schemas/trace.schema.json``).
 
+The executors' Python must be able to import rlm_pipeline: run with
+``PYSPARK_PYTHON`` set to an interpreter that has ``rlm-pipeline[spark]``
+(``spark-submit --conf spark.pyspark.python=/venv/bin/python``; plain
+``python``: ``PYSPARK_PYTHON=$(which python)``), or ship the package to the
+cluster (``--py-files``, ``--archives`` with a packed venv).  Otherwise one
+probe task fails before the first classify / map sub-call is sent, and the
+job exits 1 with one line naming the workers' Python and this fix.
+
 Exit codes: 0 answered, 1 model failure or budget hit, 2 bad arguments or input.
 """
 

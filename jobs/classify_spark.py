@@ -26,6 +26,14 @@ exits 1, so a scheduler retries it; the retry re-sends only those rows.
 Labels: ``--labels a,b,c`` (a label with a comma in double quotes),
 ``--labels-file F`` (one per line) or ``--label X`` repeated.
 
+The executors' Python must be able to import rlm_pipeline: run with
+``PYSPARK_PYTHON`` set to an interpreter that has ``rlm-pipeline[spark]``
+(``spark-submit --conf spark.pyspark.python=/venv/bin/python``; plain
+``python``: ``PYSPARK_PYTHON=$(which python)``), or ship the package to the
+cluster (``--py-files``, ``--archives`` with a packed venv).  Otherwise one
+probe task fails before any model call and the job exits 1 with one line
+naming the workers' Python and this fix.
+
 Exit codes: 0 written, 1 validation or model failure (nothing written),
 2 bad arguments or input.
 """
