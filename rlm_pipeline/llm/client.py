@@ -660,10 +660,12 @@ class LLMClient:
             logger.debug("reply carries no usage; recording estimated tokens")
             input_tokens = prompt_tokens
             output_tokens = estimate_tokens(done.content or "")
+        cached_tokens = min(done.cached_tokens, input_tokens)  # provider's prompt cache
         self.meter.record(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            cost_usd=self._price.cost(input_tokens, output_tokens),
+            cost_usd=self._price.cost(input_tokens, output_tokens, cached_tokens),
+            cached_tokens=cached_tokens,
         )
         if self._tpm is not None:
             self._tpm.adjust(input_tokens + output_tokens - projected_tokens)

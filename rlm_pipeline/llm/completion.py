@@ -9,8 +9,8 @@ Examples
 >>> body = b'{"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}],'
 >>> body += b' "usage": {"prompt_tokens": 3, "completion_tokens": 1}}'
 >>> done = read_completion(body)
->>> done.content, done.usage, done.finish_reason
-('hi', (3, 1), 'stop')
+>>> done.content, done.usage, done.finish_reason, done.cached_tokens
+('hi', (3, 1), 'stop', 0)
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from typing import Any
 
 from rlm_pipeline.llm.reply import ToolCall
 
-__all__ = ["Completion", "NotJSON", "read_completion", "tool_calls", "usage_counts"]
+__all__ = [
+    "Completion",
+    "NotJSON",
+    "cached_prompt_tokens",
+    "read_completion",
+    "tool_calls",
+    "usage_counts",
+]
 
 
 class NotJSON(ValueError):
@@ -44,6 +51,9 @@ class Completion:
         ``choices[0].finish_reason`` when a string.
     has_message
         Whether the body had ``choices[0].message`` at all.
+    cached_tokens
+        ``usage.prompt_tokens_details.cached_tokens`` (prompt tokens the
+        provider served from its prefix cache), 0 when absent or unreadable.
     """
 
     content: str | None = None
@@ -51,6 +61,7 @@ class Completion:
     usage: tuple[int, int] | None = None
     finish_reason: str | None = None
     has_message: bool = False
+    cached_tokens: int = 0
 
 
 def read_completion(body: bytes | str) -> Completion:
@@ -87,6 +98,7 @@ def read_completion(body: bytes | str) -> Completion:
         usage=usage_counts(usage) if isinstance(usage, dict) else None,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         has_message=message is not None,
+        cached_tokens=cached_prompt_tokens(usage) if isinstance(usage, dict) else 0,
     )
 
 
@@ -120,6 +132,23 @@ def tool_calls(raw: Any) -> list[ToolCall]:
             )
         )
     return calls
+
+
+def cached_prompt_tokens(usage: dict[str, Any]) -> int:
+    """``usage.prompt_tokens_details.cached_tokens`` (0 when absent, unreadable or negative).
+
+    Examples
+    --------
+    >>> cached_prompt_tokens({"prompt_tokens": 90, "prompt_tokens_details": {"cached_tokens": 64}})
+    64
+    >>> cached_prompt_tokens({"prompt_tokens_details": None}), cached_prompt_tokens({})
+    (0, 0)
+    """
+    details = usage.get("prompt_tokens_details")
+    cached = details.get("cached_tokens") if isinstance(details, dict) else None
+    if isinstance(cached, bool) or not isinstance(cached, int | float) or cached < 0:
+        return 0
+    return int(cached)
 
 
 def usage_counts(usage: dict[str, Any]) -> tuple[int, int] | None:

@@ -29,27 +29,46 @@ DEFAULT_MAX_RETRIES = 6
 
 @dataclass(frozen=True)
 class Price:
-    """USD per one million tokens."""
+    """USD per one million tokens; ``cached_input_per_mtok``: input served from the prompt cache.
+
+    Examples
+    --------
+    >>> p = Price(2.0, 8.0, cached_input_per_mtok=0.5)
+    >>> round(p.cost(1_000_000, 0), 2), round(p.cost(1_000_000, 0, cached_tokens=500_000), 2)
+    (2.0, 1.25)
+    """
 
     input_per_mtok: float
     output_per_mtok: float
+    cached_input_per_mtok: float | None = None
 
-    def cost(self, input_tokens: int, output_tokens: int) -> float:
-        """Cost in USD of a call with these token counts."""
-        return (input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok) / 1e6
+    def cost(self, input_tokens: int, output_tokens: int, cached_tokens: int = 0) -> float:
+        """Cost in USD of a call with these token counts.
+
+        ``cached_tokens`` (part of ``input_tokens``) are priced at the cached
+        rate when there is one, else as any input token.
+        """
+        cached = min(max(cached_tokens, 0), input_tokens) if self.cached_input_per_mtok else 0
+        rate = self.cached_input_per_mtok or 0.0
+        return (
+            (input_tokens - cached) * self.input_per_mtok
+            + cached * rate
+            + output_tokens * self.output_per_mtok
+        ) / 1e6
 
 
-#: List prices (USD per 1M tokens) for common models; override with ``LLM(prices=...)``.
+#: List prices (USD per 1M tokens: input, output, cached input) for common models; override
+#: with ``LLM(prices=...)``.
 DEFAULT_PRICES: Mapping[str, Price] = MappingProxyType(
     {
-        "gpt-4.1": Price(2.00, 8.00),
-        "gpt-4.1-mini": Price(0.40, 1.60),
-        "gpt-4.1-nano": Price(0.10, 0.40),
-        "gpt-4o": Price(2.50, 10.00),
-        "gpt-4o-mini": Price(0.15, 0.60),
-        "gpt-5": Price(1.25, 10.00),
-        "gpt-5-mini": Price(0.25, 2.00),
-        "gpt-5-nano": Price(0.05, 0.40),
+        "gpt-4.1": Price(2.00, 8.00, 0.50),
+        "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+        "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+        "gpt-4o": Price(2.50, 10.00, 1.25),
+        "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+        "gpt-5": Price(1.25, 10.00, 0.125),
+        "gpt-5-mini": Price(0.25, 2.00, 0.025),
+        "gpt-5-nano": Price(0.05, 0.40, 0.005),
     }
 )
 
@@ -150,7 +169,7 @@ class LLM:
         Examples
         --------
         >>> LLM(model="gpt-4.1-mini-2025-04-14").known_price()
-        Price(input_per_mtok=0.4, output_per_mtok=1.6)
+        Price(input_per_mtok=0.4, output_per_mtok=1.6, cached_input_per_mtok=0.1)
         >>> LLM(model="meta-llama/Llama-3.3-70B-Instruct-Turbo").known_price() is None
         True
         """

@@ -19,6 +19,10 @@ class Usage:
         Model requests answered by the endpoint (not counting cache hits).
     input_tokens, output_tokens
         Tokens as reported by the endpoint's ``usage``.
+    cached_tokens
+        Of ``input_tokens``, those the provider served from its prompt-prefix
+        cache (``usage.prompt_tokens_details.cached_tokens``); priced at the
+        cached-input rate when the price table has one.
     cached_calls
         Requests answered from the response cache (no traffic).
     cost_usd
@@ -36,6 +40,7 @@ class Usage:
     cost_usd: float = 0.0
     max_prompt_tokens: int = 0
     failed_calls: int = 0
+    cached_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -51,6 +56,7 @@ class Usage:
             cost_usd=self.cost_usd + other.cost_usd,
             max_prompt_tokens=max(self.max_prompt_tokens, other.max_prompt_tokens),
             failed_calls=self.failed_calls + other.failed_calls,
+            cached_tokens=self.cached_tokens + other.cached_tokens,
         )
 
     def __sub__(self, before: Usage) -> Usage:
@@ -71,6 +77,7 @@ class Usage:
             cost_usd=self.cost_usd - before.cost_usd,
             max_prompt_tokens=self.max_prompt_tokens,
             failed_calls=self.failed_calls - before.failed_calls,
+            cached_tokens=self.cached_tokens - before.cached_tokens,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,9 +101,18 @@ class UsageMeter:
         self._usage = Usage()
 
     def record(
-        self, *, input_tokens: int, output_tokens: int, cost_usd: float, cached: bool = False
+        self,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        cached: bool = False,
+        cached_tokens: int = 0,
     ) -> None:
-        """Add one answered request (``cached`` for a cache hit, which costs nothing)."""
+        """Add one answered request (``cached`` for a cache hit, which costs nothing).
+
+        ``cached_tokens``: of ``input_tokens``, those the provider's prompt cache served.
+        """
         if cached:
             delta = Usage(cached_calls=1)
         else:
@@ -106,6 +122,7 @@ class UsageMeter:
                 output_tokens=output_tokens,
                 cost_usd=cost_usd,
                 max_prompt_tokens=input_tokens,
+                cached_tokens=cached_tokens,
             )
         with self._lock:
             self._usage = self._usage + delta

@@ -1,10 +1,23 @@
 """Prompts and reply schemas of the semantic sub-calls (classify and llm_map).
 
 The wire format is fixed in ``docs/internals.md`` and parsed by the simulator:
-the user message ends with a line ``Rows:`` followed by one JSON object per
-line, ``{"id": 0, "text": "..."}``; ids are 0-based inside each call.  A batch
-reply is ``{"results": [{"id": int, "label": <enum>}]}`` (``"value"`` for
-llm_map); a one-row call (``batch_size=1``) replies ``{"label": <enum>}``.
+the user message is a line ``Rows:`` followed by one line per row, the id,
+a colon and the text as a JSON string, ``0:"..."``; ids are 0-based inside
+each call.  A batch reply is ``{"results": [{"id": int, "label": <enum>}]}``
+(``"value"`` for llm_map); a one-row call (``batch_size=1``) replies
+``{"label": <enum>}``.
+
+**Laid out for prefix caching** (format ``ops-2``).  Providers that cache
+prompt prefixes (OpenAI, DeepSeek, Anthropic's cache, vLLM, llama.cpp) bill or
+recompute only what follows the longest prefix seen before.  So everything
+that is the same for every call of a run — the task, the label set, the
+caller's instructions, the reply rules — is in the system message, in a fixed
+order, and the rows come last, alone in the user message.  The row framing is
+short: ``12:"text"`` costs about 6 characters (≈ 1.5 tokens) per row where the
+``{"id": 12, "text": "..."}`` lines of ``ops-1`` cost 23 (≈ 6).  On the
+simulator (4 characters per token) a batch of 16 tickets of the bundled
+dataset costs ≈ 25 input tokens per row, of which the ≈ 2.3 of the system
+message are served from the prefix cache after the first call.
 
 Changing any text here changes every cache key, so bump :data:`PROMPT_VERSION`
 together with it.
@@ -13,9 +26,11 @@ Examples
 --------
 >>> from rlm_pipeline.ops.spec import ClassifySpec
 >>> spec = ClassifySpec("text", ("billing", "other"))
->>> messages = build_messages(spec, ["refund please"])
->>> messages[1]["content"].splitlines()[-2:]
-['Rows:', '{"id": 0, "text": "refund please"}']
+>>> messages = build_messages(spec, ["refund please", "app crashes"])
+>>> messages[1]["content"].splitlines()
+['Rows:', '0:"refund please"', '1:"app crashes"']
+>>> messages[0]["content"].splitlines()[0]
+'Classify each row. Labels: billing, other'
 >>> reply_schema(spec)["required"]
 ['results']
 """
@@ -34,13 +49,14 @@ __all__ = [
     "PROMPT_VERSION",
     "answer_params",
     "build_messages",
+    "row_lines",
     "reply_name",
     "reply_schema",
     "single_row",
 ]
 
-#: Version of the texts below (for readers of cached answers and traces).
-PROMPT_VERSION = "ops-1"
+#: Version of the texts below (part of every row-answer key: cached answers of "ops-1" miss).
+PROMPT_VERSION = "ops-2"
 
 _VALUE_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
 
@@ -109,37 +125,54 @@ def reply_name(spec: OpSpec) -> str:
 
 @lru_cache(maxsize=256)
 def _system_prompt(spec: OpSpec) -> str:
+    """Everything that is the same for every call of a run (the cacheable prefix)."""
     if isinstance(spec, ClassifySpec):
-        lines = [
-            "You are a text classifier.",
-            "Labels: " + ", ".join(spec.labels),
-            "Give each row exactly one label from this list, spelled exactly as listed.",
-        ]
+        lines = ["Classify each row. Labels: " + ", ".join(spec.labels)]
         if spec.instructions:
             lines.append(f"Instructions: {spec.instructions}")
     else:
         lines = [
-            "You apply one instruction to each row of a table and return one "
-            f"{spec.output_type} value per row.",
+            f"Apply the instruction to each row; give one {spec.output_type} value per row.",
+            f"Instruction: {spec.instruction}",
         ]
+    classify = isinstance(spec, ClassifySpec)
     if single_row(spec):
-        lines.append("There is one row; answer for it alone.")
+        lines.append(
+            "There is one row: give it one label, spelled as listed."
+            if classify
+            else "There is one row; answer for it alone."
+        )
     else:
-        lines.append("Answer every row once, with the row's id exactly as given.")
+        lines.append(
+            "Answer each row once by id, label spelled as listed."
+            if classify
+            else "Answer each row once by id."
+        )
     return "\n".join(lines)
 
 
+def row_lines(texts: Sequence[str]) -> list[str]:
+    """The ``Rows:`` block: ``Rows:`` then ``<id>:<text as a JSON string>`` per text.
+
+    Examples
+    --------
+    >>> row_lines(["a", "line\\nbreak"])
+    ['Rows:', '0:"a"', '1:"line\\\\nbreak"']
+    """
+    dumps = json.dumps
+    return ["Rows:", *[f"{i}:{dumps(text, ensure_ascii=False)}" for i, text in enumerate(texts)]]
+
+
 def _user_prompt(spec: OpSpec, texts: Sequence[str]) -> str:
-    if isinstance(spec, ClassifySpec):
-        head = ["Classify each row."]
-    else:
-        head = [f"Instruction: {spec.instruction}"]
-    rows = [json.dumps({"id": i, "text": text}, ensure_ascii=False) for i, text in enumerate(texts)]
-    return "\n".join([*head, "Rows:", *rows])
+    return "\n".join(row_lines(texts))
 
 
 def build_messages(spec: OpSpec, texts: Sequence[str]) -> list[dict[str, Any]]:
-    """Chat messages asking for the rows ``texts`` (numbered 0, 1, ... in this call)."""
+    """Chat messages asking for the rows ``texts`` (numbered 0, 1, ... in this call).
+
+    The system message is the same for every call with this spec (a prefix
+    the provider can cache); the user message holds only the rows.
+    """
     return [
         {"role": "system", "content": _system_prompt(spec)},
         {"role": "user", "content": _user_prompt(spec, texts)},

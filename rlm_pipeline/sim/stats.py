@@ -6,11 +6,64 @@ between, so no lock is needed; readers get a copy through ``GET /stats``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["SimStats"]
+__all__ = ["PrefixCache", "SimStats"]
+
+
+class PrefixCache:
+    """A provider's prompt-prefix cache, at message granularity.
+
+    The leading messages of a request that equal, in order and byte for byte,
+    the leading messages of an earlier request are "cached": their tokens are
+    reported as ``usage.prompt_tokens_details.cached_tokens``, as OpenAI,
+    DeepSeek, vLLM and llama.cpp report the part of a prompt they did not
+    recompute.  Real providers cache at token granularity (OpenAI: prompts of
+    1,024+ tokens, in 128-token steps); this model has no minimum and stops at
+    the first message that differs, so a prompt laid out "same instructions
+    first, rows last" gets its system message cached from the second call on.
+    Tool schemas are not counted as cached.  At most ``max_entries`` prefixes
+    are remembered (least recently used dropped).
+
+    Examples
+    --------
+    >>> cache = PrefixCache()
+    >>> count = lambda ms: sum(len(m["content"]) for m in ms)
+    >>> system = {"role": "system", "content": "Labels: a, b"}
+    >>> cache.cached([system, {"role": "user", "content": "0: x"}], count)
+    0
+    >>> cache.cached([system, {"role": "user", "content": "0: y"}], count)
+    12
+    """
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+
+    def cached(self, messages: Any, count: Callable[[list[Any]], int]) -> int:
+        """Tokens (by ``count`` over a list of messages) of the cached leading messages."""
+        if not isinstance(messages, list):
+            return 0
+        digest = hashlib.sha256()
+        hit = 0
+        missed = False
+        for i, message in enumerate(messages[:-1]):  # the last message is never a shared prefix
+            digest.update(json.dumps(message, sort_keys=True, ensure_ascii=False).encode())
+            key = digest.copy().digest()
+            if not missed and key in self._seen:
+                self._seen.move_to_end(key)
+                hit = i + 1
+                continue
+            missed = True
+            self._seen[key] = None
+            if len(self._seen) > self.max_entries:
+                self._seen.popitem(last=False)
+        return count(messages[:hit]) if hit else 0
 
 
 class SimStats:
@@ -27,6 +80,7 @@ class SimStats:
 
     def __init__(self, max_log: int = 1_000_000) -> None:
         self.max_log = max_log
+        self.prefixes = PrefixCache()  # server state: kept across reset()
         self.reset()
 
     def reset(self) -> None:
@@ -37,6 +91,7 @@ class SimStats:
         self.ok = 0
         self.errors_by_status: Counter[str] = Counter()
         self.input_tokens = 0
+        self.cached_tokens = 0
         self.output_tokens = 0
         self.in_flight = in_flight
         self.active = active
@@ -66,6 +121,12 @@ class SimStats:
     def leave_active(self) -> None:
         """The request gave its slot back."""
         self.active -= 1
+
+    def prefix_cached(self, messages: Any, count: Callable[[list[Any]], int]) -> int:
+        """Cached prompt tokens of a request (:class:`PrefixCache`), added to ``cached_tokens``."""
+        tokens = self.prefixes.cached(messages, count)
+        self.cached_tokens += tokens
+        return tokens
 
     def fault(self, name: str) -> None:
         """Count one injected fault."""
@@ -104,6 +165,7 @@ class SimStats:
             "ok": self.ok,
             "errors_by_status": dict(self.errors_by_status),
             "input_tokens": self.input_tokens,
+            "cached_tokens": self.cached_tokens,
             "output_tokens": self.output_tokens,
             "in_flight": self.in_flight,
             "active": self.active,

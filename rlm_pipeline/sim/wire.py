@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _ROWS_MARKER = re.compile(r"(?:^|\n)Rows:[ \t]*\n")
+_SHORT_ROW = re.compile(r'^(\d+):\s*(".*")$')
 _LABEL_TRIGGER = re.compile(
     r"\b(?:one of(?: the(?: following)?)?(?: labels| categories| classes)?|labels?|"
     r"categories|classes|allowed values)\b\s*(?:\([^)\n]{0,40}\))?\s*[:=]?\s*\[?",
@@ -102,7 +103,7 @@ def _last_user_text(messages: list[Any]) -> str:
 
 
 def parse_rows(text: str) -> list[tuple[Any, str]] | None:
-    """Rows after the last ``Rows:`` line, one JSON object ``{"id", "text"}`` per line.
+    """Rows after the last ``Rows:`` line: ``12:"text"`` or a JSON object ``{"id", "text"}`` per line.
 
     Returns ``None`` when there is no ``Rows:`` block.  Lines that are not JSON
     objects are skipped; a missing or non-string ``text`` counts as ``""``.
@@ -111,6 +112,8 @@ def parse_rows(text: str) -> list[tuple[Any, str]] | None:
     --------
     >>> parse_rows('Classify.\\nRows:\\n{"id": 0, "text": "hi"}\\n{"id": 1, "text": null}')
     [(0, 'hi'), (1, '')]
+    >>> parse_rows('Rows:\\n0: "hi"\\n1: "a \\\\"b\\\\""')
+    [(0, 'hi'), (1, 'a "b"')]
     """
     matches = list(_ROWS_MARKER.finditer(text))
     if not matches:
@@ -118,6 +121,14 @@ def parse_rows(text: str) -> list[tuple[Any, str]] | None:
     rows: list[tuple[Any, str]] = []
     for line in text[matches[-1].end() :].splitlines():
         line = line.strip()
+        short = _SHORT_ROW.match(line)  # ``12:"text"`` (ops-2 framing)
+        if short is not None:
+            try:
+                value = json.loads(short.group(2))
+            except ValueError:
+                continue
+            rows.append((int(short.group(1)), value if isinstance(value, str) else ""))
+            continue
         if not line.startswith("{"):
             continue
         try:

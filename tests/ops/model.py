@@ -23,9 +23,16 @@ Spoil = Callable[[int, list[dict[str, Any]], Any], Any]
 
 
 def rows_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ``{"id", "text"}`` rows of an operator request."""
+    """The ``{"id", "text"}`` rows of an operator request (``0:"text"`` lines, or JSON objects)."""
     lines = messages[-1]["content"].split("Rows:\n", 1)[1].splitlines()
-    return [json.loads(line) for line in lines]
+    rows = []
+    for line in lines:
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+        else:
+            row_id, text = line.split(":", 1)
+            rows.append({"id": int(row_id), "text": json.loads(text)})
+    return rows
 
 
 def truth(text: str) -> str:
