@@ -486,7 +486,8 @@ class MethodRun:
 def run_rlm(question: Question, ds: Dataset, llm: LLM, *, max_steps: int = 20,
             max_depth: int = 1, timeout_s: float = 900.0, sub: LLM | None = None,
             protocol: str | None = None, trace_path: str | None = None,
-            root_max_tokens: int | None = None) -> MethodRun:
+            root_max_tokens: int | None = None,
+            sub_batch_size: int | None = None) -> MethodRun:
     """Answer with :class:`rlm_pipeline.RLM` over the table (root never sees the rows).
 
     ``sub`` is the sub-model (default: ``llm``; give it a ``cache_path`` so the
@@ -499,6 +500,8 @@ def run_rlm(question: Question, ds: Dataset, llm: LLM, *, max_steps: int = 20,
     options: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
     if root_max_tokens is not None:
         options["root_max_tokens"] = root_max_tokens
+    if sub_batch_size is not None:
+        options["sub_batch_size"] = sub_batch_size
     rlm = rp.RLM(root=llm, sub=sub or llm, max_steps=max_steps, max_depth=max_depth,
                  timeout_s=timeout_s, **options)
     try:
@@ -622,6 +625,7 @@ class BenchConfig:
     order: str = "size"
     reverse: bool = False
     root_max_tokens: int | None = None
+    sub_batch_size: int | None = None
 
 
 def _summarise(runs: list[MethodRun], families: list[str] | None = None) -> dict[str, Any]:
@@ -732,7 +736,8 @@ def run_bench(cfg: BenchConfig, base_url: str, *, simulator: bool,
             run = run_rlm(question, ds, llm, max_steps=cfg.max_steps,
                           max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
                           sub=sub, protocol=cfg.protocol, trace_path=trace,
-                          root_max_tokens=cfg.root_max_tokens)
+                          root_max_tokens=cfg.root_max_tokens,
+                          sub_batch_size=cfg.sub_batch_size)
         else:
             run = run_baseline(question, ds, llm, context_window=cfg.context_window,
                                token_scale=cfg.token_scale)
@@ -778,8 +783,8 @@ def _refresh(report: dict[str, Any], methods: Sequence[str]) -> None:
 
 def run_seed_question(llm: LLM, sub: LLM, *, rows: int, seed: int = 0, max_steps: int = 20,
                       max_depth: int = 1, timeout_s: float = 1800.0, protocol: str | None = None,
-                      trace_path: str | None = None,
-                      root_max_tokens: int | None = None) -> dict[str, Any]:
+                      trace_path: str | None = None, root_max_tokens: int | None = None,
+                      sub_batch_size: int | None = None) -> dict[str, Any]:
     """The seed's question over ``rows`` synthetic tickets with the RLM: answer, truth, steps."""
     import rlm_pipeline as rp
     from rlm_pipeline.datasets import KNOWN_USERS, tickets
@@ -791,6 +796,8 @@ def run_seed_question(llm: LLM, sub: LLM, *, rows: int, seed: int = 0, max_steps
     options: dict[str, Any] = {} if protocol is None else {"protocol": protocol}
     if root_max_tokens is not None:
         options["root_max_tokens"] = root_max_tokens
+    if sub_batch_size is not None:
+        options["sub_batch_size"] = sub_batch_size
     rlm = rp.RLM(root=llm, sub=sub, max_steps=max_steps, max_depth=max_depth,
                  timeout_s=timeout_s, **options)
     started = time.monotonic()
@@ -978,6 +985,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RLM root protocol (auto, tools, json, text); default: the library's")
     p.add_argument("--root-max-tokens", type=int, default=None, metavar="N",
                    help="max_tokens of each RLM root turn (default: the library's, 1024)")
+    p.add_argument("--sub-batch-size", type=int, default=None, metavar="N",
+                   help="rows per classify/llm_map sub-call of the RLM (default: the library's)")
     p.add_argument("--cache", default=None, metavar="SQLITE",
                    help="response cache of the sub-model (labels reused across questions)")
     p.add_argument("--rlm-timeout", type=float, default=900.0, help="seconds per RLM run")
@@ -1064,6 +1073,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       request_timeout_s=args.request_timeout, max_retries=args.max_retries,
                       max_concurrency=args.max_concurrency, tpm=args.tpm, order=args.order,
                       reverse=args.reverse, root_max_tokens=args.root_max_tokens,
+                      sub_batch_size=args.sub_batch_size,
                       traces_dir=str(args.traces) if args.traces else None)
     if args.traces:
         args.traces.mkdir(parents=True, exist_ok=True)
@@ -1096,7 +1106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed = run_seed_question(
                 root, sub, rows=args.seed_question, seed=cfg.seed, max_steps=cfg.max_steps,
                 max_depth=cfg.max_depth, timeout_s=cfg.rlm_timeout_s,
-                protocol=cfg.protocol, trace_path=trace, root_max_tokens=cfg.root_max_tokens)
+                protocol=cfg.protocol, trace_path=trace, root_max_tokens=cfg.root_max_tokens,
+                sub_batch_size=cfg.sub_batch_size)
             say(f"  answer={seed.get('value')!r} truth={seed['truth']} "
                 f"steps={seed.get('steps')} {seed.get('error') or ''}")
             previous = {**(previous or {}), "seed_question": seed}

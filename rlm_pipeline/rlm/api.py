@@ -149,6 +149,10 @@ class RLM:
         none, the server's own limit).  An action reply is a few hundred tokens
         at most; the bound keeps a rambling small model from writing for
         minutes.  Sub-calls keep their own limits.
+    sub_batch_size
+        Rows per sub-call of the ``classify`` and ``llm_map`` tools (default 16).
+        Use 1 with a small sub-model: given a batch, a 0.5B model returned the
+        labels in the order of the label list.
     max_view_rows
         Most rows one view the model makes may hold; ``None``: max(10 × rows of the
         table, 1,000,000).  A join whose output, estimated from the key counts of
@@ -218,6 +222,7 @@ class RLM:
         protocol: str = "auto",
         prompt: str = "auto",
         root_max_tokens: int | None = DEFAULT_ROOT_MAX_TOKENS,
+        sub_batch_size: int = 16,
         max_view_rows: int | None = None,
         max_views: int = DEFAULT_MAX_VIEWS,
         max_total_rows: int | None = None,
@@ -247,6 +252,8 @@ class RLM:
             raise InputError(f"prompt must be one of {known}, got {prompt!r}")
         if root_max_tokens is not None and root_max_tokens < 16:
             raise InputError(f"root_max_tokens must be >= 16 or None, got {root_max_tokens}")
+        if sub_batch_size < 1:
+            raise InputError(f"sub_batch_size must be >= 1, got {sub_batch_size}")
         self.root = root
         self.sub = sub or root
         self.engine = engine
@@ -260,6 +267,7 @@ class RLM:
         self.protocol = protocol
         self.prompt = prompt
         self.root_max_tokens = root_max_tokens
+        self.sub_batch_size = sub_batch_size
         #: Limits on the engine work the model issues (README, "Security model").
         self.limits = WorkLimits(
             max_view_rows=max_view_rows,
@@ -356,6 +364,7 @@ class RLM:
             protocol=self.protocol,
             prompt=self.prompt,
             root_max_tokens=self.root_max_tokens,
+            sub_batch_size=self.sub_batch_size,
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         work = Work("run", limits=self.limits)  # every engine call of the run, cancellable

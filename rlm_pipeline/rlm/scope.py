@@ -68,6 +68,9 @@ class RunState:
     prompt: str = "auto"
     #: ``max_tokens`` of every root-model turn (``RLM(root_max_tokens=...)``).
     root_max_tokens: int | None = None
+    #: Rows per sub-call of `classify` / `llm_map` (``RLM(sub_batch_size=...)``; 1 for
+    #: small sub-models, which answer a batch with the labels in the list's order).
+    sub_batch_size: int = 16
 
 
 @dataclass

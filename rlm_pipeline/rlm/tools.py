@@ -259,7 +259,7 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         column=column,
         labels=tuple(labels),
         instructions=args.get("instructions"),
-        batch_size=SUB_BATCH_SIZE,
+        batch_size=scope.state.sub_batch_size,
         output_column="label",
     )
     before = _meter_calls(scope)
@@ -351,7 +351,7 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         column=column,
         instruction=args["instruction"],
         output_type=args.get("output_type", "string"),
-        batch_size=SUB_BATCH_SIZE,
+        batch_size=scope.state.sub_batch_size,
         output_column="value",
     )
     before = _meter_calls(scope)
