@@ -208,7 +208,8 @@ def _root_steps(run: RunOutline) -> list[tuple[str, str, str]]:
             numbers.append(f"{tokens:,} tok")
         if step.children:
             numbers.append(f"{len(step.children)} sub-runs")
-        out.append((name, what, " ".join(numbers)))
+        key = name + (" (error)" if kind == "error" else "")  # a failed try aligns apart
+        out.append((key, what, " ".join(numbers)))
     return out
 
 

@@ -6,7 +6,10 @@ back from disk as well as on ``RLMResult.trace``.
 - :func:`cost_by_model`: the root model's share is what its turns spent (the
   ``model`` records at depth 0); the sub model's is the rest of the run's usage
   (classify / llm_map fan-outs, sub-RLM turns, plain calls).  Costs use the
-  prices recorded in ``run_start.extra.models`` (none recorded: no cost).
+  prices recorded in ``run_start.extra.models`` (none recorded: no cost); when
+  the run's total cost is recorded too, it is split between the two in
+  proportion to their list-price costs (the total counts prompt-cache discounts
+  the records do not break down), so the rows add up to the run's cost.
 - :func:`timeline`: one bar per step (model turns and tool calls at every depth),
   placed by ``extra.at`` (seconds from the run's start to the step's end, written
   by the step log) and ``seconds``; older traces without ``at`` are laid out one
@@ -111,7 +114,7 @@ def cost_by_model(records: Iterable[Record]) -> list[ModelCost]:
         )
     sub_in, sub_out = max(0, total_in - root_in), max(0, total_out - root_out)
     sub_calls = max(0, total_calls - root_calls)
-    out = []
+    out: list[ModelCost] = []
     for role, calls, tokens_in, tokens_out in (
         ("root", root_calls, root_in, root_out),
         ("sub", sub_calls, sub_in, sub_out),
@@ -125,6 +128,17 @@ def cost_by_model(records: Iterable[Record]) -> list[ModelCost]:
         if isinstance(price, Sequence) and len(price) == 2 and all(_is_num(p) for p in price):
             cost = (tokens_in * float(price[0]) + tokens_out * float(price[1])) / 1e6
         out.append(ModelCost(role, model, calls, tokens_in, tokens_out, cost))
+    total_cost = usage.get("cost_usd") if isinstance(usage, Mapping) else None
+    listed = [c.cost_usd for c in out]
+    if _is_num(total_cost) and listed and all(c is not None for c in listed):
+        whole = sum(c or 0.0 for c in listed)
+        if whole > 0:
+            scale = float(total_cost) / whole
+            out = [
+                ModelCost(c.role, c.model, c.calls, c.input_tokens, c.output_tokens,
+                          (c.cost_usd or 0.0) * scale)
+                for c in out
+            ]
     return out
 
 

@@ -103,7 +103,7 @@ th,td{border:1px solid var(--line);padding:3px 7px;text-align:left;vertical-alig
 word-break:break-word;white-space:pre-wrap}
 th{background:#f0f3f8;font-weight:600;color:#36465c}
 td.reason{color:var(--err)}
-td.label{font-weight:600;width:18%}
+td.label{font-weight:600}
 .caption{color:var(--muted);font-size:12px;margin-top:6px}
 table.cost{width:auto;min-width:520px}
 table.cost td,table.cost th{white-space:nowrap}
@@ -396,6 +396,14 @@ def _model_turn(record: Mapping[str, Any]) -> str:
     )
 
 
+def _cell(value: Any, limit: int = 300) -> str:
+    """A sampled cell as written (spaces and line breaks kept), cut to ``limit`` characters."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else format_value(value, limit)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _sample(sample: Mapping[str, Any]) -> str:
     column = str(sample.get("column") or "text")
     answer = str(sample.get("answer_column") or "answer")
@@ -409,15 +417,16 @@ def _sample(sample: Mapping[str, Any]) -> str:
             continue
         of = f" of {total:,}" if isinstance(total, int) else ""
         body = "".join(
-            f"<tr><td>{_e(format_value(r.get('text'), 300))}</td>"
-            f'<td class="label">{_e(format_value(r.get("answer"), 300) or "null")}</td>'
-            f'<td class="reason">{_e(format_value(r.get("error"), 300))}</td></tr>'
+            f"<tr><td>{_e(_cell(r.get('text')))}</td>"
+            f'<td class="label">{_e(_cell(r.get("answer")) or "null")}</td>'
+            f'<td class="reason">{_e(_cell(r.get("error")))}</td></tr>'
             for r in rows
             if isinstance(r, Mapping)
         )
         html += (
             f'<div class="caption">sample: {caption} ({len(rows)}{of})</div>'
-            f'<table class="sample {key}"><tr><th>{_e(column)}</th><th>{_e(answer)}</th>'
+            f'<table class="sample {key}"><colgroup><col style="width:58%">'
+            f'<col style="width:16%"><col style="width:26%"></colgroup><tr><th>{_e(column)}</th><th>{_e(answer)}</th>'
             f"<th>{_e(answer)}_error</th></tr>{body}</table>"
         )
     return html

@@ -91,3 +91,13 @@ def sample_trace_file(tmp_path: Path, sample_records: list[TraceRecord]) -> Path
         for record in sample_records:
             writer.write(record)
     return path
+
+
+@pytest.fixture(scope="session")
+def real_run_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trace of one real run over the simulator (tests/trace/trace_runs.py), made once."""
+    from trace_runs import record_run
+
+    path = tmp_path_factory.mktemp("real_run") / "run.jsonl"
+    record_run(path)
+    return path

@@ -53,3 +53,30 @@ def test_schema_rejects_broken_lines(
     assert errors, f"schema accepted {change}"
     if bad_path:
         assert any(bad_path in [str(p) for p in e.absolute_path] for e in errors)
+
+
+def _line(**fields: Any) -> dict[str, Any]:
+    base = TraceRecord(run_id="r", seq=1, depth=0, path="root", kind="tool", tool="classify")
+    return {**base.to_dict(), **fields}
+
+
+def test_schema_bounds_model_text_actions_and_row_samples(validator: Any) -> None:
+    row = {"text": "Refund me", "answer": "billing", "error": None}
+    sample = {"column": "q", "answer_column": "label", "rows_total": 9, "rows": [row],
+              "failed_total": 0, "failed": []}
+    turn = {"step": 1, "protocol": "text", "text": "I will peek.",
+            "actions": [{"tool": "peek", "arguments": "{}"}]}
+    assert validator.is_valid(_line(extra={"sample": sample}))
+    assert validator.is_valid(_line(kind="model", tool=None, extra=turn))
+    bad = [
+        _line(extra={"sample": {**sample, "rows": [row] * 6}}),  # more than 5 rows
+        _line(extra={"sample": {**sample, "rows": [{**row, "text": "x" * 301}]}}),
+        _line(extra={"sample": {**sample, "rows": [{"text": "a", "answer": "b"}]}}),  # no error
+        _line(kind="model", tool=None, extra={**turn, "text": "x" * 4001}),
+        _line(kind="model", tool=None, extra={**turn, "actions": [{"tool": "peek"}]}),
+        _line(kind="model", tool=None, extra={**turn, "actions": [turn["actions"][0]] * 9}),
+        _line(kind="run_start", tool=None,
+              extra={"question": "q", "models": {"root": {"model": "m", "price": [1.0]}}}),
+    ]
+    for line in bad:
+        assert not validator.is_valid(line), line["extra"]
