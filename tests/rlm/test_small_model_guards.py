@@ -45,10 +45,13 @@ def servers() -> Iterator[dict[str, Any]]:
         server.__exit__(None, None, None)
 
 
-def _run(server: Any, protocol: str, mode: str, parquet: Path, **kwargs: Any) -> rp.RLMResult:
+def _run(
+    server: Any, protocol: str, mode: str | None, parquet: Path, **kwargs: Any
+) -> rp.RLMResult:
     llm = LLM(model="sim-1", base_url=server.base_url, api_key="sim", max_retries=1)
+    question = DEMO_Q if mode is None else f"{DEMO_Q} [adversarial:{mode}]"
     return rp.RLM(llm, protocol=protocol, max_steps=12, **kwargs).run(
-        f"{DEMO_Q} [adversarial:{mode}]", str(parquet), text_column="question"
+        question, str(parquet), text_column="question"
     )
 
 
@@ -124,3 +127,17 @@ def test_the_worked_example_answer_quotes_its_own_result(protocol: str) -> None:
     assert "not to yours" in prompt
     forced = final_answer_message(8, '{"tool": "answer", ...}', last='{"n": 4}')
     assert "1284" not in forced and '{"n": 4}' in forced
+
+
+def test_sub_batch_size_sets_the_rows_per_classify_call(
+    servers: dict[str, Any], ticket_parquet: Path, ticket_frame: pl.DataFrame
+) -> None:
+    """A 0.5B sub-model labelled a batch in the label list's order: one row per call."""
+    one = _run(servers["tools"], "tools", None, ticket_parquet, sub_batch_size=1)
+    many = _run(servers["tools"], "tools", None, ticket_parquet)
+    for res, per_call in ((one, 1), (many, 16)):
+        assert res.value == label_count(ticket_frame, "billing", users=USERS)
+        step = next(r for r in res.trace if r["tool"] == "classify" and r["kind"] == "tool")
+        assert step["sub_calls"] == -(-step["rows_in"] // per_call), step
+    with pytest.raises(rp.InputError, match="sub_batch_size"):
+        rp.RLM(LLM(model="m", base_url="http://127.0.0.1:1/v1"), sub_batch_size=0)
