@@ -4,7 +4,8 @@ Library code never prints: the operators report through a
 ``(rows_finished, rows_failed)`` callback.  :class:`ProgressBar` is such a
 callback that draws a rich bar with rows done, calls, cached calls, rows
 answered from stored row answers, errors, tokens and cost (read from the run's
-:class:`~rlm_pipeline.llm.usage.UsageMeter`, or from a ``usage`` callable).
+:class:`~rlm_pipeline.llm.usage.UsageMeter`, plus the executors' usage shown
+while a Spark action runs).
 Both classes take the operators' ``add_cached(rows)`` report
 (:class:`~rlm_pipeline.ops.core.CachedRowsProgress`).
 
@@ -74,21 +75,15 @@ class ProgressBar(RowCounter):
         The run's meter, read on every update.
     console
         A ``rich.console.Console`` (default: stderr).
-    usage
-        Where the usage shown comes from instead of ``meter`` (e.g. a
-        :class:`ReportWatcher`'s ``usage`` while a Spark action runs); the
-        two are added.
+
+    While a Spark action runs, the executors' usage is not on ``meter`` yet:
+    a :class:`ReportWatcher` passes what the finished tasks reported to
+    :meth:`show_usage`, which is shown added to the meter's.
     """
 
-    def __init__(
-        self,
-        total: int | None,
-        meter: UsageMeter,
-        console: Any = None,
-        usage: Callable[[], Usage] | None = None,
-    ) -> None:
+    def __init__(self, total: int | None, meter: UsageMeter, console: Any = None) -> None:
         super().__init__()
-        self.usage_source = usage
+        self._live = Usage()
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -119,14 +114,15 @@ class ProgressBar(RowCounter):
         super().add_cached(rows)
         self._draw()
 
-    def redraw(self) -> None:
-        """Draw again (the usage source may have moved without a row callback)."""
-        self._draw()
+    def show_usage(self, usage: Usage, *, redraw: bool = True) -> None:
+        """Show ``usage`` (not on the meter yet) added to the meter's; ``Usage()`` clears it."""
+        with self._lock:
+            self._live = usage
+        if redraw:
+            self._draw()
 
     def _draw(self) -> None:
-        usage = self.meter.snapshot()
-        if self.usage_source is not None:
-            usage = usage + self.usage_source()
+        usage = self.meter.snapshot() + self._live
         text = (
             f"calls {usage.calls} · cached {usage.cached_calls} calls, {self.cached:,} rows · "
             f"errors {self.failed} · tokens {usage.total_tokens:,} · ${usage.cost_usd:.4f}"
@@ -152,10 +148,12 @@ class ReportWatcher:
     ``read()`` returns the reports so far (an accumulator's ``value`` on the
     driver, which Spark updates as each task ends).  A thread polls it every
     ``interval_s`` and calls ``progress(new_rows, new_failed)`` (and
-    ``progress.add_cached(new_cached)`` when the callback has it) with what
-    changed since the last poll; :attr:`usage` is the usage reported so far.
-    Leaving the ``with`` block polls once more, so the callback has seen every
-    finished task's rows.  A retried task's counts replace its first
+    ``progress.add_cached(new_cached)`` / ``progress.show_usage(usage)`` when
+    the callback has them) with what changed since the last poll;
+    :attr:`usage` is the usage reported so far.  Leaving the ``with`` block
+    polls once more, so the callback has seen every finished task's rows, and
+    clears the shown usage without redrawing (the caller then adds the
+    report's usage to its meter).  A retried task's counts replace its first
     attempt's (reports are kept per partition), so the rows never run past
     the input; a partition counted twice is never reported twice.
 
@@ -176,12 +174,10 @@ class ReportWatcher:
         progress: RowProgress,
         *,
         interval_s: float = 0.5,
-        on_poll: Callable[[], None] | None = None,
     ) -> None:
         self._read = read
         self._progress = progress
         self._interval_s = interval_s
-        self._on_poll = on_poll
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -206,8 +202,9 @@ class ReportWatcher:
             add_cached = getattr(self._progress, "add_cached", None)
             if new_cached and add_cached is not None:
                 add_cached(new_cached)
-        if self._on_poll is not None:
-            self._on_poll()
+            show_usage = getattr(self._progress, "show_usage", None)
+            if show_usage is not None:
+                show_usage(report.usage)
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval_s):
@@ -231,3 +228,6 @@ class ReportWatcher:
         if self._thread is not None:
             self._thread.join()
         self.poll()
+        show_usage = getattr(self._progress, "show_usage", None)
+        if show_usage is not None:
+            show_usage(Usage(), redraw=False)
