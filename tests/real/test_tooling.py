@@ -124,3 +124,15 @@ def test_a_model_file_of_the_wrong_size_or_hash_is_not_accepted(home: Path) -> N
         handle.truncate(rm.MODEL_BYTES)
     assert rm._model_ok(p) is False
     assert not p.model.with_suffix(".sha256").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroup scheduling")
+def test_the_server_niceness_reaches_its_session_group() -> None:
+    """Under autogroup scheduling a process's nice only counts within its session."""
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        rm._set_priority(proc.pid, 5)  # raising niceness needs no privilege
+        assert Path(f"/proc/{proc.pid}/autogroup").read_text().split()[-1] == "5"
+    finally:
+        proc.kill()
+        proc.wait()
