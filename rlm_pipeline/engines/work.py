@@ -63,12 +63,15 @@ __all__ = [
     "DEFAULT_MAX_VIEWS",
     "DEFAULT_TOOL_TIMEOUT_S",
     "DEFAULT_WORK_LIMITS",
+    "IN_PROCESS_WORK",
     "MAX_PLAN_SCANS",
     "MEMORY_SHARE",
     "MIN_TOTAL_ROWS",
     "MIN_VIEW_ROWS",
+    "POLARS_ROUTES",
     "TOTAL_ROWS_FACTOR",
     "VIEW_ROWS_FACTOR",
+    "WORKER_RATIO",
     "ViewLedger",
     "Work",
     "WorkLimits",
@@ -79,6 +82,8 @@ __all__ = [
     "current_work",
     "join_error",
     "limits_now",
+    "polars_in_worker",
+    "polars_route",
     "process_rss",
     "scans_error",
     "spark_job",
@@ -434,42 +439,146 @@ def _memory_error(limit: int) -> ResourceLimitError:
 
 # ---------------------------------------------------------------------- Polars
 
+#: Most work (rows, see :func:`~rlm_pipeline.engines.polars_worker.plan_work`) a
+#: model-issued Polars query may have to run in this process whatever it holds.
+IN_PROCESS_WORK = 4_000_000
+#: Above :data:`IN_PROCESS_WORK`, a query runs in a worker process (that a cancel
+#: kills) when its work bound is over this many times the rows of the in-memory
+#: frames it holds (which sending it copies, at some µs a row); below, the query's
+#: own work is of the order of sending it, bounded, and it runs here.
+WORKER_RATIO = 50
+#: Where model-issued Polars queries run: ``"auto"`` (by the two numbers above),
+#: ``"process"`` (always here) or ``"worker"`` (always in a worker process).
+POLARS_ROUTES = ("auto", "process", "worker")
+_ROUTE: contextvars.ContextVar[str] = contextvars.ContextVar("rlm_polars_route", default="auto")
+
+
+@contextlib.contextmanager
+def polars_route(route: str) -> Iterator[None]:
+    """Run the model-issued Polars queries of the block by ``route`` (one of
+    :data:`POLARS_ROUTES`; tests and benchmarks force a route with it).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> with polars_route("worker"), work_scope(Work("run")):
+    ...     collect_polars(pl.LazyFrame({"x": [1, 2]}).select(pl.col("x").sum())).item()
+    3
+    """
+    if route not in POLARS_ROUTES:
+        msg = f"route must be one of {', '.join(POLARS_ROUTES)}, got {route!r}"
+        raise InputError(msg)
+    token = _ROUTE.set(route)
+    try:
+        yield
+    finally:
+        _ROUTE.reset(token)
+
+
+def polars_in_worker(frame: pl.LazyFrame, limits: WorkLimits) -> bool:
+    """Whether ``frame``, issued for the model under ``limits``, runs in a worker process.
+
+    ``"auto"``: when its work bound passes :data:`IN_PROCESS_WORK` and
+    :data:`WORKER_RATIO` times the rows its in-memory frames hold; joins are counted
+    up to the row cap they were checked against (``max_view_rows``, or its default
+    for the largest source of the plan, standing in for ``context``).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> lf = pl.LazyFrame({"k": range(3000)})
+    >>> polars_in_worker(lf.join(lf, on="k"), WorkLimits())
+    False
+    >>> polars_in_worker(lf.join(lf, on="k"), WorkLimits(max_view_rows=10**15))
+    True
+    """
+    from rlm_pipeline.engines.polars_worker import plan_work
+
+    route = _ROUTE.get()
+    if route != "auto":
+        return route == "worker"
+
+    def cap(largest: float) -> float:
+        return float(limits.view_rows(int(min(largest, 1e15))))
+
+    cost = plan_work(frame, join_rows=cap)
+    logger.debug("polars query: work %.3g rows, %.3g rows in memory", cost.rows, cost.embedded_rows)
+    return cost.rows > max(IN_PROCESS_WORK, WORKER_RATIO * cost.embedded_rows)
+
 
 def collect_polars(frame: pl.LazyFrame) -> pl.DataFrame:
     """``frame.collect()`` under the current work: cancellable and memory-watched.
 
-    Outside any work it is a plain ``collect()``.  Inside, the query runs as
-    ``collect(background=True)``; this thread polls it, and returns at once
-    (raising :class:`ResourceLimitError`) when the work is cancelled or the
-    process grows past the memory budget -- the query is cancelled then, which
-    stops it between operators (a running join kernel goes on to its end in
-    Polars' threads).
+    Outside any work it is a plain ``collect()``.  Inside, a query whose work
+    bound is small (:func:`polars_in_worker`) runs here as
+    ``collect(background=True)``; a larger one runs in a worker process
+    (:class:`~rlm_pipeline.engines.polars_worker.WorkerQuery`).  This thread
+    polls the query and returns at once (raising :class:`ResourceLimitError`)
+    when the work is cancelled or the process and its children grow past the
+    memory budget.  A worker query is then killed with its process; an
+    in-process one is cancelled, which polars 2.1 honours only between
+    operators (a running operator goes on to its end -- a small one, by the
+    route's bound).
     """
     work = current_work()
     if work is None:
         return frame.collect()
     work.check()
     budget = work.limits.memory_bytes()
-    base = process_rss()
+    in_worker = polars_in_worker(frame, work.limits)
     with work.active():
-        query = frame.collect(background=True)
+        query: Any = _worker_query(frame) if in_worker else None
+        if query is None:
+            query = frame.collect(background=True)
+        base = process_rss()
         work._add_query(query)
         try:
             wait = 0.001
             while True:
-                result = query.fetch()
+                if work.reason is not None:
+                    _give_up(query)
+                    raise cancelled_error(work.reason)
+                result: pl.DataFrame | None = query.fetch()
                 if result is not None:
                     return result
-                if work.reason is not None:
-                    _abandon(query)
-                    raise cancelled_error(work.reason)
                 if wait >= _POLL_S and process_rss() - base > budget:
-                    _abandon(query)
+                    _give_up(query)
                     raise _memory_error(budget)
                 time.sleep(wait)
                 wait = min(wait * 2, _POLL_S)
+        except _polars_error() as exc:
+            if work.reason is not None:  # the worker was killed by a cancel
+                raise cancelled_error(work.reason) from exc
+            raise
         finally:
             work._drop_query(query)
+
+
+def _worker_query(frame: pl.LazyFrame) -> Any:
+    """``frame`` started in a worker process, or ``None`` when its plan cannot go there
+    (Python code in it: it then runs in this process)."""
+    from rlm_pipeline.engines.polars_worker import UnportablePlanError, WorkerQuery
+
+    try:
+        return WorkerQuery(frame)
+    except UnportablePlanError:
+        logger.debug("plan holds Python code: run in this process", exc_info=True)
+        return None
+
+
+def _polars_error() -> type[Exception]:
+    """Polars' base error type (imported late: this module loads without Polars)."""
+    import polars as pl
+
+    return pl.exceptions.PolarsError
+
+
+def _give_up(query: Any) -> None:
+    """Stop ``query``: a worker query is killed, an in-process one abandoned."""
+    if hasattr(query, "pid"):
+        query.cancel()
+    else:
+        _abandon(query)
 
 
 # Queries given up before they finished.  polars 2.1 aborts the process (a Rust panic:
