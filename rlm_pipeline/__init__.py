@@ -42,6 +42,8 @@ __all__ = [
     "Usage",
     "classify",
     "estimate",
+    "extract",
+    "filter",
     "llm_map",
 ]
 
@@ -56,6 +58,8 @@ _LAZY = {
     "llm_map": "rlm_pipeline.ops.api",
     "estimate": "rlm_pipeline.ops.api",
     "Estimate": "rlm_pipeline.ops.api",
+    "filter": "rlm_pipeline.ops.semantic",
+    "extract": "rlm_pipeline.ops.semantic",
     "RLMPipelineError": "rlm_pipeline.errors",
     "InputError": "rlm_pipeline.errors",
     "ExpressionError": "rlm_pipeline.errors",
@@ -89,6 +93,7 @@ if TYPE_CHECKING:
     from rlm_pipeline.llm.config import LLM, Budget, Price
     from rlm_pipeline.llm.usage import Usage
     from rlm_pipeline.ops.api import Estimate, classify, estimate, llm_map
+    from rlm_pipeline.ops.semantic import extract, filter  # noqa: A004
     from rlm_pipeline.rlm.api import RLM, RLMResult
 
 

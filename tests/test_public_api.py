@@ -11,7 +11,7 @@ import pytest
 
 import rlm_pipeline as rp
 
-DESIGN_NAMES = ["LLM", "RLM", "Budget", "Usage", "classify", "estimate"]
+DESIGN_NAMES = ["LLM", "RLM", "Budget", "Usage", "classify", "estimate", "extract", "filter"]
 
 
 def test_all_is_sorted_and_complete() -> None:

@@ -17,7 +17,7 @@ Wire format: the system message lists the fields; the user message is
 JSON line per row; the batch reply is ``{"results": [{"id": 0, "value":
 {"amount": 19.0, "order_id": null}}]}``, a one-row call replies ``{"value":
 {...}}``.  Dates travel and are stored as ``YYYY-MM-DD`` strings; the
-callers turn them into date columns.
+date columns get :class:`datetime.date` values (:meth:`ExtractSpec.output_values`).
 
 Examples
 --------
@@ -205,12 +205,22 @@ def field_type_text(kind: FieldType) -> str:
     return "date (YYYY-MM-DD)" if kind == "date" else kind
 
 
-_TYPICAL: dict[str, Any] = {"string": "two words", "integer": 12, "number": 4.5, "boolean": False}
+_TYPICAL: dict[str, Any] = {
+    "string": "two words",
+    "integer": 12,
+    "number": 4.5,
+    "boolean": False,
+    "date": "2024-01-31",
+}
 
 
 def _output_kind(kind: FieldType) -> str:
-    """The output column kind of a field: enums and dates are strings."""
-    return "string" if isinstance(kind, tuple) or kind == "date" else kind
+    """The output column kind of a field: enums are strings."""
+    return "string" if isinstance(kind, tuple) else kind
+
+
+def _date(value: Any) -> dt.date | None:
+    return dt.date.fromisoformat(value) if isinstance(value, str) else None
 
 
 def _field_schema(kind: FieldType) -> dict[str, Any]:
@@ -333,14 +343,20 @@ class ExtractSpec:
         return self.batch_size == 1
 
     def output_fields(self) -> tuple[tuple[str, str], ...]:
-        """One column per field: enums and dates are strings here (callers type the dates)."""
+        """One column per field: enums are strings, dates ``date``."""
         return tuple((name, _output_kind(kind)) for name, kind in self.fields)
 
     def output_values(self, value: Any) -> tuple[Any, ...]:
-        """One row's checked object split into the field columns (all None without one)."""
+        """One row's checked object split into the field columns (all None without one).
+
+        Dates, checked ``YYYY-MM-DD`` strings in the answer, become :class:`datetime.date`.
+        """
         if not isinstance(value, dict):
             return (None,) * len(self.fields)
-        return tuple(value.get(name) for name in self.names)
+        return tuple(
+            _date(value.get(name)) if kind == "date" else value.get(name)
+            for name, kind in self.fields
+        )
 
     def typical_answer(self) -> Any:
         """A typical answer (estimates the size of a reply)."""

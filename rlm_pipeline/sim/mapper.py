@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rlm_pipeline.datasets.templates import FILLERS
@@ -250,7 +250,7 @@ def extract_value(text: str, name: str, kind: str | Sequence[str]) -> Any:
     return " ".join(text.split()[:3])
 
 
-def extract_fields(text: str, fields: dict[str, str | Sequence[str]]) -> dict[str, Any]:
+def extract_fields(text: str, fields: Mapping[str, str | Sequence[str]]) -> dict[str, Any]:
     """:func:`extract_value` for every field: ``{name: value or None}``.
 
     Examples
