@@ -375,6 +375,9 @@ def _print_estimate(data: Any, spec: Any, llm: Any) -> None:
     print(f"output tokens   {est.output_tokens:>12,}")
     what = "cut to fit, --truncate" if spec.truncate else "not sent: input_too_long"
     print(f"rows too long   {est.too_long:>12,}   (over {spec.max_row_tokens:,} tokens; {what})")
+    from rlm_pipeline.ops.estimate import wall_line  # issue 19: the capacity bound
+
+    print(wall_line(est))
     if llm.has_price():
         print(f"cost (USD)      {est.cost_usd:>12.4f}   ({llm.model}; no model was called)")
     else:
