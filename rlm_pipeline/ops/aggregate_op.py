@@ -9,13 +9,13 @@ group.
    count ``n``; only that table reaches the driver.  Texts are sorted inside a
    group, so both engines and every re-run build the same prompts.
 2. **Leaves.**  A group's texts are packed greedily into leaf calls
-   (``{"id", "text", "n"}`` lines) while the whole prompt — system message,
+   (``"text" ×n`` lines) while the whole prompt — system message,
    instruction, rows and the reply schema a server may get in the prompt —
    stays within the budget.  Every non-blank row is in exactly one leaf (its
    text's ``n`` counts it); a leaf's ``rows`` is the sum of its ``n``.
 3. **Folds.**  The leaves' summaries (each at most ``summary_tokens``, the
    reply allowance sent with the call) are packed the same way into fold
-   calls (``{"id", "summary", "rows"}`` lines), level by level, until one
+   calls (``[rows] "summary"`` lines), level by level, until one
    summary is left.  The budget must hold at least two summaries, so every
    level shrinks: ``levels ≈ 1 + log_f(leaves)`` with fan-in ``f``.
 4. **Calls** go through :meth:`LLMClient.json <rlm_pipeline.llm.client.LLMClient.json>`:
@@ -372,7 +372,7 @@ class _Folder:
         kept: list[int] = []
         left_out: dict[str, int] = {}
         for text, n in zip(texts, counts, strict=True):
-            line = leaf_row(len(lines), text, n)
+            line = leaf_row(text, n)
             if len(line) > room:
                 if not self.spec.truncate:
                     left_out["input_too_long"] = left_out.get("input_too_long", 0) + n
@@ -425,8 +425,7 @@ class _Folder:
             lines = [line for line, _, _ in items]
             build = leaf_messages
         else:
-            # measured with the largest id a call can use, so renumbering never grows a line
-            lines = [fold_row(len(items), summary, rows) for summary, rows, _ in items]
+            lines = [fold_row(summary, rows) for summary, rows, _ in items]
             build = fold_messages
         empty = build(spec.instruction, [], spec.summary_tokens)
         head, fixed = self._sizes(empty)
@@ -436,13 +435,9 @@ class _Folder:
         if level > 0 and len(packs) == len(items) > 1:  # cannot happen with a valid spec
             msg = "aggregate fold made no progress (summaries too long for the prompt budget)"
             raise InputError(msg)
-        calls = []
-        for pack in packs:
-            if level == 0:
-                body = [_renumber(lines[i], j) for j, i in enumerate(pack)]
-            else:
-                body = [fold_row(j, items[i][0], items[i][1]) for j, i in enumerate(pack)]
-            calls.append(build(spec.instruction, body, spec.summary_tokens))
+        calls = [
+            build(spec.instruction, [lines[i] for i in pack], spec.summary_tokens) for pack in packs
+        ]
         results = await asyncio.gather(*(self.summarise(messages) for messages in calls))
         parts: list[tuple[str, int, int]] = []
         for pack, messages, (summary, error) in zip(packs, calls, results, strict=True):
@@ -459,15 +454,10 @@ class _Folder:
         return parts
 
 
-def _renumber(line: str, row_id: int) -> str:
-    row = json.loads(line)
-    return leaf_row(row_id, row["text"], row["n"])
-
-
 def _cut_line(text: str, n: int, room: int) -> str:
-    keep = max(0, room - len(leaf_row(0, "", n)) - len(TRUNCATED_MARKER) - 8)
+    keep = max(0, room - len(leaf_row("", n)) - len(TRUNCATED_MARKER) - 8)
     while True:
-        line = leaf_row(0, text[:keep] + TRUNCATED_MARKER, n)
+        line = leaf_row(text[:keep] + TRUNCATED_MARKER, n)
         if len(line) <= room or keep == 0:
             return line
         keep = max(0, keep - max(1, (len(line) - room)))

@@ -14,8 +14,8 @@ Method (``docs/operators/join.md``):
    as code).  It needs at least one equality between the two sides (that is
    what makes blocking cheap); the candidate count is checked against
    ``max_pairs`` too, before any model call.
-2. **Ask** one ``llm_map`` boolean per distinct pair text
-   (:func:`rlm_pipeline.ops.api.run_op`: batched, deduplicated, row-cached,
+2. **Ask** one boolean per distinct pair text
+   (:class:`~rlm_pipeline.ops.multi_specs.PairSpec` through :func:`rlm_pipeline.ops.api.run_op`: batched, deduplicated, row-cached,
    limits, both engines).  The row text is ``LEFT: …`` / ``RIGHT: …``
    (:func:`~rlm_pipeline.ops.multi_wire.pair_text`).
 3. **Keep** the pairs answered true.  Every candidate pair is accounted for:
@@ -50,8 +50,9 @@ from rlm_pipeline.errors import ExpressionError, InputError, LLMError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input
-from rlm_pipeline.ops.multi_wire import JOIN_PREFIX, PAIR_LEFT, PAIR_RIGHT
-from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, MapSpec
+from rlm_pipeline.ops.multi_specs import PAIR_COLUMN, PairSpec
+from rlm_pipeline.ops.multi_wire import PAIR_LEFT, PAIR_RIGHT
+from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS
 from rlm_pipeline.ops.stats import OpStats, failure_summary
 
 __all__ = ["DEFAULT_MAX_PAIRS", "JoinSpec", "JoinStats", "join", "run_join", "split_block"]
@@ -62,7 +63,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PAIRS = 100_000
 _LID = "__rp_lid"
 _RID = "__rp_rid"
-_PAIR = "__rp_pair"
+_PAIR = PAIR_COLUMN
 _MATCH = "__rp_match"
 OnError = Literal["raise", "keep", "drop"]
 
@@ -117,12 +118,10 @@ class JoinSpec:
             raise InputError(msg)
         self.pair_spec()
 
-    def pair_spec(self) -> MapSpec:
-        """The per-pair question as an ``llm_map`` boolean spec."""
-        return MapSpec(
-            column=_PAIR,
-            instruction=JOIN_PREFIX + " ".join(self.condition.split()),
-            output_type="boolean",
+    def pair_spec(self) -> PairSpec:
+        """The per-pair question (:class:`~rlm_pipeline.ops.multi_specs.PairSpec`)."""
+        return PairSpec(
+            condition=self.condition,
             batch_size=self.batch_size,
             output_column=_MATCH,
             max_row_tokens=self.max_row_tokens,

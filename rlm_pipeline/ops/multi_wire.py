@@ -3,10 +3,12 @@
 A leaf module: the operators build their requests here and the simulator
 (:mod:`rlm_pipeline.sim.folds`) reads them with the same constants.
 
-- **aggregate** sends *leaf* calls (``Rows:`` then one JSON object per line,
-  ``{"id": 0, "text": "...", "n": 3}``, ``n`` = rows with that exact text) and
-  *fold* calls (``Summaries:`` then ``{"id": 0, "summary": "...", "rows": 120}``);
-  both reply ``{"summary": "..."}``.
+- **aggregate** sends *leaf* calls (``Rows:`` then one line per distinct text,
+  ``"the text" ×3`` — the count only when more than one row has the text) and
+  *fold* calls (``Summaries:`` then ``[120] "partial summary"``, the rows it
+  covers in brackets); both reply ``{"summary": "..."}``.  The instruction is
+  in the system message, the same for every call of a run (a prefix a
+  provider can cache); the user message holds only the lines.
 - **top_k** scores rows with an ``llm_map`` call whose instruction starts with
   :data:`SCORE_PREFIX` (integer 0-100), then re-ranks candidates with a call
   replying ``{"ranking": [ids, best first]}``.
@@ -54,6 +56,8 @@ __all__ = [
     "leaf_row",
     "pair_text",
     "rank_messages",
+    "read_fold_row",
+    "read_leaf_row",
     "split_pair",
 ]
 
@@ -84,39 +88,79 @@ RANKING_SCHEMA: dict[str, Any] = {
 }
 
 
-def leaf_row(row_id: int, text: str, n: int) -> str:
-    """One row line of a leaf call."""
-    return json.dumps({"id": row_id, "text": text, "n": n}, ensure_ascii=False)
+def leaf_row(text: str, n: int) -> str:
+    """One row line of a leaf call: the text as a JSON string, then `` ×n`` when ``n > 1``.
+
+    Examples
+    --------
+    >>> leaf_row("refund please", 3)
+    '"refund please" ×3'
+    """
+    quoted = json.dumps(text, ensure_ascii=False)
+    return quoted if n == 1 else f"{quoted} ×{n}"
 
 
-def fold_row(row_id: int, summary: str, rows: int) -> str:
-    """One partial-summary line of a fold call."""
-    return json.dumps({"id": row_id, "summary": summary, "rows": rows}, ensure_ascii=False)
+def read_leaf_row(line: str) -> tuple[str, int] | None:
+    """The ``(text, n)`` of a :func:`leaf_row` line, or None."""
+    body, sep, count = line.rpartition(" ×")
+    n = 1
+    if sep and count.isdigit():
+        line, n = body, int(count)
+    try:
+        text = json.loads(line)
+    except ValueError:
+        return None
+    return (text, n) if isinstance(text, str) else None
 
 
-def _summary_system(summary_tokens: int, fold: bool) -> str:
+def fold_row(summary: str, rows: int) -> str:
+    """One partial-summary line of a fold call: ``[rows] "summary"``.
+
+    Examples
+    --------
+    >>> fold_row("billing: 3", 3)
+    '[3] "billing: 3"'
+    """
+    return f"[{rows}] {json.dumps(summary, ensure_ascii=False)}"
+
+
+def read_fold_row(line: str) -> tuple[str, int] | None:
+    """The ``(summary, rows)`` of a :func:`fold_row` line, or None."""
+    head, sep, rest = line.partition("] ")
+    if not sep or not head.startswith("[") or not head[1:].isdigit():
+        return None
+    try:
+        summary = json.loads(rest)
+    except ValueError:
+        return None
+    return (summary, int(head[1:])) if isinstance(summary, str) else None
+
+
+def _summary_system(instruction: str, summary_tokens: int, fold: bool) -> str:
     words = max(10, summary_tokens * 3 // 4)
     if fold:
         head = (
-            "You merge partial summaries of one table into one summary. Each partial "
-            'summary covers "rows" rows of the table; weigh it by that number.'
+            "Merge partial summaries of one table into one summary. Each line is one "
+            "partial summary as a JSON string after [the number of rows it covers]; "
+            "weigh it by that number."
         )
     else:
         head = (
-            "You summarise the rows of a table. A row's \"n\" is how many rows have "
-            "exactly that text; weigh it by that number."
+            "Summarise the rows of a table. Each line is one row's text as a JSON string; "
+            '" ×n" after it means n rows have exactly that text.'
         )
-    return f"{head}\nFollow the instruction. Write one summary of at most {words} words."
+    return "\n".join(
+        [head, f"Instruction: {instruction}", f"Write one summary of at most {words} words."]
+    )
 
 
 def leaf_messages(
     instruction: str, lines: Sequence[str], summary_tokens: int
 ) -> list[dict[str, Any]]:
-    """A leaf call over row ``lines`` (from :func:`leaf_row`)."""
-    user = "\n".join([f"Instruction: {instruction}", ROWS_MARKER, *lines])
+    """A leaf call over row ``lines`` (from :func:`leaf_row`); fixed text first (prefix cache)."""
     return [
-        {"role": "system", "content": _summary_system(summary_tokens, fold=False)},
-        {"role": "user", "content": user},
+        {"role": "system", "content": _summary_system(instruction, summary_tokens, fold=False)},
+        {"role": "user", "content": "\n".join([ROWS_MARKER, *lines])},
     ]
 
 
@@ -124,22 +168,26 @@ def fold_messages(
     instruction: str, lines: Sequence[str], summary_tokens: int
 ) -> list[dict[str, Any]]:
     """A fold call over partial-summary ``lines`` (from :func:`fold_row`)."""
-    user = "\n".join([f"Instruction: {instruction}", FOLD_MARKER, *lines])
     return [
-        {"role": "system", "content": _summary_system(summary_tokens, fold=True)},
-        {"role": "user", "content": user},
+        {"role": "system", "content": _summary_system(instruction, summary_tokens, fold=True)},
+        {"role": "user", "content": "\n".join([FOLD_MARKER, *lines])},
     ]
 
 
 def rank_messages(criterion: str, texts: Sequence[str]) -> list[dict[str, Any]]:
-    """A re-rank call: order ``texts`` (ids 0..n-1) by ``criterion``, best first."""
-    rows = [json.dumps({"id": i, "text": t}, ensure_ascii=False) for i, t in enumerate(texts)]
-    system = (
-        "You rank the rows of a table by a criterion. Reply with every row id exactly "
-        'once in "ranking", the row that fits the criterion best first.'
+    """A re-rank call: order ``texts`` (``id:"text"`` lines, ids 0..n-1) by ``criterion``."""
+    rows = [f"{i}:{json.dumps(t, ensure_ascii=False)}" for i, t in enumerate(texts)]
+    system = "\n".join(
+        [
+            "Rank the rows of a table by a criterion. Reply with every row id exactly "
+            'once in "ranking", the row that fits the criterion best first.',
+            f"Criterion: {criterion}",
+        ]
     )
-    user = "\n".join([f"Criterion: {criterion}", ROWS_MARKER, *rows])
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": "\n".join([ROWS_MARKER, *rows])},
+    ]
 
 
 def pair_text(left: str, right: str) -> str:

@@ -2,8 +2,8 @@
 
 Method (``docs/operators/top_k.md``):
 
-1. **Score** every row 0-100 with one ``llm_map`` integer pass
-   (:func:`rlm_pipeline.ops.api.run_op`): batched, deduplicated, row-cached,
+1. **Score** every row 0-100 in one row-wise pass
+   (:class:`~rlm_pipeline.ops.multi_specs.ScoreSpec` through :func:`rlm_pipeline.ops.api.run_op`): batched, deduplicated, row-cached,
    under the run's limits, on either engine.  ``⌈distinct texts / batch_size⌉``
    calls (plus re-asks of bad replies).
 2. **Candidates**: the ``pool_factor × k`` best-scored rows (ties: text, then
@@ -58,14 +58,14 @@ from rlm_pipeline.errors import (
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, with_client
+from rlm_pipeline.ops.multi_specs import ScoreSpec
 from rlm_pipeline.ops.multi_wire import (
     MULTI_PROMPT_VERSION,
     RANKING_SCHEMA,
-    SCORE_PREFIX,
     check_ranking,
     rank_messages,
 )
-from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, MapSpec
+from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS
 from rlm_pipeline.ops.stats import OpStats, failure_summary
 
 __all__ = ["DEFAULT_RANK_SIZE", "TopKSpec", "TopKStats", "run_top_k", "top_k"]
@@ -119,12 +119,11 @@ class TopKSpec:
                 raise InputError(msg)
         self.score_spec()  # checks column, batch_size and the row limit
 
-    def score_spec(self) -> MapSpec:
-        """The scoring pass as an ``llm_map`` integer spec."""
-        return MapSpec(
+    def score_spec(self) -> ScoreSpec:
+        """The scoring pass (:class:`~rlm_pipeline.ops.multi_specs.ScoreSpec`)."""
+        return ScoreSpec(
             column=self.column,
-            instruction=SCORE_PREFIX + " ".join(self.criterion.split()),
-            output_type="integer",
+            criterion=self.criterion,
             batch_size=self.batch_size,
             output_column=_SCORE,
             max_row_tokens=self.max_row_tokens,

@@ -28,7 +28,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -38,10 +37,12 @@ from rlm_pipeline.ops.multi_wire import (
     JOIN_PREFIX,
     ROWS_MARKER,
     SCORE_PREFIX,
+    read_fold_row,
+    read_leaf_row,
     split_pair,
 )
 from rlm_pipeline.sim.classifier import KEYWORDS, intended_label
-from rlm_pipeline.sim.wire import Task, labels_from_prompt, message_text
+from rlm_pipeline.sim.wire import Task, labels_from_prompt, message_text, parse_rows
 
 __all__ = [
     "SUMMARY_LABELS",
@@ -121,21 +122,10 @@ def _user_text(body: Mapping[str, Any]) -> str:
     return ""
 
 
-def _json_lines(text: str, marker: str) -> list[dict[str, Any]] | None:
-    head, sep, tail = text.rpartition(f"\n{marker}\n")
-    if not sep:
-        return None
-    rows = []
-    for line in tail.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
+def _lines(text: str, marker: str) -> list[str] | None:
+    """The lines after the last ``marker`` line, or None when there is none."""
+    head, sep, tail = ("\n" + text).rpartition(f"\n{marker}\n")
+    return tail.splitlines() if sep else None
 
 
 def _line_after(text: str, prefix: str) -> str | None:
@@ -145,48 +135,45 @@ def _line_after(text: str, prefix: str) -> str | None:
     return None
 
 
-def _instruction(body: Mapping[str, Any]) -> str | None:
-    """The ``Instruction:`` line of a map request, in whichever message holds it."""
+def _system_line(body: Mapping[str, Any], prefix: str) -> str | None:
+    """The first line starting with ``prefix`` in any message (the fixed text is in the system one)."""
     for message in body.get("messages") or []:
         if isinstance(message, dict):
-            found = _line_after(message_text(message), "Instruction: ")
+            found = _line_after(message_text(message), prefix)
             if found is not None:
                 return found
     return None
 
 
-def _summary_reply(user: str) -> tuple[dict[str, Any], int] | None:
-    labels = summary_labels(_line_after(user, "Instruction: ") or "")
+def _summary_reply(body: Mapping[str, Any], user: str) -> tuple[dict[str, Any], int] | None:
+    labels = summary_labels(_system_line(body, "Instruction: ") or "")
     counts = dict.fromkeys(labels, 0)
-    leaf = _json_lines(user, ROWS_MARKER)
+    leaf = _lines(user, ROWS_MARKER)
     if leaf is not None:
-        for row in leaf:
-            n = row.get("n", 1)
-            text = row.get("text")
-            label = intended_label(text if isinstance(text, str) else "", labels)
-            counts[label] += n if isinstance(n, int) and not isinstance(n, bool) else 1
-        return {"summary": summary_text(counts, labels)}, len(leaf)
-    parts = _json_lines(user, FOLD_MARKER)
-    if parts is None:
+        rows = [row for row in map(read_leaf_row, leaf) if row is not None]
+        for text, n in rows:
+            counts[intended_label(text, labels)] += n
+        return {"summary": summary_text(counts, labels)}, len(rows)
+    folds = _lines(user, FOLD_MARKER)
+    if folds is None:
         return None
-    for part in parts:
-        summary = part.get("summary")
-        for label, count in parse_summary(summary if isinstance(summary, str) else "", labels).items():
+    parts = [part for part in map(read_fold_row, folds) if part is not None]
+    for summary, _rows in parts:
+        for label, count in parse_summary(summary, labels).items():
             counts[label] += count
     return {"summary": summary_text(counts, labels)}, len(parts)
 
 
-def _ranking_reply(user: str) -> tuple[dict[str, Any], int] | None:
-    criterion = _line_after(user, "Criterion: ")
-    rows = _json_lines(user, ROWS_MARKER)
+def _ranking_reply(body: Mapping[str, Any], user: str) -> tuple[dict[str, Any], int] | None:
+    criterion = _system_line(body, "Criterion: ")
+    rows = parse_rows(user)
     if criterion is None or rows is None:
         return None
-    scored = []
-    for row in rows:
-        text = row.get("text")
-        scored.append((-score_value(text if isinstance(text, str) else "", criterion), row.get("id")))
-    scored.sort(key=lambda item: (item[0], item[1] if isinstance(item[1], int) else 0))
-    return {"ranking": [row_id for _, row_id in scored]}, len(rows)
+    scored = sorted(
+        (-score_value(text, criterion), row_id if isinstance(row_id, int) else 0, row_id)
+        for row_id, text in rows
+    )
+    return {"ranking": [row_id for _, _, row_id in scored]}, len(scored)
 
 
 def _map_value(instruction: str, text: str) -> Any:
@@ -206,12 +193,12 @@ def answer_multi(task: Task, body: Mapping[str, Any]) -> tuple[dict[str, Any], i
     props = props if isinstance(props, dict) else {}
     user = _user_text(body)
     if task.kind == "structured" and set(props) == {"summary"}:
-        return _summary_reply(user)
+        return _summary_reply(body, user)
     if task.kind == "structured" and set(props) == {"ranking"}:
-        return _ranking_reply(user)
+        return _ranking_reply(body, user)
     if task.kind not in ("map_batch", "map_single", "filter_batch", "filter_single"):
         return None
-    instruction = _instruction(body)
+    instruction = _system_line(body, "Instruction: ")
     if instruction is None or not instruction.startswith((SCORE_PREFIX, JOIN_PREFIX)):
         return None
     if not task.kind.endswith("_batch"):
