@@ -58,6 +58,9 @@ _LAZY = {
     "llm_map": "rlm_pipeline.ops.api",
     "estimate": "rlm_pipeline.ops.api",
     "Estimate": "rlm_pipeline.ops.api",
+    "aggregate": "rlm_pipeline.ops.aggregate_op",
+    "top_k": "rlm_pipeline.ops.topk_op",
+    "join": "rlm_pipeline.ops.join_op",
     "filter": "rlm_pipeline.ops.semantic",
     "extract": "rlm_pipeline.ops.semantic",
     "RLMPipelineError": "rlm_pipeline.errors",
@@ -92,7 +95,10 @@ if TYPE_CHECKING:
     )
     from rlm_pipeline.llm.config import LLM, Budget, Price
     from rlm_pipeline.llm.usage import Usage
+    from rlm_pipeline.ops.aggregate_op import aggregate
     from rlm_pipeline.ops.api import Estimate, classify, estimate, llm_map
+    from rlm_pipeline.ops.join_op import join
+    from rlm_pipeline.ops.topk_op import top_k
     from rlm_pipeline.ops.semantic import extract, filter  # noqa: A004
     from rlm_pipeline.rlm.api import RLM, RLMResult
 
