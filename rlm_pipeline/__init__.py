@@ -40,11 +40,14 @@ __all__ = [
     "RootModelError",
     "UnsupportedExpressionError",
     "Usage",
+    "aggregate",
     "classify",
     "estimate",
     "extract",
     "filter",
+    "join",
     "llm_map",
+    "top_k",
 ]
 
 _LAZY = {
@@ -98,8 +101,8 @@ if TYPE_CHECKING:
     from rlm_pipeline.ops.aggregate_op import aggregate
     from rlm_pipeline.ops.api import Estimate, classify, estimate, llm_map
     from rlm_pipeline.ops.join_op import join
-    from rlm_pipeline.ops.topk_op import top_k
     from rlm_pipeline.ops.semantic import extract, filter  # noqa: A004
+    from rlm_pipeline.ops.topk_op import top_k
     from rlm_pipeline.rlm.api import RLM, RLMResult
 
 
