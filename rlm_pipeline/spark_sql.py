@@ -51,7 +51,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -176,11 +175,11 @@ def register(
     from pyspark.sql.types import StringType, StructField, StructType
 
     from rlm_pipeline._quiet import known_warnings_filtered
-    from rlm_pipeline.engines.spark_workers import check_workers
+    from rlm_pipeline.engines.spark_workers import check_workers, task_slots
 
     with known_warnings_filtered():
         check_workers(spark)
-    slots = max(1, parallelism or _default_parallelism(spark))
+    slots = max(1, parallelism or task_slots(spark))
     shared = llm.share(slots)
     if shared.cache_path and not os.path.isabs(shared.cache_path):
         shared = dataclasses.replace(shared, cache_path=os.path.abspath(shared.cache_path))
@@ -311,20 +310,8 @@ def _partition_id() -> int:
 
 def _accumulator(spark: Any) -> Any:
     """A :class:`TaskReport` accumulator on a classic session; None on Spark Connect."""
-    if isinstance(getattr(spark, "session_id", None), str):
+    from rlm_pipeline.engines.spark_workers import is_connect
+
+    if is_connect(spark):
         return None
     return spark.sparkContext.accumulator(TaskReport(), ReportSum())
-
-
-def _default_parallelism(spark: Any) -> int:
-    """Tasks that run at once: the context's default parallelism, or read from the conf."""
-    if not isinstance(getattr(spark, "session_id", None), str):
-        return int(spark.sparkContext.defaultParallelism)
-    conf = spark.conf.get("spark.default.parallelism", None)
-    if conf:
-        return int(conf)
-    master = spark.conf.get("spark.master", "") or ""
-    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", master)
-    if found:
-        return (os.cpu_count() or 1) if found.group(1) == "*" else int(found.group(1))
-    return 1 if master == "local" else (os.cpu_count() or 1)

@@ -40,7 +40,14 @@ from typing import Any
 
 from rlm_pipeline.errors import SparkWorkerError
 
-__all__ = ["WORKER_NEEDS", "check_workers", "forget_checked", "worker_problem"]
+__all__ = [
+    "WORKER_NEEDS",
+    "check_workers",
+    "forget_checked",
+    "is_connect",
+    "task_slots",
+    "worker_problem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -223,10 +230,32 @@ def _configured_python(session: Any) -> str | None:
 
 def _session_key(session: Any) -> str:
     """Identifies a session: the application id (classic) or the Connect session id."""
-    session_id = getattr(session, "session_id", None)
-    if isinstance(session_id, str):
-        return f"connect:{session_id}"
+    if is_connect(session):
+        return f"connect:{session.session_id}"
     return f"classic:{session.sparkContext.applicationId}"
+
+
+def is_connect(session: Any) -> bool:
+    """True for a Spark Connect session (no SparkContext, no accumulators, no RDDs)."""
+    return isinstance(getattr(session, "session_id", None), str)
+
+
+def task_slots(session: Any) -> int:
+    """Tasks that can run at once: the default parallelism (classic), or read from the conf.
+
+    On Spark Connect: ``spark.default.parallelism`` if set, else N of a
+    ``local[N]`` master, else the cores of this machine.
+    """
+    if not is_connect(session):
+        return max(1, int(session.sparkContext.defaultParallelism))
+    conf = session.conf.get("spark.default.parallelism", None)
+    if conf:
+        return max(1, int(conf))
+    master = session.conf.get("spark.master", "") or ""
+    found = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", master)
+    if found and found.group(1) != "*":
+        return max(1, int(found.group(1)))
+    return 1 if master == "local" else (os.cpu_count() or 1)
 
 
 def _driver_version() -> str:
