@@ -21,7 +21,9 @@ refused, unknown model) stops it within seconds: one line, exit 1, nothing
 written.  If rows failed for a transient reason (``api_error``,
 ``budget_exceeded``) it prints the failed rows by reason, writes nothing and
 exits 1, so a scheduler retries it; the retry re-sends only those rows.
-``--allow-errors`` publishes such a partial result anyway.
+An output where no non-blank row got a label (every reply unusable, say) is
+refused the same way, whatever the reasons.  ``--allow-errors`` publishes
+such a result anyway.
 
 Labels: ``--labels a,b,c`` (a label with a comma in double quotes),
 ``--labels-file F`` (one per line) or ``--label X`` repeated.
@@ -134,6 +136,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"classify_spark: {failures.failed} rows have no label:", file=sys.stderr)
         for line in failures.lines():
             print(line, file=sys.stderr)
+    if failures.all_failed and not args.allow_errors:
+        blank = failures.errors.get("empty_input", 0)
+        print(
+            f"classify_spark: error: no row got a label ({failures.rows - blank} non-blank "
+            "rows failed); nothing written — pass --allow-errors to write it anyway",
+            file=sys.stderr,
+        )
+        return 1
     if failures.transient and not args.allow_errors:
         print(
             f"classify_spark: error: {failures.transient} rows failed for a transient reason "

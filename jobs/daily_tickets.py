@@ -21,7 +21,8 @@ already answered and a second run over finished days sends no model calls.
 
 A partition with rows that failed for a transient reason (``api_error``,
 ``budget_exceeded``) is written but not marked done, so the next run retries
-just those rows.  A systemic model failure (nothing listening, key refused,
+just those rows.  A partition where no non-blank row got a label (every reply
+unusable, say) is not written at all: one error line, and the run exits 1.  A systemic model failure (nothing listening, key refused,
 unknown model) stops the run within seconds: one line, exit 1, no partition
 touched.  An output folder that overlaps the input is refused up front.
 
@@ -34,8 +35,8 @@ Usage::
         --labels billing,technical,account,other --base-url http://127.0.0.1:8000/v1 \\
         --cache /var/cache/rlm/responses.sqlite
 
-Exit codes: 0 all partitions done, 1 some partition failed validation or has
-transient failures left, 2 bad arguments or input.
+Exit codes: 0 all partitions done, 1 some partition failed validation, got
+no label at all, or has transient failures left, 2 bad arguments or input.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ import polars as pl
 
 import rlm_pipeline as rp
 from rlm_pipeline.cli.entry import run_guarded
-from rlm_pipeline.cli.failures import TRANSIENT
+from rlm_pipeline.cli.failures import FailureReport
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.outputs import check_output_folder
 from rlm_pipeline.errors import InputError, RLMPipelineError
@@ -68,7 +69,7 @@ SUCCESS = "_SUCCESS"
 @dataclass(frozen=True)
 class Outcome:
     partition: str
-    status: str  # "skipped" | "done" | "retry" | "invalid"
+    status: str  # "skipped" | "done" | "retry" | "invalid" | "failed"
     rows: int
 
 
@@ -143,13 +144,26 @@ def process(
     from rlm_pipeline.validate import validate_output
 
     report = validate_output(
-        result, input_rows=frame.height, labels=labels, output_column="label", id_column=args.id_column
+        result,
+        input_rows=frame.height,
+        labels=labels,
+        output_column="label",
+        id_column=args.id_column,
     )
     if not report.success:
         log.error("%s: validation failed: %s", name, "; ".join(report.failed))
         return Outcome(name, "invalid", frame.height)
-    errors = result.get_column("label_error").drop_nulls()
-    transient = int(errors.str.contains(f"^({'|'.join(TRANSIENT)})").sum())
+    failures = failure_report(result)
+    if failures.all_failed:
+        blank = failures.errors.get("empty_input", 0)
+        log.error(
+            "%s: no row got a label (%d non-blank rows failed: %s); nothing written",
+            name,
+            failures.rows - blank,
+            ", ".join(f"{k} {n}" for k, n in sorted(failures.errors.items()) if k != "empty_input"),
+        )
+        return Outcome(name, "failed", frame.height)
+    transient = failures.transient
     tmp = out / f".tmp-{name}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -166,6 +180,13 @@ def process(
         (tmp / SUCCESS).write_text(json.dumps(marker, sort_keys=True))
     publish(tmp, final)
     return Outcome(name, "done" if transient == 0 else "retry", result.height)
+
+
+def failure_report(result: pl.DataFrame) -> FailureReport:
+    """The rows of a classified partition without a label, by reason kind."""
+    kinds = result.get_column("label_error").drop_nulls().str.extract(r"^([a-z_]+)").value_counts()
+    errors = {str(kind): int(n) for kind, n in kinds.iter_rows()}
+    return FailureReport(rows=result.height, errors=errors)
 
 
 def lock_output(out: Path) -> int:

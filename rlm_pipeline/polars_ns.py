@@ -19,7 +19,10 @@ column that says why a label is null.
 
 Rows left without a value (blank inputs aside) are logged as one warning per
 call with counts by reason.  ``max_row_tokens`` / ``truncate`` limit the cells
-sent, as for :func:`rlm_pipeline.classify`.  ``df.rlm.classify`` refuses an
+sent, and ``budget=`` caps the frame methods' spend, as for
+:func:`rlm_pipeline.classify`.  Every form builds the operator's spec and
+calls :func:`rlm_pipeline.ops.api.run_op`, the one front-end of
+``rp.classify``, ``rp.llm_map`` and ``rp.spark.*`` too.  ``df.rlm.classify`` refuses an
 output column the frame already has unless ``overwrite=True``; with the
 expression form the name is yours (``with_columns(label=...)``).
 """
@@ -32,20 +35,49 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
-    from rlm_pipeline.llm.config import LLM
+    from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.ops.spec import OutputType
     from rlm_pipeline.rlm.api import RLMResult
 
 __all__ = ["RLMExprNamespace", "RLMFrameNamespace", "RLMLazyFrameNamespace"]
 
 _TEXT = "__rlm_text"
-_MAX_ROW_TOKENS = 8_000  # rlm_pipeline.ops.spec.DEFAULT_MAX_ROW_TOKENS (not imported: kept light)
+_BATCH_SIZE = 16  # rlm_pipeline.ops.spec.DEFAULT_BATCH_SIZE (not imported: kept light)
+_MAX_ROW_TOKENS = 8_000  # rlm_pipeline.ops.spec.DEFAULT_MAX_ROW_TOKENS
 
 
-def _labels(labels: Sequence[str]) -> list[str]:
-    from rlm_pipeline.ops.spec import check_labels
+def _classify_spec(column: str, labels: Sequence[str], **options: Any) -> Any:
+    from rlm_pipeline.ops.spec import ClassifySpec, check_labels
 
-    return list(check_labels(labels))
+    return ClassifySpec(column=column, labels=check_labels(labels), **options)
+
+
+def _map_spec(column: str, instruction: str, **options: Any) -> Any:
+    from rlm_pipeline.ops.spec import MapSpec
+
+    return MapSpec(column=column, instruction=instruction, **options)
+
+
+def _run(data: Any, spec: Any, llm: LLM, **options: Any) -> Any:
+    """:func:`rlm_pipeline.ops.api.run_op`, the one front-end (engine chosen from ``data``)."""
+    from rlm_pipeline.ops.api import run_op
+
+    out, _ = run_op(data, spec, llm, **options)
+    return out
+
+
+def _column_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
+    """``expr``'s column answered by ``spec`` in one ``map_batches`` (its first value column)."""
+    from rlm_pipeline.ops.polars_fanout import output_schema
+
+    name, dtype = next(iter(output_schema(spec).items()))
+
+    def run(series: pl.Series) -> pl.Series:
+        out = _run(pl.DataFrame({_TEXT: series}), spec, llm)
+        answered: pl.Series = out.get_column(name).alias(series.name)
+        return answered
+
+    return expr.map_batches(run, return_dtype=dtype)
 
 
 @pl.api.register_expr_namespace("rlm")
@@ -61,7 +93,7 @@ class RLMExprNamespace:
         *,
         llm: LLM,
         instructions: str | None = None,
-        batch_size: int = 16,
+        batch_size: int = _BATCH_SIZE,
         max_row_tokens: int = _MAX_ROW_TOKENS,
         truncate: bool = False,
     ) -> pl.Expr:
@@ -71,26 +103,15 @@ class RLMExprNamespace:
         --------
         >>> pl.col("question").rlm.classify(["a", "b"], llm=rp.LLM())  # doctest: +SKIP
         """
-        labels = _labels(labels)
-
-        def run(series: pl.Series) -> pl.Series:
-            from rlm_pipeline.ops.api import classify
-
-            out = classify(
-                pl.DataFrame({_TEXT: series}),
-                column=_TEXT,
-                labels=labels,
-                llm=llm,
-                instructions=instructions,
-                batch_size=batch_size,
-                output_column="label",
-                max_row_tokens=max_row_tokens,
-                truncate=truncate,
-            )
-            labelled: pl.Series = out.get_column("label").alias(series.name)
-            return labelled
-
-        return self._expr.map_batches(run, return_dtype=pl.String)
+        spec = _classify_spec(
+            _TEXT,
+            labels,
+            instructions=instructions,
+            batch_size=batch_size,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
+        )
+        return _column_expr(self._expr, spec, llm)
 
     def llm_map(
         self,
@@ -98,40 +119,20 @@ class RLMExprNamespace:
         *,
         llm: LLM,
         output_type: OutputType = "string",
-        batch_size: int = 16,
+        batch_size: int = _BATCH_SIZE,
         max_row_tokens: int = _MAX_ROW_TOKENS,
         truncate: bool = False,
     ) -> pl.Expr:
         """One model answer per row for ``instruction`` (null where none)."""
-        dtypes: dict[str, Any] = {
-            "string": pl.String,
-            "integer": pl.Int64,
-            "number": pl.Float64,
-            "boolean": pl.Boolean,
-        }
-        if output_type not in dtypes:
-            from rlm_pipeline.errors import InputError
-
-            msg = f"output_type must be one of {sorted(dtypes)}, got {output_type!r}"
-            raise InputError(msg)
-
-        def run(series: pl.Series) -> pl.Series:
-            from rlm_pipeline.ops.api import llm_map
-
-            out = llm_map(
-                pl.DataFrame({_TEXT: series}),
-                column=_TEXT,
-                instruction=instruction,
-                llm=llm,
-                output_type=output_type,
-                batch_size=batch_size,
-                max_row_tokens=max_row_tokens,
-                truncate=truncate,
-            )
-            values: pl.Series = out.get_column("value").alias(series.name)
-            return values
-
-        return self._expr.map_batches(run, return_dtype=dtypes[output_type])
+        spec = _map_spec(
+            _TEXT,
+            instruction,
+            output_type=output_type,
+            batch_size=batch_size,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
+        )
+        return _column_expr(self._expr, spec, llm)
 
 
 class _FrameMethods:
@@ -144,31 +145,28 @@ class _FrameMethods:
         *,
         llm: LLM,
         instructions: str | None = None,
-        batch_size: int = 16,
+        batch_size: int = _BATCH_SIZE,
         output_column: str = "label",
         overwrite: bool = False,
         max_row_tokens: int = _MAX_ROW_TOKENS,
         truncate: bool = False,
+        budget: Budget | None = None,
     ) -> Any:
         """:func:`rlm_pipeline.classify` on this frame (label and error columns).
 
         An ``output_column`` (or its ``_error`` column) the frame already has
         raises ``InputError`` before any model call, unless ``overwrite=True``.
         """
-        from rlm_pipeline.ops.api import classify
-
-        return classify(
-            self._frame,
-            column=column,
-            labels=_labels(labels),
-            llm=llm,
+        spec = _classify_spec(
+            column,
+            labels,
             instructions=instructions,
             batch_size=batch_size,
             output_column=output_column,
-            overwrite=overwrite,
             max_row_tokens=max_row_tokens,
             truncate=truncate,
         )
+        return _run(self._frame, spec, llm, overwrite=overwrite, budget=budget)
 
     def llm_map(
         self,
@@ -177,27 +175,24 @@ class _FrameMethods:
         *,
         llm: LLM,
         output_type: OutputType = "string",
-        batch_size: int = 16,
+        batch_size: int = _BATCH_SIZE,
         output_column: str = "value",
         overwrite: bool = False,
         max_row_tokens: int = _MAX_ROW_TOKENS,
         truncate: bool = False,
+        budget: Budget | None = None,
     ) -> Any:
         """:func:`rlm_pipeline.llm_map` on this frame (value and error columns)."""
-        from rlm_pipeline.ops.api import llm_map
-
-        return llm_map(
-            self._frame,
-            column=column,
-            instruction=instruction,
-            llm=llm,
+        spec = _map_spec(
+            column,
+            instruction,
             output_type=output_type,
             batch_size=batch_size,
             output_column=output_column,
-            overwrite=overwrite,
             max_row_tokens=max_row_tokens,
             truncate=truncate,
         )
+        return _run(self._frame, spec, llm, overwrite=overwrite, budget=budget)
 
     def ask(
         self,

@@ -42,7 +42,6 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.errors import InputError
 
 __all__ = ["Backend", "ValidationResult", "validate_output"]
@@ -73,20 +72,17 @@ class ValidationResult:
 
 
 def _to_arrow(output: Any, columns: list[str]) -> pa.Table:
-    import polars as pl
+    """``columns`` of ``output`` as Arrow, read by the output's own engine."""
+    from rlm_pipeline.engines.load import open_engine
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
 
-    if isinstance(output, pl.LazyFrame):
-        output = output.select(columns).collect()
-    if isinstance(output, pl.DataFrame):
-        return output.select(columns).to_arrow()
     if isinstance(output, pa.Table):
         return output.select(columns)
-    if is_spark_frame(output):
-        return output.select(*[f"`{c}`" for c in columns]).toArrow()
-    if type(output).__module__.startswith("pandas"):
-        return pa.Table.from_pandas(output[columns], preserve_index=False)
-    msg = f"cannot validate {type(output).__name__}"
-    raise InputError(msg)
+    engine = open_engine(output)
+    try:
+        return engine.to_arrow(CONTEXT_VIEW, columns)
+    finally:
+        engine.close()
 
 
 def _import_gx() -> Any:

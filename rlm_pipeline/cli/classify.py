@@ -231,13 +231,15 @@ def _spec(args: argparse.Namespace, labels: list[str]) -> Any:
 
 def _check_columns(columns: list[str], spec: Any, args: argparse.Namespace) -> None:
     """The text column, --id-column and the output columns, against the input's columns."""
+    from rlm_pipeline.ops.spec_base import output_names
+
     if spec.column not in columns:
         msg = f"column {spec.column!r} not found; columns: {columns}"
         raise InputError(msg)
     if args.id_column is not None and args.id_column not in columns:
         msg = f"--id-column {args.id_column!r} not found; columns: {columns}"
         raise InputError(msg)
-    taken = [c for c in (spec.output_column, spec.error_column) if c in columns]
+    taken = [c for c in output_names(spec) if c in columns]
     if taken and not args.overwrite_column:
         names = " and ".join(repr(c) for c in taken)
         msg = (
@@ -247,52 +249,31 @@ def _check_columns(columns: list[str], spec: Any, args: argparse.Namespace) -> N
         raise InputError(msg)
 
 
-def _check_ids(data: Any, id_column: str, spark: bool) -> None:
+def _check_ids(engine: Any, id_column: str) -> None:
     """--id-column must be unique and non-null (read before any model call)."""
-    if spark:
-        from pyspark.sql import functions as F
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
 
-        col = F.col(f"`{id_column}`")
-        nulls = data.where(col.isNull()).count()
-        dup_rows = (
-            data.where(col.isNotNull()).groupBy(col).count().where(F.col("count") > 1).limit(1)
-        ).collect()
-        duplicated = len(dup_rows)
-        example = dup_rows[0][0] if dup_rows else None
-    else:
-        import polars as pl
-
-        ids = pl.col(id_column)
-        row = (
-            data.select(
-                ids.null_count().alias("nulls"),
-                ids.drop_nulls().is_duplicated().sum().alias("duplicated"),
-                ids.drop_nulls().filter(ids.drop_nulls().is_duplicated()).first().alias("example"),
-            )
-            .collect()
-            .row(0, named=True)
-        )
-        nulls, duplicated, example = row["nulls"], row["duplicated"], row["example"]
-    if duplicated:
+    found = engine.key_check(CONTEXT_VIEW, id_column)
+    if found.duplicated:
         msg = (
-            f"--id-column {id_column!r} is not unique (e.g. {example!r} repeats); nothing was sent"
+            f"--id-column {id_column!r} is not unique (e.g. {found.example!r} repeats); "
+            "nothing was sent"
         )
         raise InputError(msg)
-    if nulls:
-        msg = f"--id-column {id_column!r} has {nulls:,} null(s); nothing was sent"
+    if found.nulls:
+        msg = f"--id-column {id_column!r} has {found.nulls:,} null(s); nothing was sent"
         raise InputError(msg)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``classify``; return the exit code."""
-    if args.engine != "spark":
-        return _run(args)
     with known_warnings_filtered():  # PySpark's pandas-version FutureWarning, for our calls only
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rlm_pipeline.engines.load import to_polars, to_spark
+    from rlm_pipeline.engines.load import open_engine
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
     from rlm_pipeline.llm.usage import UsageMeter
 
     # Everything that can be refused is checked before any model call.
@@ -305,25 +286,19 @@ def _run(args: argparse.Namespace) -> int:
     spec = _spec(args, labels)
     output = check_output_path(args.input, args.output)
 
-    session = _spark_session() if args.engine == "spark" else None
-    data: Any
-    if session is not None:
-        data = to_spark(args.input, session)
-        columns = list(data.columns)
-    else:
-        data = to_polars(args.input)
-        columns = data.collect_schema().names()
-    _check_columns(columns, spec, args)
+    # The engine is chosen once (--engine); a Spark session is made only if Spark is.
+    engine = open_engine(args.input, args.engine, spark=_spark_session)
+    _check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args)
     if args.id_column:
-        _check_ids(data, args.id_column, spark=session is not None)
+        _check_ids(engine, args.id_column)
 
     if args.estimate:
-        _print_estimate(data, spec, llm)
+        _print_estimate(engine, spec, llm)
         return 0
 
     meter = UsageMeter()
     with _sigterm_as_interrupt(), staged_output(output) as staged:
-        input_rows, stats = _classify(data, spec, llm, meter, budget, staged.tmp, session, args)
+        input_rows, stats = _classify(engine, spec, llm, meter, budget, staged.tmp)
         from rlm_pipeline.validate import validate_output
 
         result = validate_output(
@@ -354,19 +329,11 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_estimate(data: Any, spec: Any, llm: Any) -> None:
-    from rlm_pipeline.ops.api import estimate
+def _print_estimate(engine: Any, spec: Any, llm: Any) -> None:
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
+    from rlm_pipeline.ops.estimate import estimate_texts
 
-    est = estimate(
-        data,
-        spec.column,
-        list(spec.labels),
-        llm,
-        batch_size=spec.batch_size,
-        instructions=spec.instructions,
-        max_row_tokens=spec.max_row_tokens,
-        truncate=spec.truncate,
-    )
+    est = estimate_texts(engine.column_texts(engine.frame(CONTEXT_VIEW), spec.column), spec, llm)
     print(f"rows            {est.rows:>12,}")
     print(f"distinct texts  {est.distinct_texts:>12,}")
     print(f"cached texts    {est.cached:>12,}")
@@ -455,35 +422,27 @@ def _warn_failures(failures: FailureReport, args: argparse.Namespace) -> None:
 
 
 def _classify(
-    data: Any,
-    spec: Any,
-    llm: Any,
-    meter: Any,
-    budget: Any,
-    tmp: Path,
-    session: Any,
-    args: argparse.Namespace,
+    engine: Any, spec: Any, llm: Any, meter: Any, budget: Any, tmp: Path
 ) -> tuple[int, Any]:
-    """Run the operator into ``tmp``; the input row count and the stats."""
-    from rlm_pipeline.ops import polars_fanout, spark_fanout
+    """Run the operator over the engine's ``context`` into ``tmp``; the input row count and the stats."""
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
+    from rlm_pipeline.ops.fanout import FANOUT
     from rlm_pipeline.ops.progress import ProgressBar, RowCounter
 
-    if session is not None:
-        input_rows = int(data.count())
-        progress: RowCounter = RowCounter()
-        out, stats = spark_fanout.apply(data, spec, llm, meter=meter, budget=budget)
-        import pyarrow.parquet as pq
-
-        pq.write_table(out.toArrow(), str(tmp))
-        return input_rows, stats
-    import polars as pl
-
-    input_rows = int(data.select(pl.len()).collect().item())
-    bar = sys.stderr.isatty()
+    input_rows = engine.count(CONTEXT_VIEW)
+    # A bar only where rows are reported as they finish (not from Spark tasks, reported at the end).
+    bar = sys.stderr.isatty() and not engine.fans_out_in_tasks
     progress = ProgressBar(input_rows, meter) if bar else RowCounter()
     with progress if isinstance(progress, ProgressBar) else contextlib.nullcontext():
-        stats = polars_fanout.classify_to_parquet(
-            data, spec, llm, tmp, meter=meter, budget=budget, progress=progress
+        _, stats = engine.map_frame(
+            engine.frame(CONTEXT_VIEW),
+            spec,
+            llm,
+            fanout=FANOUT,
+            meter=meter,
+            budget=budget,
+            progress=progress,
+            write_to=tmp,
         )
     return input_rows, stats
 

@@ -11,6 +11,9 @@ Everything crosses this boundary as plain Python values or Arrow tables.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -23,18 +26,48 @@ if TYPE_CHECKING:
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
-__all__ = ["Engine", "Fanout"]
+__all__ = ["Engine", "Fanout", "KeyCheck", "RowProgress"]
+
+#: Called with (rows finished, of which failed) as rows finish.
+RowProgress = Callable[[int, int], None]
 
 
 class Fanout(Protocol):
     """The operators' fan-outs, as the engines call them (supplied by :mod:`rlm_pipeline.ops`).
 
     The engines never import the operators: the caller passes this in, and each
-    engine calls the method of its own kind.
+    engine calls the methods of its own kind.
     """
 
     async def polars(self, frame: Any, spec: OpSpec, client: Any) -> tuple[Any, OpStats]:
         """Answer a Polars frame through ``client`` in the running loop; a DataFrame back."""
+        ...
+
+    def polars_frame(
+        self,
+        frame: Any,
+        spec: OpSpec,
+        llm: LLM,
+        *,
+        meter: UsageMeter | None,
+        budget: Budget | None,
+        progress: RowProgress | None,
+    ) -> tuple[Any, OpStats]:
+        """Answer a Polars DataFrame (in one go) or LazyFrame (streamed in slices); same kind back."""
+        ...
+
+    def polars_parquet(
+        self,
+        frame: Any,
+        spec: OpSpec,
+        llm: LLM,
+        path: str | os.PathLike[str],
+        *,
+        meter: UsageMeter | None,
+        budget: Budget | None,
+        progress: RowProgress | None,
+    ) -> OpStats:
+        """Stream a Polars LazyFrame's answered slices into the Parquet file ``path``."""
         ...
 
     def spark(
@@ -45,9 +78,29 @@ class Fanout(Protocol):
         *,
         meter: UsageMeter | None,
         budget: Budget | None,
+        progress: RowProgress | None = None,
     ) -> tuple[Any, OpStats]:
         """Answer a Spark DataFrame as executor tasks; the materialised result back."""
         ...
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """Whether a column can serve as a row key (:meth:`Engine.key_check`).
+
+    Attributes
+    ----------
+    nulls
+        Rows where the column is null.
+    duplicated
+        Non-null rows whose value another row has too (0: unique).
+    example
+        One repeated value, when there is one.
+    """
+
+    nulls: int
+    duplicated: int
+    example: Any = None
 
 
 @runtime_checkable
@@ -155,12 +208,87 @@ class Engine(Protocol):
         """
         ...
 
-    def to_arrow(self, view: str) -> pa.Table:
-        """All rows of ``view`` as an Arrow table (collects: mind the size)."""
+    def to_arrow(self, view: str, columns: list[str] | None = None) -> pa.Table:
+        """All rows of ``view`` (only ``columns`` when given) as an Arrow table (collects: mind the size)."""
         ...
 
     def frame(self, view: str) -> Any:
         """The native plan of ``view``: a Polars ``LazyFrame`` or a Spark ``DataFrame``."""
+        ...
+
+    def read(self, data: Any, *, lazy: bool = True) -> Any:
+        """``data`` as this engine's native frame (host-side: the user's data, not a view).
+
+        Polars keeps a ``DataFrame`` or ``LazyFrame`` as it is and scans files
+        lazily (``lazy=False``: other data is read into a ``DataFrame``); Spark
+        reads anything into a Spark ``DataFrame`` of its session.
+
+        Raises
+        ------
+        InputError
+            Unsupported data, missing or unreadable files.
+        """
+        ...
+
+    def map_frame(
+        self,
+        frame: Any,
+        spec: OpSpec,
+        llm: LLM,
+        *,
+        fanout: Fanout,
+        meter: UsageMeter | None = None,
+        budget: Budget | None = None,
+        progress: RowProgress | None = None,
+        overwrite: bool = True,
+        write_to: str | os.PathLike[str] | None = None,
+    ) -> tuple[Any, OpStats]:
+        """Run ``spec`` over a native ``frame`` (from :meth:`read`) with one client of its own.
+
+        The frame form of :meth:`map_llm`, for the host (``rp.classify``, the CLI,
+        the jobs): the same fan-out, outside any event loop.  Every input row comes
+        back once, in order, with the spec's output columns and its error column.
+        Polars returns the kind of frame it got (a ``LazyFrame`` is streamed in
+        slices); Spark returns the materialised result.  With ``write_to`` the
+        result goes to that Parquet file instead (Polars streams it slice by slice
+        with bounded memory) and the frame returned is None on Polars.
+
+        Parameters
+        ----------
+        frame
+            A native frame of this engine.
+        spec
+            The operator (:class:`~rlm_pipeline.ops.spec_base.OpSpec`).
+        llm
+            Endpoint and limits for the whole call (Spark shares them out over tasks).
+        fanout
+            The operators' fan-outs (:data:`rlm_pipeline.ops.fanout.FANOUT`).
+        meter, budget, progress
+            Usage recorded here; limits checked against it; row progress.
+        overwrite
+            False refuses a frame that already has an output column, before any call.
+        write_to
+            A Parquet file to write the result to.
+
+        Raises
+        ------
+        InputError
+            The text column is missing, or an output column exists and not ``overwrite``.
+        """
+        ...
+
+    def column_texts(self, frame: Any, column: str) -> list[str | None]:
+        """The values of ``column`` of a native frame as text (nulls kept), in row order.
+
+        Raises
+        ------
+        InputError
+            ``column`` is not in the frame.
+        """
+        ...
+
+    def key_check(self, view: str, column: str) -> KeyCheck:
+        """Nulls and repeats of ``column`` in ``view`` (one aggregation; no rows collected)."""
         ...
 
     async def map_llm(
@@ -179,7 +307,7 @@ class Engine(Protocol):
         view
             The input view.
         spec
-            A :class:`~rlm_pipeline.ops.spec.ClassifySpec` or :class:`~rlm_pipeline.ops.spec.MapSpec`.
+            The operator (:class:`~rlm_pipeline.ops.spec_base.OpSpec`).
         client
             The model client (and, on Spark, the config, meter and budget it holds).
         name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
@@ -10,7 +11,9 @@ from typing import TYPE_CHECKING, Any, cast
 import polars as pl
 import pyarrow as pa
 
+from rlm_pipeline.engines.base import KeyCheck
 from rlm_pipeline.engines.cells import normalize_arrow, truncate_cells
+from rlm_pipeline.engines.frames import to_polars
 from rlm_pipeline.engines.partitioning import (
     MAX_PARTITIONS,
     NULL_PARTITION,
@@ -38,8 +41,10 @@ from rlm_pipeline.engines.work import (
 from rlm_pipeline.errors import EngineError, InputError
 
 if TYPE_CHECKING:
-    from rlm_pipeline.engines.base import Fanout
+    from rlm_pipeline.engines.base import Fanout, RowProgress
     from rlm_pipeline.llm.client import LLMClient
+    from rlm_pipeline.llm.config import LLM, Budget
+    from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
@@ -131,10 +136,14 @@ class PolarsEngine:
             table = collect_polars(frame.head(rows)).to_arrow()
         return truncate_cells(table)
 
-    def to_arrow(self, view: str) -> pa.Table:
-        """All rows of ``view`` as Arrow."""
+    def to_arrow(self, view: str, columns: list[str] | None = None) -> pa.Table:
+        """All rows of ``view`` (only ``columns`` when given) as Arrow."""
+        frame = self._views.get(view)
+        if columns is not None:
+            check_columns(columns, self.schema(view), view)
+            frame = frame.select(columns)
         with _polars_errors(f"collect view {view!r}"):
-            table = collect_polars(self._views.get(view)).to_arrow()
+            table = collect_polars(frame).to_arrow()
         return normalize_arrow(table)
 
     # -- the library's own reads (not the model's preview) ----------------------------
@@ -271,6 +280,75 @@ class PolarsEngine:
         self._ledger.scans[name] = scans
         logger.debug("sql -> %s: %d rows", name, rows)
         return rows
+
+    # -- host-side: the user's data and the frame form of the fan-out -------------------
+
+    def read(self, data: Any, *, lazy: bool = True) -> pl.DataFrame | pl.LazyFrame:
+        """A Polars ``DataFrame``/``LazyFrame`` as it is; other data scanned (``lazy``) or read.
+
+        Examples
+        --------
+        >>> PolarsEngine().read(pa.table({"x": [1]}), lazy=False).shape
+        (1, 1)
+        """
+        if isinstance(data, pl.DataFrame | pl.LazyFrame):
+            return data
+        frame = to_polars(data)
+        return frame if lazy else frame.collect()
+
+    def map_frame(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        spec: OpSpec,
+        llm: LLM,
+        *,
+        fanout: Fanout,
+        meter: UsageMeter | None = None,
+        budget: Budget | None = None,
+        progress: RowProgress | None = None,
+        overwrite: bool = True,
+        write_to: str | os.PathLike[str] | None = None,
+    ) -> tuple[pl.DataFrame | pl.LazyFrame | None, OpStats]:
+        """Run ``spec`` over ``frame`` on an asyncio loop of its own (see :meth:`Engine.map_frame`)."""
+        if not overwrite:
+            from rlm_pipeline.ops.spec_base import check_output_columns
+
+            names = (
+                frame.columns if isinstance(frame, pl.DataFrame) else frame.collect_schema().names()
+            )
+            check_output_columns(names, spec)
+        if write_to is not None:
+            stats = fanout.polars_parquet(
+                frame.lazy(), spec, llm, write_to, meter=meter, budget=budget, progress=progress
+            )
+            return None, stats
+        return fanout.polars_frame(frame, spec, llm, meter=meter, budget=budget, progress=progress)
+
+    def column_texts(self, frame: pl.DataFrame | pl.LazyFrame, column: str) -> list[str | None]:
+        """``column`` as text, nulls kept (only that column is read)."""
+        lazy = frame.lazy()
+        names = lazy.collect_schema().names()
+        if column not in names:
+            msg = f"column {column!r} not found; columns: {names}"
+            raise InputError(msg)
+        series = lazy.select(column).collect().get_column(column)
+        if series.dtype != pl.String:
+            series = series.cast(pl.String, strict=False)
+        return series.to_list()
+
+    def key_check(self, view: str, column: str) -> KeyCheck:
+        """Nulls and repeats of ``column`` (one aggregation)."""
+        ids = pl.col(column)
+        kept = ids.drop_nulls()
+        with _polars_errors(f"check column {column!r} of view {view!r}"):
+            row = collect_polars(
+                self._views.get(view).select(
+                    ids.null_count().alias("nulls"),
+                    kept.is_duplicated().sum().alias("duplicated"),
+                    kept.filter(kept.is_duplicated()).first().alias("example"),
+                )
+            ).row(0, named=True)
+        return KeyCheck(int(row["nulls"]), int(row["duplicated"]), row["example"])
 
     async def map_llm(
         self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
+from rlm_pipeline.engines.base import KeyCheck
 from rlm_pipeline.engines.cells import normalize_arrow, truncate_cells
+from rlm_pipeline.engines.frames import to_spark
 from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.engines.partitioning import (
     MAX_PARTITIONS,
@@ -52,8 +55,10 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
     from pyspark.sql import DataFrame as SparkDataFrame
 
-    from rlm_pipeline.engines.base import Fanout
+    from rlm_pipeline.engines.base import Fanout, RowProgress
     from rlm_pipeline.llm.client import LLMClient
+    from rlm_pipeline.llm.config import LLM, Budget
+    from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
@@ -181,10 +186,14 @@ class SparkEngine:
             table = frame.limit(rows).toArrow()
         return truncate_cells(table)
 
-    def to_arrow(self, view: str) -> pa.Table:
-        """All rows of ``view`` as Arrow (collected to the driver)."""
+    def to_arrow(self, view: str, columns: list[str] | None = None) -> pa.Table:
+        """All rows of ``view`` (only ``columns`` when given) as Arrow (collected to the driver)."""
+        frame = self.frame(view)
+        if columns is not None:
+            check_columns(columns, self.schema(view), view)
+            frame = frame.select(*[_col(c) for c in columns])
         with _spark_errors(f"collect view {view!r}"), spark_job(self._session):
-            table = self.frame(view).toArrow()
+            table = frame.toArrow()
         return normalize_arrow(table)
 
     # -- the library's own reads (not the model's preview) ----------------------------
@@ -362,6 +371,61 @@ class SparkEngine:
         self._ledger.scans[name] = scans
         logger.debug("sql -> %s: %d rows", name, rows)
         return rows
+
+    # -- host-side: the user's data and the frame form of the fan-out -------------------
+
+    def read(self, data: Any, *, lazy: bool = True) -> SparkDataFrame:
+        """``data`` as a Spark DataFrame of this engine's session (``lazy`` does not apply)."""
+        return to_spark(data, self._session)
+
+    def map_frame(
+        self,
+        frame: SparkDataFrame,
+        spec: OpSpec,
+        llm: LLM,
+        *,
+        fanout: Fanout,
+        meter: UsageMeter | None = None,
+        budget: Budget | None = None,
+        progress: RowProgress | None = None,
+        overwrite: bool = True,
+        write_to: str | os.PathLike[str] | None = None,
+    ) -> tuple[SparkDataFrame, OpStats]:
+        """Run ``spec`` over ``frame`` as executor tasks (see :meth:`Engine.map_frame`)."""
+        if not overwrite:
+            from rlm_pipeline.ops.spec_base import check_output_columns
+
+            check_output_columns(frame.columns, spec)
+        out, stats = fanout.spark(frame, spec, llm, meter=meter, budget=budget, progress=progress)
+        if write_to is not None:
+            import pyarrow.parquet as pq
+
+            pq.write_table(out.toArrow(), os.fspath(write_to))
+        return out, stats
+
+    def column_texts(self, frame: SparkDataFrame, column: str) -> list[str | None]:
+        """``column`` as text, nulls kept (only that column reaches the driver)."""
+        import polars as pl
+
+        if column not in frame.columns:
+            msg = f"column {column!r} not found; columns: {frame.columns}"
+            raise InputError(msg)
+        series = pl.DataFrame(frame.select(_col(column)).toArrow()).get_column(column)
+        if series.dtype != pl.String:
+            series = series.cast(pl.String, strict=False)
+        return series.to_list()
+
+    def key_check(self, view: str, column: str) -> KeyCheck:
+        """Nulls and repeats of ``column`` (two small jobs; no rows collected)."""
+        from pyspark.sql import functions as F
+
+        data, col = self.frame(view), _col(column)
+        with _spark_errors(f"check column {column!r} of view {view!r}"), spark_job(self._session):
+            nulls = data.where(col.isNull()).count()
+            repeated = (
+                data.where(col.isNotNull()).groupBy(col).count().where(F.col("count") > 1).limit(1)
+            ).collect()
+        return KeyCheck(int(nulls), len(repeated), repeated[0][0] if repeated else None)
 
     async def map_llm(
         self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout

@@ -39,9 +39,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import polars as pl
-
-from rlm_pipeline.engines.kinds import is_spark_frame
 from rlm_pipeline.errors import InputError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import UsageMeter
@@ -55,21 +52,12 @@ from rlm_pipeline.ops.spec import (
     OpSpec,
     OutputType,
     check_labels,
-    check_output_columns,
 )
 from rlm_pipeline.ops.stats import OpStats, failure_summary
 
 __all__ = ["Estimate", "classify", "estimate", "llm_map", "run_op"]
 
 logger = logging.getLogger(__name__)
-
-
-def _polars_input(data: Any) -> pl.DataFrame | pl.LazyFrame:
-    if isinstance(data, pl.DataFrame | pl.LazyFrame):
-        return data
-    from rlm_pipeline.engines.load import to_polars
-
-    return to_polars(data).collect()
 
 
 def run_op(
@@ -84,18 +72,35 @@ def run_op(
     overwrite: bool = False,
     warn: bool = True,
 ) -> tuple[Any, OpStats]:
-    """Run ``spec`` over ``data`` on the chosen engine; the frame and the stats.
+    """Run ``spec`` over ``data`` on its engine; the frame and the stats.
 
-    ``engine=None`` infers it: Spark for a Spark DataFrame, else Polars.
-    ``overwrite=False`` refuses an input that already has the output or error
-    column (before any model call).  ``warn`` logs one warning when rows are
-    left without a value (see :func:`~rlm_pipeline.ops.stats.failure_summary`).
+    The one front-end of every row-wise operator (:func:`classify`,
+    :func:`llm_map`, the Polars namespace, ``rp.spark.*``, and any
+    :class:`~rlm_pipeline.ops.spec_base.OpSpec`): the engine is chosen once
+    (:func:`rlm_pipeline.engines.load.engine_for`: ``engine=None`` gives Spark
+    for a Spark DataFrame, else Polars), reads ``data``
+    (:meth:`~rlm_pipeline.engines.base.Engine.read`) and runs the fan-out
+    (:meth:`~rlm_pipeline.engines.base.Engine.map_frame`).
+    ``overwrite=False`` refuses an input that already has an output column
+    (before any model call).  ``warn`` logs one warning when rows are left
+    without a value (see :func:`~rlm_pipeline.ops.stats.failure_summary`).
     """
-    out, stats = _dispatch(
-        data,
+    from rlm_pipeline.engines.load import engine_for
+    from rlm_pipeline.ops.fanout import FANOUT
+
+    if not isinstance(llm, LLM):
+        msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
+        raise InputError(msg)
+    if not isinstance(overwrite, bool):
+        msg = f"overwrite must be True or False, got {overwrite!r}"
+        raise InputError(msg)
+    chosen = engine_for(data, engine)
+    frame = chosen.read(data, lazy=False)
+    out, stats = chosen.map_frame(
+        frame,
         spec,
         llm,
-        engine=engine,
+        fanout=FANOUT,
         meter=meter,
         budget=budget,
         progress=progress,
@@ -106,56 +111,6 @@ def run_op(
         if line is not None:
             logger.warning("%s", line)
     return out, stats
-
-
-def _dispatch(
-    data: Any,
-    spec: OpSpec,
-    llm: LLM,
-    *,
-    engine: str | None,
-    meter: UsageMeter | None,
-    budget: Budget | None,
-    progress: RowProgress | None,
-    overwrite: bool,
-) -> tuple[Any, OpStats]:
-    if not isinstance(llm, LLM):
-        msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
-        raise InputError(msg)
-    if not isinstance(overwrite, bool):
-        msg = f"overwrite must be True or False, got {overwrite!r}"
-        raise InputError(msg)
-    from rlm_pipeline.engines.load import infer_engine
-
-    chosen = engine or infer_engine(data)
-    if chosen == "polars":
-        from rlm_pipeline.ops import polars_fanout
-
-        frame = _polars_input(data)
-        names = frame.columns if isinstance(frame, pl.DataFrame) else frame.collect_schema().names()
-        check_output_columns(names, spec, overwrite=overwrite)
-        return polars_fanout.apply(frame, spec, llm, meter=meter, budget=budget, progress=progress)
-    if chosen == "spark":
-        from rlm_pipeline._lazy import require_spark
-        from rlm_pipeline.ops import spark_fanout
-
-        require_spark()
-
-        sdf = data
-        if not is_spark_frame(data):
-            from pyspark.sql import SparkSession
-
-            from rlm_pipeline.engines.load import to_spark
-
-            session = SparkSession.getActiveSession()
-            if session is None:
-                msg = "engine='spark' needs an active SparkSession (or pass a Spark DataFrame)"
-                raise InputError(msg)
-            sdf = to_spark(data, session)
-        check_output_columns(sdf.columns, spec, overwrite=overwrite)
-        return spark_fanout.apply(sdf, spec, llm, meter=meter, budget=budget, progress=progress)
-    msg = f"engine must be 'polars' or 'spark', got {engine!r}"
-    raise InputError(msg)
 
 
 def classify(
@@ -352,21 +307,7 @@ def estimate(
 
 
 def _column_texts(data: Any, column: str) -> list[str | None]:
-    if is_spark_frame(data):
-        if column not in data.columns:
-            msg = f"column {column!r} not found; columns: {data.columns}"
-            raise InputError(msg)
-        table = data.select(column).toArrow()
-        frame = pl.DataFrame(table)
-    else:
-        from rlm_pipeline.engines.load import to_polars
+    from rlm_pipeline.engines.load import engine_for
 
-        lazy = to_polars(data)
-        if column not in lazy.collect_schema().names():
-            msg = f"column {column!r} not found; columns: {lazy.collect_schema().names()}"
-            raise InputError(msg)
-        frame = lazy.select(column).collect()
-    series = frame.get_column(column)
-    if series.dtype != pl.String:
-        series = series.cast(pl.String, strict=False)
-    return series.to_list()
+    chosen = engine_for(data)
+    return chosen.column_texts(chosen.read(data), column)

@@ -57,6 +57,7 @@ __all__ = [
     "apply_async",
     "apply_with_client",
     "classify_to_parquet",
+    "output_schema",
     "output_series",
 ]
 
@@ -86,6 +87,18 @@ def output_series(spec: OpSpec, results: list[RowResult]) -> list[pl.Series]:
     ]
     columns.append(pl.Series(spec.error_column, [e for _, e in results], dtype=pl.String))
     return columns
+
+
+def output_schema(spec: OpSpec) -> dict[str, pl.DataType]:
+    """Name -> Polars type of every column the operator adds (value columns, then the error column).
+
+    Examples
+    --------
+    >>> from rlm_pipeline.ops.spec import MapSpec
+    >>> output_schema(MapSpec("q", "count the words", output_type="integer"))
+    {'value': Int64, 'value_error': String}
+    """
+    return {series.name: series.dtype for series in output_series(spec, [])}
 
 
 def _texts(frame: pl.DataFrame, spec: OpSpec) -> list[str | None]:

@@ -21,14 +21,18 @@ METHODS = sorted(
 def test_protocol_methods_are_the_seam() -> None:
     assert METHODS == [
         "close",
+        "column_texts",
         "count",
         "filter",
         "filter_value",
         "frame",
         "head",
+        "key_check",
+        "map_frame",
         "map_llm",
         "open_child",
         "partition",
+        "read",
         "register",
         "schema",
         "sql",
