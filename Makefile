@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit test-real real-model bench install java clean
+.PHONY: demo test lint typecheck unit test-real real-model bench install java clean notebooks
 
 install: $(STAMP)
 
@@ -44,6 +44,12 @@ test-real: real-model java
 
 bench: $(STAMP) java
 	$(PY) bench/run_all.py
+
+# Run notebooks/*.ipynb top to bottom and store them with their outputs (the [notebooks]
+# extra: matplotlib, nbclient, ipykernel; the Spark notebook needs Java).
+notebooks: $(STAMP) java
+	$(PY) -m pip install --quiet -e '.[notebooks]'
+	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) notebooks/build.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -130,7 +130,7 @@ def cost_by_model(records: Iterable[Record]) -> list[ModelCost]:
         out.append(ModelCost(role, model, calls, tokens_in, tokens_out, cost))
     total_cost = usage.get("cost_usd") if isinstance(usage, Mapping) else None
     listed = [c.cost_usd for c in out]
-    if _is_num(total_cost) and listed and all(c is not None for c in listed):
+    if isinstance(total_cost, int | float) and listed and all(c is not None for c in listed):
         whole = sum(c or 0.0 for c in listed)
         if whole > 0:
             scale = float(total_cost) / whole
