@@ -162,3 +162,14 @@ def test_trace_diff_of_an_empty_file_is_one_line(tmp_path: Path,
     assert main(["trace", "diff", str(empty), str(empty)]) == 2
     err = capsys.readouterr().err
     assert "trace A holds no run" in err and "Traceback" not in err
+
+
+def test_trace_show_verbose_cli(run_file: Path, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "page.html"
+    assert main(["trace", "show", str(run_file), "--verbose", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "I will look at the data step by step." in out and "label=null (empty_input)" in out
+    assert page.is_file() and "sample: failed rows" in page.read_text(encoding="utf-8")
+    assert main(["trace", "show", str(run_file)]) == 0
+    assert "label=null (empty_input)" not in capsys.readouterr().out  # samples: --verbose only
