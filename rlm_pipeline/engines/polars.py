@@ -31,9 +31,9 @@ from rlm_pipeline.engines.views import CONTEXT_VIEW, ViewRegistry, check_columns
 from rlm_pipeline.engines.work import (
     MAX_PLAN_SCANS,
     ViewLedger,
+    check_joins,
     check_new_view,
     collect_polars,
-    join_error,
     limits_now,
     scans_error,
     view_rows_error,
@@ -392,21 +392,13 @@ class PolarsEngine:
         name: str,
     ) -> None:
         """Refuse the query if one of its joins would pass ``max_view_rows`` (probed first)."""
-        from rlm_pipeline.expr import compile_select, to_polars_query
-        from rlm_pipeline.expr.estimate import PROBE_LIMITS, join_probes
+        from rlm_pipeline.expr import to_polars_query
 
-        probes = join_probes(checked)
-        if not probes:
-            return
-        cap = self._view_cap()
-        for probe in probes:
-            plan = to_polars_query(compile_select(probe.sql, schemas, limits=PROBE_LIMITS), frames)
-            with _polars_errors(f"estimate the size of the join with {probe.joined!r}"):
-                value = collect_polars(plan).item()
-            estimate = float(value or 0.0)
-            logger.debug("join with %s: about %d rows", probe.joined, estimate)
-            if estimate > cap:
-                raise join_error(probe.joined, probe.on, estimate, cap)
+        def run_probe(probe: Any, joined: str) -> Any:
+            with _polars_errors(f"estimate the size of the join with {joined!r}"):
+                return collect_polars(to_polars_query(probe, frames)).item()
+
+        check_joins(checked, schemas, self._view_cap, run_probe)
 
 
 def _as_lazy(data: Any) -> pl.LazyFrame:

@@ -42,8 +42,8 @@ from rlm_pipeline.engines.views import CONTEXT_VIEW, ViewRegistry, check_columns
 from rlm_pipeline.engines.work import (
     MAX_PLAN_SCANS,
     ViewLedger,
+    check_joins,
     check_new_view,
-    join_error,
     limits_now,
     scans_error,
     spark_job,
@@ -474,22 +474,15 @@ class SparkEngine:
         self, checked: Any, schemas: dict[str, dict[str, str]], temp_names: dict[str, str]
     ) -> None:
         """Refuse the query if one of its joins would pass ``max_view_rows`` (probed first)."""
-        from rlm_pipeline.expr import compile_select, to_spark_sql
-        from rlm_pipeline.expr.estimate import PROBE_LIMITS, join_probes
+        from rlm_pipeline.expr import to_spark_sql
 
-        probes = join_probes(checked)
-        if not probes:
-            return
-        cap = self._view_cap()
-        for probe in probes:
-            text = to_spark_sql(compile_select(probe.sql, schemas, limits=PROBE_LIMITS), temp_names)
-            what = f"estimate the size of the join with {probe.joined!r}"
+        def run_probe(probe: Any, joined: str) -> Any:
+            text = to_spark_sql(probe, temp_names)
+            what = f"estimate the size of the join with {joined!r}"
             with _spark_errors(what), spark_job(self._session):
-                value = self._session.sql(text).collect()[0][0]
-            estimate = float(value or 0.0)
-            logger.debug("join with %s: about %d rows", probe.joined, estimate)
-            if estimate > cap:
-                raise join_error(probe.joined, probe.on, estimate, cap)
+                return self._session.sql(text).collect()[0][0]
+
+        check_joins(checked, schemas, self._view_cap, run_probe)
 
 
 def _col(name: str) -> Column:

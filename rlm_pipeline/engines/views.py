@@ -58,8 +58,13 @@ def check_view_name(name: object) -> str:
     return name
 
 
-def check_columns(columns: object, schema: dict[str, str], view: str) -> list[str]:
+def check_columns(columns: object, schema: dict[str, str], view: str | None = None) -> list[str]:
     """Return ``columns`` if it is a list of columns of ``view``, else raise :class:`InputError`.
+
+    The one column check of the package (the RLM tools turn its error into a
+    :class:`~rlm_pipeline.errors.ToolError`).  The message is bounded: at most
+    10 unknown names of at most 80 characters each, and the known columns cut
+    to 500 characters.
 
     Examples
     --------
@@ -67,15 +72,22 @@ def check_columns(columns: object, schema: dict[str, str], view: str) -> list[st
     Traceback (most recent call last):
     ...
     rlm_pipeline.errors.InputError: unknown columns ['b'] in view 't'; columns: a
+    >>> check_columns(["a"], {"a": "int64"})
+    ['a']
     """
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         msg = f"columns must be a list of column names, got {str(columns)[:100]}"
         raise InputError(msg)
-    unknown = [c for c in columns if c not in schema]
+    unknown = [_cut(c, 80) for c in columns if c not in schema]
     if unknown:
-        msg = f"unknown columns {unknown[:10]} in view {view!r}; columns: {', '.join(schema)}"
+        where = "" if view is None else f" in view {view!r}"
+        msg = f"unknown columns {unknown[:10]}{where}; columns: {_cut(', '.join(schema), 500)}"
         raise InputError(msg)
     return columns
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class ViewRegistry(Generic[T]):

@@ -440,23 +440,35 @@ async def apply_texts(
     asked = _Asked.split(texts, memo if memo is not None else Memo(), claim)
     if progress is not None and asked.unsent:
         progress(asked.unsent, asked.unsent)
+    await _settle(asked, claim, run, progress, tally)
+    out = asked.results(texts, claim)
+    for i, result in too_long.items():
+        out[i] = result
+    return out
+
+
+async def _settle(
+    asked: _Asked, claim: Claim, run: _Run, progress: RowProgress | None, tally: Tally | None
+) -> None:
+    """Answer this call's texts, wait for those earlier calls ask, and resolve ``claim``.
+
+    The claim gets the exception too, so calls waiting on it fail and never
+    hang; the row store is flushed however the call ends (also when cancelled:
+    a stopped run keeps what it was told).
+    """
     try:
         await _answer(asked.fresh, claim, asked.counts, run, progress, tally)
         if asked.waiting:
             await _wait_for(asked.waiting, asked.counts, progress, tally)
     except BaseException as exc:
-        claim.done.set_exception(exc)  # waiting calls fail too, never hang
+        claim.done.set_exception(exc)
         claim.done.exception()  # retrieved: no "never retrieved" warning when none waits
         raise
     else:
         claim.done.set_result(None)
     finally:
         if run.store is not None:
-            run.store.flush()  # also when cancelled: a stopped run keeps what it was told
-    out = asked.results(texts, claim)
-    for i, result in too_long.items():
-        out[i] = result
-    return out
+            run.store.flush()
 
 
 @dataclass

@@ -144,23 +144,33 @@ def apply(
             mapped, reports = _map(df, spec, llm, left, slots)
             result = mapped.localCheckpoint(eager=True)
     except PySparkException as exc:
-        tripped = reraised(str(exc), llm.resolved_base_url() or DEFAULT_ENDPOINT)
-        if tripped is not None:  # a task's circuit breaker tripped
-            raise tripped from exc
-        unusable = reply_breaker_error(str(exc))
-        if unusable is not None:  # a task's reply breaker tripped: no usable reply
-            raise unusable from exc
-        msg = f"Spark failed while running {type(spec).__name__}: {str(exc).splitlines()[0]}"
-        raise EngineError(msg) from exc
+        raise _task_error(exc, spec, llm) from exc
     report: TaskReport = reports.value
     meter.add(report.usage)
+    return result, _stats(report, spec, progress)
+
+
+def _task_error(exc: Exception, spec: OpSpec, llm: LLM) -> Exception:
+    """The typed error for a failed Spark job: a task's tripped breaker, else ``EngineError``."""
+    tripped = reraised(str(exc), llm.resolved_base_url() or DEFAULT_ENDPOINT)
+    if tripped is not None:  # a task's circuit breaker tripped
+        return tripped
+    unusable = reply_breaker_error(str(exc))
+    if unusable is not None:  # a task's reply breaker tripped: no usable reply
+        return unusable
+    msg = f"Spark failed while running {type(spec).__name__}: {str(exc).splitlines()[0]}"
+    return EngineError(msg)
+
+
+def _stats(report: TaskReport, spec: OpSpec, progress: RowProgress | None) -> OpStats:
+    """The tasks' counts merged (one attempt per partition); ``progress`` told once."""
     parts = [report.stats[key] for key in sorted(report.stats)]
     stats = merge_stats(parts, spec).with_usage(report.usage).with_cached_rows(report.cached_rows)
     if progress is not None:
         progress(stats.rows, stats.failed)
         if stats.cached_rows and isinstance(progress, CachedRowsProgress):
             progress.add_cached(stats.cached_rows)
-    return result, stats
+    return stats
 
 
 def _map(

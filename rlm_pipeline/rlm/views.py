@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_pipeline.errors import ToolError
+from rlm_pipeline.engines.views import check_columns as engine_check_columns
+from rlm_pipeline.errors import InputError, ToolError
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
 
@@ -89,18 +90,21 @@ def check_view(scope: Scope, view: str) -> None:
 def check_columns(schema: dict[str, str], columns: list[str]) -> None:
     """Raise :class:`ToolError` listing the known columns if one is missing.
 
+    The engines' check (:func:`rlm_pipeline.engines.views.check_columns`),
+    its error turned into a tool error the model can correct.
+
     Examples
     --------
     >>> check_columns({"a": "Int64"}, ["a"])
     >>> check_columns({"a": "Int64"}, ["b"])
     Traceback (most recent call last):
     ...
-    rlm_pipeline.errors.ToolError: unknown column 'b'; columns are: a
+    rlm_pipeline.errors.ToolError: unknown columns ['b']; columns: a
     """
-    for column in columns:
-        if column not in schema:
-            known = ", ".join(schema)
-            raise ToolError(f"unknown column {cut(column, 80)!r}; columns are: {cut(known, 500)}")
+    try:
+        engine_check_columns(columns, schema)
+    except InputError as exc:
+        raise ToolError(str(exc)) from None
 
 
 async def describe_view(scope: Scope, name: str, rows: int, *, preview: int) -> str:
