@@ -408,6 +408,18 @@ class _Folder:
         error = _group_error(failed, reasons, total, summarised, blank, len(nodes))
         return GroupFold(summary, error, total, summarised, tuple(nodes))
 
+    def plan(self, level: int, lines: list[str]) -> tuple[list[list[int]], list[list[dict[str, Any]]]]:
+        """The calls of one level: ``lines`` packed under the budget, and each call's messages."""
+        spec = self.spec
+        build = leaf_messages if level == 0 else fold_messages
+        head, fixed = self._sizes(build(spec.instruction, [], spec.summary_tokens))
+        budget_chars = (spec.max_prompt_tokens - fixed) * CHARS_PER_TOKEN
+        packs = pack_lines(lines, overhead_chars=head, budget_chars=budget_chars)
+        calls = [
+            build(spec.instruction, [lines[i] for i in pack], spec.summary_tokens) for pack in packs
+        ]
+        return packs, calls
+
     async def _level(
         self,
         level: int,
@@ -420,24 +432,14 @@ class _Folder:
 
         ``items`` are (row line, n, -1) at level 0 and (summary, rows, node index) above.
         """
-        spec = self.spec
         if level == 0:
             lines = [line for line, _, _ in items]
-            build = leaf_messages
         else:
             lines = [fold_row(summary, rows) for summary, rows, _ in items]
-            build = fold_messages
-        empty = build(spec.instruction, [], spec.summary_tokens)
-        head, fixed = self._sizes(empty)
-        packs = pack_lines(
-            lines, overhead_chars=head, budget_chars=(spec.max_prompt_tokens - fixed) * CHARS_PER_TOKEN
-        )
+        packs, calls = self.plan(level, lines)
         if level > 0 and len(packs) == len(items) > 1:  # cannot happen with a valid spec
             msg = "aggregate fold made no progress (summaries too long for the prompt budget)"
             raise InputError(msg)
-        calls = [
-            build(spec.instruction, [lines[i] for i in pack], spec.summary_tokens) for pack in packs
-        ]
         results = await asyncio.gather(*(self.summarise(messages) for messages in calls))
         parts: list[tuple[str, int, int]] = []
         for pack, messages, (summary, error) in zip(packs, calls, results, strict=True):
