@@ -8,11 +8,12 @@ counts ``context`` and answers.  Each expensive call must come back as a tool er
 names its limit and says what to do; the process's peak resident memory (with its
 children: the local Spark JVM) is measured and must stay under 4 GiB.
 
-Timeouts: on Spark a query that would run for minutes is cancelled by its job tag at
-``tool_timeout_s`` (the run goes on) and at the run's ``timeout_s`` (the run ends with
-its partial); no job of the run is active afterwards.  On Polars (2.1) a running join
-cannot be interrupted, so joins are refused before they run; a slow bounded query is
-given up at ``tool_timeout_s`` and the process is idle again within 5 s.
+Timeouts: a query that would run for minutes is cancelled at ``tool_timeout_s`` (the
+run goes on) and at the run's ``timeout_s`` (the run ends with its partial).  On Spark by
+its job tag: no job of the run is active afterwards.  On Polars (2.1 cannot interrupt a
+running join in this process) a query with a large work bound runs in a worker process
+that the timeout kills: the CPU of the process and its children is idle within 5 s; a
+slow but bounded query runs here, is given up, and ends on its own within 5 s.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
+import psutil
 import pytest
 
 import rlm_pipeline as rp
 from rlm_pipeline.datasets.tickets import tickets
+from rlm_pipeline.engines.polars_worker import worker_pids
 from rlm_pipeline.engines.work import process_rss
 from rlm_pipeline.errors import BudgetExceededError
 from rlm_pipeline.llm.config import LLM
@@ -224,14 +227,70 @@ def test_polars_tool_timeout_gives_up_a_slow_query_and_the_process_goes_idle(
 
 
 def _cpu_idle_after(window: float = 0.5, within: float = 10.0) -> float:
-    """Seconds until this process uses under 20% of a core over ``window``."""
+    """Seconds until this process and its children (Polars workers; not a Spark JVM left
+    by other tests) use under 20% of a core over ``window``."""
     started = time.monotonic()
+    me = psutil.Process()
     while True:
-        before = time.process_time()
+        procs = [me] + [p for p in me.children(recursive=True) if _not_java(p)]
+        before = {p.pid: _cpu_of(p) for p in procs}
         time.sleep(window)
-        if (time.process_time() - before) / window < 0.2:
+        used = sum(_cpu_of(p) - before[p.pid] for p in procs)
+        if used / window < 0.2:
             return time.monotonic() - started
-        assert time.monotonic() - started < within
+        assert time.monotonic() - started < within, f"{used / window:.0%} of a core"
+
+
+def _cpu_of(proc: psutil.Process) -> float:
+    try:
+        times = proc.cpu_times()
+    except psutil.Error:  # it ended (a killed worker): nothing more
+        return 0.0
+    return float(times.user + times.system)
+
+
+def _not_java(proc: psutil.Process) -> bool:
+    try:
+        return "java" not in proc.name()
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.parametrize("limit", ["tool", "run"])
+def test_polars_timeouts_kill_a_running_join_and_the_cpu_goes_idle(
+    limit: str, frame: pl.DataFrame, sim_llm: LLM
+) -> None:
+    # No row cap to speak of: the triple join (~7.5e9 rows) passes its estimate and runs
+    # (minutes) in a worker process, which the timeout kills.
+    if limit == "tool":
+        rlm = rp.RLM(sim_llm, engine="polars", max_view_rows=10**15, tool_timeout_s=4)
+    else:
+        rlm = rp.RLM(sim_llm, engine="polars", max_view_rows=10**15, timeout_s=8)
+    started = time.monotonic()
+    if limit == "tool":
+        res = rlm.run("rows? [adversarial:slow]", frame)
+    else:
+        with pytest.raises(BudgetExceededError) as info:
+            rlm.run("rows? [adversarial:slow]", frame)
+    seconds = time.monotonic() - started
+    idle = _cpu_idle_after()
+    print(f"\npolars: {limit} timeout run {seconds:.1f}s, CPU idle {idle:.1f}s after")
+    if limit == "tool":
+        error = _calls(res)["slow"]["error"]
+        assert "tool_timeout_s = 4 s" in error and "cancelled" in error
+        assert res.value == ROWS
+    else:
+        assert info.value.what == "time_s"
+    assert seconds < 40
+    assert idle < 5
+    assert all(_busy_share(pid) < 0.2 for pid in worker_pids())  # the kept worker is idle
+
+
+def _busy_share(pid: int, window: float = 0.3) -> float:
+    proc = psutil.Process(pid)
+    before = _cpu_of(proc)
+    time.sleep(window)
+    return (_cpu_of(proc) - before) / window
 
 
 #: The memory-budget run, in a fresh interpreter: the budget watches the process's
@@ -255,12 +314,13 @@ def test_polars_memory_budget_cancels_a_query_that_grows_past_it(sim_llm: LLM) -
     # GROUP BY a near-unique text over 2,000,000 rows holds hundreds of MB of keys.
     proc = subprocess.run(
         [sys.executable, "-c", _MEMORY_RUN, str(sim_llm.base_url)],
-        capture_output=True, text=True, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     error = result["error"] or ""
     assert "max_memory_bytes = 0.06 GiB" in error and "cancelled" in error
     assert result["value"] == 2_000_000
-
-
