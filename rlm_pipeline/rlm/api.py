@@ -37,7 +37,12 @@ from rlm_pipeline.errors import (
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.rlm.guard import cancel_run
-from rlm_pipeline.rlm.loop import DEFAULT_ROOT_MAX_TOKENS, LoopResult, run_loop
+from rlm_pipeline.rlm.loop import (
+    ANSWER_RESERVE,
+    DEFAULT_ROOT_MAX_TOKENS,
+    LoopResult,
+    run_loop,
+)
 from rlm_pipeline.rlm.protocol import PROMPT_VARIANTS, PROTOCOLS
 from rlm_pipeline.rlm.render import cut
 from rlm_pipeline.rlm.scope import RunState, Scope
@@ -123,7 +128,9 @@ class RLM:
     budget
         Limits on calls, tokens and cost for the whole run, sub-calls included.
     timeout_s
-        Wall-clock limit of a run in seconds.
+        Wall-clock limit of a run in seconds.  The root loop stops planning when
+        less than a quarter of it is left and asks for the answer (the forced
+        turn), so a slow model still ends with an answer.
     spark
         The SparkSession to use for the Spark engine.
     sub_prompt_tokens
@@ -365,6 +372,8 @@ class RLM:
             prompt=self.prompt,
             root_max_tokens=self.root_max_tokens,
             sub_batch_size=self.sub_batch_size,
+            deadline=None if self.timeout_s is None else started + self.timeout_s,
+            answer_reserve_s=0.0 if self.timeout_s is None else ANSWER_RESERVE * self.timeout_s,
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         work = Work("run", limits=self.limits)  # every engine call of the run, cancellable

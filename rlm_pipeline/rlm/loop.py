@@ -37,6 +37,13 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   asked again, turn after turn);
 - a tool error naming a view that a failed call of the loop was meant to make
   says so;
+- after :data:`STALL_TURNS` turns in a row that tried nothing new (only exact
+  repeats of earlier actions, or no action), the loop asks for the answer at
+  once (the forced turn, with the last successful result restated) instead of
+  spending its remaining steps: a 0.5B root re-sent the same whole plan turn
+  after turn;
+- with less than :data:`ANSWER_RESERVE` of ``timeout_s`` left, the loop asks for
+  the answer (a 0.5B root on 2 busy cores ran out of time mid-plan, no answer);
 - every root turn sends ``max_tokens`` (``RLM(root_max_tokens=...)``), so a
   rambling reply costs a bounded time.
 Budget errors and failures of the model's server propagate to the caller
@@ -91,12 +98,14 @@ from rlm_pipeline.rlm.steps import model_details, run_models
 from rlm_pipeline.rlm.tools import MAX_PEEK_ROWS, TOOL_NAMES, TOOLS, ToolOutcome, dispatch
 
 __all__ = [
+    "ANSWER_RESERVE",
     "ANSWER_SCHEMA",
     "DEFAULT_ROOT_MAX_TOKENS",
     "FORCE_ANSWER_CHOICE",
     "MAX_REPLY_CHARS",
     "PROTOCOL_MODE_KIND",
     "ROOT_PROMPT_BUDGET_TOKENS",
+    "STALL_TURNS",
     "LoopResult",
     "describe_context",
     "run_loop",
@@ -104,6 +113,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: After this many turns in a row that tried no action not tried before (only exact
+#: repeats, or no action at all), the loop stops and asks for the answer (forced turn).
+STALL_TURNS = 3
+#: Share of ``timeout_s`` kept for the forced answer turn: when less is left, the loop
+#: stops planning and asks for the answer.
+ANSWER_RESERVE = 0.25
 #: ``max_tokens`` of every root turn unless ``RLM(root_max_tokens=...)`` says otherwise.
 DEFAULT_ROOT_MAX_TOKENS = 1024
 #: The conversation is compacted to stay under this many (estimated) prompt tokens.
@@ -172,6 +187,10 @@ class _Channel:
     done: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Names of views that failed calls were meant to make.
     unmade: set[str] = field(default_factory=set)
+    #: Every action tried so far, as (name, canonical arguments).
+    tried: set[tuple[str, str]] = field(default_factory=set)
+    #: The current turn tried an action not tried before.
+    progressed: bool = False
 
     def prompt(self) -> str:
         compact = self.protocol != "tools" if self.compact is None else self.compact
@@ -258,24 +277,45 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
             "models": run_models(state.root_client.config, state.sub_llm),
         },
     )
+    used = state.max_steps
+    stalled = 0
     for step in range(1, state.max_steps + 1):
         if scope.depth == 0:
             state.root_steps = step
+        if step > 1 and _out_of_time(state):
+            used = step - 1
+            _record_error(
+                scope,
+                step,
+                "time: less than the answer reserve of timeout_s is left; asking for the "
+                "answer now",
+            )
+            break
+        channel.progressed = False
         outcome = await _turn(scope, client, conv, channel, step, forced=False)
         if outcome is not None:
             return LoopResult(
                 True, outcome.value, outcome.explanation, step, "answer", channel.protocol
             )
+        stalled = 0 if channel.progressed else stalled + 1
+        if stalled >= STALL_TURNS and step < state.max_steps:
+            used = step
+            _record_error(
+                scope,
+                step,
+                f"stalled: {stalled} turns in a row tried no new action; asking for the answer now",
+            )
+            break
     syntax = None if channel.protocol == "tools" else _answer_syntax(channel.protocol)
     last = cut(str(state.partial), 600) if scope.depth == 0 and state.partial else None
-    conv.add({"role": "user", "content": final_answer_message(state.max_steps, syntax, last)})
-    outcome = await _turn(scope, client, conv, channel, state.max_steps + 1, forced=True)
+    conv.add({"role": "user", "content": final_answer_message(used, syntax, last)})
+    outcome = await _turn(scope, client, conv, channel, used + 1, forced=True)
     if outcome is not None:
         return LoopResult(
             True,
             outcome.value,
             outcome.explanation,
-            state.max_steps,
+            used,
             "forced_answer",
             channel.protocol,
         )
@@ -525,6 +565,12 @@ async def _run_as_text(
     return final
 
 
+def _out_of_time(state: Any) -> bool:
+    """Whether the run is within its answer reserve of its deadline."""
+    deadline = state.deadline
+    return deadline is not None and deadline - time.monotonic() < state.answer_reserve_s
+
+
 def _alongside(calls: list[_Call]) -> bool:
     """Whether a reply holds data actions (so an `answer` in it was written blind)."""
     return any(call.name != "answer" for call in calls)
@@ -604,6 +650,9 @@ async def _run_call(
         run, note = _clamped(call)
         outcome = await dispatch(run.name, run.arguments, scope)
     key = (call.name, _canonical(call.arguments))
+    if key not in channel.tried:
+        channel.tried.add(key)
+        channel.progressed = True
     if outcome.error is not None and guarded_outcome is None:
         channel.failures[key] = channel.failures.get(key, 0) + 1
         made = _made_view(call)

@@ -71,6 +71,10 @@ class RunState:
     #: Rows per sub-call of `classify` / `llm_map` (``RLM(sub_batch_size=...)``; 1 for
     #: small sub-models, which answer a batch with the labels in the list's order).
     sub_batch_size: int = 16
+    #: ``time.monotonic()`` by which the run must end (its ``timeout_s``), and the time kept
+    #: back before it for the forced answer turn (the root loop stops planning then).
+    deadline: float | None = None
+    answer_reserve_s: float = 0.0
 
 
 @dataclass

@@ -690,7 +690,11 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if turn < 1:
             return _answer(turn, 99, "a guess")
         return _plan(q, meta, h)
-    if mode in ("blind-late", "peek-loop", "unmade", "ramble"):  # seen with Qwen 0.5B
+    if mode == "explore":  # a new peek every turn (never repeats): only time ends it
+        if h.forced:
+            return _answer(turn, "explored", "asked for the answer")
+        return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 20})])
+    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump"):  # Qwen 0.5B
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -724,6 +728,8 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
             [("classify", {"view": "picked", "column": "question", "labels": ["a", "b"],
                            "name": "lab"})],
         ],
+        # the same whole plan, its answer included, every turn
+        "plan-dump": [[("peek", {"view": "context", "n": 3}), ("answer", {"value": 99})]] * 9,
         # a reply that goes on and on (a 1,000-token WHERE)
         "ramble": [[("filter", {"view": "context", "name": "s", "where": " OR ".join(
             f"question LIKE '%word number {i}%'" for i in range(300))})]],

@@ -50,7 +50,8 @@ def _run(
 ) -> rp.RLMResult:
     llm = LLM(model="sim-1", base_url=server.base_url, api_key="sim", max_retries=1)
     question = DEMO_Q if mode is None else f"{DEMO_Q} [adversarial:{mode}]"
-    return rp.RLM(llm, protocol=protocol, max_steps=12, **kwargs).run(
+    kwargs.setdefault("max_steps", 12)
+    return rp.RLM(llm, protocol=protocol, **kwargs).run(
         question, str(parquet), text_column="question"
     )
 
@@ -141,3 +142,26 @@ def test_sub_batch_size_sets_the_rows_per_classify_call(
         assert step["sub_calls"] == -(-step["rows_in"] // per_call), step
     with pytest.raises(rp.InputError, match="sub_batch_size"):
         rp.RLM(LLM(model="m", base_url="http://127.0.0.1:1/v1"), sub_batch_size=0)
+
+
+def test_a_stalled_loop_is_asked_for_its_answer_before_its_steps_run_out(
+    servers: dict[str, Any], ticket_parquet: Path
+) -> None:
+    """A 0.5B root re-sent its whole plan every turn: 3 turns without a new result end it."""
+    res = _run(servers["text"], "text", "plan-dump", ticket_parquet)
+    assert res.stop_reason == "forced_answer" and res.steps == 4  # of max_steps=12
+    stalled = [r for r in res.trace if r["kind"] == "error" and "stalled" in (r["error"] or "")]
+    assert len(stalled) == 1 and stalled[0]["extra"]["step"] == 4
+    assert [r["kind"] for r in res.trace if r["tool"] == "peek"] == ["tool", *["error"] * 3]
+
+
+def test_a_slow_root_is_asked_for_its_answer_before_the_timeout(
+    sim_factory: Any, ticket_parquet: Path
+) -> None:
+    """With a quarter of timeout_s left the loop stops planning: an answer, not a timeout."""
+    slow = sim_factory(latency_ms=500)
+    res = _run(slow, "text", "explore", ticket_parquet, timeout_s=8.0, max_steps=40)
+    assert res.stop_reason == "forced_answer" and res.value == "explored"
+    late = [r for r in res.trace if r["kind"] == "error" and (r["error"] or "").startswith("time:")]
+    assert len(late) == 1
+    assert res.steps < 40 and res.seconds < 8.0
