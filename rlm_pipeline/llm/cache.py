@@ -569,7 +569,7 @@ class ResponseCache:
                 found[by_digest[bytes(digest)]] = value
         return found
 
-    def put_rows(self, answers: Mapping[str | bytes, Any]) -> None:
+    def put_rows(self, answers: Mapping[Any, Any]) -> None:
         """Store (or replace) row answers (keys: hex or 32-byte digests), all in one transaction.
 
         Values must be JSON-serialisable and not None (a failure is never
@@ -750,7 +750,7 @@ class ResponseCache:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
-                if vacuum and sum(removed.values()):
+                if vacuum and any(n > 0 for n in removed.values()):
                     conn.execute("VACUUM")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             except sqlite3.Error as exc:
