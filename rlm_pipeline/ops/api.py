@@ -269,13 +269,15 @@ def llm_map(
 def estimate(
     data: Any,
     column: str,
-    labels: list[str] | tuple[str, ...],
-    llm: LLM,
+    labels: list[str] | tuple[str, ...] | None = None,
+    llm: LLM | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     instructions: str | None = None,
     *,
     max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
     truncate: bool = False,
+    op: str = "classify",
+    **params: Any,
 ) -> Estimate:
     """What :func:`classify` would send and cost, without calling the model.
 
@@ -288,16 +290,36 @@ def estimate(
     (or, with ``truncate=True``, sent cut to the limit, as :func:`classify`
     would).
 
+    ``op`` names another operator, whose own arguments follow as keywords:
+    ``op="aggregate"`` (``instruction``, ``by``, ...), ``op="top_k"``
+    (``criterion``, ``k``, ...), ``op="join"`` (``right``, ``right_column``,
+    ``condition``, ``block_on``, ...); see
+    :data:`rlm_pipeline.ops.multi_estimate.ESTIMATES`.
+
     Examples
     --------
     >>> import polars as pl
     >>> est = estimate(pl.DataFrame({"q": ["a", "a", "b"]}), "q", ["x", "y"], LLM())
     >>> est.rows, est.distinct_texts, est.calls
     (3, 2, 1)
+    >>> estimate(pl.DataFrame({"q": ["a", "b"]}), "q", llm=LLM(), op="top_k", criterion="x", k=1).calls
+    2
     """
+    if not isinstance(llm, LLM):
+        msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
+        raise InputError(msg)
+    if op != "classify":  # other operators: op=NAME and that operator's arguments
+        from rlm_pipeline.ops.multi_estimate import ESTIMATES
+
+        if op not in ESTIMATES:
+            msg = f"op must be one of {['classify', *ESTIMATES]}, got {op!r}"
+            raise InputError(msg)
+        if batch_size != DEFAULT_BATCH_SIZE:
+            params["batch_size"] = batch_size
+        return ESTIMATES[op](data, column, llm, **params)
     spec = ClassifySpec(
         column=column,
-        labels=check_labels(labels),
+        labels=check_labels(labels if labels is not None else ()),
         instructions=instructions,
         batch_size=batch_size,
         max_row_tokens=max_row_tokens,

@@ -24,6 +24,7 @@ Examples
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -49,7 +50,7 @@ from rlm_pipeline.ops.multi_wire import (
 )
 from rlm_pipeline.ops.topk_op import TopKSpec
 
-__all__ = ["estimate_aggregate", "estimate_join", "estimate_top_k", "with_calls"]
+__all__ = ["ESTIMATES", "estimate_aggregate", "estimate_join", "estimate_top_k", "with_calls"]
 
 _SCHEMA_TOKENS = estimate_tokens(STRUCTURED_PROMPT_PREFIX) + 40
 
@@ -193,3 +194,29 @@ def estimate_join(left: Any, right: Any, spec: JoinSpec, llm: LLM, *,
     frame = pl.DataFrame(pairs.select(_PAIR).toArrow()) if lhs.engine == "spark" else pairs
     texts: list[str | None] = frame.get_column(_PAIR).to_list()
     return estimate_texts(texts, spec.pair_spec(), llm, latency_s=latency_s)
+
+
+def _aggregate_op(data: Any, column: str, llm: LLM, *, instruction: str,
+                  by: str | tuple[str, ...] | list[str] | None = None,
+                  engine: str | None = None, **options: Any) -> Estimate:
+    groups = () if by is None else ((by,) if isinstance(by, str) else tuple(by))
+    return estimate_aggregate(data, AggregateSpec(column, instruction, by=groups, **options), llm,
+                              engine=engine)
+
+
+def _top_k_op(data: Any, column: str, llm: LLM, *, criterion: str, k: int,
+              engine: str | None = None, **options: Any) -> Estimate:
+    return estimate_top_k(data, TopKSpec(column, criterion, k, **options), llm, engine=engine)
+
+
+def _join_op(data: Any, column: str, llm: LLM, *, right: Any, right_column: str,
+             condition: str, engine: str | None = None, **options: Any) -> Estimate:
+    spec = JoinSpec(column, right_column, condition, **options)
+    return estimate_join(data, right, spec, llm, engine=engine)
+
+
+#: ``rp.estimate(data, column, llm=llm, op=NAME, **params)`` builders of these operators:
+#: aggregate (``instruction``, ``by``, ``max_prompt_tokens``, ``summary_tokens``, ``truncate``),
+#: top_k (``criterion``, ``k``, ``batch_size``, ``rank_size``, ...), join (``right``,
+#: ``right_column``, ``condition``, ``block_on``, ``batch_size``, ``max_pairs``, ...).
+ESTIMATES: dict[str, Callable[..., Estimate]] = {"aggregate": _aggregate_op, "top_k": _top_k_op, "join": _join_op}

@@ -67,3 +67,18 @@ def test_join_estimate_exact_pairs_and_calls(sim: Any) -> None:
     with pytest.raises(InputError, match="candidate pairs"):
         estimate_join(left, right, JoinSpec("q", "f", "x", max_pairs=10), _llm(sim))
     assert sim.stats()["requests"] == meter.snapshot().calls
+
+
+def test_rp_estimate_op(sim: Any) -> None:
+    df = _frame().head(200)
+    llm = _llm(sim)
+    agg = rp.estimate(df, "q", llm=llm, op="aggregate", instruction="themes", by="u")
+    assert agg.rows == 200 and agg.calls >= 3
+    top = rp.estimate(df, "q", llm=llm, op="top_k", criterion="refund", k=3, batch_size=8)
+    assert top.calls == -(-df["q"].n_unique() // 8) + 1
+    pairs = rp.estimate(df, "q", llm=llm, op="join", right=df, right_column="q",
+                        condition="same topic", block_on="l.u = r.u")
+    assert pairs.rows == sum(n * n for n in df["u"].value_counts()["count"])
+    with pytest.raises(InputError, match="op must be one of"):
+        rp.estimate(df, "q", llm=llm, op="sort")
+    assert sim.stats()["requests"] == 0
