@@ -194,6 +194,31 @@ class _FrameMethods:
         )
         return _run(self._frame, spec, llm, overwrite=overwrite, budget=budget)
 
+    def aggregate(
+        self, column: str, instruction: str, *, llm: LLM, by: str | Sequence[str] | None = None,
+        **options: Any,
+    ) -> Any:
+        """:func:`rlm_pipeline.aggregate` on this frame: one summary per group."""
+        from rlm_pipeline.ops.aggregate_op import aggregate
+
+        return aggregate(self._frame, column, instruction, llm, by=by, **options)
+
+    def top_k(self, column: str, criterion: str, k: int, *, llm: LLM, **options: Any) -> Any:
+        """:func:`rlm_pipeline.top_k` on this frame: the ``k`` best rows with score and rank."""
+        from rlm_pipeline.ops.topk_op import top_k
+
+        return top_k(self._frame, column, criterion, k, llm, **options)
+
+    def join(
+        self, right: Any, left_column: str, right_column: str, condition: str, *, llm: LLM,
+        block_on: str | None = None, **options: Any,
+    ) -> Any:
+        """:func:`rlm_pipeline.join` of this frame (left) with ``right``: the matching pairs."""
+        from rlm_pipeline.ops.join_op import join
+
+        return join(self._frame, right, left_column, right_column, condition, llm, block_on,
+                    **options)
+
     def ask(
         self,
         question: str,

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.ops.multi_steps import aggregate, join, top_k
 from rlm_pipeline.ops.spec import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_ROW_TOKENS,
@@ -42,7 +43,7 @@ from rlm_pipeline.ops.spec import (
     check_labels,
 )
 
-__all__ = ["classify", "llm_map"]
+__all__ = ["aggregate", "classify", "join", "llm_map", "top_k"]
 
 
 def _step(spec: OpSpec, llm: LLM, overwrite: bool, budget: Budget | None) -> Callable[[Any], Any]:
