@@ -25,6 +25,7 @@ from typing import Any
 
 import jsonschema
 
+from rlm_pipeline.engines.partitioning import MAX_PARTITIONS
 from rlm_pipeline.errors import (
     BudgetExceededError,
     InputError,
@@ -115,7 +116,7 @@ TOOL_SPECS: list[dict[str, Any]] = [
         {
             "view": _VIEW,
             "by": {"type": "string", "maxLength": 1000},
-            "n": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "n": {"type": "integer", "minimum": 1, "maximum": MAX_PARTITIONS},
             "name": _NEW,
         },
         ["view", "name"],
@@ -209,8 +210,12 @@ async def _filter(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     view, where, name = args["view"], args["where"], args["name"]
     check_view(scope, view)
     check_view_name(name)
-    rows_in = int(await _engine(scope.engine.count, view))  # before: `name` may be `view`
+    # The engine refuses first (view and row limits, a bad condition); the input is
+    # counted once, after -- or before when the new view replaces it.
+    rows_in = int(await _engine(scope.engine.count, view)) if name == view else None
     rows = int(await _engine(scope.engine.filter, view, where, name))
+    if rows_in is None:
+        rows_in = int(await _engine(scope.engine.count, view))
     text = f"view `{name}`: {rows} rows (filtered from `{view}`, {rows_in} rows)"
     return ToolOutcome(text=text, rows_in=rows_in, rows_out=rows)
 
