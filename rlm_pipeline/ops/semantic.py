@@ -160,6 +160,8 @@ def _rows_where(out: Any, keep: Any, drop: list[str]) -> Any:
 
 def _filter_rows(out: Any, spec: FilterSpec, on_error: str) -> Any:
     value, error = spec.output_column, spec.error_column
+    failed: Any
+    keep: Any
     if is_spark_frame(out):
         from pyspark.sql import functions as F  # noqa: N812
 

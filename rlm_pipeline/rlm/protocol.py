@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 from rlm_pipeline.llm.failures import is_tools_refusal
 from rlm_pipeline.rlm.limits import LIMIT_KEYS, SCHEMA_LIMIT, over_limit, wire_schema
+from rlm_pipeline.rlm.sem_tools import EXTRACT_EXAMPLE
 from rlm_pipeline.rlm.tools import TOOL_NAMES, TOOLS
 
 __all__ = [
@@ -99,6 +100,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "output_type": "integer",
         "name": "mapped",
     },
+    "extract": EXTRACT_EXAMPLE,
     "recurse": {
         "view": "parts",
         "partition_column": "partition",

@@ -23,7 +23,9 @@ and plans ``peek → filter → classify → sql → answer``, reading the numbe
 of the ``sql`` result to answer.  With ``[plan:recurse]`` in the question it
 uses ``recurse`` by user instead of ``classify``; with ``[plan:chunks]`` it
 splits the rows into 4 chunks with ``partition`` and recurses over them;
-"how many words" questions use ``llm_map`` (integer) and sum the values.
+"how many words" questions use ``llm_map`` (integer) and sum the values;
+"total refund amount" questions (``total X amount``, ``sum of the X amounts``)
+use ``extract`` of one number field (``refund_amount``) and sum it with ``sql``.
 
 Adversarial modes, selected by a marker in the question, script a hostile
 root model for tests: ``[adversarial:ddl]`` (DDL/DML), ``[adversarial:files]``
@@ -116,6 +118,11 @@ _COMPARE = re.compile(
     re.IGNORECASE,
 )
 _OMITTED = re.compile(r"omitted (\d+) earlier steps")
+#: "total refund amount", "sum of the refund amounts", "total amount": an extract + SUM plan.
+_AMOUNT_TOTAL = re.compile(
+    r"\b(?:total|sum\s+of(?:\s+the)?|how\s+much)\s+(?:([a-z]+)\s+)?amounts?\b"
+)
+_AMOUNT_STOP = frozenset("the all of a".split())
 
 
 # ------------------------------------------------------------------ question
@@ -133,8 +140,10 @@ class Question:
     label: str | None = None
     #: The second label of a ``compare`` question (``label`` is the first).
     other: str | None = None
-    #: count | per_user | most_common | least_common | top_user | words | compare
+    #: count | per_user | most_common | least_common | top_user | words | compare | amount_total
     shape: str = "count"
+    #: The field an ``amount_total`` question sums (``refund_amount`` for "total refund amount").
+    amount_field: str = "amount"
     mode: str | None = None
     recurse: bool = False
     chunks: bool = False
@@ -185,6 +194,9 @@ def parse_question(text: str) -> Question:
     ...                    "than, or the same frequency as instances about billing?")
     >>> q.shape, q.label, q.other
     ('compare', 'account', 'billing')
+    >>> q = parse_question("What is the total refund amount requested by users 12345 and 67890?")
+    >>> q.shape, q.amount_field, q.users
+    ('amount_total', 'refund_amount', (12345, 67890))
     """
     mode_match = _MODE.search(text)
     path_match = _PATH.search(text)
@@ -212,7 +224,13 @@ def parse_question(text: str) -> Question:
     label = in_order[0] if in_order else None
     other = None
     about_labels = label is None or re.search(r"\b(label|category|kind|type|topic)\b", lower)
-    if _COMPARE.search(lower) and len(in_order) >= 2:
+    amount = _AMOUNT_TOTAL.search(lower)
+    amount_field = "amount"
+    if amount:
+        shape = "amount_total"
+        qualifier = amount.group(1)
+        amount_field = f"{qualifier}_amount" if qualifier not in (None, *_AMOUNT_STOP) else "amount"
+    elif _COMPARE.search(lower) and len(in_order) >= 2:
         shape, other = "compare", in_order[1]
     elif re.search(r"\bleast\s+(common|frequent)\b", lower) and about_labels:
         shape = "least_common"
@@ -235,6 +253,7 @@ def parse_question(text: str) -> Question:
         label=label,
         other=other,
         shape=shape,
+        amount_field=amount_field,
         mode=mode_match.group(1) if mode_match else None,
         recurse="[plan:recurse]" in text,
         chunks="[plan:chunks]" in text,
@@ -506,6 +525,9 @@ def _value_from(q: Question, meta: Meta, rows: list[dict[str, Any]]) -> Any:
         return rows[0]["label"] if rows else None
     if q.shape == "top_user":
         return rows[0][user] if rows else None
+    if q.shape == "amount_total":
+        total = rows[0].get("n") if rows else None
+        return round(float(total), 2) if isinstance(total, int | float) else 0.0
     if q.shape == "per_user":
         counts = {str(r[user]): int(r["n"] or 0) for r in rows}
         return {str(u): counts.get(str(u), 0) for u in q.users} if q.users else counts
@@ -516,7 +538,9 @@ def _plan(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
     turn = h.turns
     if h.forced and not h.ok("sql", "result"):
         return _answer(turn, None, "ran out of steps before the count was computed")
-    if any(h.failures(t) >= 2 for t in ("peek", "filter", "classify", "sql", "recurse")):
+    if any(
+        h.failures(t) >= 2 for t in ("peek", "filter", "classify", "extract", "sql", "recurse")
+    ):
         last_error = next(r for _, _, r in reversed(h.calls) if r.startswith("error"))
         return _answer(turn, None, f"could not compute it: {last_error[:200]}")
     if not h.ok("peek"):
@@ -531,7 +555,17 @@ def _plan(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         base = "subset"
     text = meta.text or "question"
     args: dict[str, Any]
-    if q.shape == "words":
+    if q.shape == "amount_total":
+        if not h.ok("extract", "extracted"):
+            args = {
+                "view": base,
+                "column": text,
+                "fields": {q.amount_field: "number"},
+                "name": "extracted",
+            }
+            return _message(turn, [("extract", args)])
+        query = f"SELECT SUM({q.amount_field}) AS n FROM extracted"
+    elif q.shape == "words":
         if not h.ok("llm_map", "mapped"):
             args = {
                 "view": base,
