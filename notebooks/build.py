@@ -32,8 +32,14 @@ _JVM_NOISE = re.compile(
     r"Setting default log level|To adjust logging level|\d\d/\d\d/\d\d \d\d:\d\d:\d\d WARN )"
 )
 
+# Token counts and costs follow the prompts' wording (versioned, and changed often): they are
+# compared as placeholders, the rest (rows, labels, answers, steps) as it is.
 _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:PORT"),
+    (re.compile(r"\d(?:[\d,]*\d)? (in|input) ([/+]) \d(?:[\d,]*\d)? (out|output)"), r"N \1 \2 N \3"),
+    (re.compile(r"\d(?:[\d,]*\d)?((?: input| output)? tokens)"), r"N\1"),
+    (re.compile(r"(tokens: |largest prompt:? )\d(?:[\d,]*\d)?"), r"\1N"),
+    (re.compile(r"\$\d+(?:\.\d+)?"), "$N"),
     (re.compile(r"/tmp/[^\s'\"),]*"), "TMP"),
     (re.compile(r"<?\d+(?:\.\d+)?\s?s\b"), "N s"),
     (re.compile(r"\b[0-9a-f]{12}\b"), "RUN_ID"),

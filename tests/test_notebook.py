@@ -90,6 +90,13 @@ def test_normalise_hides_only_run_to_run_details() -> None:
         "simulator at http://127.0.0.1:PORT/v1 · N s · N s · run RUN_ID · 5 steps"
     )
     assert build.normalise("wrote /tmp/rlm_quickstart_x1/labelled.parquet") == "wrote TMP"
+    tokens = "calls: 5, tokens: 9,361 in / 209 out, largest prompt: 2,085 · 1,604 tokens · $0.0032"
+    assert build.normalise(tokens) == (
+        "calls: 5, tokens: N in / N out, largest prompt: N · N tokens · $N"
+    )
+    assert build.normalise("usage: 1 calls, 60 cached, 139 input + 35 output tokens") == (
+        "usage: 1 calls, 60 cached, N input + N output tokens"
+    )
 
 
 @pytest.mark.slow
