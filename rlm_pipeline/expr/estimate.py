@@ -42,7 +42,7 @@ from rlm_pipeline.expr.check_query import REF_SEP
 from rlm_pipeline.expr.checked import CheckedQuery
 from rlm_pipeline.expr.limits import Limits
 
-__all__ = ["PROBE_LIMITS", "JoinProbe", "join_probes", "plan_scans"]
+__all__ = ["PROBE_LIMITS", "JoinProbe", "join_keys", "join_probes", "plan_scans"]
 
 #: Size limits for probe queries: built from the checked query, they may be longer.
 PROBE_LIMITS = Limits(max_sql_chars=400_000, max_depth=256, max_nodes=100_000)
@@ -104,8 +104,22 @@ def _visible_ctes(node: exp.Expr) -> list[exp.CTE]:
     return [cte for ctes in reversed(chain) for cte in ctes]
 
 
-def _keys(join: exp.Join) -> tuple[list[exp.Expr], list[exp.Expr]]:
-    """(left key expressions, right key expressions) of a checked equi-join."""
+def join_keys(join: exp.Expr) -> tuple[list[exp.Expr], list[exp.Expr]]:
+    """(left key expressions, right key expressions) of a checked equi-join.
+
+    Each equality of the ON clause is one key pair; its side that reads the joined
+    view's alias is the right key.  The one splitter of a join condition: the join
+    probes and the Polars planner both use it.
+
+    Examples
+    --------
+    >>> from rlm_pipeline.expr import compile_select
+    >>> q = compile_select("SELECT a.v FROM t a JOIN t b ON b.k = a.k AND a.v = b.v",
+    ...                    {"t": {"k": "int64", "v": "string"}})
+    >>> left, right = join_keys(q.tree.args["joins"][0])
+    >>> [_aliases(e) for e in left], [_aliases(e) for e in right]
+    ([{'a'}, {'a'}], [{'b'}, {'b'}])
+    """
     alias = str(join.meta["alias"])
     on = join.args["on"]
     parts = list(on.flatten()) if isinstance(on, exp.And) else [on]
@@ -178,7 +192,7 @@ def join_probes(checked: CheckedQuery) -> list[JoinProbe]:
         left_aliases = {source.alias}
         for index, join in enumerate(joins):
             alias = str(join.meta["alias"])
-            lkeys, rkeys = _keys(join)
+            lkeys, rkeys = join_keys(join)
             lwhere = [w for w in pushable if _aliases(w) and _aliases(w) <= left_aliases]
             rwhere = [w for w in pushable if _aliases(w) == {alias}]
             left = _grouped(source, joins[:index], lkeys, lwhere)

@@ -20,9 +20,10 @@ import polars as pl
 from sqlglot import exp
 
 from rlm_pipeline.errors import ExpressionError, UnsupportedExpressionError
-from rlm_pipeline.expr.check_query import REF_SEP, ref_name
+from rlm_pipeline.expr.check_query import ref_name
 from rlm_pipeline.expr.checked import CheckedQuery
 from rlm_pipeline.expr.dtypes import FLOAT, INT
+from rlm_pipeline.expr.estimate import join_keys
 from rlm_pipeline.expr.scalar import AGGREGATES, type_of
 from rlm_pipeline.expr.to_polars import PolarsContext, compile_node, polars_dtype
 
@@ -130,19 +131,13 @@ def _source(
 
 
 def _join_keys(join: exp.Expr) -> tuple[list[pl.Expr], list[pl.Expr]]:
-    alias = str(join.meta["alias"])
-    on = join.args["on"]
-    parts = list(on.flatten()) if isinstance(on, exp.And) else [on]
+    """The key pairs of a checked equi-join (:func:`~rlm_pipeline.expr.estimate.join_keys`)
+    compiled; an integer key met by a float key is compared as a float on both sides."""
     left_keys: list[pl.Expr] = []
     right_keys: list[pl.Expr] = []
-    for part in parts:
-        eq = part.unnest() if isinstance(part, exp.Paren) else part
-        sides = [eq.this, eq.expression]
-        refs = {str(c.meta["ref"]).split(REF_SEP)[0] for c in sides[0].find_all(exp.Column)}
-        if refs == {alias}:
-            sides.reverse()
-        left, right = (compile_node(s, PolarsContext()) for s in sides)
-        if {type_of(sides[0]), type_of(sides[1])} == {INT, FLOAT}:
+    for a, b in zip(*join_keys(join), strict=True):
+        left, right = compile_node(a, PolarsContext()), compile_node(b, PolarsContext())
+        if {type_of(a), type_of(b)} == {INT, FLOAT}:
             left, right = left.cast(pl.Float64), right.cast(pl.Float64)
         left_keys.append(left)
         right_keys.append(right)
