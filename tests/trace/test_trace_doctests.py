@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 MODULES = ["rlm_pipeline.trace", "rlm_pipeline.trace.records", "rlm_pipeline.trace.writer",
-           "rlm_pipeline.trace.outline", "rlm_pipeline.trace.show", "rlm_pipeline.trace.html"]
+           "rlm_pipeline.trace.outline", "rlm_pipeline.trace.show", "rlm_pipeline.trace.html",
+           "rlm_pipeline.trace.figures", "rlm_pipeline.trace.diff", "rlm_pipeline.rlm.steps"]
 
 
 @pytest.mark.parametrize("name", MODULES)
