@@ -28,7 +28,10 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   refused once per loop;
 - an ``answer`` written in the same reply as data actions is refused on every
   turn (but the forced final one): the actions run, their results come back,
-  and the model is told to answer after reading them;
+  and the model is told to answer after reading them (exact repeats of
+  actions that ran in an earlier turn do not count: their results were read);
+- the tools are listed in the usual plan's order (``peek, filter, classify,
+  sql, answer`` first): a small model writes the list out as its plan;
 - the same failing call twice gets a targeted hint, and again each time it is
   repeated; the same successful data action repeated with the same arguments
   is not run again (the model is pointed to the next step);
@@ -85,6 +88,7 @@ from rlm_pipeline.rlm.protocol import (
     action_schema,
     action_text,
     example,
+    in_plan_order,
     is_tools_rejection,
     known_protocol,
     next_step_hint,
@@ -123,6 +127,9 @@ ANSWER_RESERVE = 0.25
 DEFAULT_ROOT_MAX_TOKENS = 1024
 #: The conversation is compacted to stay under this many (estimated) prompt tokens.
 ROOT_PROMPT_BUDGET_TOKENS = 6000
+#: The tools as offered to the model: the usual plan's first (see protocol.PLAN_ORDER).
+_OFFERED = in_plan_order(TOOLS)
+_OFFERED_NAMES = tuple(t["function"]["name"] for t in _OFFERED)
 _TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
 _UNKNOWN_VIEW = re.compile(r"unknown view '([^']{1,200})'")
 #: Tool choice of the one extra turn after the last step: the `answer` function, named.
@@ -253,7 +260,7 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         question,
         [info],
         text_column=scope.text_column,
-        tool_names=TOOL_NAMES,
+        tool_names=_OFFERED_NAMES,
         depth=scope.depth,
         max_depth=state.max_depth,
         max_steps=state.max_steps,
@@ -346,7 +353,7 @@ async def _turn(
         if protocol == "tools":
             reply = await client.chat(
                 conv.messages_for_call(_TOOLS_TOKENS),
-                tools=TOOLS,
+                tools=_OFFERED,
                 tool_choice=FORCE_ANSWER_CHOICE if forced else "auto",
                 max_tokens=scope.state.root_max_tokens,
                 prompt_version=PROMPT_VERSION,
@@ -514,7 +521,9 @@ async def _run_native(
         if final is not None:
             texts.append("ignored: run ended")
             continue
-        outcome = await _run_call(scope, channel, call, step, forced, alongside=_alongside(calls))
+        outcome = await _run_call(
+            scope, channel, call, step, forced, alongside=_alongside(channel, calls, step)
+        )
         texts.append(outcome.text)
         if outcome.final:
             final = outcome
@@ -552,7 +561,9 @@ async def _run_as_text(
         if final is not None:
             results.append((call.name, "ignored: run ended"))
             continue
-        outcome = await _run_call(scope, channel, call, step, forced, alongside=_alongside(calls))
+        outcome = await _run_call(
+            scope, channel, call, step, forced, alongside=_alongside(channel, calls, step)
+        )
         results.append((call.name, outcome.text))
         if outcome.final:
             final = outcome
@@ -571,9 +582,18 @@ def _out_of_time(state: Any) -> bool:
     return deadline is not None and deadline - time.monotonic() < state.answer_reserve_s
 
 
-def _alongside(calls: list[_Call]) -> bool:
-    """Whether a reply holds data actions (so an `answer` in it was written blind)."""
-    return any(call.name != "answer" for call in calls)
+def _alongside(channel: _Channel, calls: list[_Call], step: int) -> bool:
+    """Whether a reply holds data actions whose results the model has not seen yet.
+
+    An `answer` written beside them is a guess.  Exact repeats of actions that
+    already ran in an earlier turn do not count: their results were read (a small
+    model re-sends its whole plan, the answer now included, every turn).
+    """
+    return any(
+        call.name != "answer"
+        and channel.done.get((call.name, _canonical(call.arguments)), step) >= step
+        for call in calls
+    )
 
 
 def _answer_syntax(protocol: str) -> str:

@@ -51,6 +51,7 @@ __all__ = [
     "ACTION_SCHEMA_NAME",
     "EXAMPLES",
     "LIMIT_KEYS",
+    "PLAN_ORDER",
     "PROMPT_VARIANTS",
     "PROTOCOLS",
     "SCHEMA_LIMIT",
@@ -60,6 +61,7 @@ __all__ = [
     "example",
     "forget_protocols",
     "is_tools_rejection",
+    "in_plan_order",
     "known_protocol",
     "next_step_hint",
     "over_limit",
@@ -160,10 +162,30 @@ def signature(name: str) -> str:
     return f"{name}({', '.join(names)})"
 
 
+#: The order the tools are listed in to the model: the usual plan first.  A 0.5B root
+#: wrote the tool list out in its given order as its plan (peek, filter, partition, sql,
+#: classify, ...), so its `sql` over the labelled view came before the `classify`.
+PLAN_ORDER: tuple[str, ...] = ("peek", "filter", "classify", "sql", "answer")
+
+
+def in_plan_order(tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``tools`` with :data:`PLAN_ORDER`'s first, the others after in their own order.
+
+    Examples
+    --------
+    >>> [t["function"]["name"] for t in in_plan_order(TOOLS)][:5]
+    ['peek', 'filter', 'classify', 'sql', 'answer']
+    """
+    rank = {name: i for i, name in enumerate(PLAN_ORDER)}
+    indexed = list(enumerate(tools))
+    indexed.sort(key=lambda it: (rank.get(it[1]["function"]["name"], len(rank)), it[0]))
+    return [tool for _, tool in indexed]
+
+
 def tool_lines() -> list[str]:
     """One line per tool: signature and description (for prompts without native tools)."""
     lines = []
-    for tool in TOOLS:
+    for tool in in_plan_order(TOOLS):
         function = tool["function"]
         lines.append(f"- {signature(function['name'])}: {function.get('description', '')}")
     return lines

@@ -728,7 +728,7 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if h.forced:
             return _answer(turn, "explored", "asked for the answer")
         return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 20})])
-    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump"):  # Qwen 0.5B
+    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan"):
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -762,8 +762,9 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
             [("classify", {"view": "picked", "column": "question", "labels": ["a", "b"],
                            "name": "lab"})],
         ],
-        # the same whole plan, its answer included, every turn
-        "plan-dump": [[("peek", {"view": "context", "n": 3}), ("answer", {"value": 99})]] * 9,
+        # the same plan every turn; with its answer included (replan)
+        "plan-dump": [[("peek", {"view": "context", "n": 3})]] * 9,
+        "replan": [[("peek", {"view": "context", "n": 3}), ("answer", {"value": 99})]] * 9,
         # a reply that goes on and on (a 1,000-token WHERE)
         "ramble": [[("filter", {"view": "context", "name": "s", "where": " OR ".join(
             f"question LIKE '%word number {i}%'" for i in range(300))})]],

@@ -414,7 +414,7 @@ def test_grammar_server_fails_a_run_whose_tools_keep_their_real_limits(
     from rlm_pipeline.rlm import loop
     from rlm_pipeline.rlm.tools import TOOL_SPECS
 
-    monkeypatch.setattr(loop, "TOOLS", TOOL_SPECS)
+    monkeypatch.setattr(loop, "_OFFERED", TOOL_SPECS)  # what the loop sends as `tools`
     with pytest.raises(RootModelError, match="500") as caught:
         rp.RLM(_llm(servers["json-llamacpp"]), protocol="tools").run(
             DEMO_Q, str(ticket_parquet), text_column="question"

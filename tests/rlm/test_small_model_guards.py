@@ -144,6 +144,16 @@ def test_sub_batch_size_sets_the_rows_per_classify_call(
         rp.RLM(LLM(model="m", base_url="http://127.0.0.1:1/v1"), sub_batch_size=0)
 
 
+def test_an_answer_beside_only_repeats_of_earlier_actions_is_taken(
+    servers: dict[str, Any], ticket_parquet: Path
+) -> None:
+    """Their results were read in the turn before: the answer is no longer written blind."""
+    res = _run(servers["text"], "text", "replan", ticket_parquet)
+    assert res.stop_reason == "answer" and res.value == 99 and res.steps == 2
+    assert _at(res, 1) == [("peek", "tool"), ("answer", "error")]
+    assert _at(res, 2) == [("peek", "error"), ("answer", "answer")]
+
+
 def test_a_stalled_loop_is_asked_for_its_answer_before_its_steps_run_out(
     servers: dict[str, Any], ticket_parquet: Path
 ) -> None:
