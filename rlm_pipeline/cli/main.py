@@ -18,7 +18,7 @@ from typing import NoReturn
 from rlm_pipeline.cli.entry import exit_code
 from rlm_pipeline.errors import RLMPipelineError
 
-COMMANDS = ("classify", "aggregate", "ask", "demo", "sim_server", "trace_cmd", "cache_cmd")
+COMMANDS = ("classify", "filter_cmd", "extract_cmd", "aggregate", "ask", "demo", "sim_server", "trace_cmd", "cache_cmd")
 
 
 class _Parser(argparse.ArgumentParser):

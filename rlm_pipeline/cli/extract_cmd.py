@@ -1,0 +1,163 @@
+"""``rlm-pipeline extract``: typed fields read off a text column, validated, written as Parquet.
+
+One column per field (null when the text does not state it) and
+``extract_error`` (null, or why the row has no values).  Fields are given as
+``--fields 'amount:number, order_id:string, status:open|closed'`` (a type with
+``|`` is an enum) or as a JSON object.  Types: string, integer, number,
+boolean, date (YYYY-MM-DD).  A value of the wrong type is a ``parse_error``
+for its row, never a cast.
+
+The flags, the cache, the staged output and the failure rules are those of
+``rlm-pipeline classify``: rows that failed for a transient reason
+(api_error, budget_exceeded) make the command write nothing and exit 1 with
+the command that re-asks only them, unless --allow-errors or --max-error-rate R;
+an output where every non-blank row failed is refused the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlm_pipeline._quiet import known_warnings_filtered
+from rlm_pipeline.cli.op_cmd import (
+    add_common_arguments,
+    check_columns,
+    fan_out,
+    print_estimate,
+    print_failures,
+    print_usage,
+    row_limits,
+)
+from rlm_pipeline.errors import InputError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``extract`` command."""
+    p = subparsers.add_parser(
+        "extract",
+        help="read typed fields (numbers, dates, enums, ...) out of every row of a text column",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common_arguments(p, output_column=True)
+    p.add_argument(
+        "--fields",
+        required=True,
+        help="name:type, ... (types string, integer, number, boolean, date, a|b|c) "
+        "or a JSON object",
+    )
+    p.add_argument("--instructions", default=None, help="extra guidance for the model")
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="write the output even if rows failed for a transient reason (exit 0)",
+    )
+    p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="write the output if at most this fraction (0-1) of rows failed transiently",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``extract``; return the exit code."""
+    with known_warnings_filtered():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rlm_pipeline.cli.classify import (
+        _budget,
+        _check_ids,
+        _llm,
+        _sigterm_as_interrupt,
+        _spark_session,
+    )
+    from rlm_pipeline.cli.failures import FailureReport
+    from rlm_pipeline.cli.outputs import check_output_path, staged_output
+    from rlm_pipeline.engines.load import open_engine
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
+    from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.ops.extract_op import ExtractSpec
+    from rlm_pipeline.ops.spec_base import output_names
+
+    llm = _llm(args)
+    budget = _budget(args, llm)
+    if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
+        raise InputError("--max-error-rate must be between 0 and 1")
+    max_error_rate = 1.0 if args.allow_errors else args.max_error_rate
+    spec = ExtractSpec(
+        column=args.column,
+        fields=args.fields,
+        instructions=args.instructions,
+        batch_size=args.batch_size,
+        **row_limits(args),
+    )
+    output = check_output_path(args.input, args.output)
+    engine = open_engine(args.input, args.engine, spark=_spark_session)
+    check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args, output_names(spec))
+    if args.id_column:
+        _check_ids(engine, args.id_column)
+    if args.estimate:
+        print_estimate(engine, spec, llm)
+        return 0
+
+    meter = UsageMeter()
+    with _sigterm_as_interrupt(), staged_output(output) as staged:
+        input_rows, stats = fan_out(engine, spec, llm, meter, budget, staged.tmp)
+        from rlm_pipeline.validate_semantic import validate_extract
+
+        result = validate_extract(
+            _scan(staged.tmp),
+            input_rows=input_rows,
+            fields=dict(spec.fields),
+            id_column=args.id_column,
+            backend="great_expectations" if args.great_expectations else "builtin",
+        )
+        if not result.success:
+            for line in result.failed:
+                print(f"rlm-pipeline: validation failed: {line}", file=sys.stderr)
+            print(f"rlm-pipeline: error: nothing written to {args.output}", file=sys.stderr)
+            return 1
+        failures = FailureReport(rows=stats.rows, errors=dict(stats.errors))
+        if failures.all_failed and not args.allow_errors:
+            print_failures(
+                failures,
+                args,
+                "values",
+                refused="no row got values (or write the output anyway with --allow-errors)",
+            )
+            return 1
+        if not failures.accepted(max_error_rate):
+            print_failures(
+                failures,
+                args,
+                "values",
+                refused=(
+                    f"{failures.transient:,} rows failed for a transient reason (accept the partial "
+                    "output with --allow-errors or --max-error-rate R)"
+                ),
+            )
+            return 1
+        staged.commit()
+    print(f"wrote {stats.rows:,} rows to {Path(args.output)}")
+    for kind, count in sorted(stats.errors.items()):
+        print(f"  no values ({kind}): {count:,}")
+    print_usage(meter)
+    if failures.failed > failures.errors.get("empty_input", 0):
+        print_failures(failures, args, "values", refused=None)
+    return 0
+
+
+def _scan(path: Path) -> Any:
+    import polars as pl
+
+    return pl.scan_parquet(path)
