@@ -110,16 +110,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(msg)
     if args.partitions:
         df = df.repartition(args.partitions)
-    step = rp.spark.classify(
+    # rp.classify (not the lazy rp.spark.classify step) materialises its result once, so
+    # validation and the write see the same answers and the model is called once per row.
+    out = rp.classify(
+        df,
         args.column,
         labels,
-        llm=llm,
+        llm,
         batch_size=args.batch_size,
         max_row_tokens=args.max_row_tokens,
         truncate=args.truncate,
     )
-    # classify materialises its result once, so validation and the write see the same answers.
-    out = df.transform(step)
     rows = df.count()
     report = validate_output(
         out, input_rows=rows, labels=labels, output_column="label", id_column=args.id_column

@@ -1,38 +1,48 @@
-"""Spark-native entry points, shaped for ``DataFrame.transform``.
+"""Spark-native entry points, shaped for ``DataFrame.transform``, and SQL functions.
 
 Examples
 --------
 >>> import rlm_pipeline as rp
 >>> step = rp.spark.classify("question", ["billing", "other"], llm=rp.LLM())
->>> callable(step)
-True
+>>> callable(step), step.usage.calls
+(True, 0)
 
 ``df.transform(step)`` returns a new Spark DataFrame with ``label`` and
-``label_error``.  The model calls run right away, in ``mapInArrow`` tasks on
-the executors, and the result is materialised once (``localCheckpoint``), so
-later actions never call the model again.  Checkpointed blocks live on the
-executors: with dynamic allocation, write the result out (or ``persist`` it
-to disk) before executors can be removed.  pyspark is imported only when the
-step is applied.
+``label_error`` — lazily, like any Spark transform: the model calls run in
+``mapInArrow`` tasks on the executors when an action (``write``,
+``collect``, ``count``, ``show``) runs the plan, each task with its share of
+the limits.  After the action, ``step.usage`` (calls, tokens, cost of every
+run so far) and ``step.stats`` (rows, answered, errors by reason, values, of
+the last run) are filled from the tasks' accumulator (classic sessions; Spark
+Connect has none).  **A DataFrame used by two actions calls the model twice**
+unless it is cached (``persist`` / ``localCheckpoint``) — or ``llm.cache_path``
+is set, in which case the second run answers every row from stored answers
+without a call.  ``with step.typed_errors(): out.write...`` turns a model
+failure in the tasks (endpoint down, key refused, unusable replies) into the
+library's one-line error.  For a materialised result with stats at once,
+use :func:`rlm_pipeline.classify` on the Spark DataFrame.
 
 Checked before any model call: the arguments when the step is built
 (``labels`` given as one string raises ``TypeError``, a bad ``batch_size``
-``InputError``); an ``output_column`` the input already has raises
-``InputError`` when it is applied, unless ``overwrite=True``.  A step runs
-through :func:`rlm_pipeline.ops.api.run_op` like ``rp.classify``; ``budget=``
-caps each application's spend.
-Cells longer than ``max_row_tokens`` get ``input_too_long`` (or are cut, with
-``truncate=True``), and rows left without a value are logged as one warning
-with counts by reason, as for :func:`rlm_pipeline.classify`.
+``InputError``); when it is applied, the text column, an ``output_column`` the
+input already has (``InputError`` unless ``overwrite=True``), and whether the
+workers' Python can import rlm_pipeline (one small Spark job per session,
+:class:`~rlm_pipeline.errors.SparkWorkerError`).  ``budget=`` caps each run's
+spend, split evenly over the tasks.  Cells longer than ``max_row_tokens`` get
+``input_too_long`` (or are cut, with ``truncate=True``).
+
+:func:`register` adds ``rlm_classify(text, array(labels))`` to a session's SQL
+(see :mod:`rlm_pipeline.spark_sql`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.ops.multi_steps import aggregate, join, top_k
+from rlm_pipeline.ops.spark_step import SparkStep
 from rlm_pipeline.ops.spec import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_ROW_TOKENS,
@@ -43,19 +53,19 @@ from rlm_pipeline.ops.spec import (
     check_labels,
 )
 
-__all__ = ["aggregate", "classify", "join", "llm_map", "top_k"]
+__all__ = ["SparkStep", "aggregate", "classify", "join", "llm_map", "register", "top_k"]
 
 
-def _step(spec: OpSpec, llm: LLM, overwrite: bool, budget: Budget | None) -> Callable[[Any], Any]:
-    """The ``DataFrame -> DataFrame`` step running ``spec`` through the one front-end."""
+def _step(spec: OpSpec, llm: LLM, overwrite: bool, budget: Budget | None) -> SparkStep:
+    """The lazy ``DataFrame -> DataFrame`` step running ``spec`` (see the module docstring)."""
+    return SparkStep(spec, llm, overwrite=overwrite, budget=budget)
 
-    def step(df: Any) -> Any:
-        from rlm_pipeline.ops.api import run_op
 
-        out, _ = run_op(df, spec, llm, engine="spark", overwrite=overwrite, budget=budget)
-        return out
+def register(spark: Any, *, llm: LLM, **options: Any) -> Any:
+    """Register the SQL functions in ``spark``: see :func:`rlm_pipeline.spark_sql.register`."""
+    from rlm_pipeline.spark_sql import register as register_sql
 
-    return step
+    return register_sql(spark, llm=llm, **options)
 
 
 def classify(
@@ -70,11 +80,11 @@ def classify(
     max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
     truncate: bool = False,
     budget: Budget | None = None,
-) -> Callable[[Any], Any]:
-    """A ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column.
+) -> SparkStep:
+    """A lazy ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column.
 
-    ``budget`` caps what one application of the step spends (rows left when
-    it is reached get ``budget_exceeded``), as for :func:`rlm_pipeline.classify`.
+    ``budget`` caps what one run of the step spends (rows left when it is
+    reached get ``budget_exceeded``), split evenly over the tasks.
     """
     spec = ClassifySpec(
         column=column,
@@ -100,8 +110,8 @@ def llm_map(
     max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
     truncate: bool = False,
     budget: Budget | None = None,
-) -> Callable[[Any], Any]:
-    """A ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column."""
+) -> SparkStep:
+    """A lazy ``DataFrame -> DataFrame`` step that adds ``output_column`` and its error column."""
     spec = MapSpec(
         column=column,
         instruction=instruction,

@@ -259,6 +259,5 @@ def task_slots(session: Any) -> int:
 
 
 def _driver_version() -> str:
-    import rlm_pipeline
-
-    return str(rlm_pipeline.__version__)
+    """This package's version (already imported: no import statement, no cycle)."""
+    return str(getattr(sys.modules.get("rlm_pipeline"), "__version__", "?"))

@@ -43,8 +43,17 @@ How a call runs:
   :class:`~rlm_pipeline.errors.LLMEndpointError` with its one line; a task
   whose client's circuit breaker trips anyway fails the job, and the driver
   raises the same typed error (not a Python-worker traceback).
-- the result is materialised once (``localCheckpoint(eager=True)``), so later
-  actions on it never call the model again.  Every input row is in it exactly
+- the result of :func:`apply` is materialised once (``localCheckpoint(eager=True)``),
+  so later actions on it never call the model again.  :func:`plan` is the lazy
+  half (the ``mapInArrow`` frame and its accumulator, no job, no call), which
+  ``rp.spark.*`` steps return (:class:`~rlm_pipeline.ops.spark_step.SparkStep`).
+- **the workers' Python** is checked first, once per session: one tiny Spark job
+  (:func:`~rlm_pipeline.engines.spark_workers.check_workers`) raises
+  :class:`~rlm_pipeline.errors.SparkWorkerError` before any model call when the
+  executors' Python cannot import rlm_pipeline.
+- **progress**: with a ``progress`` callback, the accumulator is polled while the
+  job runs (:class:`~rlm_pipeline.ops.progress.ReportWatcher`), so rows, errors,
+  cached rows and usage move as tasks finish.  Every input row is in it exactly
   once, in input order.
 - **workers stay pandas-free**: output columns are built from Arrow buffers
   (:mod:`rlm_pipeline.ops.arrow_out`), not with ``pa.array``.
@@ -61,14 +70,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from typing import TYPE_CHECKING
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
 from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.breaker import DEFAULT_ENDPOINT, reraised
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
-from rlm_pipeline.ops.core import CachedRowsProgress, RowProgress, reply_breaker_error
+from rlm_pipeline.ops.core import RowProgress, reply_breaker_error
 from rlm_pipeline.ops.spark_task import ReportSum, TaskReport, task_function
 from rlm_pipeline.ops.spec_base import OpSpec, output_names
 from rlm_pipeline.ops.stats import MAX_VALUES, OpStats, merge_stats
@@ -77,7 +87,7 @@ if TYPE_CHECKING:
     from pyspark import Accumulator
     from pyspark.sql import DataFrame
 
-__all__ = ["MAX_VALUES", "apply", "out_fields"]
+__all__ = ["MAX_VALUES", "apply", "out_fields", "plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,32 +132,83 @@ def apply(
     budget
         Limits for this call, less what ``meter`` already shows spent.
     progress
-        Called once at the end with ``(rows, rows_failed)``.
+        Called with ``(rows, rows_failed)`` as tasks finish (their reports are
+        polled while the job runs: :class:`~rlm_pipeline.ops.progress.ReportWatcher`).
     parallelism
         Tasks that run at once; default the context's ``defaultParallelism``.
     """
     from pyspark.errors import PySparkException
 
-    if spec.column not in df.columns:
-        msg = f"column {spec.column!r} not found; columns: {df.columns}"
-        raise InputError(msg)
+    from rlm_pipeline.engines.spark_workers import check_workers
+    from rlm_pipeline.ops.progress import ReportWatcher
+
+    _check_classic(df, spec)
     meter = meter if meter is not None else UsageMeter()
+    with known_warnings_filtered():
+        check_workers(df.sparkSession)  # before any model call: can the workers import us?
     llm = _absolute_cache(llm)
     _preflight(llm, meter, budget)
     left = _remaining(budget, meter.snapshot()) if budget is not None else None
-    drop = [c for c in output_names(spec) if c in df.columns]
-    if drop:
-        df = df.drop(*drop)
     try:
-        slots = max(1, parallelism or df.sparkSession.sparkContext.defaultParallelism)
         with known_warnings_filtered():  # PySpark's pandas-version FutureWarning (we use Arrow)
-            mapped, reports = _map(df, spec, llm, left, slots)
-            result = mapped.localCheckpoint(eager=True)
+            mapped, reports = plan(df, spec, llm, budget=left, parallelism=parallelism)
+            assert reports is not None  # a classic session (checked above)
+            with (
+                ReportWatcher(lambda: reports.value, progress)
+                if progress is not None
+                else nullcontext()
+            ):
+                result = mapped.localCheckpoint(eager=True)
     except PySparkException as exc:
         raise _task_error(exc, spec, llm) from exc
     report: TaskReport = reports.value
     meter.add(report.usage)
-    return result, _stats(report, spec, progress)
+    return result, _stats(report, spec)
+
+
+def _check_classic(df: DataFrame, spec: OpSpec) -> None:
+    """The text column is there, and the session is classic (Connect has no accumulators)."""
+    from rlm_pipeline.engines.spark_workers import is_connect
+
+    if spec.column not in df.columns:
+        msg = f"column {spec.column!r} not found; columns: {df.columns}"
+        raise InputError(msg)
+    if is_connect(df.sparkSession):
+        msg = (
+            "on Spark Connect the answers cannot be counted (no accumulators): use the lazy "
+            "step, df.transform(rp.spark.classify(...)) or rp.spark.llm_map(...)"
+        )
+        raise InputError(msg)
+
+
+def plan(
+    df: DataFrame,
+    spec: OpSpec,
+    llm: LLM,
+    *,
+    budget: Budget | None = None,
+    parallelism: int | None = None,
+) -> tuple[DataFrame, Accumulator[TaskReport] | None]:
+    """The lazy ``mapInArrow`` frame for ``spec`` and the accumulator its tasks report to.
+
+    No model call and no Spark job: the tasks run when an action runs the
+    frame (each action runs them again; every run adds its usage to the
+    accumulator, and a partition's row counts replace its earlier ones).
+    Output columns ``df`` already has are replaced; ``budget`` is split
+    evenly over the tasks.  On Spark Connect the accumulator is None (Connect
+    has none) and the tasks report nothing.
+    """
+    from rlm_pipeline.engines.spark_workers import task_slots
+
+    if spec.column not in df.columns:
+        msg = f"column {spec.column!r} not found; columns: {df.columns}"
+        raise InputError(msg)
+    llm = _absolute_cache(llm)
+    drop = [c for c in output_names(spec) if c in df.columns]
+    if drop:
+        df = df.drop(*drop)
+    slots = max(1, parallelism or task_slots(df.sparkSession))
+    return _map(df, spec, llm, budget, slots)
 
 
 def _task_error(exc: Exception, spec: OpSpec, llm: LLM) -> Exception:
@@ -162,25 +223,28 @@ def _task_error(exc: Exception, spec: OpSpec, llm: LLM) -> Exception:
     return EngineError(msg)
 
 
-def _stats(report: TaskReport, spec: OpSpec, progress: RowProgress | None) -> OpStats:
-    """The tasks' counts merged (one attempt per partition); ``progress`` told once."""
+def _stats(report: TaskReport, spec: OpSpec) -> OpStats:
+    """The tasks' counts merged (one attempt per partition)."""
     parts = [report.stats[key] for key in sorted(report.stats)]
-    stats = merge_stats(parts, spec).with_usage(report.usage).with_cached_rows(report.cached_rows)
-    if progress is not None:
-        progress(stats.rows, stats.failed)
-        if stats.cached_rows and isinstance(progress, CachedRowsProgress):
-            progress.add_cached(stats.cached_rows)
-    return stats
+    return merge_stats(parts, spec).with_usage(report.usage).with_cached_rows(report.cached_rows)
 
 
 def _map(
     df: DataFrame, spec: OpSpec, llm: LLM, budget: Budget | None, slots: int
-) -> tuple[DataFrame, Accumulator[TaskReport]]:
-    """The mapped (lazy) frame and the accumulator its tasks report to."""
-    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+) -> tuple[DataFrame, Accumulator[TaskReport] | None]:
+    """The mapped (lazy) frame and the accumulator its tasks report to (None on Connect)."""
+    from pyspark.sql.types import StructField, StructType
 
-    sc = df.sparkSession.sparkContext
-    parts = max(1, df.rdd.getNumPartitions())
+    from rlm_pipeline.engines.spark_workers import is_connect
+
+    connect = is_connect(df.sparkSession)
+    if connect:  # no RDDs: the partitions are fixed only when the budget must be split
+        parts = slots
+        if budget is not None or slots > llm.max_concurrency:
+            parts = min(slots, llm.max_concurrency)
+            df = _fewer_partitions(df, parts)
+    else:
+        parts = max(1, df.rdd.getNumPartitions())
     if min(slots, parts) > llm.max_concurrency:
         df = _fewer_partitions(df, llm.max_concurrency)
         parts = llm.max_concurrency
@@ -193,12 +257,34 @@ def _map(
         task_llm.rpm,
         task_llm.tpm,
     )
-    reports = sc.accumulator(TaskReport(), ReportSum())  # type: ignore[arg-type]
+    reports = None
+    if not connect:
+        sc = df.sparkSession.sparkContext
+        reports = sc.accumulator(TaskReport(), ReportSum())  # type: ignore[arg-type]
     fields = list(df.schema.fields) + [
-        StructField(name, _parse_datatype_string(kind), True) for name, kind in out_fields(spec)
+        StructField(name, _spark_type(kind), True) for name, kind in out_fields(spec)
     ]
-    task = task_function(spec, task_llm, task_budget, reports.add)
+    task = task_function(
+        spec, task_llm, task_budget, _no_report if reports is None else reports.add
+    )
     return df.mapInArrow(task, StructType(fields)), reports
+
+
+def _spark_type(kind: str) -> Any:
+    """The Spark type for a type name of :data:`_SPARK_TYPES` (no JVM needed: Connect too)."""
+    from pyspark.sql import types as T
+
+    return {
+        "string": T.StringType(),
+        "bigint": T.LongType(),
+        "double": T.DoubleType(),
+        "boolean": T.BooleanType(),
+        "date": T.DateType(),
+    }[kind]
+
+
+def _no_report(report: TaskReport) -> None:
+    """Where the tasks report on Spark Connect (no accumulators there): nowhere."""
 
 
 def _remaining(budget: Budget, spent: Usage) -> Budget:

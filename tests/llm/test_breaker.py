@@ -358,7 +358,7 @@ def test_spark_dead_endpoint_fails_on_the_driver(spark: Any, sim_factory: SimFac
     dead = _dead_llm()
     started = time.monotonic()
     with pytest.raises(LLMEndpointError) as info:
-        df.transform(rp.spark.classify("q", LABELS, llm=dead))
+        rp.classify(df, "q", LABELS, dead)  # eager: the driver's preflight (rp.spark.* is lazy)
     assert time.monotonic() - started < 10
     assert str(info.value) == f"connection refused at {dead.base_url} — is the server running?"
 
