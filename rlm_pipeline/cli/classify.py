@@ -430,8 +430,9 @@ def _classify(
     from rlm_pipeline.ops.progress import ProgressBar, RowCounter
 
     input_rows = engine.count(CONTEXT_VIEW)
-    # A bar only where rows are reported as they finish (not from Spark tasks, reported at the end).
-    bar = sys.stderr.isatty() and not engine.fans_out_in_tasks
+    # On a terminal, a bar: rows as they finish (on Spark, as each task ends: its report is
+    # polled while the job runs), calls, cached, errors, tokens, cost.
+    bar = sys.stderr.isatty()
     progress = ProgressBar(input_rows, meter) if bar else RowCounter()
     with progress if isinstance(progress, ProgressBar) else contextlib.nullcontext():
         _, stats = engine.map_frame(
