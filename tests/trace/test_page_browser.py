@@ -88,9 +88,27 @@ class _Seen(HTMLParser):
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory,
          real_run_file: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The real run's page, followed on the same page by a run whose model wrote hostile text."""
     folder = tmp_path_factory.mktemp("page")
     records = read_trace(real_run_file)
-    return write_html(records, folder / "run.html"), records
+    return write_html([*records, *_hostile_run()], folder / "run.html"), records
+
+
+#: What a model could write: markup that would run, a line separator, a 10,000-character line.
+MODEL_SAID = (f"</pre></details>{SCRIPT}{IMG}<b>bold?</b>\u2028next line " + "x" * 10_000)
+
+
+def _hostile_run() -> list[dict[str, Any]]:
+    base = {"run_id": "hostile-run", "depth": 0, "path": "root", "tool": None,
+            "arguments": None, "result_summary": None, "rows_in": None, "rows_out": None,
+            "sub_calls": 0, "input_tokens": 0, "output_tokens": 0, "seconds": 0.1,
+            "error": None}
+    return [
+        {**base, "seq": 0, "kind": "run_start", "extra": {"question": "hostile model text"}},
+        {**base, "seq": 1, "kind": "model",
+         "extra": {"protocol": "text", "text": MODEL_SAID,
+                   "actions": [{"tool": SCRIPT, "arguments": IMG}]}},
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +117,7 @@ def loaded(page: tuple[Path, list[dict[str, Any]]]) -> tuple[_Seen, Path]:
     path, _ = page
     shot = path.parent / "page.png"
     dom = _chromium(path.parent, "--dump-dom", f"--screenshot={shot}",
-                    "--window-size=1200,2400", path.as_uri())
+                    "--window-size=1200,1600", path.as_uri())
     parser = _Seen()
     parser.feed(dom)
     return parser, shot
@@ -152,14 +170,21 @@ def test_hostile_tickets_are_text_and_never_run(seen: _Seen) -> None:
     assert long_cells and all(len(t) <= 300 for t in long_cells) and long_cells[0].endswith("…")
 
 
+def test_hostile_model_text_is_shown_and_never_runs(seen: _Seen) -> None:
+    shown = " ".join(seen.visible)  # the root's model turns are unfolded: a person sees it
+    assert MODEL_SAID[:4000 - 1] in shown  # as written, cut where the page cuts it
+    assert "<b>bold?</b>" in shown  # the model's <b> is text, not bold
+    assert seen.title == "RLM trace" and not any("data-pwned" in a for _, a in seen.attrs)
+
+
 def test_screenshot_shows_a_drawn_page(loaded: tuple[_Seen, Path]) -> None:
     shot = loaded[1]
     with Image.open(shot) as image:
         rgb = image.convert("RGB")
-    assert rgb.size == (1200, 2400)
-    colors: Counter[tuple[int, int, int]] = Counter(getattr(rgb, "get_flattened_data",
-                                                            rgb.getdata)())
-    assert len(colors) > 200 and colors.most_common(1)[0][1] < 0.9 * 1200 * 2400
+    assert rgb.size == (1200, 1600)
+    found = rgb.getcolors(maxcolors=1 << 24) or []  # (count, colour) pairs, counted in C
+    colors: dict[tuple[int, int, int], int] = {color: count for count, color in found}
+    assert len(colors) > 200 and max(colors.values()) < 0.9 * 1200 * 1600
     # timeline bars: the accent blue of tool steps and the purple of sub-run steps are drawn
-    assert sum(n for (r, g, b), n in colors.items() if (r, g, b) == (0x24, 0x57, 0xC5)) > 200
-    assert sum(n for (r, g, b), n in colors.items() if (r, g, b) == (0x7A, 0x3F, 0xB0)) > 200
+    assert colors.get((0x24, 0x57, 0xC5), 0) > 200
+    assert colors.get((0x7A, 0x3F, 0xB0), 0) > 200
