@@ -16,18 +16,32 @@ every engine call a run makes:
   do.  Spark jobs carry the job tags of their work and its parents
   (``SparkContext.addJobTag``, set in the thread that starts the job: tags are
   thread-local) and :meth:`Work.cancel` calls ``cancelJobsWithTag``.  Polars
-  queries run as ``collect(background=True)``; :meth:`Work.cancel` calls
-  ``InProcessQuery.cancel()`` and the waiting thread returns at once.
+  queries go one of two ways (:func:`collect_polars`): a query whose work bound
+  is large runs in a worker process
+  (:class:`~rlm_pipeline.engines.polars_worker.WorkerQuery`) and
+  :meth:`Work.cancel` kills that process, which frees its cores and memory at
+  once; a query with a small bound runs here as ``collect(background=True)``
+  and is cancelled with ``InProcessQuery.cancel()``.
 - **memory**: while engine work runs, the resident memory of the process and
-  its children (a local Spark JVM) is sampled; growth past ``max_memory_bytes``
-  cancels that work with a :class:`~rlm_pipeline.errors.ResourceLimitError`.
+  its children (a local Spark JVM, a Polars worker) is sampled; growth past
+  ``max_memory_bytes`` cancels that work with a
+  :class:`~rlm_pipeline.errors.ResourceLimitError`.
 
-Polars caveat (polars 2.1, verified): ``InProcessQuery.cancel()`` does not
-interrupt a join kernel that is already running; such a query goes on in
-Polars' own threads until it ends, though the tool call and the run return at
-their limit.  That is why the row caps refuse an exploding join *before* it
-runs (estimated from the key counts of each side, see
-:func:`rlm_pipeline.expr.estimate.join_probes`).
+Polars (2.1, verified): ``InProcessQuery.cancel()`` does not stop a query that
+is running -- it is honoured between operators, and a join kernel goes on in
+Polars' threads to its end (a triple self-join over 100,000 rows: minutes).
+Hence the worker route for every query that may run long: its work bound
+(:func:`~rlm_pipeline.engines.polars_worker.plan_work`: rows of its sources plus
+rows into and out of each join, group-by, sort and distinct, joins bounded by
+the row cap they were estimated against) passes :data:`IN_PROCESS_WORK` and
+:data:`WORKER_RATIO` times the rows of the in-memory frames the plan carries
+(sending a plan copies them, about 3 µs a row; a Parquet scan goes as its
+path).  The rest -- nearly every query the model issues -- runs in this process:
+bounded work that ends on its own after a cancel, within seconds for contexts of
+up to about a million in-memory rows (a bigger in-memory context allows bigger
+bounded queries here; a Parquet-backed one sends them all away).  The row caps still
+refuse an exploding join *before* it runs (estimated from the key counts of
+each side, see :func:`rlm_pipeline.expr.estimate.join_probes`).
 
 Examples
 --------
@@ -50,7 +64,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +91,6 @@ __all__ = [
     "WorkLimits",
     "abandoned_queries",
     "cancelled_error",
-    "check_joins",
     "check_new_view",
     "collect_polars",
     "current_work",
@@ -836,37 +849,3 @@ class ViewLedger:
             if self.total_rows + rows > cap:
                 raise total_rows_error(self.total_rows, rows, cap)
             self.total_rows += rows
-
-
-def check_joins(
-    checked: Any,
-    schemas: dict[str, dict[str, str]],
-    view_cap: Callable[[], int],
-    run_probe: Callable[[Any, str], Any],
-) -> None:
-    """Refuse a query if one of its joins would pass ``max_view_rows``: each join probed first.
-
-    The one loop of both engines.  ``checked`` is the compiled query;
-    ``view_cap()`` gives ``max_view_rows`` (asked only when the query joins);
-    ``run_probe(probe, joined)`` runs one probe query (a compiled SELECT, see
-    :func:`rlm_pipeline.expr.estimate.join_probes`) on the engine and returns
-    its one value, the estimated rows of the join with view ``joined``.
-
-    Raises
-    ------
-    ResourceLimitError
-        The first join estimated above the cap (:func:`join_error`); nothing was run.
-    """
-    from rlm_pipeline.expr import compile_select
-    from rlm_pipeline.expr.estimate import PROBE_LIMITS, join_probes
-
-    probes = join_probes(checked)
-    if not probes:
-        return
-    cap = view_cap()
-    for probe in probes:
-        value = run_probe(compile_select(probe.sql, schemas, limits=PROBE_LIMITS), probe.joined)
-        estimate = float(value or 0.0)
-        logger.debug("join with %s: about %d rows", probe.joined, estimate)
-        if estimate > cap:
-            raise join_error(probe.joined, probe.on, estimate, cap)
