@@ -15,7 +15,7 @@ Method (``docs/operators/join.md``):
    what makes blocking cheap); the candidate count is checked against
    ``max_pairs`` too, before any model call.
 2. **Ask** one boolean per distinct pair text
-   (:class:`~rlm_pipeline.ops.multi_specs.PairSpec` through :func:`rlm_pipeline.ops.api.run_op`: batched, deduplicated, row-cached,
+   (:class:`~rlm_pipeline.ops.multi_specs.PairSpec` through ``Engine.map_frame``, as ``run_op``: batched, deduplicated, row-cached,
    limits, both engines).  The row text is ``LEFT: …`` / ``RIGHT: …``
    (:func:`~rlm_pipeline.ops.multi_wire.pair_text`).
 3. **Keep** the pairs answered true.  Every candidate pair is accounted for:
@@ -49,7 +49,7 @@ from sqlglot import exp
 from rlm_pipeline.errors import ExpressionError, InputError, LLMError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
-from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input
+from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, run_spec
 from rlm_pipeline.ops.multi_specs import PAIR_COLUMN, PairSpec
 from rlm_pipeline.ops.multi_wire import PAIR_LEFT, PAIR_RIGHT
 from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS
@@ -411,8 +411,6 @@ def run_join(
     budget: Budget | None = None,
 ) -> tuple[Any, JoinStats]:
     """Run ``spec`` over ``left`` and ``right``: the kept pairs and the stats."""
-    from rlm_pipeline.ops.api import run_op
-
     check_llm(llm)
     if on_error not in ("raise", "keep", "drop"):
         msg = f"on_error must be 'raise', 'keep' or 'drop', got {on_error!r}"
@@ -432,9 +430,7 @@ def run_join(
     pairs, lf, rf, n_left, n_right = build(spec, lhs, rhs)
     meter = meter if meter is not None else UsageMeter()
     before = meter.snapshot()
-    answered, scoring = run_op(
-        pairs, spec.pair_spec(), llm, engine=lhs.engine, meter=meter, budget=budget, warn=False
-    )
+    answered, scoring = run_spec(lhs, pairs, spec.pair_spec(), llm, meter=meter, budget=budget)
     stats = _stats(n_left, n_right, scoring, meter.snapshot() - before)
     line = failure_summary("join", scoring, "answer", cached=bool(llm.cache_path))
     if line is not None:

@@ -1,7 +1,7 @@
 """What aggregate, top_k and join share: the input read once, the output in the caller's kind.
 
 The engine is decided once, from the data (or ``engine=``) by
-:func:`rlm_pipeline.engines.load.infer_engine`; these operators then work on a
+:func:`rlm_pipeline.engines.load.engine_for`; these operators then work on a
 Polars ``LazyFrame`` or a Spark ``DataFrame`` and hand back the same kind of
 frame they got (a Polars ``DataFrame`` for other inputs).
 
@@ -31,7 +31,7 @@ from rlm_pipeline.ops.runner import run_sync
 if TYPE_CHECKING:
     from rlm_pipeline.llm.client import LLMClient
 
-__all__ = ["InputFrame", "check_llm", "read_input", "with_client"]
+__all__ = ["InputFrame", "check_llm", "read_input", "run_spec", "with_client"]
 
 T = TypeVar("T")
 
@@ -78,30 +78,14 @@ class InputFrame:
 
 
 def read_input(data: Any, engine: str | None) -> InputFrame:
-    """The caller's ``data`` on the chosen engine (``None``: inferred from the data)."""
-    from rlm_pipeline.engines.kinds import is_spark_frame
-    from rlm_pipeline.engines.load import infer_engine, to_polars
+    """The caller's ``data`` on its engine, chosen by :func:`rlm_pipeline.engines.load.engine_for`."""
+    from rlm_pipeline.engines.load import engine_for
 
-    chosen = engine or infer_engine(data)
-    if chosen == "polars":
-        return InputFrame("polars", to_polars(data), lazy=isinstance(data, pl.LazyFrame))
-    if chosen == "spark":
-        from rlm_pipeline._lazy import require_spark
-
-        require_spark()
-        if is_spark_frame(data):
-            return InputFrame("spark", data)
-        from pyspark.sql import SparkSession
-
-        from rlm_pipeline.engines.load import to_spark
-
-        session = SparkSession.getActiveSession()
-        if session is None:
-            msg = "engine='spark' needs an active SparkSession (or pass a Spark DataFrame)"
-            raise InputError(msg)
-        return InputFrame("spark", to_spark(data, session))
-    msg = f"engine must be 'polars' or 'spark', got {engine!r}"
-    raise InputError(msg)
+    chosen = engine_for(data, engine)
+    native = chosen.read(data)
+    if isinstance(native, pl.DataFrame):
+        native = native.lazy()
+    return InputFrame(chosen.name, native, lazy=isinstance(data, pl.LazyFrame))
 
 
 def check_llm(llm: Any) -> LLM:
@@ -126,3 +110,27 @@ def with_client(
             return await work(client)
 
     return run_sync(run)
+
+
+def run_spec(
+    frame: InputFrame,
+    data: Any,
+    spec: Any,
+    llm: LLM,
+    *,
+    meter: UsageMeter | None,
+    budget: Budget | None,
+) -> tuple[Any, Any]:
+    """Run the row-wise ``spec`` over ``data`` (a native frame) on ``frame``'s engine.
+
+    The one fan-out entry (``Engine.map_frame``, as :func:`rlm_pipeline.ops.api.run_op`):
+    every row back once with the spec's columns; ``(frame, OpStats)``.
+    """
+    from rlm_pipeline.engines.load import engine_for
+    from rlm_pipeline.ops.fanout import FANOUT
+
+    engine = engine_for(data, frame.engine)
+    return engine.map_frame(
+        engine.read(data, lazy=False), spec, llm, fanout=FANOUT, meter=meter, budget=budget,
+        overwrite=True,
+    )

@@ -3,7 +3,7 @@
 Method (``docs/operators/top_k.md``):
 
 1. **Score** every row 0-100 in one row-wise pass
-   (:class:`~rlm_pipeline.ops.multi_specs.ScoreSpec` through :func:`rlm_pipeline.ops.api.run_op`): batched, deduplicated, row-cached,
+   (:class:`~rlm_pipeline.ops.multi_specs.ScoreSpec` through ``Engine.map_frame``, as ``run_op``): batched, deduplicated, row-cached,
    under the run's limits, on either engine.  ``⌈distinct texts / batch_size⌉``
    calls (plus re-asks of bad replies).
 2. **Candidates**: the ``pool_factor × k`` best-scored rows (ties: text, then
@@ -57,7 +57,13 @@ from rlm_pipeline.errors import (
 )
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
-from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, with_client
+from rlm_pipeline.ops.multi_common import (
+    InputFrame,
+    check_llm,
+    read_input,
+    run_spec,
+    with_client,
+)
 from rlm_pipeline.ops.multi_specs import ScoreSpec
 from rlm_pipeline.ops.multi_wire import (
     MULTI_PROMPT_VERSION,
@@ -223,17 +229,13 @@ def _window_starts(n: int, size: int) -> list[int]:
 
 def _score(frame: InputFrame, spec: TopKSpec, llm: LLM, meter: UsageMeter,
            budget: Budget | None) -> tuple[Any, OpStats]:
-    from rlm_pipeline.ops.api import run_op
-
     if frame.engine == "spark":
         from pyspark.sql import functions as F  # noqa: N812
 
         data = frame.frame.withColumn(_ROW, F.monotonically_increasing_id())
     else:
         data = frame.frame.with_row_index(_ROW)
-    return run_op(
-        data, spec.score_spec(), llm, engine=frame.engine, meter=meter, budget=budget, warn=False
-    )
+    return run_spec(frame, data, spec.score_spec(), llm, meter=meter, budget=budget)
 
 
 def _candidates(scored: Any, frame: InputFrame, spec: TopKSpec, pool: int) -> pl.DataFrame:

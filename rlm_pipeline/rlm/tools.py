@@ -33,6 +33,7 @@ from rlm_pipeline.errors import (
     RLMPipelineError,
     ToolError,
 )
+from rlm_pipeline.rlm.agg_tool import AGGREGATE_TOOL, aggregate_tool
 from rlm_pipeline.rlm.guard import guarded
 from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
@@ -160,6 +161,7 @@ TOOL_SPECS: list[dict[str, Any]] = [
         ["view", "column", "instruction", "name"],
     ),
     EXTRACT_TOOL,  # rlm/sem_tools.py
+    AGGREGATE_TOOL,  # rlm/agg_tool.py
     _tool(
         "recurse",
         "Answer `query` separately for each value of `partition_column` (a sub-run per "
@@ -416,6 +418,7 @@ _HANDLERS: dict[str, Callable[[dict[str, Any], Scope], Awaitable[ToolOutcome]]] 
     "classify": _classify,
     "llm_map": _llm_map,
     "extract": extract_tool,
+    "aggregate": aggregate_tool,
     "recurse": _recurse,
     "answer": _answer,
 }

@@ -15,8 +15,9 @@ from rlm_pipeline.rlm.tools import (
 
 def test_tool_set_is_the_designed_one() -> None:
     assert set(TOOL_NAMES) == {
-        "peek", "filter", "partition", "sql", "classify", "llm_map", "recurse", "answer",
-    }  # fmt: skip
+        "peek", "filter", "partition", "sql", "classify", "llm_map", "extract", "aggregate",
+        "recurse", "answer",
+    }  # fmt: skip  (DESIGN.md's tools table)
     for tool in TOOLS:
         params = tool["function"]["parameters"]
         assert params["type"] == "object"
