@@ -4,7 +4,8 @@
 of the run's work.  For the tools that run model-written engine work (``peek``,
 ``filter``, ``partition``, ``sql``) it also holds the call to the run's
 ``tool_timeout_s``: on expiry the call's Spark jobs are cancelled by their tag
-and its Polars queries with ``InProcessQuery.cancel()``, the engine threads are
+and its Polars queries stopped (a worker process killed, or an in-process query
+cancelled: see :mod:`rlm_pipeline.engines.work`), the engine threads are
 given :data:`CANCEL_GRACE_S` to return, and the model gets a tool error naming
 the limit.  ``classify``, ``llm_map`` and ``recurse`` spend their time in model
 calls, bounded by the budget and the run's ``timeout_s``.
