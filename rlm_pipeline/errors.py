@@ -150,13 +150,20 @@ class UnansweredRowsError(RLMPipelineError):
     """
 
     def __init__(
-        self, message: str, *, op: str, failed: int, rows: int, errors: dict[str, int]
+        self,
+        message: str,
+        *,
+        op: str = "filter",
+        failed: int = 0,
+        rows: int = 0,
+        errors: dict[str, int] | None = None,
     ) -> None:
+        # Defaults: Polars re-raises an error from a map_batches function as type(exc)(message).
         super().__init__(message)
         self.op = op
         self.failed = failed
         self.rows = rows
-        self.errors = dict(errors)
+        self.errors = dict(errors or {})
 
 
 class EngineError(RLMPipelineError):

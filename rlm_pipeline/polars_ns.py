@@ -80,6 +80,46 @@ def _column_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
     return expr.map_batches(run, return_dtype=dtype)
 
 
+def _filter_expr(expr: pl.Expr, spec: Any, llm: LLM, on_error: str) -> pl.Expr:
+    """``expr``'s column judged by a filter spec: a boolean per row, failures per ``on_error``."""
+    from rlm_pipeline.ops.filter_op import check_on_error
+    from rlm_pipeline.ops.semantic import FilterStats, raise_unanswered
+
+    on_error = check_on_error(on_error)
+
+    def run(series: pl.Series) -> pl.Series:
+        from rlm_pipeline.ops.api import run_op
+
+        out, op_stats = run_op(pl.DataFrame({_TEXT: series}), spec, llm, warn=False)
+        stats = FilterStats.of(op_stats, on_error)
+        if stats.failed and on_error == "raise":
+            raise_unanswered(stats, llm)
+        error = pl.col(spec.error_column)
+        failed = error.is_not_null() & ~error.str.starts_with("empty_input")
+        held = pl.col(spec.output_column).fill_null(False)
+        keep = held | failed if on_error == "keep" else held
+        answered: pl.Series = out.select(keep.alias(series.name)).to_series()
+        return answered
+
+    return expr.map_batches(run, return_dtype=pl.Boolean)
+
+
+def _extract_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
+    """``expr``'s column read by an extract spec: one struct of the fields per row."""
+    from rlm_pipeline.ops.polars_fanout import output_schema
+
+    schema = output_schema(spec)
+    names = [name for name, _ in spec.output_fields()]
+    dtype = pl.Struct({name: schema[name] for name in names})
+
+    def run(series: pl.Series) -> pl.Series:
+        out = _run(pl.DataFrame({_TEXT: series}), spec, llm)
+        answered: pl.Series = out.select(pl.struct(names).alias(series.name)).to_series()
+        return answered
+
+    return expr.map_batches(run, return_dtype=dtype)
+
+
 @pl.api.register_expr_namespace("rlm")
 class RLMExprNamespace:
     """``pl.col(...).rlm``: semantic operators on a text column."""
@@ -133,6 +173,50 @@ class RLMExprNamespace:
             truncate=truncate,
         )
         return _column_expr(self._expr, spec, llm)
+
+    def filter(
+        self,
+        condition: str,
+        *,
+        llm: LLM,
+        on_error: str = "raise",
+        batch_size: int = _BATCH_SIZE,
+        max_row_tokens: int = _MAX_ROW_TOKENS,
+        truncate: bool = False,
+    ) -> pl.Expr:
+        """True where the text meets ``condition``, for ``df.filter(...)``.
+
+        Rows without an answer follow ``on_error``: ``"raise"`` (default)
+        raises :class:`~rlm_pipeline.errors.UnansweredRowsError`, ``"keep"``
+        makes them True, ``"drop"`` False; blank texts are False.
+        """
+        from rlm_pipeline.ops.filter_op import FilterSpec
+
+        spec = FilterSpec(_TEXT, condition, batch_size=batch_size,
+                          max_row_tokens=max_row_tokens, truncate=truncate)
+        return _filter_expr(self._expr, spec, llm, on_error)
+
+    def extract(
+        self,
+        fields: dict[str, Any],
+        *,
+        llm: LLM,
+        instructions: str | None = None,
+        batch_size: int = _BATCH_SIZE,
+        max_row_tokens: int = _MAX_ROW_TOKENS,
+        truncate: bool = False,
+    ) -> pl.Expr:
+        """One struct of typed ``fields`` per row (``.struct.unnest()`` for columns).
+
+        Fields are null where the text does not say, and for rows without an
+        answer (use ``df.rlm.extract`` for the ``extract_error`` reasons).
+        """
+        from rlm_pipeline.ops.extract_op import ExtractSpec
+
+        spec = ExtractSpec(_TEXT, fields, instructions=instructions,  # type: ignore[arg-type]
+                           batch_size=batch_size, max_row_tokens=max_row_tokens,
+                           truncate=truncate)
+        return _extract_expr(self._expr, spec, llm)
 
 
 class _FrameMethods:
@@ -193,6 +277,41 @@ class _FrameMethods:
             truncate=truncate,
         )
         return _run(self._frame, spec, llm, overwrite=overwrite, budget=budget)
+
+    def filter(
+        self,
+        column: str,
+        condition: str,
+        *,
+        llm: LLM,
+        on_error: str = "raise",
+        batch_size: int = _BATCH_SIZE,
+        budget: Budget | None = None,
+        **options: Any,
+    ) -> Any:
+        """:func:`rlm_pipeline.filter` on this frame: the rows where ``condition`` holds."""
+        from rlm_pipeline.ops.semantic import filter as semantic_filter
+
+        return semantic_filter(self._frame, column, condition, llm, on_error,  # type: ignore[arg-type]
+                               batch_size, budget=budget, **options)
+
+    def extract(
+        self,
+        column: str,
+        fields: dict[str, Any],
+        *,
+        llm: LLM,
+        instructions: str | None = None,
+        batch_size: int = _BATCH_SIZE,
+        overwrite: bool = False,
+        budget: Budget | None = None,
+        **options: Any,
+    ) -> Any:
+        """:func:`rlm_pipeline.extract` on this frame: one column per field and ``extract_error``."""
+        from rlm_pipeline.ops.semantic import extract
+
+        return extract(self._frame, column, fields, llm, instructions, batch_size,
+                       budget=budget, overwrite=overwrite, **options)
 
     def aggregate(
         self, column: str, instruction: str, *, llm: LLM, by: str | Sequence[str] | None = None,

@@ -53,7 +53,17 @@ from rlm_pipeline.ops.spec import (
     check_labels,
 )
 
-__all__ = ["SparkStep", "aggregate", "classify", "join", "llm_map", "register", "top_k"]
+__all__ = [
+    "SparkStep",
+    "aggregate",
+    "classify",
+    "extract",
+    "filter",
+    "join",
+    "llm_map",
+    "register",
+    "top_k",
+]
 
 
 def _step(spec: OpSpec, llm: LLM, overwrite: bool, budget: Budget | None) -> SparkStep:
@@ -122,3 +132,74 @@ def llm_map(
         truncate=truncate,
     )
     return _step(spec, llm, overwrite, budget)
+
+
+def extract(
+    column: str,
+    fields: dict[str, Any],
+    *,
+    llm: LLM,
+    instructions: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    overwrite: bool = False,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
+    budget: Budget | None = None,
+) -> SparkStep:
+    """A lazy ``DataFrame -> DataFrame`` step adding one column per field and ``extract_error``.
+
+    See :func:`rlm_pipeline.extract` for the types and the reasons.
+    """
+    from rlm_pipeline.ops.extract_op import ExtractSpec
+
+    spec = ExtractSpec(
+        column=column,
+        fields=fields,  # type: ignore[arg-type]  # checked and frozen by the spec
+        instructions=instructions,
+        batch_size=batch_size,
+        max_row_tokens=max_row_tokens,
+        truncate=truncate,
+    )
+    return _step(spec, llm, overwrite, budget)
+
+
+def filter(  # noqa: A001 - rp.spark.filter, beside rp.filter
+    column: str,
+    condition: str,
+    *,
+    llm: LLM,
+    on_error: str = "raise",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
+    truncate: bool = False,
+    budget: Budget | None = None,
+) -> Any:
+    """A ``DataFrame -> DataFrame`` function keeping the rows where ``condition`` holds.
+
+    Unlike the other steps it answers the rows when it is applied (one Spark
+    job; the answers are materialised once): with ``on_error="raise"`` the
+    failed rows must be counted before a DataFrame is handed back, so that
+    :class:`~rlm_pipeline.errors.UnansweredRowsError` is raised by
+    ``df.transform(...)`` itself, not in the middle of a later action.  The
+    result is a lazy filter over those answers.  See :func:`rlm_pipeline.filter`.
+    """
+    from rlm_pipeline.ops.filter_op import check_on_error
+    from rlm_pipeline.ops.semantic import filter as semantic_filter
+
+    checked = check_on_error(on_error)
+
+    def apply(df: Any) -> Any:
+        return semantic_filter(
+            df,
+            column,
+            condition,
+            llm,
+            checked,
+            batch_size,
+            "spark",
+            budget=budget,
+            max_row_tokens=max_row_tokens,
+            truncate=truncate,
+        )
+
+    return apply

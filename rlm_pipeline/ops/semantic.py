@@ -49,6 +49,7 @@ __all__ = [
     "FilterStats",
     "extract",
     "filter",
+    "raise_unanswered",
     "run_extract",
     "run_filter",
 ]
@@ -175,6 +176,24 @@ def _filter_rows(out: Any, spec: FilterSpec, on_error: str) -> Any:
     return _rows_where(out, keep, [value, error])
 
 
+def raise_unanswered(stats: FilterStats, llm: LLM) -> None:
+    """Raise :class:`~rlm_pipeline.errors.UnansweredRowsError` for ``stats``' failed rows."""
+    hint = (
+        "the answered rows are stored in the cache file, so a re-run asks only the failed ones"
+        if llm.cache_path
+        else "set LLM(cache_path=...) so a re-run asks only the failed ones"
+    )
+    reasons = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.errors.items()))
+    msg = (
+        f"filter: {stats.failed:,} of {stats.rows:,} rows have no answer ({reasons}); "
+        f"nothing returned. Re-run the same call ({hint}), or pass on_error='keep' or "
+        "'drop' to keep or drop them"
+    )
+    raise UnansweredRowsError(
+        msg, op="filter", failed=stats.failed, rows=stats.rows, errors=stats.errors
+    )
+
+
 def run_filter(
     data: Any,
     column: str,
@@ -204,20 +223,7 @@ def run_filter(
     )
     stats = FilterStats.of(op_stats, on_error)
     if stats.failed and on_error == "raise":
-        hint = (
-            "the answered rows are stored in the cache file, so a re-run asks only the failed ones"
-            if llm.cache_path
-            else "set LLM(cache_path=...) so a re-run asks only the failed ones"
-        )
-        reasons = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.errors.items()))
-        msg = (
-            f"filter: {stats.failed:,} of {stats.rows:,} rows have no answer ({reasons}); "
-            f"nothing returned. Re-run the same call ({hint}), or pass on_error='keep' or "
-            "'drop' to keep or drop them"
-        )
-        raise UnansweredRowsError(
-            msg, op="filter", failed=stats.failed, rows=stats.rows, errors=stats.errors
-        )
+        raise_unanswered(stats, llm)
     level = logging.WARNING if stats.failed else logging.INFO
     logger.log(level, "%s", stats.line())
     return _filter_rows(out, spec, on_error), stats
