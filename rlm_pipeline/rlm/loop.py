@@ -45,8 +45,12 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   once (the forced turn, with the last successful result restated) instead of
   spending its remaining steps: a 0.5B root re-sent the same whole plan turn
   after turn;
-- with less than :data:`ANSWER_RESERVE` of ``timeout_s`` left, the loop asks for
-  the answer (a 0.5B root on 2 busy cores ran out of time mid-plan, no answer);
+- a number answered that appears in none of the loop's results is refused
+  (at most :data:`MAX_UNSEEN_REFUSALS` times per loop): a 0.5B root answered
+  the worked example's number;
+- with less than :data:`ANSWER_RESERVE` of ``timeout_s`` left, the root loop
+  asks for the answer (sub-runs of ``recurse`` stop unanswered: the reserve is
+  the root's) (a 0.5B root on 2 busy cores ran out of time mid-plan, no answer);
 - every root turn sends ``max_tokens`` (``RLM(root_max_tokens=...)``), so a
   rambling reply costs a bounded time.
 Budget errors and failures of the model's server propagate to the caller
@@ -132,6 +136,15 @@ _OFFERED = in_plan_order(TOOLS)
 _OFFERED_NAMES = tuple(t["function"]["name"] for t in _OFFERED)
 _TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
 _UNKNOWN_VIEW = re.compile(r"unknown view '([^']{1,200})'")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+#: How many times per loop an `answer` whose number is in none of the results is refused
+#: (a 0.5B root answered the worked example's number; after that the answer is taken).
+MAX_UNSEEN_REFUSALS = 2
+UNSEEN_VALUE_MESSAGE = (
+    "not accepted: {value} appears in none of the results you were shown, so it was not "
+    "read from this table. Answer with the value your results show (for a count: the n "
+    "of your sql result)."
+)
 #: Tool choice of the one extra turn after the last step: the `answer` function, named.
 #: The whole tool list is still sent (so the conversation's earlier calls stay valid);
 #: a model or server that ignores the choice and calls another tool is refused, since
@@ -194,6 +207,9 @@ class _Channel:
     done: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Names of views that failed calls were meant to make.
     unmade: set[str] = field(default_factory=set)
+    #: Numbers that appeared in the results the model was shown.
+    numbers: set[str] = field(default_factory=set)
+    unseen_refused: int = 0
     #: Every action tried so far, as (name, canonical arguments).
     tried: set[tuple[str, str]] = field(default_factory=set)
     #: The current turn tried an action not tried before.
@@ -289,8 +305,11 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
     for step in range(1, state.max_steps + 1):
         if scope.depth == 0:
             state.root_steps = step
-        if step > 1 and _out_of_time(state):
+        if (step > 1 or scope.depth > 0) and _out_of_time(state):
             used = step - 1
+            if scope.depth > 0:  # the reserve is the root's: a sub-run stops unanswered
+                _record_error(scope, step, "time: the answer reserve of timeout_s is the root's")
+                return LoopResult(False, None, None, used, "max_steps", channel.protocol)
             _record_error(
                 scope,
                 step,
@@ -576,6 +595,31 @@ async def _run_as_text(
     return final
 
 
+def _unseen_number(channel: _Channel, raw: str) -> str | None:
+    """The answer's number when it appears in no result the model was shown (else None)."""
+    try:
+        args = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    value = args.get("value") if isinstance(args, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    text = str(value).strip()
+    if not _NUMBER.fullmatch(text):
+        return None
+    number = _number_key(text)
+    return None if number in channel.numbers else text
+
+
+def _number_key(text: str) -> str:
+    """``12``, ``12.0`` and ``1,2`` → one spelling, for comparing numbers."""
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        return text
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _out_of_time(state: Any) -> bool:
     """Whether the run is within its answer reserve of its deadline."""
     deadline = state.deadline
@@ -620,6 +664,13 @@ def _guard(
             channel.early_answer_refused = True
             return ToolOutcome(
                 text=f"error: {EARLY_ANSWER_MESSAGE}", error="answer before any data was checked"
+            )
+        unseen = _unseen_number(channel, call.arguments)
+        if unseen is not None and channel.unseen_refused < MAX_UNSEEN_REFUSALS:
+            channel.unseen_refused += 1
+            return ToolOutcome(
+                text=f"error: {UNSEEN_VALUE_MESSAGE.format(value=unseen)}",
+                error="answer value found in no result",
             )
         return None
     ran = channel.done.get((call.name, _canonical(call.arguments)))
@@ -696,6 +747,8 @@ async def _run_call(
             channel.unmade.discard(made)
         if note:
             outcome.text = f"{note}\n{outcome.text}"
+    if outcome.error is None and not outcome.final:
+        channel.numbers.update(_number_key(m) for m in _NUMBER.findall(outcome.text[:20000]))
     spent = state.meter.snapshot() - before  # sub-calls of this tool (approximate under recursion)
     if outcome.error is not None:
         state.errors += 1

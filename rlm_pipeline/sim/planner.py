@@ -728,7 +728,7 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if h.forced:
             return _answer(turn, "explored", "asked for the answer")
         return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 20})])
-    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan"):
+    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat"):
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -759,15 +759,33 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
         # a filter that fails, then an action on the view it was to make
         "unmade": [
             [("filter", {"view": "context", "where": "no_such_column = 1", "name": "picked"})],
-            [("classify", {"view": "picked", "column": "question", "labels": ["a", "b"],
-                           "name": "lab"})],
+            [
+                (
+                    "classify",
+                    {"view": "picked", "column": "question", "labels": ["a", "b"], "name": "lab"},
+                )
+            ],
         ],
         # the same plan every turn; with its answer included (replan)
         "plan-dump": [[("peek", {"view": "context", "n": 3})]] * 9,
-        "replan": [[("peek", {"view": "context", "n": 3}), ("answer", {"value": 99})]] * 9,
+        "replan": [[("peek", {"view": "context", "n": 3}), ("answer", {"value": 5000})]] * 9,
+        # the worked example's number, again and again
+        "copycat": [[("peek", {"view": "context", "n": 3})]] + [[("answer", {"value": 1284})]] * 9,
         # a reply that goes on and on (a 1,000-token WHERE)
-        "ramble": [[("filter", {"view": "context", "name": "s", "where": " OR ".join(
-            f"question LIKE '%word number {i}%'" for i in range(300))})]],
+        "ramble": [
+            [
+                (
+                    "filter",
+                    {
+                        "view": "context",
+                        "name": "s",
+                        "where": " OR ".join(
+                            f"question LIKE '%word number {i}%'" for i in range(300)
+                        ),
+                    },
+                )
+            ]
+        ],
     }
     script = scripts[mode]
     if turn < len(script) and not h.forced:

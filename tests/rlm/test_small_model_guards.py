@@ -149,7 +149,7 @@ def test_an_answer_beside_only_repeats_of_earlier_actions_is_taken(
 ) -> None:
     """Their results were read in the turn before: the answer is no longer written blind."""
     res = _run(servers["text"], "text", "replan", ticket_parquet)
-    assert res.stop_reason == "answer" and res.value == 99 and res.steps == 2
+    assert res.stop_reason == "answer" and res.value == 5000 and res.steps == 2
     assert _at(res, 1) == [("peek", "tool"), ("answer", "error")]
     assert _at(res, 2) == [("peek", "error"), ("answer", "answer")]
 
@@ -175,3 +175,14 @@ def test_a_slow_root_is_asked_for_its_answer_before_the_timeout(
     late = [r for r in res.trace if r["kind"] == "error" and (r["error"] or "").startswith("time:")]
     assert len(late) == 1
     assert res.steps < 40 and res.seconds < 8.0
+
+
+def test_a_number_found_in_no_result_is_refused_twice_then_taken(
+    servers: dict[str, Any], ticket_parquet: Path
+) -> None:
+    """A 0.5B root answered the worked example's number; the loop says it is not the table's."""
+    res = _run(servers["text"], "text", "copycat", ticket_parquet)
+    answers = [r for r in res.trace if r["tool"] == "answer"]
+    assert [r["kind"] for r in answers] == ["error", "error", "answer"]
+    assert "1284 appears in none of the results" in answers[0]["result_summary"]
+    assert res.value == 1284 and res.steps == 4  # a model that insists is not looped forever
