@@ -291,7 +291,8 @@ def estimate(
     would).
 
     ``op`` names another operator, whose own arguments follow as keywords:
-    ``op="aggregate"`` (``instruction``, ``by``, ...), ``op="top_k"``
+    ``op="filter"`` (``condition``), ``op="extract"`` (``fields``, and
+    ``instructions``), ``op="aggregate"`` (``instruction``, ``by``, ...), ``op="top_k"``
     (``criterion``, ``k``, ...), ``op="join"`` (``right``, ``right_column``,
     ``condition``, ``block_on``, ...); see
     :data:`rlm_pipeline.ops.multi_estimate.ESTIMATES`.
@@ -310,13 +311,18 @@ def estimate(
         raise InputError(msg)
     if op != "classify":  # other operators: op=NAME and that operator's arguments
         from rlm_pipeline.ops.multi_estimate import ESTIMATES
+        from rlm_pipeline.ops.semantic_estimate import ROW_ESTIMATES
 
-        if op not in ESTIMATES:
-            msg = f"op must be one of {['classify', *ESTIMATES]}, got {op!r}"
+        if op in ROW_ESTIMATES:  # filter (condition=), extract (fields=)
+            if instructions is not None:
+                params["instructions"] = instructions
+            params.update(max_row_tokens=max_row_tokens, truncate=truncate)
+        elif op not in ESTIMATES:
+            msg = f"op must be one of {['classify', *ROW_ESTIMATES, *ESTIMATES]}, got {op!r}"
             raise InputError(msg)
         if batch_size != DEFAULT_BATCH_SIZE:
             params["batch_size"] = batch_size
-        return ESTIMATES[op](data, column, llm, **params)
+        return {**ESTIMATES, **ROW_ESTIMATES}[op](data, column, llm, **params)
     spec = ClassifySpec(
         column=column,
         labels=check_labels(labels if labels is not None else ()),

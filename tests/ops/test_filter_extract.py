@@ -219,3 +219,26 @@ def test_extract_refuses_bad_fields_before_any_call(sim_factory: Any, tmp_path: 
     with pytest.raises(InputError, match="already exists"):
         rp.extract(frame, "q", {"amount": "number"}, llm)
     assert _requests(sim) == 0
+
+
+@pytest.mark.parametrize(
+    ("op", "params"),
+    [("filter", {"condition": CONDITION}), ("extract", {"fields": FIELDS})],
+)
+def test_estimate_matches_the_run(op: str, params: dict[str, Any], sim_factory: Any,
+                                  tmp_path: Any) -> None:
+    sim = sim_factory(token_count="words")  # the server counts tokens its own way
+    texts = _texts(200, distinct=120, seed=36)
+    frame = pl.DataFrame({"id": range(len(texts)), "q": texts})
+    llm = _llm(sim, tmp_path)
+    est = rp.estimate(frame, "q", llm=llm, op=op, **params)
+    assert est.rows == 200 and est.cached == 0
+    if op == "filter":
+        rp.filter(frame, "q", CONDITION, llm)
+    else:
+        rp.extract(frame, "q", FIELDS, llm)
+    stats = sim.stats(log=False)
+    assert est.calls == stats["requests"] == math.ceil(est.distinct_texts / 16)
+    assert 0.5 < est.input_tokens / stats["input_tokens"] < 2.0
+    again = rp.estimate(frame, "q", llm=llm, op=op, **params)
+    assert (again.calls, again.cached) == (0, est.distinct_texts)  # stored answers are free
