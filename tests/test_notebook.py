@@ -11,6 +11,7 @@ executed by ``make notebooks``, or here with ``RLM_NOTEBOOKS_SPARK=1``.
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib.util
 import os
 import re
@@ -101,11 +102,14 @@ def test_normalise_hides_only_run_to_run_details() -> None:
 
 @pytest.mark.slow
 def test_quickstart_executes_and_matches_its_stored_outputs() -> None:
-    stored = nbformat.read(QUICKSTART, as_version=4)
-    fresh = build.execute(QUICKSTART, timeout=300)
-    assert build.comparable(fresh) == build.comparable(stored), (
-        "the stored outputs are stale: run `make notebooks`"
-    )
+    stored = build.comparable(nbformat.read(QUICKSTART, as_version=4))
+    fresh = build.comparable(build.execute(QUICKSTART, timeout=300))
+    assert len(fresh) == len(stored)
+    for index, (old, new) in enumerate(zip(stored, fresh, strict=True)):
+        diff = "\n".join(difflib.unified_diff(
+            "\n".join(t for _, t in old).splitlines(), "\n".join(t for _, t in new).splitlines(),
+            "stored", "fresh", lineterm="", n=1))
+        assert old == new, f"code cell {index}: stored outputs are stale (run `make notebooks`)\n{diff}"
 
 
 @pytest.mark.slow
