@@ -54,7 +54,8 @@ Usage::
         --token-scale 1.35 --request-timeout 1200 --out base.json --resume
     python bench/oolong_synth.py --base-url "$URL2" --model qwen-0.5b --methods rlm \\
         --sizes 1024,4096,15360 --questions-per-size 10 --token-scale 1.35 --order question \\
-        --protocol auto --max-steps 8 --rlm-timeout 420 --tpm 1e9 --cache sub.sqlite \\
+        --protocol auto --max-steps 8 --rlm-timeout 900 --tpm 1e9 --root-max-tokens 200 \\
+        --sub-batch-size 1 --cache sub.sqlite --seed-question 5000 \\
         --traces traces/ --out rlm.json --resume
     python bench/oolong_synth.py --base-url "$URL3" --model qwen-0.5b --seed-question 5000 \\
         --seed-only --tpm 1e9 --out seed.json
@@ -101,6 +102,7 @@ __all__ = [
     "main",
     "parse_prediction",
     "run_bench",
+    "same_questions",
     "score",
 ]
 
@@ -888,7 +890,33 @@ def format_markdown(report: dict[str, Any]) -> str:
                 f"({m['questions']} q) | " + " | ".join(fam)
                 + f" | {m['calls']:,} | {m['input_tokens']:,} | {m['output_tokens']:,} | "
                 f"{m['max_prompt_tokens']:,} | {m['seconds']:,.0f} | {proto} |")
+    same = same_questions(report)
+    if same:
+        lines.append("")
+        lines.append("On the same questions (those both methods ran): " + "; ".join(
+            f"2^{log2}: RLM {rlm:.2f} vs direct {base:.2f} on {n}" for log2, n, rlm, base in same)
+            + ".")
     return "\n".join(lines)
+
+
+def same_questions(report: dict[str, Any]) -> list[tuple[Any, int, float, float]]:
+    """Per size, the two methods' mean scores over the questions both ran: (log2, n, rlm, direct).
+
+    Examples
+    --------
+    >>> same_questions({"sizes": [{"log2_tokens": 10, "questions": [
+    ...     {"runs": {"rlm": {"score": 1.0}, "baseline": {"score": 0.5}}},
+    ...     {"runs": {"baseline": {"score": 0.0}}}]}]})
+    [(10, 1, 1.0, 0.5)]
+    """
+    out = []
+    for size in report["sizes"]:
+        both = [q["runs"] for q in size["questions"] if {"rlm", "baseline"} <= set(q["runs"])]
+        if both:
+            n = len(both)
+            out.append((size["log2_tokens"], n, round(sum(r["rlm"]["score"] for r in both) / n, 4),
+                        round(sum(r["baseline"]["score"] for r in both) / n, 4)))
+    return out
 
 
 def format_table(report: dict[str, Any]) -> str:
