@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 import time
 from typing import Any
@@ -64,7 +65,7 @@ def _views(route: str) -> dict[str, Any]:
                 out["parts"] = engine.partition(args[0], by=args[1], n=args[2], name="parts")
         for view in [*out, "context"]:
             out[view + ":rows"] = engine.to_arrow(view)
-            out[view + ":head"] = engine.head(view, 3)
+        out["head"] = engine.head("j", 3)
         out["counts"] = engine.value_counts("context", "s", max_values=10)
     return out
 
@@ -121,6 +122,7 @@ def test_the_auto_route_sends_only_unbounded_or_large_work_away() -> None:
     assert plan_work(lf.join(lf, on="k")).embedded_rows == 20_000
 
 
+@functools.cache
 def _dates() -> pl.DataFrame:
     """100,000 ticket dates: the triple self-join on them has ~7.5e9 rows (minutes)."""
     return tickets(100_000, seed=0).select("date")

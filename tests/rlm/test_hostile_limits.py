@@ -256,33 +256,23 @@ def _not_java(proc: psutil.Process) -> bool:
         return False
 
 
-@pytest.mark.parametrize("limit", ["tool", "run"])
-def test_polars_timeouts_kill_a_running_join_and_the_cpu_goes_idle(
-    limit: str, frame: pl.DataFrame, sim_llm: LLM
+def test_polars_tool_timeout_kills_a_running_join_and_the_cpu_goes_idle(
+    frame: pl.DataFrame, sim_llm: LLM
 ) -> None:
     # No row cap to speak of: the triple join (~7.5e9 rows) passes its estimate and runs
-    # (minutes) in a worker process, which the timeout kills.  (Two columns: sending a
-    # plan copies its in-memory rows, and the text column is what costs.)
+    # (minutes) in a worker process, which the tool limit kills.  (Two columns: sending a
+    # plan copies its in-memory rows, and the text column is what costs.)  The run's own
+    # timeout kills it the same way: tests/cli/test_ask_timeout_worker.py.
     frame = frame.select("ticket_id", "date")
-    if limit == "tool":
-        rlm = rp.RLM(sim_llm, engine="polars", max_view_rows=10**15, tool_timeout_s=4)
-    else:
-        rlm = rp.RLM(sim_llm, engine="polars", max_view_rows=10**15, timeout_s=8)
+    rlm = rp.RLM(sim_llm, engine="polars", max_view_rows=10**15, tool_timeout_s=4)
     started = time.monotonic()
-    if limit == "tool":
-        res = rlm.run("rows? [adversarial:slow]", frame)
-    else:
-        with pytest.raises(BudgetExceededError) as info:
-            rlm.run("rows? [adversarial:slow]", frame)
+    res = rlm.run("rows? [adversarial:slow]", frame)
     seconds = time.monotonic() - started
     idle = _cpu_idle_after()
-    print(f"\npolars: {limit} timeout run {seconds:.1f}s, CPU idle {idle:.1f}s after")
-    if limit == "tool":
-        error = _calls(res)["slow"]["error"]
-        assert "tool_timeout_s = 4 s" in error and "cancelled" in error
-        assert res.value == ROWS
-    else:
-        assert info.value.what == "time_s"
+    print(f"\npolars: tool timeout run {seconds:.1f}s, CPU idle {idle:.1f}s after")
+    error = _calls(res)["slow"]["error"]
+    assert "tool_timeout_s = 4 s" in error and "cancelled" in error
+    assert res.value == ROWS
     assert seconds < 40
     assert idle < 5
     assert all(_busy_share(pid) < 0.2 for pid in worker_pids())  # the kept worker is idle
