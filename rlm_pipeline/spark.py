@@ -14,10 +14,12 @@ Examples
 the limits.  After the action, ``step.usage`` (calls, tokens, cost of every
 run so far) and ``step.stats`` (rows, answered, errors by reason, values, of
 the last run) are filled from the tasks' accumulator (classic sessions; Spark
-Connect has none).  **A DataFrame used by two actions calls the model twice**
-unless it is cached (``persist`` / ``localCheckpoint``) — or ``llm.cache_path``
-is set, in which case the second run answers every row from stored answers
-without a call.  ``with step.typed_errors(): out.write...`` turns a model
+Connect has none).  Spark runs a plan again for every action that needs it
+(a second action, a self-join, the sampling job of an ``orderBy``), which
+would call the model again for the same rows, so the returned frame is
+persisted (``MEMORY_AND_DISK``, lazily: the first action fills it); call
+``out.unpersist()`` when done.  Blocks lost with an executor are recomputed,
+with model calls, unless ``llm.cache_path`` is set (then from stored answers).  ``with step.typed_errors(): out.write...`` turns a model
 failure in the tasks (endpoint down, key refused, unusable replies) into the
 library's one-line error.  For a materialised result with stats at once,
 use :func:`rlm_pipeline.classify` on the Spark DataFrame.

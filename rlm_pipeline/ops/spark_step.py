@@ -11,10 +11,14 @@ their usage and row counts to an accumulator, which the step reads:
 :attr:`SparkStep.usage` (every call made, all actions so far) and
 :attr:`SparkStep.stats` (the rows of the last action).
 
-A DataFrame used by two actions runs the plan twice, so the model is called
-twice for the same rows — unless the result is cached (``persist`` /
-``localCheckpoint``), or ``llm.cache_path`` is set: then the second action
-answers every row from stored answers with no call.  Each task gets its share
+The frame is returned persisted (``MEMORY_AND_DISK``; persisting is lazy as
+well, the first action fills it), because Spark would otherwise run the tasks
+again for every action that needs them — a second ``count``, a self-join, even
+the sampling job of an ``orderBy`` — and call the model again for the same
+rows.  Call ``out.unpersist()`` when done.  If cached blocks are lost (an
+executor removed), Spark recomputes them and the model is called again for
+those rows, unless ``llm.cache_path`` is set: the recomputation then answers
+them from stored answers with no call.  Each task gets its share
 of the limits (``max_concurrency``, ``rpm``, ``tpm``; a ``budget`` split over
 the tasks), exactly as the eager :func:`rlm_pipeline.classify` on Spark.
 
@@ -103,7 +107,13 @@ class SparkStep:
         check_workers(df.sparkSession)
         mapped, reports = spark_fanout.plan(df, self.spec, self.llm, budget=self.budget)
         self._runs.append(reports)
-        return mapped
+        if mapped.isStreaming:  # each micro-batch is answered once by the stream itself
+            return mapped
+        from pyspark import StorageLevel
+
+        # Lazy too: the first action fills it.  A sort's sampling job, a second action
+        # or a self-join then read the answers instead of asking the model again.
+        return mapped.persist(StorageLevel.MEMORY_AND_DISK)
 
     def report(self) -> TaskReport:
         """What the tasks of the last planned frame reported so far (empty before an action)."""
