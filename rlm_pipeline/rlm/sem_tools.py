@@ -26,6 +26,7 @@ from typing import Any
 from rlm_pipeline.errors import InputError, ToolError
 from rlm_pipeline.rlm.render import bound, cut
 from rlm_pipeline.rlm.scope import Scope
+from rlm_pipeline.rlm.steps import row_sample
 from rlm_pipeline.rlm.views import (
     ToolOutcome,
     check_columns,
@@ -130,11 +131,15 @@ async def extract_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     for field in spec.names:
         counts = await on_engine(scope.engine.value_counts, name, field, max_values=1)
         found.append(f"{field} {rows - counts.count_of(None)}")
+    failures = await _failures(scope, name, spec.error_column, rows)
     text = (
         f"view `{name}`: {rows} rows read ({calls} sub-calls); rows with a value: "
-        f"{', '.join(found)}{await _failures(scope, name, spec.error_column, rows)}"
+        f"{', '.join(found)}{failures}"
     )
     text += "\n" + await describe_view(scope, name, rows, preview=5)
+    sample = await row_sample(scope.engine, name, column, list(spec.names), spec.error_column,
+                              rows=rows, any_failed=bool(failures))  # for the trace page
+    scope.state.steps.note(scope.path, sample=sample)
     return ToolOutcome(text=bound(text), rows_in=rows, rows_out=rows, sub_calls=calls)
 
 

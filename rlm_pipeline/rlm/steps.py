@@ -20,9 +20,10 @@ loop and the tools add one line each:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 
@@ -218,25 +219,29 @@ async def row_sample(
     engine: Engine,
     view: str,
     column: str,
-    answer_column: str,
+    answer_column: str | Sequence[str],
     error_column: str,
     *,
     rows: int,
     any_failed: bool,
 ) -> dict[str, Any]:
-    """A bounded sample of a classify / llm_map output view: rows with answers and reasons.
+    """A bounded sample of a classify / llm_map / extract output view: rows, answers, reasons.
 
     The first :data:`SAMPLE_ROWS` rows of ``view`` and, when ``any_failed``, the
     first :data:`SAMPLE_FAILED_ROWS` rows whose ``error_column`` is set.  Each
-    row is ``{"text", "answer", "error"}``, cells cut to :data:`SAMPLE_CELL_CHARS`.
-    A read that fails leaves the sample out (``{}``): a trace detail never fails a step.
+    row is ``{"text", "answer", "error"}``, cells cut to :data:`SAMPLE_CELL_CHARS`;
+    with several answer columns (extract's fields) the answer is their values as
+    one compact JSON object.  A read that fails leaves the sample out (``{}``): a
+    trace detail never fails a step.
     """
-    columns = [column, answer_column, error_column]
+    answers = [answer_column] if isinstance(answer_column, str) else list(answer_column)
+    columns = [column, *answers, error_column]
     try:
         head = await asyncio.to_thread(engine.head, view, SAMPLE_ROWS, columns)
         sample: dict[str, Any] = {
             "column": column,
-            "answer_column": answer_column,
+            "answer_column": answers[0] if len(answers) == 1 else "fields",
+            "error_column": error_column,
             "rows_total": rows,
             "rows": _sample_rows(head, columns),
         }
@@ -254,11 +259,19 @@ async def row_sample(
 
 
 def _sample_rows(table: Any, columns: list[str]) -> list[dict[str, Any]]:
-    text, answer, error = (table.column(c).to_pylist() for c in columns)
-    return [
-        {"text": _cell(t), "answer": _cell(a), "error": _cell(e)}
-        for t, a, e in zip(text, answer, error, strict=True)
-    ]
+    text = table.column(columns[0]).to_pylist()
+    error = table.column(columns[-1]).to_pylist()
+    fields = columns[1:-1]
+    values = [table.column(c).to_pylist() for c in fields]
+    out = []
+    for i, (t, e) in enumerate(zip(text, error, strict=True)):
+        if len(fields) == 1:
+            answer = values[0][i]
+        else:
+            row = {f: v[i] for f, v in zip(fields, values, strict=True)}
+            answer = json.dumps(row, ensure_ascii=False, separators=(",", ":"), default=str)
+        out.append({"text": _cell(t), "answer": _cell(answer), "error": _cell(e)})
+    return out
 
 
 def _cell(value: Any) -> Any:

@@ -407,6 +407,7 @@ def _cell(value: Any, limit: int = 300) -> str:
 def _sample(sample: Mapping[str, Any]) -> str:
     column = str(sample.get("column") or "text")
     answer = str(sample.get("answer_column") or "answer")
+    error = str(sample.get("error_column") or f"{answer}_error")
     html = ""
     for key, caption, total in (
         ("rows", "first rows", sample.get("rows_total")),
@@ -427,7 +428,7 @@ def _sample(sample: Mapping[str, Any]) -> str:
             f'<div class="caption">sample: {caption} ({len(rows)}{of})</div>'
             f'<table class="sample {key}"><colgroup><col style="width:58%">'
             f'<col style="width:16%"><col style="width:26%"></colgroup><tr><th>{_e(column)}</th><th>{_e(answer)}</th>'
-            f"<th>{_e(answer)}_error</th></tr>{body}</table>"
+            f"<th>{_e(error)}</th></tr>{body}</table>"
         )
     return html
 

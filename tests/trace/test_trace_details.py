@@ -173,3 +173,19 @@ def test_trace_show_verbose_cli(run_file: Path, tmp_path: Path,
     assert page.is_file() and "sample: failed rows" in page.read_text(encoding="utf-8")
     assert main(["trace", "show", str(run_file)]) == 0
     assert "label=null (empty_input)" not in capsys.readouterr().out  # samples: --verbose only
+
+
+def test_extract_step_records_a_row_sample(sim: Any) -> None:
+    import rlm_pipeline as rp
+    from rlm_pipeline.datasets import tickets
+
+    llm = rp.LLM(model="sim", base_url=sim.base_url, api_key="x", max_retries=0)
+    res = rp.RLM(llm, max_steps=12).run("What is the total refund amount?", tickets(60, seed=1),
+                                        text_column="question")
+    step = next(r for r in res.trace if r["kind"] == "tool" and r["tool"] == "extract")
+    sample = step["extra"]["sample"]
+    assert (sample["answer_column"], sample["error_column"]) == ("refund_amount", "extract_error")
+    assert len(sample["rows"]) == 5 and sample["rows_total"] == 60
+    assert any(isinstance(row["answer"], float) for row in sample["rows"])  # an amount read
+    page = render_html(res.trace)
+    assert "<th>refund_amount</th><th>extract_error</th>" in page
