@@ -511,20 +511,19 @@ async def fold_texts(
 
 
 def _grouped(frame: InputFrame, spec: AggregateSpec) -> pl.DataFrame:
-    """One row per (group, distinct text) with its count, computed by the engine."""
-    keys = [*spec.by, _TEXT]
-    if frame.engine == "spark":
-        from pyspark.sql import functions as F  # noqa: N812
+    """One row per (group, distinct text) with its count, computed by the engine (checked SQL)."""
+    from rlm_pipeline.expr.sqltext import ident
 
-        sdf = frame.frame.select(
-            *[F.col(f"`{name}`") for name in spec.by],
-            F.col(f"`{spec.column}`").cast("string").alias(_TEXT),
-        )
-        table = sdf.groupBy(*[F.col(f"`{name}`") for name in keys]).agg(F.count(F.lit(1)).alias(_COUNT)).toArrow()
-        return pl.DataFrame(table)
-    lazy = frame.frame.select(*spec.by, pl.col(spec.column).cast(pl.String).alias(_TEXT))
-    grouped: pl.DataFrame = lazy.group_by(keys).agg(pl.len().cast(pl.Int64).alias(_COUNT)).collect()
-    return grouped
+    keys = [ident(name) for name in spec.by]
+    text = f"CAST({ident(spec.column)} AS VARCHAR)"
+    query = (
+        f"SELECT {''.join(k + ', ' for k in keys)}{text} AS {ident(_TEXT)}, "
+        f"count(*) AS {ident(_COUNT)} FROM {ident(frame.view)} "
+        f"GROUP BY {''.join(k + ', ' for k in keys)}{text}"
+    )
+    name = frame.fresh("groups")
+    frame.sql(query, name)
+    return frame.arrow(name)
 
 
 def _groups(table: pl.DataFrame, spec: AggregateSpec) -> list[tuple[dict[str, Any], pl.DataFrame]]:

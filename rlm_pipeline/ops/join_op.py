@@ -26,8 +26,8 @@ Method (``docs/operators/join.md``):
    it with the reason in ``join_error``; ``"drop"`` leaves it out and logs the
    count.
 
-Output: the caller's kind of frame, one row per kept pair ordered by left then
-right input order: the left columns, the right columns (a name the left side
+Output: the caller's kind of frame, one row per kept pair (in no set order):
+the left columns, the right columns (a name the left side
 has too gets ``_right``), and ``join_error`` (null for a match).
 
 Examples
@@ -39,11 +39,9 @@ Examples
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import polars as pl
 from sqlglot import exp
 
 from rlm_pipeline.errors import ExpressionError, InputError, LLMError
@@ -214,35 +212,24 @@ def split_block(block_on: str) -> tuple[list[str], list[str]]:
     return on, rest
 
 
-def _neutral_schema(frame: InputFrame) -> dict[str, str]:
-    from rlm_pipeline.engines.types import neutral_polars_type, neutral_spark_type
+def _select_list(left_cols: list[str], names: dict[str, str], spec: JoinSpec) -> str:
+    """The pairs' columns: left ones, right ones (renamed on a clash), the pair text."""
+    from rlm_pipeline.expr.sqltext import ident, sql_literal
 
-    if frame.engine == "spark":
-        return {f.name: neutral_spark_type(f.dataType) for f in frame.frame.schema.fields}
-    return {name: neutral_polars_type(t) for name, t in frame.frame.collect_schema().items()}
-
-
-def _block_query(spec: JoinSpec, left: InputFrame, right: InputFrame) -> Any:
-    from rlm_pipeline import expr
-
-    assert spec.block_on is not None
-    on, rest = split_block(spec.block_on)
-    sql = f'SELECT "l"."{_LID}" AS "{_LID}", "r"."{_RID}" AS "{_RID}" FROM l JOIN r ON '
-    sql += " AND ".join(on)
-    if rest:
-        sql += " WHERE " + " AND ".join(f"({part})" for part in rest)
-    views = {
-        "l": {**_neutral_schema(left), _LID: "int64"},
-        "r": {**_neutral_schema(right), _RID: "int64"},
-    }
-    return expr.compile_select(sql, views)
+    items = [f"l.{ident(c)} AS {ident(c)}" for c in left_cols]
+    items += [f"r.{ident(old)} AS {ident(new)}" for old, new in names.items()]
+    text = (
+        f"{sql_literal(PAIR_LEFT)} || CAST(l.{ident(spec.left_column)} AS VARCHAR) || "
+        f"{sql_literal(PAIR_RIGHT)} || CAST(r.{ident(spec.right_column)} AS VARCHAR)"
+    )
+    return ", ".join([*items, f"{text} AS {ident(_PAIR)}"])
 
 
 def _right_names(left_cols: list[str], right_cols: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     for name in right_cols:
         new = f"{name}_right" if name in left_cols else name
-        if new in left_cols or new == "join_error":
+        if new in left_cols or new == "join_error" or new.startswith("__rp_"):
             msg = f"right column {name!r} would be named {new!r}, which the output already has"
             raise InputError(msg)
         names[name] = new
@@ -262,127 +249,70 @@ def _too_many(spec: JoinSpec, n_left: int, n_right: int, pairs: int) -> InputErr
     )
 
 
-def _polars_pairs(spec: JoinSpec, left: InputFrame, right: InputFrame) -> tuple[
-    pl.DataFrame, pl.LazyFrame, pl.LazyFrame, int, int
-]:
-    lf = left.frame.with_row_index(_LID).with_columns(pl.col(_LID).cast(pl.Int64))
-    rf = right.frame.with_row_index(_RID).with_columns(pl.col(_RID).cast(pl.Int64))
-    n_left = int(lf.select(pl.len()).collect().item())
-    n_right = int(rf.select(pl.len()).collect().item())
+@dataclass(frozen=True)
+class _Pairs:
+    """The candidate pairs, as a view of the left input's engine."""
+
+    view: str
+    left_columns: list[str]
+    names: dict[str, str]
+    n_left: int
+    n_right: int
+
+
+def candidate_pairs(spec: JoinSpec, lhs: InputFrame, right: Any) -> _Pairs:
+    """Register ``right`` next to the left input and build the candidate pairs (checked SQL).
+
+    Without ``block_on`` a constant key on both sides makes the cross product an
+    equi-join the checker takes; with it, its equalities are the ``ON`` and the
+    rest the ``WHERE`` (:func:`split_block`).  Refused above ``max_pairs``.
+    """
+    from rlm_pipeline.expr.sqltext import ident
+
+    right_view = lhs.fresh("right")
+    lhs.put(right_view, lhs.eng.read(right))
+    right_frame = InputFrame(lhs.eng, right_view)
+    right_frame.require([spec.right_column], "right column")
+    left_cols, right_cols = lhs.columns, right_frame.columns
+    names = _right_names(left_cols, right_cols)
+    n_left, n_right = int(lhs.eng.count(lhs.view)), int(lhs.eng.count(right_view))
+    select = _select_list(left_cols, names, spec)
+    pairs = lhs.fresh("pairs")
     if spec.block_on is None:
         if n_left * n_right > spec.max_pairs:
             raise _too_many(spec, n_left, n_right, n_left * n_right)
-        ids = lf.select(_LID).join(rf.select(_RID), how="cross")
+        one = ident("__rp_one")
+        sides = {}
+        for side, view in (("l", lhs.view), ("r", right_view)):
+            sides[side] = lhs.fresh(side)
+            lhs.sql(f"SELECT *, 1 AS {one} FROM {ident(view)}", sides[side])
+        query = (f"SELECT {select} FROM {ident(sides['l'])} AS l JOIN {ident(sides['r'])} AS r "
+                 f"ON l.{one} = r.{one}")
     else:
-        from rlm_pipeline import expr
-
-        ids = expr.to_polars_query(_block_query(spec, left, right), {"l": lf, "r": rf})
-        pairs = int(ids.select(pl.len()).collect().item())
-        if pairs > spec.max_pairs:
-            raise _too_many(spec, n_left, n_right, pairs)
-    text = pl.concat_str(
-        [
-            pl.lit(PAIR_LEFT),
-            pl.col("__rp_l").cast(pl.String),
-            pl.lit(PAIR_RIGHT),
-            pl.col("__rp_r").cast(pl.String),
-        ]
-    )
-    built: pl.DataFrame = (
-        ids.join(lf.select(_LID, pl.col(spec.left_column).alias("__rp_l")), on=_LID)
-        .join(rf.select(_RID, pl.col(spec.right_column).alias("__rp_r")), on=_RID)
-        .select(_LID, _RID, text.alias(_PAIR))
-        .sort(_LID, _RID)
-        .collect()
-    )
-    return built, lf, rf, n_left, n_right
+        on, rest = split_block(spec.block_on)
+        query = (f"SELECT {select} FROM {ident(lhs.view)} AS l JOIN {ident(right_view)} AS r "
+                 f"ON {' AND '.join(on)}")
+        if rest:
+            query += " WHERE " + " AND ".join(f"({part})" for part in rest)
+    count = lhs.sql(query, pairs)
+    if count > spec.max_pairs:
+        raise _too_many(spec, n_left, n_right, count)
+    return _Pairs(pairs, left_cols, names, n_left, n_right)
 
 
-def _spark_pairs(spec: JoinSpec, left: InputFrame, right: InputFrame) -> tuple[
-    Any, Any, Any, int, int
-]:
-    from pyspark.sql import functions as F  # noqa: N812
+def _kept(lhs: InputFrame, answered: str, pairs: _Pairs, keep_failed: bool) -> str:
+    """The view of the pairs kept: matches (and failed pairs when ``keep_failed``)."""
+    from rlm_pipeline.expr.sqltext import ident
 
-    lf = left.frame.withColumn(_LID, F.monotonically_increasing_id()).localCheckpoint()
-    rf = right.frame.withColumn(_RID, F.monotonically_increasing_id()).localCheckpoint()
-    n_left, n_right = lf.count(), rf.count()
-    if spec.block_on is None:
-        if n_left * n_right > spec.max_pairs:
-            raise _too_many(spec, n_left, n_right, n_left * n_right)
-        ids = lf.select(_LID).crossJoin(rf.select(_RID))
-    else:
-        from rlm_pipeline import expr
-
-        query = _block_query(spec, left, right)
-        session = lf.sparkSession
-        tag = uuid.uuid4().hex[:12]
-        names = {"l": f"rp_join_l_{tag}", "r": f"rp_join_r_{tag}"}
-        lf.createOrReplaceTempView(names["l"])
-        rf.createOrReplaceTempView(names["r"])
-        try:
-            ids = session.sql(expr.to_spark_sql(query, names)).localCheckpoint()
-        finally:
-            for name in names.values():
-                session.catalog.dropTempView(name)
-        pairs = ids.count()
-        if pairs > spec.max_pairs:
-            raise _too_many(spec, n_left, n_right, pairs)
-    text = F.concat(
-        F.lit(PAIR_LEFT),
-        F.col("__rp_l").cast("string"),
-        F.lit(PAIR_RIGHT),
-        F.col("__rp_r").cast("string"),
-    )
-    built = (
-        ids.join(lf.select(_LID, F.col(f"`{spec.left_column}`").alias("__rp_l")), on=_LID)
-        .join(rf.select(_RID, F.col(f"`{spec.right_column}`").alias("__rp_r")), on=_RID)
-        .select(_LID, _RID, text.alias(_PAIR))
-    )
-    return built, lf, rf, n_left, n_right
-
-
-def _kept_polars(answered: Any, lf: pl.LazyFrame, rf: pl.LazyFrame, keep_failed: bool,
-                 names: dict[str, str]) -> pl.DataFrame:
-    frame = answered.lazy() if isinstance(answered, pl.DataFrame) else answered
-    keep = pl.col(_MATCH).fill_null(False)
+    error = ident(f"{_MATCH}_error")
+    keep = f"{ident(_MATCH)} = TRUE"
     if keep_failed:
-        keep = keep | _failed_expr(pl.col(f"{_MATCH}_error"))
-    out: pl.DataFrame = (
-        frame.filter(keep)
-        .select(_LID, _RID, pl.col(f"{_MATCH}_error").alias("join_error"))
-        .join(lf, on=_LID)
-        .join(rf.rename(names), on=_RID)
-        .sort(_LID, _RID)
-        .drop(_LID, _RID)
-        .collect()
-    )
-    order = [c for c in out.columns if c != "join_error"] + ["join_error"]
-    return out.select(order)
-
-
-def _failed_expr(error: pl.Expr) -> pl.Expr:
-    return error.is_not_null() & ~error.str.starts_with("empty_input")
-
-
-def _kept_spark(answered: Any, lf: Any, rf: Any, keep_failed: bool,
-                names: dict[str, str]) -> Any:
-    from pyspark.sql import functions as F  # noqa: N812
-
-    error = F.col(f"{_MATCH}_error")
-    keep = F.coalesce(F.col(_MATCH), F.lit(False))
-    if keep_failed:
-        keep = keep | (error.isNotNull() & ~error.startswith("empty_input"))
-    right = rf.select(*[F.col(f"`{old}`").alias(new) for old, new in names.items()], _RID)
-    out = (
-        answered.filter(keep)
-        .select(_LID, _RID, error.alias("join_error"))
-        .join(lf, on=_LID)
-        .join(right, on=_RID)
-        .orderBy(_LID, _RID)
-        .drop(_LID, _RID)
-    )
-    order = [c for c in out.columns if c != "join_error"] + ["join_error"]
-    return out.select(*[F.col(f"`{c}`") for c in order])
+        keep = f"({keep} OR ({error} IS NOT NULL AND NOT {error} LIKE 'empty_input%'))"
+    columns = [*pairs.left_columns, *pairs.names.values()]
+    select = ", ".join([*(ident(c) for c in columns), f"{error} AS {ident('join_error')}"])
+    kept = lhs.fresh("kept")
+    lhs.sql(f"SELECT {select} FROM {ident(answered)} WHERE {keep}", kept)
+    return kept
 
 
 def _stats(n_left: int, n_right: int, scoring: OpStats, usage: Usage) -> JoinStats:
@@ -416,21 +346,17 @@ def run_join(
         msg = f"on_error must be 'raise', 'keep' or 'drop', got {on_error!r}"
         raise InputError(msg)
     lhs = read_input(left, engine)
-    rhs = read_input(right, engine or lhs.engine)
-    if lhs.engine != rhs.engine:
-        msg = f"left is a {lhs.engine} frame and right a {rhs.engine} frame; give both on one engine"
-        raise InputError(msg)
     lhs.require([spec.left_column], "left column")
-    rhs.require([spec.right_column], "right column")
     if "join_error" in lhs.columns:
         msg = "column 'join_error' already exists in the left input; join adds it"
         raise InputError(msg)
-    names = _right_names(lhs.columns, rhs.columns)
-    build = _spark_pairs if lhs.engine == "spark" else _polars_pairs
-    pairs, lf, rf, n_left, n_right = build(spec, lhs, rhs)
+    pairs = candidate_pairs(spec, lhs, right)
+    n_left, n_right = pairs.n_left, pairs.n_right
     meter = meter if meter is not None else UsageMeter()
     before = meter.snapshot()
-    answered, scoring = run_spec(lhs, pairs, spec.pair_spec(), llm, meter=meter, budget=budget)
+    answered, scoring = run_spec(
+        lhs, lhs.eng.frame(pairs.view), spec.pair_spec(), llm, meter=meter, budget=budget
+    )
     stats = _stats(n_left, n_right, scoring, meter.snapshot() - before)
     line = failure_summary("join", scoring, "answer", cached=bool(llm.cache_path))
     if line is not None:
@@ -442,10 +368,9 @@ def run_join(
         "join: %s candidate pairs of %s (%.2f%%), %s matched",
         f"{stats.pairs:,}", f"{stats.cross_pairs:,}", 100 * stats.share, f"{stats.matched:,}",
     )
-    if lhs.engine == "spark":
-        return _kept_spark(answered, lf, rf, on_error == "keep", names), stats
-    out = _kept_polars(answered, lf, rf, on_error == "keep", names)
-    return lhs.back(out), stats
+    answered_view = lhs.fresh("answered")
+    lhs.put(answered_view, answered)
+    return lhs.back(_kept(lhs, answered_view, pairs, on_error == "keep")), stats
 
 
 def join(

@@ -9,14 +9,15 @@ Examples
 --------
 >>> import polars as pl
 >>> frame = read_input(pl.DataFrame({"q": ["a"]}), None)
->>> frame.engine, frame.lazy
-('polars', False)
+>>> frame.engine, frame.lazy, frame.columns
+('polars', False, ['q'])
 >>> type(frame.back(pl.DataFrame({"x": [1]}))).__name__
 'DataFrame'
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,29 +39,41 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class InputFrame:
-    """The caller's table on its engine.
+    """The caller's table, registered as a view of its engine.
+
+    Everything engine-specific goes through the engine's own methods: the
+    operators ask it checked SQL (:meth:`sql`, compiled by
+    :mod:`rlm_pipeline.expr` for Polars or Spark), read small results as
+    Arrow (:meth:`arrow`) and hand results back (:meth:`back`).
 
     Attributes
     ----------
-    engine
-        ``"polars"`` or ``"spark"``.
-    frame
-        A Polars ``LazyFrame`` or a Spark ``DataFrame``.
+    eng
+        The engine (:func:`rlm_pipeline.engines.load.engine_for` chose it).
+    view
+        The view holding the input.
     lazy
         The caller gave a Polars ``LazyFrame`` (a ``LazyFrame`` goes back).
     """
 
-    engine: str
-    frame: Any
+    eng: Any
+    view: str = "context"
     lazy: bool = False
+
+    @property
+    def engine(self) -> str:
+        """``"polars"`` or ``"spark"``."""
+        return str(self.eng.name)
+
+    @property
+    def frame(self) -> Any:
+        """The input's native plan (Polars ``LazyFrame`` or Spark ``DataFrame``)."""
+        return self.eng.frame(self.view)
 
     @property
     def columns(self) -> list[str]:
         """The input's column names."""
-        if self.engine == "spark":
-            return [str(name) for name in self.frame.columns]
-        names: list[str] = self.frame.collect_schema().names()
-        return names
+        return list(self.eng.schema(self.view))
 
     def require(self, names: Sequence[str], what: str = "column") -> None:
         """Raise :class:`InputError` (one line) unless every name is a column."""
@@ -70,11 +83,35 @@ class InputFrame:
                 msg = f"{what} {name!r} not found; columns: {have}"
                 raise InputError(msg)
 
-    def back(self, out: pl.DataFrame) -> Any:
-        """``out`` as the kind of frame the caller gave."""
-        if self.engine == "spark":
-            return self.frame.sparkSession.createDataFrame(out.to_arrow())
-        return out.lazy() if self.lazy else out
+    def sql(self, query: str, name: str) -> int:
+        """Run a checked SELECT on the engine, registered as view ``name``; its row count."""
+        return int(self.eng.sql(query, name))
+
+    def arrow(self, view: str) -> pl.DataFrame:
+        """All rows of ``view`` as a Polars DataFrame (for small results)."""
+        table = pl.from_arrow(self.eng.to_arrow(view))
+        assert isinstance(table, pl.DataFrame)
+        return table
+
+    def fresh(self, what: str) -> str:
+        """A new internal view name (``__rp_<what>_<random>``), never one the model can use."""
+        return f"__rp_{what}_{uuid.uuid4().hex[:10]}"
+
+    def put(self, name: str, data: Any) -> None:
+        """Register ``data`` (a native frame or an Arrow table) as view ``name``."""
+        self.eng.register(name, data, replace=True)
+
+    def back(self, out: pl.DataFrame | str) -> Any:
+        """``out`` (a frame, or a view's name) as the kind of frame the caller gave."""
+        if isinstance(out, pl.DataFrame):
+            name = self.fresh("out")
+            self.put(name, out.to_arrow())
+            out = name
+        native = self.eng.frame(out)
+        if isinstance(native, pl.LazyFrame) and not self.lazy:
+            collected: pl.DataFrame = native.collect()
+            return collected
+        return native
 
 
 def read_input(data: Any, engine: str | None) -> InputFrame:
@@ -82,10 +119,8 @@ def read_input(data: Any, engine: str | None) -> InputFrame:
     from rlm_pipeline.engines.load import engine_for
 
     chosen = engine_for(data, engine)
-    native = chosen.read(data)
-    if isinstance(native, pl.DataFrame):
-        native = native.lazy()
-    return InputFrame(chosen.name, native, lazy=isinstance(data, pl.LazyFrame))
+    chosen.register("context", chosen.read(data), replace=True)
+    return InputFrame(chosen, "context", lazy=isinstance(data, pl.LazyFrame))
 
 
 def check_llm(llm: Any) -> LLM:
@@ -121,16 +156,13 @@ def run_spec(
     meter: UsageMeter | None,
     budget: Budget | None,
 ) -> tuple[Any, Any]:
-    """Run the row-wise ``spec`` over ``data`` (a native frame) on ``frame``'s engine.
+    """Run the row-wise ``spec`` over ``data`` (a native frame of ``frame``'s engine).
 
     The one fan-out entry (``Engine.map_frame``, as :func:`rlm_pipeline.ops.api.run_op`):
     every row back once with the spec's columns; ``(frame, OpStats)``.
     """
-    from rlm_pipeline.engines.load import engine_for
     from rlm_pipeline.ops.fanout import FANOUT
 
-    engine = engine_for(data, frame.engine)
-    return engine.map_frame(
-        engine.read(data, lazy=False), spec, llm, fanout=FANOUT, meter=meter, budget=budget,
-        overwrite=True,
+    return frame.eng.map_frame(  # type: ignore[no-any-return]
+        data, spec, llm, fanout=FANOUT, meter=meter, budget=budget, overwrite=True
     )

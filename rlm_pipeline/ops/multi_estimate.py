@@ -147,15 +147,8 @@ def estimate_aggregate(data: Any, spec: AggregateSpec, llm: LLM, *, engine: str 
 
 
 def _texts(frame: Any, column: str) -> list[str | None]:
-    import polars as pl
-
-    if frame.engine == "spark":
-        table = pl.DataFrame(frame.frame.select(f"`{column}`").toArrow())
-    else:
-        table = frame.frame.select(column).collect()
-    series = table.get_column(column)
-    values: list[str | None] = series.cast(pl.String, strict=False).to_list()
-    return values
+    texts: list[str | None] = frame.eng.column_texts(frame.frame, column)
+    return texts
 
 
 def estimate_top_k(data: Any, spec: TopKSpec, llm: LLM, *, engine: str | None = None,
@@ -181,18 +174,12 @@ def estimate_join(left: Any, right: Any, spec: JoinSpec, llm: LLM, *,
     ``rows`` counts candidate pairs; ``max_pairs`` and ``block_on`` are checked
     as a run checks them (the same one-line errors).
     """
-    import polars as pl
-
-    from rlm_pipeline.ops.join_op import _PAIR, _polars_pairs, _spark_pairs
+    from rlm_pipeline.ops.join_op import _PAIR, candidate_pairs
 
     lhs = read_input(left, engine)
-    rhs = read_input(right, engine or lhs.engine)
     lhs.require([spec.left_column], "left column")
-    rhs.require([spec.right_column], "right column")
-    build = _spark_pairs if lhs.engine == "spark" else _polars_pairs
-    pairs: Any = build(spec, lhs, rhs)[0]
-    frame = pl.DataFrame(pairs.select(_PAIR).toArrow()) if lhs.engine == "spark" else pairs
-    texts: list[str | None] = frame.get_column(_PAIR).to_list()
+    pairs = candidate_pairs(spec, lhs, right)
+    texts = lhs.eng.column_texts(lhs.eng.frame(pairs.view), _PAIR)
     return estimate_texts(texts, spec.pair_spec(), llm, latency_s=latency_s)
 
 

@@ -6,8 +6,8 @@ Method (``docs/operators/top_k.md``):
    (:class:`~rlm_pipeline.ops.multi_specs.ScoreSpec` through ``Engine.map_frame``, as ``run_op``): batched, deduplicated, row-cached,
    under the run's limits, on either engine.  ``⌈distinct texts / batch_size⌉``
    calls (plus re-asks of bad replies).
-2. **Candidates**: the ``pool_factor × k`` best-scored rows (ties: text, then
-   input order), so a row the scores under-rate by a little still gets in.
+2. **Candidates**: the ``pool_factor × k`` best-scored rows (ties: text; rows
+   sharing a text in no set order), so a row the scores under-rate by a little still gets in.
 3. **Re-rank** the candidates' distinct texts side by side, best first, in
    calls of at most ``rank_size`` rows (scores from separate batches are not
    calibrated against each other; a ranking in one prompt is).  When the pool
@@ -82,7 +82,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_RANK_SIZE = 32
 #: Candidates per wanted row.
 DEFAULT_POOL_FACTOR = 2
-_ROW = "__rp_row"
 _SCORE = "__rp_score"
 OnError = Literal["raise", "drop"]
 
@@ -227,36 +226,18 @@ def _window_starts(n: int, size: int) -> list[int]:
     return starts
 
 
-def _score(frame: InputFrame, spec: TopKSpec, llm: LLM, meter: UsageMeter,
-           budget: Budget | None) -> tuple[Any, OpStats]:
-    if frame.engine == "spark":
-        from pyspark.sql import functions as F  # noqa: N812
+def _candidates(frame: InputFrame, scored: Any, spec: TopKSpec, pool: int) -> pl.DataFrame:
+    """The ``pool`` best-scored rows (ties: text), read through the engine's checked SQL."""
+    from rlm_pipeline.expr.sqltext import ident
 
-        data = frame.frame.withColumn(_ROW, F.monotonically_increasing_id())
-    else:
-        data = frame.frame.with_row_index(_ROW)
-    return run_spec(frame, data, spec.score_spec(), llm, meter=meter, budget=budget)
-
-
-def _candidates(scored: Any, frame: InputFrame, spec: TopKSpec, pool: int) -> pl.DataFrame:
-    """The ``pool`` best-scored rows (ties: text, then input order), as a Polars frame."""
-    if frame.engine == "spark":
-        from pyspark.sql import functions as F  # noqa: N812
-
-        best = (
-            scored.filter(F.col(_SCORE).isNotNull())
-            .orderBy(F.col(_SCORE).desc(), F.col(f"`{spec.column}`").asc(), F.col(_ROW).asc())
-            .limit(pool)
-        )
-        return pl.DataFrame(best.toArrow())
-    lazy = scored.lazy() if isinstance(scored, pl.DataFrame) else scored
-    out: pl.DataFrame = (
-        lazy.filter(pl.col(_SCORE).is_not_null())
-        .sort([_SCORE, spec.column, _ROW], descending=[True, False, False], nulls_last=True)
-        .head(pool)
-        .collect()
+    view, best = frame.fresh("scored"), frame.fresh("candidates")
+    frame.put(view, scored)
+    frame.sql(
+        f"SELECT * FROM {ident(view)} WHERE {ident(_SCORE)} IS NOT NULL "
+        f"ORDER BY {ident(_SCORE)} DESC, CAST({ident(spec.column)} AS VARCHAR) ASC LIMIT {pool}",
+        best,
     )
-    return out
+    return frame.arrow(best)
 
 
 def run_top_k(
@@ -282,13 +263,14 @@ def run_top_k(
         raise InputError(msg)
     meter = meter if meter is not None else UsageMeter()
     before = meter.snapshot()
-    scored, scoring = _score(frame, spec, llm, meter, budget)
+    scored, scoring = run_spec(frame, frame.frame, spec.score_spec(), llm, meter=meter,
+                               budget=budget)
     line = failure_summary("top_k", scoring, "score", cached=bool(llm.cache_path))
     if line is not None:
         if on_error == "raise":
             raise LLMError(line + "; or pass on_error='drop' to rank the scored rows only")
         logger.warning("%s (on_error='drop': ranked without them)", line)
-    cands = _candidates(scored, frame, spec, spec.pool_factor * spec.k)
+    cands = _candidates(frame, scored, spec, spec.pool_factor * spec.k)
     texts = list(dict.fromkeys(cands.get_column(spec.column).cast(pl.String).to_list()))
     order, calls, failed = with_client(
         llm, meter, budget, lambda client: rerank(client, spec, texts)
@@ -304,13 +286,13 @@ def run_top_k(
             pl.col(spec.column).cast(pl.String).replace_strict(position, return_dtype=pl.Int64)
             .alias("__rp_pos")
         )
-        .sort(["__rp_pos", _ROW])
+        .sort("__rp_pos", maintain_order=True)
         .head(spec.k)
         .with_columns(
             pl.col(_SCORE).cast(pl.Int64).alias("score"),
             pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"),
         )
-        .drop("__rp_pos", _ROW, _SCORE, f"{_SCORE}_error")
+        .drop("__rp_pos", _SCORE, f"{_SCORE}_error")
     )
     stats = TopKStats(
         rows=scoring.rows,

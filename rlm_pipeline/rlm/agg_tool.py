@@ -83,7 +83,7 @@ async def aggregate_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
                              summary_tokens=TOOL_SUMMARY_TOKENS)
     except InputError as exc:
         raise ToolError(str(exc)) from None
-    frame = InputFrame(scope.engine.name, scope.engine.frame(view))
+    frame = InputFrame(scope.engine, view)
     table = await on_engine(_grouped, frame, spec)
     groups = _groups(table, spec)
     if len(groups) > MAX_TOOL_GROUPS:
