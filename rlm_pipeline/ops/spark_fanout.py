@@ -196,7 +196,9 @@ def plan(
     accumulator, and a partition's row counts replace its earlier ones).
     Output columns ``df`` already has are replaced; ``budget`` is split
     evenly over the tasks.  On Spark Connect the accumulator is None (Connect
-    has none) and the tasks report nothing.
+    has none) and the tasks report nothing.  On a streaming frame the limits
+    and the budget are shared over the tasks one micro-batch runs at once
+    (the budget then holds per micro-batch).
     """
     from rlm_pipeline.engines.spark_workers import task_slots
 
@@ -238,7 +240,9 @@ def _map(
     from rlm_pipeline.engines.spark_workers import is_connect
 
     connect = is_connect(df.sparkSession)
-    if connect:  # no RDDs: the partitions are fixed only when the budget must be split
+    if df.isStreaming:  # no RDD, no sort: `slots` tasks at most run at once per micro-batch
+        parts = min(slots, llm.max_concurrency)
+    elif connect:  # no RDDs: the partitions are fixed only when the budget must be split
         parts = slots
         if budget is not None or slots > llm.max_concurrency:
             parts = min(slots, llm.max_concurrency)

@@ -51,7 +51,7 @@ def test_plain_script_without_pyspark_python(tmp_path: Path, sim: Any) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,
         check=False,
     )
     assert done.returncode == 1, done.stderr[-3000:]
