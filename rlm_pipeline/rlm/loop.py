@@ -45,6 +45,9 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   once (the forced turn, with the last successful result restated) instead of
   spending its remaining steps: a 0.5B root re-sent the same whole plan turn
   after turn;
+- ``answer {"view": NAME}`` answers with that view's value (one cell, one row, or
+  up to :data:`MAX_CITED_ROWS` rows), so a small model need not retype a number;
+  it is taken even beside the actions that made the view;
 - a number answered that appears in none of the loop's results is refused
   (at most :data:`MAX_UNSEEN_REFUSALS` times per loop): a 0.5B root answered
   the worked example's number;
@@ -100,7 +103,7 @@ from rlm_pipeline.rlm.protocol import (
     repeat_hint,
     tool_lines,
 )
-from rlm_pipeline.rlm.render import bound, cut
+from rlm_pipeline.rlm.render import bound, cut, jsonable
 from rlm_pipeline.rlm.scope import Scope
 from rlm_pipeline.rlm.steps import model_details, run_models
 from rlm_pipeline.rlm.tools import MAX_PEEK_ROWS, TOOL_NAMES, TOOLS, ToolOutcome, dispatch
@@ -136,6 +139,8 @@ _OFFERED = in_plan_order(TOOLS)
 _OFFERED_NAMES = tuple(t["function"]["name"] for t in _OFFERED)
 _TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
 _UNKNOWN_VIEW = re.compile(r"unknown view '([^']{1,200})'")
+#: An `answer` may name a view of at most this many rows instead of a value.
+MAX_CITED_ROWS = 20
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 #: How many times per loop an `answer` whose number is in none of the results is refused
 #: (a 0.5B root answered the worked example's number; after that the answer is taken).
@@ -595,6 +600,48 @@ async def _run_as_text(
     return final
 
 
+async def _cite(scope: Scope, call: _Call) -> tuple[_Call, bool, ToolOutcome | None]:
+    """An `answer` naming a view instead of a value gets that view's value.
+
+    ``answer {"view": "result"}`` (like the reference RLM's ``FINAL_VAR``): one row
+    with one column gives that value, one row an object, up to
+    :data:`MAX_CITED_ROWS` rows a list of objects.  The model never retypes a number
+    (a 0.5B root copied the worked example's instead).  Returns the call to run,
+    whether it was cited, and an error outcome if the view cannot be read.
+    """
+    if call.name != "answer":
+        return call, False, None
+    try:
+        args = json.loads(call.arguments)
+    except (json.JSONDecodeError, RecursionError):
+        return call, False, None
+    if not isinstance(args, dict) or "value" in args or not isinstance(args.get("view"), str):
+        return call, False, None
+    view = args["view"]
+    try:
+        rows = int(await asyncio.to_thread(scope.engine.count, view))
+        head = await asyncio.to_thread(scope.engine.head, view, MAX_CITED_ROWS, None)
+    except Exception as exc:  # noqa: BLE001 - a model's bad view name is a tool error
+        message = f"cannot answer from view `{cut(view, 60)}`: {cut(str(exc), 300)}"
+        return call, False, ToolOutcome(text=f"error: {message}", error=message)
+    if rows > MAX_CITED_ROWS or rows == 0:
+        message = (
+            f"view `{cut(view, 60)}` has {rows} rows; answer from a view of 1 to "
+            f"{MAX_CITED_ROWS} rows (aggregate it with sql first) or give value yourself"
+        )
+        return call, False, ToolOutcome(text=f"error: {message}", error=message)
+    records = [{k: jsonable(v) for k, v in r.items()} for r in head.to_pylist()]
+    value: Any = records
+    if rows == 1:
+        value = next(iter(records[0].values())) if len(records[0]) == 1 else records[0]
+    explanation = args.get("explanation")
+    cited = {
+        "value": value,
+        "explanation": explanation if isinstance(explanation, str) else f"view `{view}`",
+    }
+    return _Call(call.name, json.dumps(cited, ensure_ascii=False), call.call_id), True, None
+
+
 def _unseen_number(channel: _Channel, raw: str) -> str | None:
     """The answer's number when it appears in no result the model was shown (else None)."""
     try:
@@ -649,11 +696,13 @@ def _answer_syntax(protocol: str) -> str:
 
 
 def _guard(
-    channel: _Channel, call: _Call, step: int, forced: bool, alongside: bool
+    channel: _Channel, call: _Call, step: int, forced: bool, alongside: bool, *, cited: bool
 ) -> ToolOutcome | None:
     """The outcome of a call the guards stop before it runs (None: run it)."""
     if forced:
         return None if call.name == "answer" else _refused(call.name)
+    if call.name == "answer" and cited:
+        return None  # the value was read from a view, not written by the model
     if call.name == "answer":
         if alongside:
             return ToolOutcome(
@@ -713,7 +762,8 @@ async def _run_call(
     state = scope.state
     call_started = time.monotonic()
     before = state.meter.snapshot()
-    guarded_outcome = _guard(channel, call, step, forced, alongside)
+    call, cited, cite_error = await _cite(scope, call)
+    guarded_outcome = cite_error or _guard(channel, call, step, forced, alongside, cited=cited)
     note = None
     if guarded_outcome is not None:
         outcome = guarded_outcome

@@ -9,7 +9,7 @@ planner (:mod:`rlm_pipeline.sim.planner`) can read it too.
 Examples
 --------
 >>> PROMPT_VERSION
-'rlm-root-v3'
+'rlm-root-v4'
 
 The system prompt comes in two variants (:func:`system_prompt`): the full one
 (:data:`SYSTEM_PROMPT`, the default with native tool calls) and a compact one
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 #: Part of every root cache key; bump it whenever a text below changes.
-PROMPT_VERSION = "rlm-root-v3"
+PROMPT_VERSION = "rlm-root-v4"
 #: How every root system prompt starts (the simulator recognises the root role by it).
 ROOT_PROMPT_MARKER = "You are an orchestrator"
 
@@ -75,7 +75,8 @@ Example. Question: "How many tickets from users 777 and 888 are about account?"
 "account", "other"], "name": "labeled"} -> technical 1861, billing 1503, account 1284, other 471
 - sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'account'", "name": "result"} \
 -> {"n": 1284}
-- answer {"value": 1284, "explanation": "the sql result: n = 1284"}
+- answer {"view": "result"} -> answer recorded: 1284 (the value of view `result`; or give \
+{"value": ...} yourself)
 The numbers above belong to the example's table, not to yours.
 """
 
@@ -95,13 +96,14 @@ Steps:
 date BETWEEN '2022-03-01' AND '2022-03-31' for a month. Otherwise skip this step.
 3. classify the text column into all the topics (at least 2 labels) -> a labelled view.
 4. sql: one SELECT over the labelled view that counts (GROUP BY for "which" questions).
-5. Read the sql result, then answer with the value it shows, in a reply of its own.
+5. answer {{"view": "result"}}: answers with the value of your sql view (name the view \
+your sql made); or read the result and give {{"value": ...}} yourself.
 Never answer before you have read a result that holds the answer. A result starting \
 with "error:" means: fix that action; a view named in a failed action was not made.
 
 Example. Question: "How many tickets from users 777 and 888 are about account?"
 {example}
-The numbers above belong to the example's table, not to yours: take yours from your results."""
+The numbers above belong to the example's table, not to yours: answer from your own views."""
 
 _SYNTAX = {
     "tools": "Call the actions as tools (function calls).",

@@ -267,12 +267,20 @@ _EXAMPLE_STEPS: tuple[tuple[str, str], ...] = (
     ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 1284}'),
     ("answer", "answer recorded: 1284"),
 )
+#: The example's answer names the sql view instead of retyping its number (the loop reads
+#: it: rlm/loop.py ``_cite``); json-protocol schemas still ask for ``value``.
+_CITING: dict[str, Any] = {"view": "result"}
+
+
+def _example_args(protocol: str, name: str) -> dict[str, Any]:
+    return _CITING if name == "answer" and protocol != "json" else EXAMPLES[name]
 
 
 def example(protocol: str) -> list[tuple[str, str]]:
     """The worked example as ``(action as written, result)`` pairs for ``protocol``."""
     return [
-        (action_text(protocol, name, EXAMPLES[name]), result) for name, result in _EXAMPLE_STEPS
+        (action_text(protocol, name, _example_args(protocol, name)), result)
+        for name, result in _EXAMPLE_STEPS
     ]
 
 

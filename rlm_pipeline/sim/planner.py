@@ -728,7 +728,7 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if h.forced:
             return _answer(turn, "explored", "asked for the answer")
         return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 20})])
-    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat"):
+    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat", "cite"):
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -769,6 +769,16 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
         # the same plan every turn; with its answer included (replan)
         "plan-dump": [[("peek", {"view": "context", "n": 3})]] * 9,
         "replan": [[("peek", {"view": "context", "n": 3}), ("answer", {"value": 5000})]] * 9,
+        # the whole plan in one reply, the answer naming the sql view (a cited answer)
+        "cite": [[
+            ("peek", {"view": "context", "n": 3}),
+            ("filter", {"view": "context", "where": _where(q, meta) or "1 = 1", "name": "subset"}),
+            ("classify", {"view": "subset", "column": meta.text or "question", "name": "labeled",
+                          "labels": ["billing", "technical", "account", "other"]}),
+            ("sql", {"query": f"SELECT COUNT(*) AS n FROM labeled WHERE label = '{q.label}'",
+                     "name": "result"}),
+            ("answer", {"view": "result"}),
+        ]],
         # the worked example's number, again and again
         "copycat": [[("peek", {"view": "context", "n": 3})]] + [[("answer", {"value": 1284})]] * 9,
         # a reply that goes on and on (a 1,000-token WHERE)
