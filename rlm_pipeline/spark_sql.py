@@ -1,4 +1,4 @@
-"""Spark SQL functions: ``rlm_classify(text, array(labels…))`` callable from ``spark.sql``.
+"""Spark SQL functions: ``rlm_classify``, ``rlm_filter``, ``rlm_extract`` from ``spark.sql``.
 
 :func:`register` adds the functions to a session (classic or Spark Connect), so
 SQL written by hand, by a notebook cell or through the Thrift server of that
@@ -10,11 +10,21 @@ session can call the model::
                rlm_classify(question, array('account', 'billing', 'technical')).label AS label
         FROM tickets\"\"\")
 
-``rlm_classify(text, labels)`` returns ``struct<label: string, error: string>``:
-``label`` is one of ``labels`` or null, and ``error`` is null or the reason a
-row has no label (``empty_input``, ``input_too_long``, ``parse_error``,
+Each returns a struct whose ``error`` field is null or the reason the row has
+no value (``empty_input``, ``input_too_long``, ``parse_error``,
 ``invalid_label``, ``missing_in_reply``, ``api_error``, ``budget_exceeded``),
 so failed rows stay visible in SQL.  Every input row gets exactly one struct.
+
+- ``rlm_classify(text, array('a', 'b', …))`` → ``struct<label: string, error: string>``,
+  ``label`` one of the labels or null.
+- ``rlm_filter(text, 'asks for a refund')`` → ``struct<value: boolean, error: string>``:
+  whether the condition holds (``WHERE rlm_filter(q, '…').value`` keeps the rows
+  where it does; a failed row has a null ``value``, so it is neither kept nor
+  silently counted as false — look at ``error``).
+- ``rlm_extract(text, 'amount:number, order_id:string')`` →
+  ``struct<value: string, error: string>``: the checked object as JSON text,
+  since a SQL function's result type is fixed when it is registered; read the
+  fields with ``from_json(r.value, 'amount double, order_id string')``.
 
 How it runs: an Arrow UDF over batches of rows (``arrow_udf``, iterator form:
 no pandas in the workers).  Each Spark task builds one client from the
@@ -31,8 +41,6 @@ the function does not know how many tasks a query runs.
 
 Before registering, one tiny Spark job checks that the workers' Python can
 import rlm_pipeline (:func:`~rlm_pipeline.engines.spark_workers.check_workers`).
-Only ``rlm_classify`` is registered today; ``rlm_filter`` and ``rlm_extract``
-follow with the filter and extract operators.
 
 Like any Spark expression, the function runs each time a query that needs it
 runs: cache the result (``CACHE TABLE``, ``df.cache()``) or set
@@ -41,17 +49,18 @@ runs: cache the result (``CACHE TABLE``, ``df.cache()``) or set
 Examples
 --------
 >>> SQL_FUNCTIONS
-('rlm_classify',)
->>> _labels_key(["a", "b"]), _labels_key(None), _labels_key([])
-(('a', 'b'), None, None)
+('rlm_classify', 'rlm_filter', 'rlm_extract')
+>>> _argument_key(["a", "b"]), _argument_key(None), _argument_key([]), _argument_key(" x ")
+(('a', 'b'), None, None, 'x')
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,9 +78,26 @@ from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, Cl
 __all__ = ["SQL_FUNCTIONS", "SqlFunctions", "register"]
 
 #: The functions :func:`register` adds.
-SQL_FUNCTIONS = ("rlm_classify",)
+SQL_FUNCTIONS = ("rlm_classify", "rlm_filter", "rlm_extract")
 
-_NO_LABELS = "invalid_label: the labels array is null or empty"
+#: Each function's result: ``struct<NAME TYPE, error string>``.
+_RESULTS = {
+    "rlm_classify": ("label", "string"),
+    "rlm_filter": ("value", "boolean"),
+    "rlm_extract": ("value", "string"),
+}
+_ARROW_TYPES = {"string": pa.string(), "boolean": pa.bool_()}
+#: The reason of a row whose second argument is null or empty.
+_NO_ARGUMENT = {
+    "rlm_classify": "invalid_label: the labels array is null or empty",
+    "rlm_filter": "empty_input: the condition is null or blank",
+    "rlm_extract": "parse_error: the fields are null or blank",
+}
+_BAD_ARGUMENT = {
+    "rlm_classify": "invalid_label",
+    "rlm_filter": "empty_input",
+    "rlm_extract": "parse_error",
+}
 
 
 @dataclass(frozen=True)
@@ -135,7 +161,7 @@ def register(
     truncate: bool = False,
     parallelism: int | None = None,
 ) -> SqlFunctions:
-    """Register ``rlm_classify`` in ``spark`` (classic or Spark Connect session).
+    """Register ``rlm_classify``, ``rlm_filter`` and ``rlm_extract`` in ``spark`` (classic or Connect).
 
     Parameters
     ----------
@@ -144,7 +170,7 @@ def register(
     llm
         Endpoint and limits for each query as a whole (shared over the tasks).
     instructions
-        Extra guidance sent with every ``rlm_classify`` call.
+        Extra guidance sent with every ``rlm_classify`` / ``rlm_extract`` call.
     batch_size
         Rows per model call (1 for small local models).
     max_row_tokens, truncate
@@ -172,7 +198,7 @@ def register(
     if batch_size < 1 or max_row_tokens < 1:
         raise InputError("batch_size and max_row_tokens must be >= 1")
     from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
     from rlm_pipeline._quiet import known_warnings_filtered
     from rlm_pipeline.engines.spark_workers import check_workers, task_slots
@@ -186,37 +212,44 @@ def register(
     options = _Options(shared, instructions, batch_size, max_row_tokens, truncate)
     reports = _accumulator(spark)
     add = reports.add if reports is not None else None
-    result = StructType(
-        [StructField("label", StringType(), True), StructField("error", StringType(), True)]
-    )
-    # (the stubs list no StructType return type)
-    function = arrow_udf(_classify_udf(options, add), result)  # type: ignore[call-overload]
-    if function.evalType != ArrowUDFType.SCALAR_ITER:  # pragma: no cover - read from type hints
-        msg = f"rlm_classify: expected an iterator Arrow UDF, got eval type {function.evalType}"
-        raise RuntimeError(msg)
-    spark.udf.register("rlm_classify", function)
+    sql_types = {"string": StringType, "boolean": BooleanType}
+    for name, (value_name, value_type) in _RESULTS.items():
+        result = StructType(
+            [
+                StructField(value_name, sql_types[value_type](), True),
+                StructField("error", StringType(), True),
+            ]
+        )
+        # (the stubs list no StructType return type)
+        function = arrow_udf(_udf(name, options, add), result)  # type: ignore[call-overload]
+        if function.evalType != ArrowUDFType.SCALAR_ITER:  # pragma: no cover - from type hints
+            msg = f"{name}: expected an iterator Arrow UDF, got eval type {function.evalType}"
+            raise RuntimeError(msg)
+        spark.udf.register(name, function)
     return SqlFunctions(SQL_FUNCTIONS, slots, reports)
 
 
-def _classify_udf(
-    options: _Options, report: Callable[[TaskReport], None] | None
+def _udf(
+    name: str, options: _Options, report: Callable[[TaskReport], None] | None
 ) -> Callable[[Iterator[tuple[pa.Array, pa.Array]]], Iterator[pa.Array]]:
     """The UDF body (a closure: pickled by value, calling this module's helpers)."""
 
-    def rlm_classify(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
-        yield from answer_batches(batches, options, report)
+    def rlm_function(batches: Iterator[tuple[pa.Array, pa.Array]]) -> Iterator[pa.Array]:
+        yield from answer_batches(name, batches, options, report)
 
-    return rlm_classify
+    return rlm_function
 
 
 def answer_batches(
+    name: str,
     batches: Iterator[tuple[pa.Array, pa.Array]],
     options: _Options,
     report: Callable[[TaskReport], None] | None,
 ) -> Iterator[pa.Array]:
-    """One task's work: a struct array ``(label, error)`` per ``(texts, labels)`` batch.
+    """One task's work for function ``name``: a struct array ``(value, error)`` per batch.
 
-    One client and one memo per label set for the whole task, so texts are
+    A batch is ``(texts, arguments)`` (labels, a condition, fields).  One
+    client for the whole task and one memo per argument, so texts are
     deduplicated across its batches; the task's usage is reported when it ends.
     """
     from rlm_pipeline.llm.client import LLMClient
@@ -224,7 +257,7 @@ def answer_batches(
 
     meter = UsageMeter()
     tally = Tally()
-    memos: dict[tuple[str, ...], Memo] = {}
+    memos: dict[Any, Memo] = {}
     loop = asyncio.new_event_loop()
 
     async def build() -> LLMClient:
@@ -232,11 +265,13 @@ def answer_batches(
 
     client = loop.run_until_complete(build())
     try:
-        for texts, labels in batches:
+        for texts, arguments in batches:
             results = loop.run_until_complete(
-                _answer(texts.to_pylist(), labels.to_pylist(), options, client, memos, tally)
+                _answer(
+                    name, texts.to_pylist(), arguments.to_pylist(), options, client, memos, tally
+                )
             )
-            yield _struct(results)
+            yield _struct(name, results)
     finally:
         loop.run_until_complete(client.aclose())
         loop.close()
@@ -246,38 +281,32 @@ def answer_batches(
 
 
 async def _answer(
+    name: str,
     texts: list[str | None],
-    labels: list[Sequence[str] | None],
+    arguments: list[Any],
     options: _Options,
     client: Any,
-    memos: dict[tuple[str, ...], Any],
+    memos: dict[Any, Any],
     tally: Tally,
 ) -> list[RowResult]:
-    """Results for one batch: rows grouped by their label set, groups answered at once."""
+    """Results for one batch: rows grouped by their argument, groups answered at once."""
     from rlm_pipeline.ops.core import apply_texts
     from rlm_pipeline.ops.memo import Memo
 
-    groups: dict[tuple[str, ...] | None, list[int]] = {}
-    for i, row_labels in enumerate(labels):
-        groups.setdefault(_labels_key(row_labels), []).append(i)
-    results: list[RowResult] = [(None, _NO_LABELS)] * len(texts)
+    groups: dict[Any, list[int]] = {}
+    for i, argument in enumerate(arguments):
+        groups.setdefault(_argument_key(argument), []).append(i)
+    results: list[RowResult] = [(None, _NO_ARGUMENT[name])] * len(texts)
     jobs = []
     keys = []
     for key, rows in groups.items():
         if key is None:
             continue
         try:
-            spec = ClassifySpec(
-                "text",
-                key,
-                instructions=options.instructions,
-                batch_size=options.batch_size,
-                max_row_tokens=options.max_row_tokens,
-                truncate=options.truncate,
-            )
-        except (InputError, TypeError) as exc:
+            spec = _spec(name, key, options)
+        except (InputError, TypeError, ValueError) as exc:
             for i in rows:
-                results[i] = (None, f"invalid_label: {exc}")
+                results[i] = (None, f"{_BAD_ARGUMENT[name]}: {exc}")
             continue
         memo = memos.setdefault(key, Memo())
         jobs.append(apply_texts([texts[i] for i in rows], client, spec, memo=memo, tally=tally))
@@ -288,17 +317,42 @@ async def _answer(
     return results
 
 
-def _labels_key(labels: Sequence[str] | None) -> tuple[str, ...] | None:
-    """A row's label set as a key (None: no labels given)."""
-    if not labels:
+def _argument_key(argument: Any) -> Any:
+    """A row's argument as a key: labels as a tuple, text stripped (None: none given)."""
+    if isinstance(argument, str):
+        return argument.strip() or None
+    if not argument:
         return None
-    return tuple(labels)
+    return tuple(argument)
 
 
-def _struct(results: list[RowResult]) -> pa.Array:
-    values = to_arrow([v for v, _ in results], pa.string())
+def _spec(name: str, key: Any, options: _Options) -> Any:
+    """The operator spec of function ``name`` for one argument (labels, condition, fields)."""
+    common: dict[str, Any] = {
+        "batch_size": options.batch_size,
+        "max_row_tokens": options.max_row_tokens,
+        "truncate": options.truncate,
+    }
+    if name == "rlm_classify":
+        return ClassifySpec("text", key, instructions=options.instructions, **common)
+    if name == "rlm_filter":
+        from rlm_pipeline.ops.filter_op import FilterSpec
+
+        return FilterSpec("text", key, **common)
+    from rlm_pipeline.ops.extract_op import ExtractSpec, check_fields, parse_fields
+
+    fields = check_fields(parse_fields(key))
+    return ExtractSpec("text", fields, instructions=options.instructions, **common)
+
+
+def _struct(name: str, results: list[RowResult]) -> pa.Array:
+    value_name, value_type = _RESULTS[name]
+    raw = [v for v, _ in results]
+    if name == "rlm_extract":  # the checked object, as JSON text (dates as YYYY-MM-DD)
+        raw = [None if v is None else json.dumps(v, default=str, sort_keys=True) for v in raw]
+    values = to_arrow(raw, _ARROW_TYPES[value_type])
     errors = to_arrow([e for _, e in results], pa.string())
-    return pa.StructArray.from_arrays([values, errors], names=["label", "error"])
+    return pa.StructArray.from_arrays([values, errors], names=[value_name, "error"])
 
 
 def _partition_id() -> int:

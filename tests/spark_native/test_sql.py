@@ -68,7 +68,7 @@ def test_sql_classify_3000_rows(
 
 def test_sql_classify_faults_give_nulls_with_reasons(spark: Any, sim_factory: Any) -> None:
     sim = sim_factory(fault_500=0.2, fault_wrong_ids=0.05, seed=4)
-    texts = _view(spark, 3000, seed=32, distinct=1500)
+    texts = _view(spark, 1000, seed=32, distinct=600)
     register(spark, llm=_llm(sim, max_retries=0), batch_size=16)
     rows = spark.sql(QUERY).collect()
     assert sorted(r["ticket_id"] for r in rows) == sorted(texts)
@@ -80,3 +80,30 @@ def test_sql_classify_faults_give_nulls_with_reasons(spark: Any, sim_factory: An
         else:
             assert r["error"] is None and r["label"] == intended_label(r["question"], LABELS)
     assert 0 < failed < len(rows) * 0.5, failed  # the faults hit rows; most rows answered
+
+
+def test_sql_filter_and_extract(spark: Any, sim_factory: Any) -> None:
+    import json
+
+    from rlm_pipeline.sim.mapper import condition_holds, extract_fields
+
+    sim = sim_factory(seed=5)
+    texts = _view(spark, 200, seed=33, distinct=120)
+    register(spark, llm=_llm(sim), batch_size=8)
+    rows = spark.sql(
+        "SELECT ticket_id, question, "
+        "rlm_filter(question, 'asks for a refund') AS f, "
+        "rlm_extract(question, 'amount:number, order_id:string') AS x FROM t"
+    ).collect()
+    assert sorted(r["ticket_id"] for r in rows) == sorted(texts)
+    fields = {"amount": "number", "order_id": "string"}
+    for r in rows:
+        assert r["f"]["error"] is None and r["x"]["error"] is None
+        assert r["f"]["value"] == condition_holds(r["question"], "asks for a refund")
+        assert json.loads(r["x"]["value"]) == extract_fields(r["question"], fields)
+    kept = spark.sql(
+        "SELECT count(*) AS n FROM t WHERE rlm_filter(question, 'asks for a refund').value"
+    )
+    assert kept.collect()[0]["n"] == sum(
+        condition_holds(t, "asks for a refund") for t in texts.values()
+    )
