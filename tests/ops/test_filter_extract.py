@@ -76,7 +76,7 @@ def test_filter_accounts_for_every_row_under_faults(
     engine: str, request: Any, sim_factory: Any, tmp_path: Any
 ) -> None:
     sim = sim_factory(latency_ms=2, **{**FAULTS, "timeout_delay_s": 1.0}, seed=32)
-    texts = _texts()
+    texts = _texts() if engine == "polars" else _texts(150, distinct=100)  # Spark: time budget
     data = _data(engine, request, texts)
     llm = _llm(sim, tmp_path, max_retries=0, timeout_s=0.5)
     holds = {i for i, t in enumerate(texts) if t and t.strip() and condition_holds(t, CONDITION)}
@@ -158,7 +158,7 @@ def test_extract_typed_columns_under_faults(
     engine: str, request: Any, sim_factory: Any, tmp_path: Any
 ) -> None:
     sim = sim_factory(latency_ms=2, **{**FAULTS, "timeout_delay_s": 1.0}, seed=34)
-    texts = _texts(seed=35)
+    texts = _texts(seed=35) if engine == "polars" else _texts(150, distinct=100, seed=35)
     data = _data(engine, request, texts)
     llm = _llm(sim, tmp_path, max_retries=1, timeout_s=0.5)
     out, stats = run_extract(data, "q", FIELDS, llm)
