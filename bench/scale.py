@@ -149,6 +149,21 @@ def check_output(output: Path, expected: Path, rows: int) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- child
 
 
+def _tree_cpu() -> float:
+    """User+system CPU seconds of this process and its live descendants (JVM, Python workers)."""
+    import psutil
+
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
 def child(args: argparse.Namespace) -> int:
     """One classify run in this process; prints one JSON line."""
     started = time.monotonic()
@@ -166,10 +181,12 @@ def child(args: argparse.Namespace) -> int:
         from rlm_pipeline.ops import polars_fanout
 
         imported = time.monotonic()
+        cpu_start = _tree_cpu()
         stats = polars_fanout.classify_to_parquet(
             pl.scan_parquet(args.input), spec, llm, args.output, meter=meter
         )
         done = time.monotonic()
+        cpu_end = _tree_cpu()
         spark_start = 0.0
     else:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
@@ -191,14 +208,17 @@ def child(args: argparse.Namespace) -> int:
         spark_ready = time.monotonic()
         spark_start = spark_ready - started
         imported = spark_ready
+        cpu_start = _tree_cpu()
         df = session.read.parquet(args.input)
         out, stats = spark_fanout.apply(df, spec, llm, meter=meter)
         out.write.mode("overwrite").parquet(args.output)
         done = time.monotonic()
+        cpu_end = _tree_cpu()
         session.stop()
     usage = meter.snapshot()
     print(json.dumps({
         "classify_s": round(done - imported, 3),
+        "classify_cpu_s": round(cpu_end - cpu_start, 2),
         "import_s": round(imported - started - spark_start, 3),
         "spark_start_s": round(spark_start, 3),
         "rows": stats.rows,
@@ -356,13 +376,65 @@ def run_one(engine: str, scenario: str, source: Path, expected: Path, rows: int,
     result = json.loads(out.strip().splitlines()[-1])
     record.update(result)
     record["rows_per_s"] = round(rows / result["classify_s"], 1)
-    record["rows_per_client_cpu_s"] = round(rows / cpu_s, 1) if cpu_s else None
+    record["rows_per_client_cpu_s"] = (
+        round(rows / result["classify_cpu_s"], 1) if result.get("classify_cpu_s") else None
+    )
     record["cache_file_bytes"] = sum(
         os.path.getsize(f"{cache}{s}") for s in ("", "-wal") if os.path.exists(f"{cache}{s}")
     )
     record["cache_bytes_per_distinct_text"] = round(record["cache_file_bytes"] / distinct, 1)
     record["check"] = check_output(output, expected, rows)
     return record
+
+
+def report(files: list[str], png: str | None) -> str:
+    """A markdown table of the runs in ``files`` (and a plot: rows/s and peak RSS vs rows)."""
+    runs = []
+    for name in files:
+        doc = json.loads(Path(name).read_text())
+        runs.extend(r for r in doc["runs"] if r.get("exit_code") == 0)
+    runs.sort(key=lambda r: (r["engine"], r["scenario"], r["rows"]))
+    lines = [
+        "| engine | scenario | rows | distinct | wall s | rows/s | rows per client CPU s "
+        "| peak RSS GiB | cache MB | calls | checked | load (1 min) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['engine']} | {r['scenario']} | {r['rows']:,} | {r['distinct']:,} "
+            f"| {r['classify_s']:,.1f} | {r['rows_per_s']:,.0f} "
+            f"| {r.get('rows_per_client_cpu_s') or 0:,.0f} | {r['peak_rss_gib']:.2f} "
+            f"| {r['cache_file_bytes'] / 1e6:,.0f} | {r['sim']['requests']:,} "
+            f"| {'ok' if r['check']['ok'] else 'FAILED'} | {r['loadavg_after'][0]:.1f} |"
+        )
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        for (engine, scenario) in sorted({(r["engine"], r["scenario"]) for r in runs}):
+            mine = sorted((r for r in runs if (r["engine"], r["scenario"]) == (engine, scenario)),
+                          key=lambda r: r["rows"])
+            xs = [r["rows"] for r in mine]
+            label = f"{engine} {scenario}"
+            left.plot(xs, [r["rows_per_s"] for r in mine], marker="o", label=label)
+            right.plot(xs, [r["peak_rss_gib"] for r in mine], marker="o", label=label)
+        for ax, title in ((left, "rows/s (wall of the classify call)"),
+                          (right, "peak RSS of the process tree, GiB")):
+            ax.set_xscale("log")
+            ax.set_xlabel("rows")
+            ax.set_title(title)
+            ax.grid(True, alpha=0.3)
+        left.set_yscale("log")
+        right.axhline(2.0, color="grey", linestyle="--", linewidth=1)
+        left.legend(fontsize=7)
+        fig.suptitle("classify, Parquet in -> Parquet out, simulator (shared 2-core machine)",
+                     fontsize=9)
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     kid.add_argument("--base-url", required=True)
     kid.add_argument("--concurrency", type=int, default=64)
     kid.add_argument("--batch-size", type=int, default=16)
+    rep_parser = sub.add_parser("report", help="markdown table and plot of result files")
+    rep_parser.add_argument("files", nargs="+")
+    rep_parser.add_argument("--png", default=None)
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--distinct", type=int, default=1_000_000)
     parser.add_argument("--engines", default="polars,spark")
@@ -388,6 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.mode == "child":
         return child(args)
+    if args.mode == "report":
+        print(report(args.files, args.png))
+        return 0
     args.port = args.port or free_port()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
