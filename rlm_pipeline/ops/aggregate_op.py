@@ -515,7 +515,7 @@ def _grouped(frame: InputFrame, spec: AggregateSpec) -> pl.DataFrame:
     from rlm_pipeline.expr.sqltext import ident
 
     keys = [ident(name) for name in spec.by]
-    text = f"CAST({ident(spec.column)} AS VARCHAR)"
+    text = frame.text_sql(spec.column)
     query = (
         f"SELECT {''.join(k + ', ' for k in keys)}{text} AS {ident(_TEXT)}, "
         f"count(*) AS {ident(_COUNT)} FROM {ident(frame.view)} "
@@ -663,9 +663,10 @@ def aggregate(
     Examples
     --------
     >>> import polars as pl
-    >>> out = aggregate(pl.DataFrame({"q": [None]}), "q", "themes", LLM(base_url="http://127.0.0.1:9/v1"))
+    >>> blank = pl.DataFrame({"q": [None, " "]}, schema={"q": pl.String})
+    >>> out = aggregate(blank, "q", "themes", LLM(base_url="http://127.0.0.1:9/v1"))
     >>> out.row(0)
-    (None, 1, 0, 'empty_input')
+    (None, 2, 0, 'empty_input')
     """
     spec = AggregateSpec(
         column=column,

@@ -212,15 +212,16 @@ def split_block(block_on: str) -> tuple[list[str], list[str]]:
     return on, rest
 
 
-def _select_list(left_cols: list[str], names: dict[str, str], spec: JoinSpec) -> str:
+def _select_list(
+    left_cols: list[str], names: dict[str, str], spec: JoinSpec, texts: tuple[str, str]
+) -> str:
     """The pairs' columns: left ones, right ones (renamed on a clash), the pair text."""
     from rlm_pipeline.expr.sqltext import ident, sql_literal
 
     items = [f"l.{ident(c)} AS {ident(c)}" for c in left_cols]
     items += [f"r.{ident(old)} AS {ident(new)}" for old, new in names.items()]
     text = (
-        f"{sql_literal(PAIR_LEFT)} || CAST(l.{ident(spec.left_column)} AS VARCHAR) || "
-        f"{sql_literal(PAIR_RIGHT)} || CAST(r.{ident(spec.right_column)} AS VARCHAR)"
+        f"{sql_literal(PAIR_LEFT)} || {texts[0]} || {sql_literal(PAIR_RIGHT)} || {texts[1]}"
     )
     return ", ".join([*items, f"{text} AS {ident(_PAIR)}"])
 
@@ -276,7 +277,8 @@ def candidate_pairs(spec: JoinSpec, lhs: InputFrame, right: Any) -> _Pairs:
     left_cols, right_cols = lhs.columns, right_frame.columns
     names = _right_names(left_cols, right_cols)
     n_left, n_right = int(lhs.eng.count(lhs.view)), int(lhs.eng.count(right_view))
-    select = _select_list(left_cols, names, spec)
+    texts = (lhs.text_sql(spec.left_column, "l"), right_frame.text_sql(spec.right_column, "r"))
+    select = _select_list(left_cols, names, spec, texts)
     pairs = lhs.fresh("pairs")
     if spec.block_on is None:
         if n_left * n_right > spec.max_pairs:
@@ -428,7 +430,8 @@ def join(
     --------
     >>> import polars as pl
     >>> llm = LLM(base_url="http://127.0.0.1:9/v1")
-    >>> join(pl.DataFrame({"q": [None]}), pl.DataFrame({"q": [None]}), "q", "q", "same topic", llm).columns
+    >>> blank = pl.DataFrame({"q": [None]}, schema={"q": pl.String})
+    >>> join(blank, blank, "q", "q", "same topic", llm).columns
     ['q', 'q_right', 'join_error']
     """
     spec = JoinSpec(

@@ -83,6 +83,28 @@ class InputFrame:
                 msg = f"{what} {name!r} not found; columns: {have}"
                 raise InputError(msg)
 
+    def text_sql(self, column: str, alias: str | None = None) -> str:
+        """SQL reading ``column`` as text: as is for strings, cast for integers, booleans, dates.
+
+        Raises
+        ------
+        InputError
+            Any other type (one line naming it).
+        """
+        from rlm_pipeline.expr.sqltext import ident
+
+        ref = f"{alias}.{ident(column)}" if alias else ident(column)
+        kind = self.eng.schema(self.view).get(column, "string")
+        if kind == "string":
+            return ref
+        if kind in ("int64", "bool", "date"):
+            return f"CAST({ref} AS VARCHAR)"
+        msg = (
+            f"column {column!r} holds {kind} values; the text column must be a string "
+            "column (or integers, booleans or dates, read as text)"
+        )
+        raise InputError(msg)
+
     def sql(self, query: str, name: str) -> int:
         """Run a checked SELECT on the engine, registered as view ``name``; its row count."""
         return int(self.eng.sql(query, name))

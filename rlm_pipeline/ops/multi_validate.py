@@ -20,7 +20,7 @@ Examples
 >>> validate_aggregate(out, input_rows=4, groups=2, backend="builtin").success
 True
 >>> validate_top_k(pl.DataFrame({"score": [90, 80], "rank": [1, 1]}), k=2, backend="builtin").failed
-['expect_column_values_to_be_unique(rank): 1 unexpected']
+['expect_column_values_to_be_unique(rank): 2 unexpected']
 """
 
 from __future__ import annotations

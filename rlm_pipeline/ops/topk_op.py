@@ -234,7 +234,7 @@ def _candidates(frame: InputFrame, scored: Any, spec: TopKSpec, pool: int) -> pl
     frame.put(view, scored)
     frame.sql(
         f"SELECT * FROM {ident(view)} WHERE {ident(_SCORE)} IS NOT NULL "
-        f"ORDER BY {ident(_SCORE)} DESC, CAST({ident(spec.column)} AS VARCHAR) ASC LIMIT {pool}",
+        f"ORDER BY {ident(_SCORE)} DESC, {frame.text_sql(spec.column)} ASC LIMIT {pool}",
         best,
     )
     return frame.arrow(best)
@@ -353,7 +353,8 @@ def top_k(
     Examples
     --------
     >>> import polars as pl
-    >>> top_k(pl.DataFrame({"q": [None]}), "q", "urgent", 3, LLM(base_url="http://127.0.0.1:9/v1")).height
+    >>> blank = pl.DataFrame({"q": [None]}, schema={"q": pl.String})
+    >>> top_k(blank, "q", "urgent", 3, LLM(base_url="http://127.0.0.1:9/v1")).height
     0
     """
     spec = TopKSpec(

@@ -147,3 +147,12 @@ def test_failed_pairs_raise_by_default(sim: Any) -> None:
     dropped = join(left, right, "q", "faq", CONDITION, _llm(sim), max_row_tokens=20,
                    on_error="drop")
     assert dropped.height == 0
+
+
+def test_text_columns_of_other_types(sim: Any) -> None:
+    left = pl.DataFrame({"n": [1, 2]})
+    right = pl.DataFrame({"x": [0.5, 1.5]})
+    out = join(left, left.rename({"n": "m"}), "n", "m", "same number", _llm(sim))
+    assert out.columns == ["n", "m", "join_error"]  # integers are read as text
+    with pytest.raises(InputError, match="holds float64 values"):
+        join(left, right, "n", "x", "same", _llm(sim))
