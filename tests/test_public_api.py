@@ -11,7 +11,8 @@ import pytest
 
 import rlm_pipeline as rp
 
-DESIGN_NAMES = ["LLM", "RLM", "Budget", "Usage", "classify", "estimate", "extract", "filter"]
+DESIGN_NAMES = ["LLM", "RLM", "Budget", "Usage", "classify", "estimate", "extract", "filter",
+                "aggregate", "top_k", "join"]
 
 
 def test_all_is_sorted_and_complete() -> None:
