@@ -64,7 +64,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +91,7 @@ __all__ = [
     "WorkLimits",
     "abandoned_queries",
     "cancelled_error",
+    "check_joins",
     "check_new_view",
     "collect_polars",
     "current_work",
@@ -849,3 +850,37 @@ class ViewLedger:
             if self.total_rows + rows > cap:
                 raise total_rows_error(self.total_rows, rows, cap)
             self.total_rows += rows
+
+
+def check_joins(
+    checked: Any,
+    schemas: dict[str, dict[str, str]],
+    view_cap: Callable[[], int],
+    run_probe: Callable[[Any, str], Any],
+) -> None:
+    """Refuse a query if one of its joins would pass ``max_view_rows``: each join probed first.
+
+    The one loop of both engines.  ``checked`` is the compiled query;
+    ``view_cap()`` gives ``max_view_rows`` (asked only when the query joins);
+    ``run_probe(probe, joined)`` runs one probe query (a compiled SELECT, see
+    :func:`rlm_pipeline.expr.estimate.join_probes`) on the engine and returns
+    its one value, the estimated rows of the join with view ``joined``.
+
+    Raises
+    ------
+    ResourceLimitError
+        The first join estimated above the cap (:func:`join_error`); nothing was run.
+    """
+    from rlm_pipeline.expr import compile_select
+    from rlm_pipeline.expr.estimate import PROBE_LIMITS, join_probes
+
+    probes = join_probes(checked)
+    if not probes:
+        return
+    cap = view_cap()
+    for probe in probes:
+        value = run_probe(compile_select(probe.sql, schemas, limits=PROBE_LIMITS), probe.joined)
+        estimate = float(value or 0.0)
+        logger.debug("join with %s: about %d rows", probe.joined, estimate)
+        if estimate > cap:
+            raise join_error(probe.joined, probe.on, estimate, cap)
