@@ -28,9 +28,9 @@ def _llm(sim: Any, **kw: Any) -> rp.LLM:
     return rp.LLM(**{**base, **kw})
 
 
-def _big_group() -> tuple[pl.DataFrame, list[str]]:
-    texts: list[str | None] = list(tickets(100_000, distinct=4_000, seed=7))
-    for i in range(0, 100_000, 1_000):  # 100 blank rows: counted in rows, never summarised
+def _big_group(n: int = 100_000) -> tuple[pl.DataFrame, list[str]]:
+    texts: list[str | None] = list(tickets(n, distinct=4_000, seed=7))
+    for i in range(0, n, 1_000):  # n/1000 blank rows: counted in rows, never summarised
         texts[i] = None if i % 2000 else "  "
     kept = [t for t in texts if t is not None and t.strip()]
     return pl.DataFrame({"q": texts}), kept
@@ -72,14 +72,16 @@ def test_100k_rows_one_group_prompt_bounded_rows_once(sim: Any) -> None:
 def test_same_summary_on_spark_and_cached_rerun_sends_nothing(
     sim: Any, spark: Any, tmp_path: Path
 ) -> None:
-    df, kept = _big_group()
+    # 20,000 rows here (the 100,000-row case is the Polars test above; on Spark it passed
+    # the same checks in ~2 min on a loaded 2-core box, too slow for the suite's budget)
+    df, kept = _big_group(20_000)
     llm = _llm(sim, cache_path=str(tmp_path / "cache.sqlite"))
     spec = AggregateSpec("q", "main complaints", max_prompt_tokens=BUDGET, summary_tokens=64)
     sdf = spark.createDataFrame(df.to_arrow())
     out, stats = run_aggregate(sdf, spec, llm)
     row = out.collect()[0]
     assert parse_summary(row["summary"], SUMMARY_LABELS) == summary_counts(kept)
-    assert (row["rows"], row["rows_summarised"], row["summary_error"]) == (100_000, 99_900, None)
+    assert (row["rows"], row["rows_summarised"], row["summary_error"]) == (20_000, 19_980, None)
     assert stats.max_prompt_tokens <= BUDGET
     sent = sim.stats()["requests"]
     again, _ = run_aggregate(df, spec, llm)  # Polars, same prompts: served by the cache
