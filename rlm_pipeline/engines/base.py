@@ -95,7 +95,7 @@ class KeyCheck:
     duplicated
         Non-null rows whose value another row has too (0: unique).
     example
-        One repeated value, when there is one.
+        One repeated value, when there is one (which one is up to the engine).
     """
 
     nulls: int

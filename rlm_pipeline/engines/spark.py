@@ -416,16 +416,18 @@ class SparkEngine:
         return series.to_list()
 
     def key_check(self, view: str, column: str) -> KeyCheck:
-        """Nulls and repeats of ``column`` (two small jobs; no rows collected)."""
+        """Nulls and repeats of ``column`` (two aggregations; no rows collected)."""
         from pyspark.sql import functions as F
 
         data, col = self.frame(view), _col(column)
+        groups = data.where(col.isNotNull()).groupBy(col.alias("key")).count()
+        repeated = groups.where(F.col("count") > 1).agg(
+            F.sum("count").alias("rows"), F.min("key").alias("example")
+        )
         with _spark_errors(f"check column {column!r} of view {view!r}"), spark_job(self._session):
             nulls = data.where(col.isNull()).count()
-            repeated = (
-                data.where(col.isNotNull()).groupBy(col).count().where(F.col("count") > 1).limit(1)
-            ).collect()
-        return KeyCheck(int(nulls), len(repeated), repeated[0][0] if repeated else None)
+            found = repeated.collect()[0]
+        return KeyCheck(int(nulls), int(found["rows"] or 0), found["example"])
 
     async def map_llm(
         self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout
