@@ -45,6 +45,79 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
     return _real_connect_ex(self, address)
 
 
+# --------------------------------------------------- parallel runs (pytest-xdist)
+# `make test` runs `-n 2 --dist loadgroup`.  Every test that starts or uses a JVM
+# (the session-scoped `spark` fixture, Spark Connect, a Spark subprocess, the
+# standalone cluster, the Spark notebook) goes to one xdist group, so only one
+# worker starts Spark and the other runs the rest.  Chosen here, by fixture,
+# marker, parameter or name, rather than by marking each test.
+_SPARK_FIXTURES = frozenset({"spark", "connect", "_connect_session"})
+_SPARK_MARKERS = ("spark", "cluster")
+
+
+def _uses_spark(item: pytest.Item) -> bool:
+    if _SPARK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    if any(item.get_closest_marker(name) is not None for name in _SPARK_MARKERS):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and any(v == "spark" for v in callspec.params.values()):
+        return True
+    return "spark" in item.nodeid.lower()
+
+
+def _uses_module_fixture(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        defs[-1].scope == "module" for defs in info.name2fixturedefs.values() if defs
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers it too; this keeps --strict-markers happy without it.
+    config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Spark tests share the group "spark"; the other tests of a module with a
+    module-scoped fixture (a venv, a browser run, a simulator) share one group per
+    module, so that fixture is built once; all other tests spread one by one."""
+    for item in items:
+        if _uses_spark(item):
+            item.add_marker(pytest.mark.xdist_group("spark"))
+        elif _uses_module_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+
+
+def _jvm_running() -> bool:
+    if "pyspark" not in sys.modules:
+        return False
+    from pyspark import SparkContext
+
+    return SparkContext._gateway is not None
+
+
+@pytest.fixture(autouse=True)
+def _spark_stays_in_its_group(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under xdist, warn when a test outside the "spark" group starts a JVM in its worker."""
+    if "PYTEST_XDIST_WORKER" not in os.environ or _uses_spark(request.node):
+        yield
+        return
+    before = _jvm_running()
+    yield
+    if not before and _jvm_running():
+        import warnings
+
+        warnings.warn(
+            f"{request.node.nodeid} started Spark outside the xdist group 'spark'; "
+            "make tests/conftest.py:_uses_spark recognise it",
+            pytest.PytestWarning,
+            stacklevel=1,
+        )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _loopback_only() -> Iterator[None]:
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
