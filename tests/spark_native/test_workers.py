@@ -65,6 +65,9 @@ def test_plain_script_without_pyspark_python(tmp_path: Path, sim: Any) -> None:
     assert f"PYSPARK_PYTHON={sys.executable} " in last  # the fix, with this interpreter
     assert "spark.pyspark.python" in last and "--py-files" in last
     assert "exception was thrown from the Python worker" not in done.stderr  # no worker trace
-    elapsed = float(done.stdout.strip().splitlines()[-1].split()[1])
-    assert elapsed < 30, elapsed
     assert sim.stats()["requests"] == 0  # before any model call
+    # Within 30 s of the transform (about 5-10 s on an idle 2-core box: one small Spark job).
+    # The bound grows with the machine's load per core, which stretches every step alike.
+    elapsed = float(done.stdout.strip().splitlines()[-1].split()[1])
+    load = os.getloadavg()[0] / (os.cpu_count() or 1)
+    assert elapsed < 30 * min(10.0, max(1.0, load)), (elapsed, load)
