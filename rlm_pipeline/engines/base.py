@@ -216,6 +216,14 @@ class Engine(Protocol):
         """The native plan of ``view``: a Polars ``LazyFrame`` or a Spark ``DataFrame``."""
         ...
 
+    def frame_like(self, view: str, given: Any) -> Any:
+        """``view`` as the kind of frame the caller gave (``given``: the caller's data).
+
+        Polars: a ``LazyFrame`` for a ``LazyFrame``, else a collected
+        ``DataFrame``; Spark: a Spark ``DataFrame``.
+        """
+        ...
+
     def read(self, data: Any, *, lazy: bool = True) -> Any:
         """``data`` as this engine's native frame (host-side: the user's data, not a view).
 

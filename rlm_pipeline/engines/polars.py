@@ -95,6 +95,11 @@ class PolarsEngine:
         """The LazyFrame of ``view``."""
         return self._views.get(view)
 
+    def frame_like(self, view: str, given: Any) -> pl.DataFrame | pl.LazyFrame:
+        """``view`` as a LazyFrame when ``given`` is one, else collected into a DataFrame."""
+        frame = self._views.get(view)
+        return frame if isinstance(given, pl.LazyFrame) else frame.collect()
+
     def open_child(self, data: Any) -> PolarsEngine:
         """A new PolarsEngine holding ``data`` as view ``context``.
 

@@ -131,6 +131,10 @@ class SparkEngine:
         """The DataFrame of ``view``."""
         return self._views.get(view).frame
 
+    def frame_like(self, view: str, given: Any) -> SparkDataFrame:
+        """The DataFrame of ``view`` (whatever the caller gave: Spark hands back Spark)."""
+        return self._views.get(view).frame
+
     def open_child(self, data: Any) -> SparkEngine:
         """A new SparkEngine on the same session holding ``data`` as view ``context``."""
         child = SparkEngine(self._session)

@@ -9,8 +9,8 @@ Examples
 --------
 >>> import polars as pl
 >>> frame = read_input(pl.DataFrame({"q": ["a"]}), None)
->>> frame.engine, frame.lazy, frame.columns
-('polars', False, ['q'])
+>>> frame.engine, frame.columns
+('polars', ['q'])
 >>> type(frame.back(pl.DataFrame({"x": [1]}))).__name__
 'DataFrame'
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
@@ -52,13 +52,14 @@ class InputFrame:
         The engine (:func:`rlm_pipeline.engines.load.engine_for` chose it).
     view
         The view holding the input.
-    lazy
-        The caller gave a Polars ``LazyFrame`` (a ``LazyFrame`` goes back).
+    given
+        The caller's data: :meth:`back` hands results back as its kind of frame
+        (``Engine.frame_like``; None: a Polars ``DataFrame`` or a Spark ``DataFrame``).
     """
 
     eng: Any
     view: str = "context"
-    lazy: bool = False
+    given: Any = field(default=None, compare=False, repr=False)
 
     @property
     def engine(self) -> str:
@@ -129,11 +130,7 @@ class InputFrame:
             name = self.fresh("out")
             self.put(name, out.to_arrow())
             out = name
-        native = self.eng.frame(out)
-        if isinstance(native, pl.LazyFrame) and not self.lazy:
-            collected: pl.DataFrame = native.collect()
-            return collected
-        return native
+        return self.eng.frame_like(out, self.given)
 
 
 def read_input(data: Any, engine: str | None) -> InputFrame:
@@ -142,7 +139,7 @@ def read_input(data: Any, engine: str | None) -> InputFrame:
 
     chosen = engine_for(data, engine)
     chosen.register("context", chosen.read(data), replace=True)
-    return InputFrame(chosen, "context", lazy=isinstance(data, pl.LazyFrame))
+    return InputFrame(chosen, "context", given=data)
 
 
 def check_llm(llm: Any) -> LLM:

@@ -240,6 +240,24 @@ def _candidates(frame: InputFrame, scored: Any, spec: TopKSpec, pool: int) -> pl
     return frame.arrow(best)
 
 
+def _ranked(cands: pl.DataFrame, spec: TopKSpec, order: list[str]) -> pl.DataFrame:
+    """The first ``spec.k`` candidates in the re-ranked ``order`` with ``score`` and ``rank``."""
+    position = {text: i for i, text in enumerate(order)}
+    return (
+        cands.with_columns(
+            pl.col(spec.column).cast(pl.String).replace_strict(position, return_dtype=pl.Int64)
+            .alias("__rp_pos")
+        )
+        .sort("__rp_pos", maintain_order=True)
+        .head(spec.k)
+        .with_columns(
+            pl.col(_SCORE).cast(pl.Int64).alias("score"),
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"),
+        )
+        .drop("__rp_pos", _SCORE, f"{_SCORE}_error")
+    )
+
+
 def run_top_k(
     data: Any,
     spec: TopKSpec,
@@ -280,20 +298,7 @@ def run_top_k(
             "top_k: %d of %d re-rank calls gave no usable ranking; those windows keep the "
             "score order", failed, calls,
         )
-    position = {text: i for i, text in enumerate(order)}
-    best = (
-        cands.with_columns(
-            pl.col(spec.column).cast(pl.String).replace_strict(position, return_dtype=pl.Int64)
-            .alias("__rp_pos")
-        )
-        .sort("__rp_pos", maintain_order=True)
-        .head(spec.k)
-        .with_columns(
-            pl.col(_SCORE).cast(pl.Int64).alias("score"),
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("rank"),
-        )
-        .drop("__rp_pos", _SCORE, f"{_SCORE}_error")
-    )
+    best = _ranked(cands, spec, order)
     stats = TopKStats(
         rows=scoring.rows,
         scoring=scoring,

@@ -26,6 +26,7 @@ def test_protocol_methods_are_the_seam() -> None:
         "filter",
         "filter_value",
         "frame",
+        "frame_like",
         "head",
         "key_check",
         "map_frame",
