@@ -29,8 +29,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy rlm_pipeline
 
 # Tests marked real_model need a real local model: `make test-real`, not `make test`.
+# XDIST="-n 2 --dist loadgroup" runs the suite on two workers: tests/conftest.py puts every
+# Spark test in one xdist group (one JVM) and spreads the rest.
+XDIST ?=
 unit: $(STAMP) java
-	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -m "not real_model"
+	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -m "not real_model" $(XDIST)
 
 test: lint unit
 
