@@ -354,10 +354,10 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         depth=scope.depth,
         path=scope.path,
         kind="error",
-        result_summary=f"no answer after {state.max_steps} steps",
+        result_summary=f"no answer after {used} steps",
         error="max_steps: the model never called answer",
     )
-    return LoopResult(False, None, None, state.max_steps, "max_steps", channel.protocol)
+    return LoopResult(False, None, None, used, "max_steps", channel.protocol)
 
 
 async def _turn(

@@ -696,7 +696,11 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
             return _message(
                 turn, [("peek", {"view": "context", "n": 1})], "I need more steps first."
             )
-        return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 5})])
+        if turn == 0:
+            return _message(turn, [("peek", {"view": "context", "n": 1})])
+        # a different call every turn (the loop's stall guard ends exact repeats)
+        query = f"SELECT * FROM context LIMIT {1 + turn % 5} OFFSET {turn}"
+        return _message(turn, [("sql", {"query": query, "name": "latest"})])
     if mode == "text":
         if turn < 2:
             return {"role": "assistant", "content": "The answer is 42. FINAL(42)"}
