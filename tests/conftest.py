@@ -80,15 +80,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run these tests in one xdist worker")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Spark tests share the group "spark"; the other tests of a module with a
     module-scoped fixture (a venv, a browser run, a simulator) share one group per
     module, so that fixture is built once; all other tests spread one by one."""
+    loadgroup = bool(getattr(config.option, "loadgroup", False))
     for item in items:
         if _uses_spark(item):
-            item.add_marker(pytest.mark.xdist_group("spark"))
+            group = "spark"
         elif _uses_module_fixture(item):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
+            group = item.nodeid.split("::", 1)[0]
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup and hasattr(item, "_id"):
+            # pytest-xdist 3.8 tags the group as `item._nodeid += "@group"`, which pytest 9
+            # ignores (the id lives in `item._id`): without this, loadgroup groups nothing.
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def _jvm_running() -> bool:
