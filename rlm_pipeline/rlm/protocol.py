@@ -103,6 +103,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "name": "mapped",
     },
     "extract": EXTRACT_EXAMPLE,
+    "aggregate": {
+        "view": "subset",
+        "column": "question",
+        "instruction": "the main complaints, in one sentence",
+        "by": ["user_id"],
+        "name": "complaints",
+    },
     "recurse": {
         "view": "parts",
         "partition_column": "partition",

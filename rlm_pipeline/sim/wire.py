@@ -114,12 +114,15 @@ def parse_rows(text: str) -> list[tuple[Any, str]] | None:
     [(0, 'hi'), (1, '')]
     >>> parse_rows('Rows:\\n0: "hi"\\n1: "a \\\\"b\\\\""')
     [(0, 'hi'), (1, 'a "b"')]
+    >>> parse_rows('Rows:\\n0: "a\\u2028b"')
+    [(0, 'a\\u2028b')]
     """
     matches = list(_ROWS_MARKER.finditer(text))
     if not matches:
         return None
     rows: list[tuple[Any, str]] = []
-    for line in text[matches[-1].end() :].splitlines():
+    # "\n" only: a row's JSON may hold U+2028 and friends, which str.splitlines splits on
+    for line in text[matches[-1].end() :].split("\n"):
         line = line.strip()
         short = _SHORT_ROW.match(line)  # ``12:"text"`` (ops-2 framing)
         if short is not None:
