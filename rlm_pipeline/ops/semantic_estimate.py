@@ -23,8 +23,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rlm_pipeline.engines.kinds import is_spark_frame
-from rlm_pipeline.errors import InputError
 from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.ops.estimate import Estimate, estimate_texts
 from rlm_pipeline.ops.extract_op import ExtractSpec
@@ -34,26 +32,10 @@ __all__ = ["ROW_ESTIMATES", "estimate_extract", "estimate_filter"]
 
 
 def _texts(data: Any, column: str) -> list[str | None]:
-    import polars as pl
+    from rlm_pipeline.engines.load import engine_for
 
-    if is_spark_frame(data):
-        if column not in data.columns:
-            msg = f"column {column!r} not found; columns: {data.columns}"
-            raise InputError(msg)
-        frame = pl.DataFrame(data.select(column).toArrow())
-    else:
-        from rlm_pipeline.engines.load import to_polars
-
-        lazy = to_polars(data)
-        names = lazy.collect_schema().names()
-        if column not in names:
-            msg = f"column {column!r} not found; columns: {names}"
-            raise InputError(msg)
-        frame = lazy.select(column).collect()
-    series = frame.get_column(column)
-    if series.dtype != pl.String:
-        series = series.cast(pl.String, strict=False)
-    return series.to_list()
+    chosen = engine_for(data)
+    return chosen.column_texts(chosen.read(data), column)
 
 
 def estimate_filter(
