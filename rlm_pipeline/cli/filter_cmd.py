@@ -5,7 +5,9 @@ blank) or failed (no trustworthy answer).  What happens to failed rows is
 ``--on-error``: ``raise`` (default) writes nothing and exits 1 with the
 per-reason counts and the command that re-asks only those rows (answered rows
 are cached); ``keep`` writes them too, with the reason in ``filter_error``;
-``drop`` leaves them out.  The counts are printed either way.
+``drop`` leaves them out.  The counts are printed either way.  A run where no
+non-blank row got an answer writes nothing and exits 1 whatever ``--on-error``
+says, unless ``--allow-errors``.
 
 The other flags, the cache and the staged output are those of
 ``rlm-pipeline classify``.
@@ -48,6 +50,11 @@ def add_parser(subparsers: Any) -> None:
         choices=("raise", "keep", "drop"),
         default="raise",
         help="rows without an answer: refuse the run (default), keep or drop them",
+    )
+    p.add_argument(
+        "--allow-errors",
+        action="store_true",
+        help="with --on-error keep|drop: write the output even when no row got an answer",
     )
     p.set_defaults(func=run)
 
@@ -104,6 +111,14 @@ def _run(args: argparse.Namespace) -> int:
                 args,
                 "answer",
                 refused=(f"{stats.failed:,} rows have no answer (or pass --on-error keep or drop)"),
+            )
+            return 1
+        if stats.failed and stats.failed >= stats.rows - stats.blank and not args.allow_errors:
+            print_failures(
+                failures,
+                args,
+                "answer",
+                refused="no row got an answer (or write the output anyway with --allow-errors)",
             )
             return 1
         _write_rows(answers.tmp, staged.tmp, spec, args.on_error)

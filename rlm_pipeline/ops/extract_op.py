@@ -155,13 +155,17 @@ def _check_type(name: str, kind: Any) -> FieldType:
 def parse_fields(text: str) -> dict[str, FieldType]:
     """Fields written as text: ``"amount:number, order_id:string, status:open|closed"``.
 
-    A type with ``|`` is an enum of its parts.  A JSON object
+    SQL's column-list form ``"amount number, order_id string"`` (a space for the
+    colon, as in Spark SQL's ``rlm_extract``) is read the same way.  A type with
+    ``|`` is an enum of its parts.  A JSON object
     (``'{"amount": "number", "status": ["open", "closed"]}'``) is read as JSON.
 
     Examples
     --------
     >>> parse_fields("amount:number, status:open|closed")
     {'amount': 'number', 'status': ('open', 'closed')}
+    >>> parse_fields("amount number, order_id string")
+    {'amount': 'number', 'order_id': 'string'}
     """
     import json
 
@@ -182,6 +186,8 @@ def parse_fields(text: str) -> dict[str, FieldType]:
             continue
         name, sep, kind = part.partition(":")
         if not sep:
+            name, sep, kind = part.strip().partition(" ")
+        if not sep or not name.strip() or not kind.strip():
             msg = f"fields: {part.strip()!r} is not name:type (e.g. amount:number)"
             raise InputError(msg)
         name, kind = name.strip(), kind.strip()

@@ -40,8 +40,6 @@ __all__ = ["EXTRACT_EXAMPLE", "EXTRACT_TOOL", "MAX_TOOL_FIELDS", "extract_tool"]
 
 #: Most fields one ``extract`` call of the root may ask for.
 MAX_TOOL_FIELDS = 16
-#: Rows per sub-call of the root's ``extract`` (as for its classify / llm_map).
-SUB_BATCH_SIZE = 16
 #: Distinct failure reasons read to summarise the failed rows by kind.
 _MAX_REASONS = 200
 
@@ -114,7 +112,7 @@ async def extract_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
             column=column,
             fields=args["fields"],
             instructions=args.get("instructions"),
-            batch_size=SUB_BATCH_SIZE,
+            batch_size=scope.state.sub_batch_size,
         )
     except InputError as exc:
         raise ToolError(str(exc)) from None

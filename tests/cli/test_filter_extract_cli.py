@@ -77,3 +77,17 @@ def test_filter_on_error(sim_factory: Any, tickets_file: Path, tmp_path: Path,
     want = [t for t in source["question"] if condition_holds(t, "asks for a refund")]
     assert got["question"].to_list() == want and got.columns == source.columns
     assert f"wrote {len(want)} of 200 rows" in capsys.readouterr().out
+
+
+def test_filter_refuses_a_run_where_no_row_got_an_answer(
+    sim: Any, tickets_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "f.parquet"
+    base = _args(sim, "filter", str(tickets_file), "--column", "question",
+                 "--condition", "asks for a refund", "--output", str(out), "--on-error", "drop",
+                 "--price-input", "1", "--price-output", "1", "--max-cost-usd", "0.000001")
+    assert main(base) == 1 and not out.exists()  # every row budget_exceeded: not a result
+    err = capsys.readouterr().err
+    assert "no row got an answer" in err and "budget_exceeded" in err
+    assert main([*base, "--allow-errors"]) == 0  # the caller's explicit choice
+    assert pl.read_parquet(out).height == 0

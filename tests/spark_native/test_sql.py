@@ -93,7 +93,7 @@ def test_sql_filter_and_extract(spark: Any, sim_factory: Any) -> None:
     rows = spark.sql(
         "SELECT ticket_id, question, "
         "rlm_filter(question, 'asks for a refund') AS f, "
-        "rlm_extract(question, 'amount:number, order_id:string') AS x FROM t"
+        "rlm_extract(question, 'amount number, order_id string') AS x FROM t"  # DESIGN.md's form
     ).collect()
     assert sorted(r["ticket_id"] for r in rows) == sorted(texts)
     fields = {"amount": "number", "order_id": "string"}
