@@ -14,8 +14,9 @@ column (null when there is no trustworthy answer) and ``<output_column>_error``
 (null, or the reason: ``empty_input``, ``input_too_long``, ``parse_error``,
 ``invalid_label``, ``missing_in_reply``, ``api_error``, ``budget_exceeded``).
 With ``llm.cache_path`` set, every checked answer is stored per row (not per
-batch) and failures never are, so a re-run — with any batch size, Spark
-partitioning or extra rows — re-asks only the rows not answered yet.
+batch) and failures never are, so a re-run — with any batch size above 1, Spark
+partitioning or extra rows — re-asks only the rows not answered yet (one-row
+calls are worded otherwise, so ``batch_size=1`` keeps its answers apart).
 
 Failing loudly, before any model call: an output column that already exists
 in the input raises :class:`~rlm_pipeline.errors.InputError` unless

@@ -68,16 +68,24 @@ def answer_params(spec: OpSpec) -> dict[str, Any]:
 
     Batch size, column names and the batch a row is sent in are left out: the
     same text under the same parameters gets the same answer however it was
-    batched.  The prompt texts themselves are covered by :data:`PROMPT_VERSION`.
+    batched.  The prompt texts themselves are covered by :data:`PROMPT_VERSION`;
+    one-row classify calls, whose wording differs from batches' (see
+    :func:`build_messages`), are marked ``"wording": "single"``, so a batched
+    answer is never served to a one-row request or the other way round.
 
     Examples
     --------
     >>> from rlm_pipeline.ops.spec import ClassifySpec
     >>> answer_params(ClassifySpec("q", ("a", "b"), batch_size=5))
     {'op': 'classify', 'labels': ['a', 'b'], 'instructions': None}
+    >>> answer_params(ClassifySpec("q", ("a", "b"), batch_size=1))["wording"]
+    'single'
     """
     if isinstance(spec, ClassifySpec):
-        return {"op": "classify", "labels": list(spec.labels), "instructions": spec.instructions}
+        params = {"op": "classify", "labels": list(spec.labels), "instructions": spec.instructions}
+        if single_row(spec):
+            params["wording"] = "single"
+        return params
     return {"op": "llm_map", "instruction": spec.instruction, "output_type": spec.output_type}
 
 
