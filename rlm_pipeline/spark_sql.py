@@ -59,6 +59,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -76,6 +77,8 @@ from rlm_pipeline.ops.spark_task import ReportSum, TaskReport
 from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, ClassifySpec
 
 __all__ = ["SQL_FUNCTIONS", "SqlFunctions", "register"]
+
+logger = logging.getLogger(__name__)
 
 #: The functions :func:`register` adds.
 SQL_FUNCTIONS = ("rlm_classify", "rlm_filter", "rlm_extract")
@@ -195,8 +198,10 @@ def register(
     if not isinstance(llm, LLM):
         msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
         raise InputError(msg)
-    if batch_size < 1 or max_row_tokens < 1:
-        raise InputError("batch_size and max_row_tokens must be >= 1")
+    for label, number in (("batch_size", batch_size), ("max_row_tokens", max_row_tokens)):
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            msg = f"{label} must be an integer >= 1, got {number!r}"
+            raise InputError(msg)
     from pyspark.sql.pandas.functions import ArrowUDFType, arrow_udf
     from pyspark.sql.types import BooleanType, StringType, StructField, StructType
 
@@ -206,6 +211,15 @@ def register(
     with known_warnings_filtered():
         check_workers(spark)
     slots = max(1, parallelism or task_slots(spark))
+    if slots > llm.max_concurrency:  # more task slots than calls allowed at once
+        logger.warning(
+            "rlm SQL functions: %d task slots, max_concurrency=%d: each task gets one call at "
+            "a time, and a query may run more calls at once than max_concurrency "
+            "(pass parallelism= to say how many tasks run at once)",
+            slots,
+            llm.max_concurrency,
+        )
+        slots = llm.max_concurrency
     shared = llm.share(slots)
     if shared.cache_path and not os.path.isabs(shared.cache_path):
         shared = dataclasses.replace(shared, cache_path=os.path.abspath(shared.cache_path))
