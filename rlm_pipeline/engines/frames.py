@@ -134,6 +134,7 @@ def _read_spark(source: FileSource, session: SparkSession) -> SparkDataFrame:
                 .option("inferSchema", True)
                 .option("escape", '"')
                 .option("encoding", "UTF-8")
+                .option("multiLine", True)  # a quoted cell may hold newlines (as in Polars)
                 .csv(source.location)
             )
         frame = reader.json(source.location)

@@ -214,3 +214,11 @@ def test_all_null_text_column(make_engine: MakeEngine) -> None:
     engine = make_engine(frame)
     assert engine.count("context") == 2
     assert engine.partition("context", by="text", name="p") == {"(null)": 2}
+
+
+def test_csv_cell_with_a_newline_is_one_row(make_engine: MakeEngine, tmp_path: Path) -> None:
+    path = tmp_path / "multiline.csv"
+    path.write_text('id,q\n1,"line one\nline two"\n2,plain\n', encoding="utf-8")
+    engine = make_engine(path)
+    assert engine.count("context") == 2
+    assert engine.to_arrow("context").column("q").to_pylist() == ["line one\nline two", "plain"]
