@@ -134,7 +134,8 @@ class ToolError(RLMPipelineError):
 class UnansweredRowsError(RLMPipelineError):
     """Some rows got no trustworthy answer and the caller asked to fail rather than guess.
 
-    Raised by :func:`rlm_pipeline.filter` with ``on_error="raise"`` (the
+    Raised by :func:`rlm_pipeline.filter`, :func:`rlm_pipeline.join` (candidate
+    pairs) and :func:`rlm_pipeline.top_k` with ``on_error="raise"`` (the
     default) after the run: keeping or dropping those rows would be a silent
     guess.  The message names the counts by reason and how to re-run; with a
     cache file, the answered rows are not asked again.
@@ -142,7 +143,7 @@ class UnansweredRowsError(RLMPipelineError):
     Attributes
     ----------
     op
-        The operator (``"filter"``).
+        The operator (``"filter"``, ``"join"``, ``"top_k"``).
     failed, rows
         Rows without an answer, of all input rows.
     errors

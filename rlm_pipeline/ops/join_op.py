@@ -22,7 +22,7 @@ Method (``docs/operators/join.md``):
    matched + not matched + failed + blank (a null/blank side, never sent) =
    candidates (:class:`JoinStats`).  A pair whose answer failed is never
    silently kept or dropped: ``on_error="raise"`` (default) raises
-   :class:`~rlm_pipeline.errors.LLMError` naming the count; ``"keep"`` keeps
+   :class:`~rlm_pipeline.errors.UnansweredRowsError` naming the count; ``"keep"`` keeps
    it with the reason in ``join_error``; ``"drop"`` leaves it out and logs the
    count.
 
@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from sqlglot import exp
 
-from rlm_pipeline.errors import ExpressionError, InputError, LLMError
+from rlm_pipeline.errors import ExpressionError, InputError, UnansweredRowsError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, run_spec
@@ -364,7 +364,13 @@ def run_join(
     if line is not None:
         line = line.replace(" rows have no answer", " candidate pairs have no answer")
         if on_error == "raise":
-            raise LLMError(line + "; or pass on_error='keep' / 'drop'")
+            raise UnansweredRowsError(
+                line + "; or pass on_error='keep' / 'drop'",
+                op="join",
+                failed=sum(scoring.errors.values()),
+                rows=scoring.rows,
+                errors=dict(scoring.errors),
+            )
         logger.warning("%s (on_error=%r)", line, on_error)
     logger.info(
         "join: %s candidate pairs of %s (%.2f%%), %s matched",

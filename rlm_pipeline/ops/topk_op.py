@@ -24,7 +24,7 @@ Total: about ``n / batch_size + 1`` calls for ``k ≤ rank_size / pool_factor``
 (16 by default), versus ``n log2 n`` comparisons for a sort by pairwise calls.
 
 Rows whose score failed (after re-asks) cannot be ranked: ``on_error="raise"``
-(default) raises :class:`~rlm_pipeline.errors.LLMError` naming the count;
+(default) raises :class:`~rlm_pipeline.errors.UnansweredRowsError` naming the count;
 ``"drop"`` ranks the scored rows and logs the count.  Blank texts are never
 candidates.
 
@@ -54,6 +54,7 @@ from rlm_pipeline.errors import (
     LLMEndpointError,
     LLMError,
     LLMResponseParseError,
+    UnansweredRowsError,
 )
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
@@ -286,7 +287,13 @@ def run_top_k(
     line = failure_summary("top_k", scoring, "score", cached=bool(llm.cache_path))
     if line is not None:
         if on_error == "raise":
-            raise LLMError(line + "; or pass on_error='drop' to rank the scored rows only")
+            raise UnansweredRowsError(
+                line + "; or pass on_error='drop' to rank the scored rows only",
+                op="top_k",
+                failed=sum(scoring.errors.values()),
+                rows=scoring.rows,
+                errors=dict(scoring.errors),
+            )
         logger.warning("%s (on_error='drop': ranked without them)", line)
     cands = _candidates(frame, scored, spec, spec.pool_factor * spec.k)
     texts = list(dict.fromkeys(cands.get_column(spec.column).cast(pl.String).to_list()))

@@ -10,7 +10,12 @@ import polars as pl
 import pytest
 
 import rlm_pipeline as rp
-from rlm_pipeline.errors import ExpressionError, InputError, LLMError, UnsupportedExpressionError
+from rlm_pipeline.errors import (
+    ExpressionError,
+    InputError,
+    UnansweredRowsError,
+    UnsupportedExpressionError,
+)
 from rlm_pipeline.ops.join_op import JoinSpec, join, run_join
 from rlm_pipeline.sim.folds import pair_match
 from tests.ops.tickets import FAULTS, tickets
@@ -142,7 +147,7 @@ def test_block_on_checked_by_the_allow_list(
 def test_failed_pairs_raise_by_default(sim: Any) -> None:
     left = pl.DataFrame({"q": ["refund " * 40]})
     right = pl.DataFrame({"faq": ["Invoices are in the billing tab."]})
-    with pytest.raises(LLMError, match="1 of 1 candidate pairs have no answer: input_too_long 1"):
+    with pytest.raises(UnansweredRowsError, match="1 of 1 candidate pairs have no answer: input_too_long 1"):
         join(left, right, "q", "faq", CONDITION, _llm(sim), max_row_tokens=20)
     dropped = join(left, right, "q", "faq", CONDITION, _llm(sim), max_row_tokens=20,
                    on_error="drop")

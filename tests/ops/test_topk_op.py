@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 import rlm_pipeline as rp
-from rlm_pipeline.errors import InputError, LLMError
+from rlm_pipeline.errors import InputError, UnansweredRowsError
 from rlm_pipeline.ops.topk_op import TopKSpec, run_top_k, top_k
 from rlm_pipeline.sim.folds import score_value
 from tests.ops.tickets import FAULTS, tickets
@@ -79,7 +79,7 @@ def test_with_faults_on_error(sim_factory: Any) -> None:
 
 def test_unscored_rows_raise_by_default(sim: Any) -> None:
     df = pl.DataFrame({"q": ["refund " * 30, "billing refund", "hello"]})
-    with pytest.raises(LLMError, match="1 of 3 rows have no score: input_too_long 1"):
+    with pytest.raises(UnansweredRowsError, match="1 of 3 rows have no score: input_too_long 1"):
         top_k(df, "q", CRITERION, 2, _llm(sim), max_row_tokens=20)
     out = top_k(df, "q", CRITERION, 2, _llm(sim), max_row_tokens=20, on_error="drop")
     assert out["q"].to_list() == ["billing refund", "hello"]
