@@ -7,7 +7,7 @@ from typing import Any
 import polars as pl
 
 import rlm_pipeline as rp
-from rlm_pipeline.sim.folds import SUMMARY_LABELS, parse_summary, summary_counts
+from rlm_pipeline.sim.folds import SUMMARY_LABELS, pair_match, parse_summary, summary_counts
 from tests.ops.tickets import tickets
 
 
@@ -28,6 +28,10 @@ def test_polars_namespace(sim: Any) -> None:
     faq = pl.DataFrame({"u": [0, 1], "f": ["Refunds arrive in 5 days.", "Reset your password."]})
     pairs = df.rlm.join(faq, "q", "f", "the FAQ answers it", llm=_llm(sim), block_on="l.u = r.u")
     assert set(pairs.columns) >= {"q", "f", "u_right", "join_error"}
+    want = sorted((q, f) for u, q in df.iter_rows() for fu, f in faq.iter_rows()
+                  if u == fu and pair_match(q, f))
+    assert want and sorted(pairs.select("q", "f").iter_rows()) == want
+    assert pairs["join_error"].null_count() == pairs.height
 
 
 def test_spark_transform_steps(sim: Any, spark: Any) -> None:
@@ -44,3 +48,6 @@ def test_spark_transform_steps(sim: Any, spark: Any) -> None:
     pairs = sdf.transform(rp.spark.join(right, "q", "f", "answers it", llm=_llm(sim),
                                         block_on="l.u = r.u"))
     assert "join_error" in pairs.columns
+    got = sorted((r["q"], r["f"]) for r in pairs.collect())
+    f0 = "Refunds arrive in 5 days."
+    assert got and got == sorted((q, f0) for u, q in df.iter_rows() if u == 0 and pair_match(q, f0))
