@@ -72,7 +72,7 @@ def _data(engine: str, frame: pl.DataFrame, request: pytest.FixtureRequest) -> A
     if engine == "polars":
         return frame
     spark = request.getfixturevalue("spark")
-    data = spark.createDataFrame(frame.to_arrow()).cache()  # ~170 small jobs read it
+    data = spark.createDataFrame(frame.to_arrow()).cache()  # the set's small jobs read it
     data.count()
     return data
 
@@ -111,7 +111,10 @@ def test_hostile_set_is_refused_and_the_run_answers(
     data = _data(engine, frame, request)
     # A cap under the table's size, so GROUP BY / ORDER BY over every row pass it too
     # (with the default, max(10 x rows, 1,000,000), they are bounded work and run).
-    rlm = rp.RLM(sim_llm, engine=engine, max_steps=40, max_view_rows=50_000)
+    # On Spark each view made is a job: the view cap is checked with 8 there (64 on Polars;
+    # counting views does not depend on the engine).
+    views = 64 if engine == "polars" else 8
+    rlm = rp.RLM(sim_llm, engine=engine, max_steps=40, max_view_rows=50_000, max_views=views)
     started = time.monotonic()
     with PeakRSS() as rss:
         res = rlm.run("How many rows are there? [adversarial:heavy]", data)
@@ -121,7 +124,7 @@ def test_hostile_set_is_refused_and_the_run_answers(
     assert res.stop_reason == "answer"
     assert res.value == ROWS  # the run went on and answered
     assert rss.peak < 4 * GIB
-    assert seconds < 600  # generous: ~170 Spark jobs on 2 busy cores
+    assert seconds < 600  # generous: ~30 Spark jobs on 2 busy cores
     calls = _calls(res)
     for view in ("triple", "lowcard"):
         error = calls[view]["error"]
@@ -137,8 +140,8 @@ def test_hostile_set_is_refused_and_the_run_answers(
     filters = [r for r in res.trace if r.get("tool") == "filter"]
     made = [r for r in filters if r["kind"] == "tool"]
     refused = [r for r in filters if r["kind"] == "error"]
-    assert len(made) == 64 and len(refused) == 36
-    assert all("max_views = 64" in r["error"] for r in refused)
+    assert len(made) == views and len(refused) == 100 - views
+    assert all(f"max_views = {views}" in r["error"] for r in refused)
 
 
 @pytest.mark.parametrize("engine", ["polars"])  # Spark: same engine-neutral checks, slower
