@@ -29,9 +29,9 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy rlm_pipeline
 
 # Tests marked real_model need a real local model: `make test-real`, not `make test`.
-# XDIST="-n 2 --dist loadgroup" runs the suite on two workers: tests/conftest.py puts every
-# Spark test in one xdist group (one JVM) and spreads the rest.
-XDIST ?=
+# The suite runs on two workers (pytest-xdist): tests/conftest.py puts every Spark test in
+# one xdist group (one JVM) and spreads the rest; `make test XDIST=` runs it serially.
+XDIST ?= -n 2 --dist loadgroup
 unit: $(STAMP) java
 	SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON=$(abspath $(PY)) $(PY) -m pytest -m "not real_model" $(XDIST)
 

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(render_tree(records, verbose=bool(getattr(args, "verbose", False))))
     if args.html:
         path = write_html(records, args.html)
-        console.print(f"wrote {path}", markup=False, highlight=False)
+        console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
     return 0
 
 

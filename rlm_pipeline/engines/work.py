@@ -694,6 +694,8 @@ def spark_job(session: Any) -> Iterator[None]:
             context.addJobTag(tag)
         else:
             session.addTag(tag)
+    if context is not None:  # a cancel interrupts the tasks' threads (a join stops at once)
+        context.setInterruptOnCancel(True)
     work._add_spark(session)
     budget = work.limits.memory_bytes()
     done = threading.Event()
@@ -723,6 +725,9 @@ def spark_job(session: Any) -> Iterator[None]:
                 raise
     finally:
         done.set()
+        if context is not None:
+            with contextlib.suppress(Exception):
+                context.setInterruptOnCancel(False)
         for tag in tags:
             with contextlib.suppress(Exception):
                 if context is not None:

@@ -40,7 +40,8 @@ def test_make_unit_deselects_real_model_tests(tmp_path: Path) -> None:
     proc = subprocess.run(["sh", "-c", lines[0]], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "1 passed, 1 deselected" in proc.stdout
+    # the probe's real_model test would fail if it ran (xdist's summary omits "deselected")
+    assert "1 passed" in proc.stdout and "failed" not in proc.stdout
 
 
 def test_make_test_real_selects_only_real_model_tests() -> None:
