@@ -256,9 +256,9 @@ def reply_breaker_error(text: str) -> LLMResponseParseError | None:
     Examples
     --------
     >>> text = "Traceback ...\\nrlm_pipeline.errors.LLMResponseParseError: no usable reply in "
-    >>> err = reply_breaker_error(text + "the first 8 calls to http://h/v1 (model m): x; raw reply: '{'")
+    >>> err = reply_breaker_error(text + "the first 8 calls to http://127.0.0.1:9/v1 (model m): x; raw reply: '{'")
     >>> str(err)
-    "no usable reply in the first 8 calls to http://h/v1 (model m): x; raw reply: '{'"
+    "no usable reply in the first 8 calls to http://127.0.0.1:9/v1 (model m): x; raw reply: '{'"
     >>> reply_breaker_error("ValueError: nope") is None
     True
     """

@@ -41,13 +41,8 @@ from functools import cached_property
 from typing import Any, ClassVar, Union
 
 from rlm_pipeline.errors import InputError
-from rlm_pipeline.ops.filter_op import (
-    batch_line,
-    check_common,
-    check_row_limit,
-    rows_message,
-    short,
-)
+from rlm_pipeline.ops.filter_op import batch_line, rows_message, short
+from rlm_pipeline.ops.spec_base import check_common
 
 __all__ = [
     "DEFAULT_EXTRACT_COLUMN",
@@ -313,8 +308,9 @@ class ExtractSpec:
     truncate: bool = False
 
     def __post_init__(self) -> None:
-        check_common(self.column, self.batch_size, self.output_column)
-        check_row_limit(self.max_row_tokens, self.truncate)
+        check_common(
+            self.column, self.batch_size, self.output_column, self.max_row_tokens, self.truncate
+        )
         fields: Any = self.fields
         if not isinstance(fields, Mapping | str):
             try:

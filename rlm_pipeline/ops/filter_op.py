@@ -32,6 +32,7 @@ from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from rlm_pipeline.errors import InputError
+from rlm_pipeline.ops.spec_base import check_common
 
 __all__ = [
     "DEFAULT_FILTER_COLUMN",
@@ -40,9 +41,7 @@ __all__ = [
     "FilterSpec",
     "OnError",
     "batch_line",
-    "check_common",
     "check_on_error",
-    "check_row_limit",
     "rows_message",
     "short",
 ]
@@ -88,33 +87,6 @@ def rows_message(head: Sequence[str], texts: Sequence[str]) -> str:
     return "\n".join([*head, "Rows:", *rows])
 
 
-def check_common(column: Any, batch_size: Any, output_column: Any) -> None:
-    """The checks every operator spec makes on its column, batch size and output column."""
-    if not isinstance(column, str) or not column:
-        msg = f"column must be a non-empty string, got {column!r}"
-        raise InputError(msg)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        msg = f"batch_size must be an integer >= 1, got {batch_size!r}"
-        raise InputError(msg)
-    if not isinstance(output_column, str) or not output_column:
-        msg = f"output_column must be a non-empty string, got {output_column!r}"
-        raise InputError(msg)
-
-
-def check_row_limit(max_row_tokens: Any, truncate: Any) -> None:
-    """``max_row_tokens`` an integer >= 1 and ``truncate`` a bool."""
-    if (
-        isinstance(max_row_tokens, bool)
-        or not isinstance(max_row_tokens, int)
-        or max_row_tokens < 1
-    ):
-        msg = f"max_row_tokens must be an integer >= 1, got {max_row_tokens!r}"
-        raise InputError(msg)
-    if not isinstance(truncate, bool):
-        msg = f"truncate must be True or False, got {truncate!r}"
-        raise InputError(msg)
-
-
 def batch_line(batch_size: int) -> str:
     """The system prompt's last line: one row, or every row by its id."""
     if batch_size == 1:
@@ -154,8 +126,9 @@ class FilterSpec:
     truncate: bool = False
 
     def __post_init__(self) -> None:
-        check_common(self.column, self.batch_size, self.output_column)
-        check_row_limit(self.max_row_tokens, self.truncate)
+        check_common(
+            self.column, self.batch_size, self.output_column, self.max_row_tokens, self.truncate
+        )
         if not isinstance(self.condition, str) or not self.condition.strip():
             msg = "condition must be a non-empty string, e.g. 'asks for a refund'"
             raise InputError(msg)

@@ -225,7 +225,7 @@ def test_after_a_success_connection_errors_are_per_call_again(sim_factory: SimFa
 
 
 def test_a_breaker_never_trips_on_a_mix_of_statuses() -> None:
-    breaker = Breaker("http://h/v1", "m")
+    breaker = Breaker("http://127.0.0.1:9/v1", "m")
     for call in range(40):
         assert breaker.on_status(500 if call % 2 else 502, "", call=call) is None
     breaker.success()
@@ -234,7 +234,7 @@ def test_a_breaker_never_trips_on_a_mix_of_statuses() -> None:
 
 
 def test_quota_exhausted_429_trips() -> None:
-    breaker = Breaker("http://h/v1", "m")
+    breaker = Breaker("http://127.0.0.1:9/v1", "m")
     assert breaker.on_status(429, "Rate limit reached", call=0) is None
     err = breaker.on_status(429, '{"error": {"code": "insufficient_quota"}}', call=1)
     assert err is not None and err.cause == "quota" and "quota is exhausted" in str(err)
@@ -255,17 +255,17 @@ def test_dns_failures_are_named() -> None:
 
 
 def test_endpoint_errors_pickle_and_are_rebuilt_from_tracebacks() -> None:
-    err = LLMEndpointError("HTTP 403 from http://h/v1: no", endpoint="http://h/v1",
+    err = LLMEndpointError("HTTP 403 from http://127.0.0.1:9/v1: no", endpoint="http://127.0.0.1:9/v1",
                            cause="forbidden", status=403, attempts=2)
     back = pickle.loads(pickle.dumps(err))
     assert (str(back), back.endpoint, back.cause, back.status, back.attempts) == (
-        str(err), "http://h/v1", "forbidden", 403, 2
+        str(err), "http://127.0.0.1:9/v1", "forbidden", 403, 2
     )
     text = f"Traceback (most recent call last):\n  ...\nrlm_pipeline.errors.LLMEndpointError: {err}\n"
-    again = reraised(text, "http://h/v1")
+    again = reraised(text, "http://127.0.0.1:9/v1")
     assert again is not None and str(again) == str(err) and again.cause == "forbidden"
-    refused = reraised("x\nLLMEndpointError: connection refused at http://h/v1 — is the server"
-                       " running?\n", "http://h/v1")
+    refused = reraised("x\nLLMEndpointError: connection refused at http://127.0.0.1:9/v1 — is the server"
+                       " running?\n", "http://127.0.0.1:9/v1")
     assert refused is not None and refused.cause == "connection_refused"
 
 
