@@ -88,13 +88,9 @@ def run_op(
     """
     from rlm_pipeline.engines.load import engine_for
     from rlm_pipeline.ops.fanout import FANOUT
+    from rlm_pipeline.ops.spec_base import check_run_args
 
-    if not isinstance(llm, LLM):
-        msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
-        raise InputError(msg)
-    if not isinstance(overwrite, bool):
-        msg = f"overwrite must be True or False, got {overwrite!r}"
-        raise InputError(msg)
+    check_run_args(llm, overwrite)
     chosen = engine_for(data, engine)
     frame = chosen.read(data, lazy=False)
     out, stats = chosen.map_frame(

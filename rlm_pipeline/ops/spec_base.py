@@ -55,6 +55,7 @@ __all__ = [
     "check_common",
     "check_labels",
     "check_output_columns",
+    "check_run_args",
     "check_typed",
     "columns_of",
     "fit_text",
@@ -396,6 +397,36 @@ def check_output_columns(columns: Sequence[str], spec: OpSpec, *, overwrite: boo
         "or pass overwrite=True (CLI: --overwrite-column) to replace it"
     )
     raise InputError(msg)
+
+
+def check_run_args(llm: Any, overwrite: Any = False) -> None:
+    """The run arguments every operator front-end checks before reading any data.
+
+    One checker for :func:`rlm_pipeline.ops.api.run_op` (``rp.classify``,
+    ``rp.llm_map``, ``rp.filter``, ``rp.extract``, the namespaces) and
+    :class:`~rlm_pipeline.ops.spark_step.SparkStep` (``rp.spark.*``).
+
+    Raises
+    ------
+    InputError
+        ``llm`` is not an :class:`~rlm_pipeline.llm.config.LLM`, or
+        ``overwrite`` is not a bool.
+
+    Examples
+    --------
+    >>> check_run_args("gpt-4o")
+    Traceback (most recent call last):
+    ...
+    rlm_pipeline.errors.InputError: llm must be an rlm_pipeline.LLM, got str
+    """
+    from rlm_pipeline.llm.config import LLM
+
+    if not isinstance(llm, LLM):
+        msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
+        raise InputError(msg)
+    if not isinstance(overwrite, bool):
+        msg = f"overwrite must be True or False, got {overwrite!r}"
+        raise InputError(msg)
 
 
 def fit_text(text: str, spec: OpSpec) -> tuple[str, None] | tuple[None, str]:
