@@ -1,11 +1,12 @@
 """The notebooks are stored WITH their outputs, and those outputs are what running them gives.
 
-``make notebooks`` (``notebooks/build.py``) executes every notebook and stores it.  Here the
-quick-start notebook is executed again against the simulator and its fresh outputs are
-compared with the stored ones (run-to-run details — ports, temp folders, seconds, run ids,
-image bytes — normalised by ``build.comparable``).  The Spark notebook starts its own JVM
-(a minute or more on 2 shared cores): its stored outputs are checked here, and it is
-executed by ``make notebooks``, or here with ``RLM_NOTEBOOKS_SPARK=1``.
+``make notebooks`` (``notebooks/build.py``) executes every notebook and stores it.  Here both
+notebooks are executed again against the simulator and their fresh outputs are compared with
+the stored ones (run-to-run details — ports, temp folders, seconds, run ids, image bytes —
+normalised by ``build.comparable``).  The Spark notebook starts its own JVM in its kernel
+(``local[1]``, 300 rows, ~40 s on a quiet machine): it carries the ``spark`` marker, so under
+xdist it runs in the "spark" group (tests/conftest.py), in the worker that runs the Spark
+tests one after another: no other Spark job runs while it does.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -100,10 +100,10 @@ def test_normalise_hides_only_run_to_run_details() -> None:
     )
 
 
-@pytest.mark.slow
-def test_quickstart_executes_and_matches_its_stored_outputs() -> None:
-    stored = build.comparable(nbformat.read(QUICKSTART, as_version=4))
-    fresh = build.comparable(build.execute(QUICKSTART, timeout=300))
+def _same_outputs(path: Path, *, timeout: int) -> None:
+    """Execute the notebook at ``path`` and compare its outputs with the stored ones, per cell."""
+    stored = build.comparable(nbformat.read(path, as_version=4))
+    fresh = build.comparable(build.execute(path, timeout=timeout))
     assert len(fresh) == len(stored)
     for index, (old, new) in enumerate(zip(stored, fresh, strict=True)):
         diff = "\n".join(difflib.unified_diff(
@@ -113,11 +113,14 @@ def test_quickstart_executes_and_matches_its_stored_outputs() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.spark
-@pytest.mark.skipif(os.environ.get("RLM_NOTEBOOKS_SPARK") != "1",
-                    reason="starts its own JVM (minutes on 2 shared cores); `make notebooks` "
-                    "runs it, or set RLM_NOTEBOOKS_SPARK=1")
+def test_quickstart_executes_and_matches_its_stored_outputs() -> None:
+    _same_outputs(QUICKSTART, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.spark  # the "spark" xdist group: its JVM never runs beside the other Spark tests
 def test_spark_notebook_executes_and_matches_its_stored_outputs() -> None:
-    stored = nbformat.read(SPARK, as_version=4)
-    fresh = build.execute(SPARK, timeout=900)
-    assert build.comparable(fresh) == build.comparable(stored)
+    source = "".join(c.source for c in nbformat.read(SPARK, as_version=4).cells)
+    assert 'master("local[1]")' in source  # one core: the suite runs on two
+    assert "spark_sql import register" not in source  # the public rp.spark.register
+    _same_outputs(SPARK, timeout=300)
