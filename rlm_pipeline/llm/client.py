@@ -341,6 +341,8 @@ class LLMClient:
             messages, schema, name=name, max_tokens=max_tokens, prompt_version=prompt_version
         )
         hit = self._replies.get(key)
+        if hit is not None and self.config.logprobs is not None and hit.logprobs is None:
+            hit = None  # stored without log-probabilities (asked without them): ask again
         if hit is not None and key is not None:
             value = _stored_value(hit, key, validator, accept)
             if value is not None:
@@ -678,6 +680,7 @@ class LLMClient:
             output_tokens=output_tokens,
             cached=False,
             finish_reason=done.finish_reason,
+            logprobs=done.logprobs,
         )
 
 
@@ -746,6 +749,9 @@ def _params(
         params["response_format"] = response_format
     if allowance.sent is not None:
         params["max_tokens"] = allowance.sent
+    if config.logprobs is not None:
+        params["logprobs"] = True
+        params["top_logprobs"] = config.logprobs
     return params
 
 

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "NotJSON",
     "cached_prompt_tokens",
     "read_completion",
+    "token_logprobs",
     "tool_calls",
     "usage_counts",
 ]
@@ -54,6 +56,9 @@ class Completion:
     cached_tokens
         ``usage.prompt_tokens_details.cached_tokens`` (prompt tokens the
         provider served from its prefix cache), 0 when absent or unreadable.
+    logprobs
+        ``(token, logprob)`` per reply token from ``choices[0].logprobs``
+        (:func:`token_logprobs`), or None when the reply has none.
     """
 
     content: str | None = None
@@ -62,6 +67,7 @@ class Completion:
     finish_reason: str | None = None
     has_message: bool = False
     cached_tokens: int = 0
+    logprobs: tuple[tuple[str, float], ...] | None = None
 
 
 def read_completion(body: bytes | str) -> Completion:
@@ -99,6 +105,7 @@ def read_completion(body: bytes | str) -> Completion:
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         has_message=message is not None,
         cached_tokens=cached_prompt_tokens(usage) if isinstance(usage, dict) else 0,
+        logprobs=token_logprobs(choice.get("logprobs")) if choice is not None else None,
     )
 
 
@@ -166,3 +173,39 @@ def usage_counts(usage: dict[str, Any]) -> tuple[int, int] | None:
     if not isinstance(prompt, int | float) or not isinstance(completion, int | float):
         return None
     return int(prompt), int(completion)
+
+
+def token_logprobs(raw: Any) -> tuple[tuple[str, float], ...] | None:
+    """``(token, logprob)`` pairs of a choice's ``logprobs``, or None when there are none.
+
+    Reads the chat format (``{"content": [{"token", "logprob", ...}]}``: OpenAI,
+    vLLM, llama.cpp) and the completions format (``{"tokens": [...],
+    "token_logprobs": [...]}``, some llama.cpp builds).  Entries without a
+    string token or a finite number are skipped; no entry at all gives None.
+
+    Examples
+    --------
+    >>> token_logprobs({"content": [{"token": "a", "logprob": -0.5}, {"token": "b"}]})
+    (('a', -0.5),)
+    >>> token_logprobs({"tokens": ["x"], "token_logprobs": [-1]}), token_logprobs(None)
+    ((('x', -1.0),), None)
+    """
+    if not isinstance(raw, dict):
+        return None
+    pairs: list[tuple[Any, Any]] = []
+    content = raw.get("content")
+    if isinstance(content, list):
+        pairs = [
+            (entry.get("token"), entry.get("logprob")) for entry in content if isinstance(entry, dict)
+        ]
+    elif isinstance(raw.get("tokens"), list) and isinstance(raw.get("token_logprobs"), list):
+        pairs = list(zip(raw["tokens"], raw["token_logprobs"], strict=False))
+    out = tuple(
+        (token, float(logprob))
+        for token, logprob in pairs
+        if isinstance(token, str)
+        and isinstance(logprob, int | float)
+        and not isinstance(logprob, bool)
+        and math.isfinite(logprob)
+    )
+    return out or None

@@ -101,6 +101,12 @@ class LLM:
         SQLite file for the response cache; ``None`` disables caching.
     temperature
         Sampling temperature.
+    logprobs
+        When set, every request asks for the reply tokens' log-probabilities
+        (``logprobs: true``, ``top_logprobs: N``, N from 0 to 20); they come back
+        in :attr:`~rlm_pipeline.llm.reply.ChatReply.logprobs` when the server
+        returns them (OpenAI, vLLM, llama.cpp do).  A cascade's proxy sets it
+        (:class:`~rlm_pipeline.ops.cascade.Cascade`).
     prices
         Extra or overriding price table entries (model name -> :class:`Price`).
 
@@ -121,6 +127,7 @@ class LLM:
     tpm: float | None = None
     cache_path: str | None = None
     temperature: float = 0.0
+    logprobs: int | None = None
     prices: Mapping[str, Price] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -140,6 +147,12 @@ class LLM:
             if value is not None and value <= 0:
                 msg = f"{name} must be > 0 or None, got {value}"
                 raise InputError(msg)
+        logprobs = self.logprobs
+        if logprobs is not None and (
+            isinstance(logprobs, bool) or not isinstance(logprobs, int) or not 0 <= logprobs <= 20
+        ):
+            msg = f"logprobs must be an integer from 0 to 20 (top_logprobs) or None, got {logprobs!r}"
+            raise InputError(msg)
         object.__setattr__(self, "prices", dict(self.prices))
 
     def resolved_base_url(self) -> str | None:

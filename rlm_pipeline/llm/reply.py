@@ -43,6 +43,10 @@ class ChatReply:
         True when answered from the response cache without traffic.
     finish_reason
         The server's finish reason (``"stop"``, ``"tool_calls"``, ``"length"``...).
+    logprobs
+        ``(token, logprob)`` per reply token when the request asked for them
+        (``LLM(logprobs=N)``) and the server returned them; else None.  Kept in
+        the response cache with the reply.
 
     Examples
     --------
@@ -57,16 +61,20 @@ class ChatReply:
     output_tokens: int = 0
     cached: bool = False
     finish_reason: str | None = None
+    logprobs: tuple[tuple[str, float], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the cache's stored form, without ``cached``)."""
-        return {
+        out: dict[str, Any] = {
             "content": self.content,
             "tool_calls": [[c.id, c.name, c.arguments] for c in self.tool_calls],
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "finish_reason": self.finish_reason,
         }
+        if self.logprobs is not None:
+            out["logprobs"] = [[token, logprob] for token, logprob in self.logprobs]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, cached: bool = False) -> ChatReply:
@@ -78,8 +86,16 @@ class ChatReply:
             output_tokens=int(data.get("output_tokens", 0)),
             cached=cached,
             finish_reason=data.get("finish_reason"),
+            logprobs=_stored_logprobs(data.get("logprobs")),
         )
 
     def as_cached(self) -> ChatReply:
         """A copy marked as served from the cache."""
         return replace(self, cached=True)
+
+
+def _stored_logprobs(raw: Any) -> tuple[tuple[str, float], ...] | None:
+    """The ``logprobs`` of a stored reply (:meth:`ChatReply.to_dict`), or None."""
+    if not isinstance(raw, list):
+        return None
+    return tuple((str(token), float(logprob)) for token, logprob in raw)

@@ -24,12 +24,14 @@ from starlette.routing import Route
 
 from rlm_pipeline.errors import InputError
 from rlm_pipeline.llm.tokens import estimate_message_tokens, estimate_tokens
-from rlm_pipeline.sim.classifier import intended_label
+from rlm_pipeline.sim.cheap import CheapModel
 from rlm_pipeline.sim.config import SimConfig
 from rlm_pipeline.sim.faults import FaultDraw, FaultInjector, malform, scramble_ids
 from rlm_pipeline.sim.folds import answer_multi
+from rlm_pipeline.sim.logprobs import token_logprobs
 from rlm_pipeline.sim.protocols import check_grammar, render_root, root_protocol
 from rlm_pipeline.sim.replies import (
+    classify_confidences,
     completion,
     error_body,
     structured_value,
@@ -157,11 +159,14 @@ async def _chat(state: SimState, request: Request) -> Response:
     stats = state.stats
     started = stats.begin()
     status, kind = 500, "unknown"
+    model: str | None = None
     tokens_in = tokens_out = rows = 0
     try:
         cfg = state.config
         try:
             body = _check_request(cfg, request, await request.body())
+            model = str(body.get("model") or "")
+            stats.model_begin(model)
             task = plan_task(body)
             kind = task.kind + ("_tool" if task.tool_name else "")
             _check_response_format(cfg, body)
@@ -208,6 +213,8 @@ async def _chat(state: SimState, request: Request) -> Response:
     finally:
         stats.finish(started, status, kind, input_tokens=tokens_in, output_tokens=tokens_out,
                      rows=rows)
+        if model is not None:
+            stats.model_end(model, status, tokens_in, tokens_out)
 
 
 def _check_request(cfg: SimConfig, request: Request, raw: bytes) -> dict[str, Any]:
@@ -298,17 +305,23 @@ async def _answer(
     messages = body["messages"]
     rows = 0
     finish = "stop"
+    confidences: list[float] = []  # of the classify answers, in reply order (for logprobs)
     if task.kind == "root":
         message = await _root_message(state, body)
     elif task.kind == "plain":
         text = await _call_planner(state, "respond_plain", body)
         message = {"role": "assistant", "content": str(text)}
     elif task.kind == "classify_plain":
-        message = {"role": "assistant", "content": intended_label(task.text, task.labels)}
+        label, conf = _cheap(state.config).answer(task.text, task.labels)
+        message = {"role": "assistant", "content": label}
+        confidences = [conf]
         rows = 1
     else:
         multi = answer_multi(task, body)  # aggregate / top_k / join calls (sim/folds.py)
-        value, rows = multi if multi is not None else structured_value(task)
+        cheap = _cheap(state.config)
+        value, rows = multi if multi is not None else structured_value(task, cheap)
+        if task.kind.startswith("classify"):
+            confidences = classify_confidences(task, cheap)
         if draw.wrong_ids and task.kind.endswith("_batch"):
             state.stats.fault("wrong_ids")
             value["results"] = scramble_ids(value["results"], draw)
@@ -342,12 +355,22 @@ async def _answer(
         prompt_tokens=_prompt_tokens(state, messages, body.get("tools")),
         completion_tokens=out_tokens,
     )
+    content = message.get("content")
+    if body.get("logprobs") is True and isinstance(content, str):
+        top = body.get("top_logprobs")
+        tokens = token_logprobs(content, confidences, top=top if isinstance(top, int) else 0)
+        reply["choices"][0]["logprobs"] = {"content": tokens, "refusal": None}
     cached = state.stats.prefix_cached(messages, lambda ms: _prompt_tokens(state, ms, None))
     reply["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}  # sim/stats.PrefixCache
     return reply, rows
 
 
 _WORD = re.compile(r"\w+|[^\w\s]+")
+
+
+def _cheap(cfg: SimConfig) -> CheapModel:
+    """The classify answers' model under the config's ``accuracy`` / ``seed`` / ``confidence``."""
+    return CheapModel(accuracy=cfg.accuracy, seed=cfg.seed, confidence=cfg.confidence)
 
 
 def _word_tokens(text: str) -> int:

@@ -8,7 +8,14 @@ from typing import Any
 
 from rlm_pipeline.errors import InputError
 
-__all__ = ["STRUCTURED_MODES", "TEXT_STYLES", "TOKEN_COUNTS", "TOOL_MODES", "SimConfig"]
+__all__ = [
+    "CONFIDENCE_MODES",
+    "STRUCTURED_MODES",
+    "TEXT_STYLES",
+    "TOKEN_COUNTS",
+    "TOOL_MODES",
+    "SimConfig",
+]
 
 #: How the simulator treats ``response_format``, mimicking real servers:
 #: ``json_schema`` (vLLM: everything accepted), ``strict`` (OpenAI: as
@@ -33,7 +40,11 @@ TEXT_STYLES = ("cycle", "tag", "bare", "fenced")
 #: a real tokenizer and independent of the client's estimate: tests of estimates use it).
 TOKEN_COUNTS = ("estimate", "words")
 
-_RATES = ("fault_429", "fault_500", "fault_timeout", "fault_malformed", "fault_wrong_ids")
+#: How a cheap model's confidence relates to being right (see :mod:`rlm_pipeline.sim.cheap`):
+#: ``informative`` (right answers more confident) or ``random`` (no relation).
+CONFIDENCE_MODES = ("informative", "random")
+
+_RATES = ("accuracy", "fault_429", "fault_500", "fault_timeout", "fault_malformed", "fault_wrong_ids")
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,15 @@ class SimConfig:
         server that crashed mid-run).
     token_count
         One of :data:`TOKEN_COUNTS`: how ``usage`` counts prompt and reply tokens.
+    accuracy
+        The "cheap model" mode (:mod:`rlm_pipeline.sim.cheap`): each classified
+        row gets the keyword classifier's label with this probability and another
+        label otherwise, drawn from a hash of ``seed`` and the text (the same text
+        gets the same answer in every call).  1.0: always the classifier's label.
+    confidence
+        One of :data:`CONFIDENCE_MODES`: how the confidence of each classify answer
+        (a ``confidence`` field when the reply schema has one, the label's token
+        log-probability when the request asks for ``logprobs``) relates to being right.
 
     Examples
     --------
@@ -121,6 +141,8 @@ class SimConfig:
     grammar_limit: int | None = None
     fail_root_after: int | None = None
     token_count: str = "estimate"
+    accuracy: float = 1.0
+    confidence: str = "informative"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_after_s", tuple(self.retry_after_s))
@@ -153,6 +175,9 @@ class SimConfig:
             raise InputError(msg)
         if self.text_style not in TEXT_STYLES:
             msg = f"text_style must be one of {TEXT_STYLES}, got {self.text_style!r}"
+            raise InputError(msg)
+        if self.confidence not in CONFIDENCE_MODES:
+            msg = f"confidence must be one of {CONFIDENCE_MODES}, got {self.confidence!r}"
             raise InputError(msg)
         if self.token_count not in TOKEN_COUNTS:
             msg = f"token_count must be one of {TOKEN_COUNTS}, got {self.token_count!r}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rlm_pipeline.sim.cheap import CheapModel
 from rlm_pipeline.sim.classifier import intended_label
 from rlm_pipeline.sim.mapper import condition_holds, extract_fields, map_value
 from rlm_pipeline.sim.wire import Task
 
 __all__ = [
+    "classify_confidences",
     "completion",
     "error_body",
     "extract_schema_fields",
@@ -119,11 +121,42 @@ def _row_values(task: Task) -> list[tuple[Any, Any]]:
     return [(rid, map_value(text, task.output_type)) for rid, text in rows]
 
 
-def structured_value(task: Task) -> tuple[Any, int]:
-    """The JSON value answering a structured ``task``, and how many rows it covers."""
+def _asks_confidence(task: Task) -> bool:
+    """Whether the classify schema asks for a verbalised ``confidence`` per row."""
+    props = (task.schema or {}).get("properties") or {}
+    if task.kind == "classify_batch":
+        props = ((props.get("results") or {}).get("items") or {}).get("properties") or {}
+    return isinstance(props, dict) and "confidence" in props
+
+
+def classify_confidences(task: Task, cheap: CheapModel) -> list[float]:
+    """The confidence of each classify answer of ``task``, in reply order (for ``logprobs``)."""
     labels = task.labels or _DEFAULT_LABELS
     if task.kind == "classify_batch":
-        results = [{"id": rid, "label": intended_label(text, labels)} for rid, text in task.rows]
+        return [cheap.answer(text, labels)[1] for _, text in task.rows]
+    if task.kind == "classify_single":
+        return [cheap.answer(task.text, labels)[1]]
+    return []
+
+
+def structured_value(task: Task, cheap: CheapModel | None = None) -> tuple[Any, int]:
+    """The JSON value answering a structured ``task``, and how many rows it covers.
+
+    Classify answers come from ``cheap`` (:class:`~rlm_pipeline.sim.cheap.CheapModel`;
+    default: always :func:`intended_label`), with a ``confidence`` per row when
+    the schema asks for one.
+    """
+    labels = task.labels or _DEFAULT_LABELS
+    model = cheap if cheap is not None else CheapModel()
+    if task.kind == "classify_batch":
+        verbal = _asks_confidence(task)
+        results: list[dict[str, Any]] = []
+        for rid, text in task.rows:
+            label, conf = model.answer(text, labels)
+            item: dict[str, Any] = {"id": rid, "label": label}
+            if verbal:
+                item["confidence"] = round(conf, 3)
+            results.append(item)
         return {"results": results}, len(results)
     if task.kind in ("map_batch", "filter_batch", "extract_batch"):
         results = [{"id": rid, "value": value} for rid, value in _row_values(task)]
@@ -132,7 +165,9 @@ def structured_value(task: Task) -> tuple[Any, int]:
     if not isinstance(value, dict):
         value = {}
     if task.kind == "classify_single":
-        value["label"] = intended_label(task.text, labels)
+        value["label"], conf = model.answer(task.text, labels)
+        if _asks_confidence(task):
+            value["confidence"] = round(conf, 3)
         return value, 1
     if task.kind in ("map_single", "filter_single", "extract_single"):
         value["value"] = _row_values(task)[0][1]

@@ -103,6 +103,27 @@ class SimStats:
         self.rows_mapped = 0
         self.requests_log: list[tuple[float, float, int, str]] = []
         self.started_at = time.time()
+        previous = getattr(self, "by_model", {})
+        self.by_model: dict[str, dict[str, int]] = {
+            name: _model_counts(entry["in_flight"]) for name, entry in previous.items()
+            if entry["in_flight"]
+        }
+
+    def model_begin(self, model: str) -> None:
+        """A request for ``model`` was read (per-model requests and peak in flight)."""
+        entry = self.by_model.setdefault(model, _model_counts(0))
+        entry["requests"] += 1
+        entry["in_flight"] += 1
+        entry["peak_in_flight"] = max(entry["peak_in_flight"], entry["in_flight"])
+
+    def model_end(self, model: str, status: int, input_tokens: int, output_tokens: int) -> None:
+        """The request for ``model`` was answered with ``status``."""
+        entry = self.by_model.setdefault(model, _model_counts(1))
+        entry["in_flight"] -= 1
+        if status == 200:
+            entry["ok"] += 1
+            entry["input_tokens"] += input_tokens
+            entry["output_tokens"] += output_tokens
 
     def begin(self) -> float:
         """A request arrived; returns its start time (pass it to :meth:`finish`)."""
@@ -176,7 +197,20 @@ class SimStats:
             "rows_classified": self.rows_classified,
             "rows_mapped": self.rows_mapped,
             "started_at": self.started_at,
+            "by_model": {name: dict(entry) for name, entry in self.by_model.items()},
         }
         if log:
             out["requests_log"] = [list(entry) for entry in self.requests_log]
         return out
+
+
+def _model_counts(in_flight: int) -> dict[str, int]:
+    """Fresh per-model counters (``in_flight`` requests already under way)."""
+    return {
+        "requests": 0,
+        "ok": 0,
+        "in_flight": in_flight,
+        "peak_in_flight": in_flight,
+        "input_tokens": 0,
+        "output_tokens": 0,
+    }
