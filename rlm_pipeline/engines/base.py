@@ -341,3 +341,10 @@ class Engine(Protocol):
     def close(self) -> None:
         """Drop every view (Spark: the session's temp views this engine made)."""
         ...
+
+    def drop(self, name: str) -> None:
+        """Forget view ``name`` (Spark: drop its temp view); no view of that name: nothing to do.
+
+        Host-side: operators drop their scratch views with it when they end.
+        """
+        ...

@@ -117,6 +117,12 @@ class PolarsEngine:
         """Forget every view."""
         self._views.clear()
 
+    def drop(self, name: str) -> None:
+        """Forget view ``name`` (host-side: an operator's scratch view); none: nothing to do."""
+        if name in self._views:
+            self._views.pop(name)
+        self._ledger.scans.pop(name, None)
+
     # -- reading ------------------------------------------------------------------
 
     def schema(self, view: str) -> dict[str, str]:

@@ -147,6 +147,16 @@ class SparkEngine:
             self._drop(self._views.get(name).temp_name)
         self._views.clear()
 
+    def drop(self, name: str) -> None:
+        """Forget view ``name`` and drop its temp view from the session; none: nothing to do.
+
+        Host-side (an operator's scratch view).  Frames already built over the view
+        keep working: Spark resolved the view into their plans.
+        """
+        if name in self._views:
+            self._drop(self._views.pop(name).temp_name)
+        self._ledger.scans.pop(name, None)
+
     def _store(
         self, name: str, frame: SparkDataFrame, *, host: bool = False, replace: bool = True
     ) -> None:

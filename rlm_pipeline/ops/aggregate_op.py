@@ -316,11 +316,13 @@ class _Breaker:
 class _Folder:
     """Runs the fold of each group through one client."""
 
-    def __init__(self, client: Any, spec: AggregateSpec) -> None:
+    def __init__(self, client: Any, spec: AggregateSpec, tally: UsageMeter | None = None) -> None:
         self.client = client
         self.spec = spec
         self.breaker = _Breaker()
         self.budget_chars = spec.max_prompt_tokens * CHARS_PER_TOKEN
+        #: This fold's own calls (the client's meter may be shared with other work).
+        self.tally = tally if tally is not None else UsageMeter()
 
     def _sizes(self, messages: list[dict[str, Any]]) -> tuple[int, int]:
         """(overhead characters of the user message's fixed part, other fixed tokens)."""
@@ -334,7 +336,7 @@ class _Folder:
         limit = self.spec.summary_tokens
         for _ in range(2):
             try:
-                obj, _reply = await self.client.json(
+                obj, reply = await self.client.json(
                     messages,
                     SUMMARY_SCHEMA,
                     name="aggregate_summary",
@@ -345,12 +347,17 @@ class _Folder:
             except BudgetExceededError as exc:
                 return None, f"budget_exceeded: {exc}"
             except LLMResponseParseError:
+                self.tally.record(input_tokens=0, output_tokens=0, cost_usd=0.0)  # it was sent
                 self.breaker.record(reason, self.client.config)
                 continue
             except LLMEndpointError:
+                self.tally.record_failure()
                 raise
             except LLMError as exc:
+                self.tally.record_failure()
                 return None, f"api_error: {exc}"
+            self.tally.record(input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+                              cost_usd=0.0, cached=reply.cached)
             summary = check_summary(obj, limit)
             if summary is not None:
                 self.breaker.record(None, self.client.config)
@@ -526,6 +533,21 @@ def _grouped(frame: InputFrame, spec: AggregateSpec) -> pl.DataFrame:
     return frame.arrow(name)
 
 
+def _count_groups(frame: InputFrame, spec: AggregateSpec, cap: int) -> int:
+    """Groups of ``spec.by`` in the input, counting no further than ``cap + 1`` (checked SQL).
+
+    Only the count reaches the driver: callers refuse too many groups before
+    :func:`_grouped` reads every (group, text) pair.
+    """
+    from rlm_pipeline.expr.sqltext import ident
+
+    if not spec.by:
+        return 1
+    keys = ", ".join(ident(name) for name in spec.by)
+    query = f"SELECT {keys} FROM {ident(frame.view)} GROUP BY {keys} LIMIT {cap + 1}"
+    return frame.sql(query, frame.fresh("keys"))
+
+
 def _groups(table: pl.DataFrame, spec: AggregateSpec) -> list[tuple[dict[str, Any], pl.DataFrame]]:
     if not spec.by:
         return [({}, table)]
@@ -535,9 +557,13 @@ def _groups(table: pl.DataFrame, spec: AggregateSpec) -> list[tuple[dict[str, An
 
 
 async def _fold_all(
-    client: Any, spec: AggregateSpec, groups: list[tuple[dict[str, Any], pl.DataFrame]]
+    client: Any,
+    spec: AggregateSpec,
+    groups: list[tuple[dict[str, Any], pl.DataFrame]],
+    tally: UsageMeter | None = None,
 ) -> list[GroupFold]:
-    folder = _Folder(client, spec)
+    """Fold every group (a few at a time); ``tally`` counts these calls only (no cost)."""
+    folder = _Folder(client, spec, tally)
     out: list[GroupFold | None] = [None] * len(groups)
     todo = iter(range(len(groups)))
 
@@ -591,29 +617,32 @@ def run_aggregate(
     """Run ``spec`` over ``data``: the output frame (caller's kind) and the stats with every tree."""
     check_llm(llm)
     frame = read_input(data, engine)
-    frame.require([spec.column, *spec.by])
-    table = _grouped(frame, spec)
-    groups = _groups(table, spec)
-    if not groups:  # an empty input with by=(): one group of no rows
-        groups = [({}, table)] if not spec.by else []
-    meter = meter if meter is not None else UsageMeter()
-    before = meter.snapshot()
-    folds = with_client(llm, meter, budget, lambda client: _fold_all(client, spec, groups))
-    stats = AggregateStats(
-        rows=int(table.get_column(_COUNT).sum() or 0),
-        groups=tuple(folds),
-        usage=meter.snapshot() - before,
-    )
-    bad = [f for f in folds if f.error is not None and f.error != "empty_input"]
-    if bad:
-        missing = sum(f.rows - f.rows_summarised for f in bad)
-        logger.warning(
-            "aggregate: %d of %d groups have rows missing from their summary (%s rows); "
-            "see summary_error — re-run to ask again (set LLM(cache_path=...) so a re-run "
-            "re-asks only the failed calls)",
-            len(bad), len(folds), f"{missing:,}",
+    try:
+        frame.require([spec.column, *spec.by])
+        table = _grouped(frame, spec)
+        groups = _groups(table, spec)
+        if not groups:  # an empty input with by=(): one group of no rows
+            groups = [({}, table)] if not spec.by else []
+        meter = meter if meter is not None else UsageMeter()
+        before = meter.snapshot()
+        folds = with_client(llm, meter, budget, lambda client: _fold_all(client, spec, groups))
+        stats = AggregateStats(
+            rows=int(table.get_column(_COUNT).sum() or 0),
+            groups=tuple(folds),
+            usage=meter.snapshot() - before,
         )
-    return frame.back(_output(groups, folds, table, spec)), stats
+        bad = [f for f in folds if f.error is not None and f.error != "empty_input"]
+        if bad:
+            missing = sum(f.rows - f.rows_summarised for f in bad)
+            logger.warning(
+                "aggregate: %d of %d groups have rows missing from their summary (%s rows); "
+                "see summary_error — re-run to ask again (set LLM(cache_path=...) so a re-run "
+                "re-asks only the failed calls)",
+                len(bad), len(folds), f"{missing:,}",
+            )
+        return frame.back(_output(groups, folds, table, spec)), stats
+    finally:
+        frame.release()
 
 
 def aggregate(

@@ -348,37 +348,40 @@ def run_join(
         msg = f"on_error must be 'raise', 'keep' or 'drop', got {on_error!r}"
         raise InputError(msg)
     lhs = read_input(left, engine)
-    lhs.require([spec.left_column], "left column")
-    if "join_error" in lhs.columns:
-        msg = "column 'join_error' already exists in the left input; join adds it"
-        raise InputError(msg)
-    pairs = candidate_pairs(spec, lhs, right)
-    n_left, n_right = pairs.n_left, pairs.n_right
-    meter = meter if meter is not None else UsageMeter()
-    before = meter.snapshot()
-    answered, scoring = run_spec(
-        lhs, lhs.eng.frame(pairs.view), spec.pair_spec(), llm, meter=meter, budget=budget
-    )
-    stats = _stats(n_left, n_right, scoring, meter.snapshot() - before)
-    line = failure_summary("join", scoring, "answer", cached=bool(llm.cache_path))
-    if line is not None:
-        line = line.replace(" rows have no answer", " candidate pairs have no answer")
-        if on_error == "raise":
-            raise UnansweredRowsError(
-                line + "; or pass on_error='keep' / 'drop'",
-                op="join",
-                failed=sum(scoring.errors.values()),
-                rows=scoring.rows,
-                errors=dict(scoring.errors),
-            )
-        logger.warning("%s (on_error=%r)", line, on_error)
-    logger.info(
-        "join: %s candidate pairs of %s (%.2f%%), %s matched",
-        f"{stats.pairs:,}", f"{stats.cross_pairs:,}", 100 * stats.share, f"{stats.matched:,}",
-    )
-    answered_view = lhs.fresh("answered")
-    lhs.put(answered_view, answered)
-    return lhs.back(_kept(lhs, answered_view, pairs, on_error == "keep")), stats
+    try:
+        lhs.require([spec.left_column], "left column")
+        if "join_error" in lhs.columns:
+            msg = "column 'join_error' already exists in the left input; join adds it"
+            raise InputError(msg)
+        pairs = candidate_pairs(spec, lhs, right)
+        n_left, n_right = pairs.n_left, pairs.n_right
+        meter = meter if meter is not None else UsageMeter()
+        before = meter.snapshot()
+        answered, scoring = run_spec(
+            lhs, lhs.eng.frame(pairs.view), spec.pair_spec(), llm, meter=meter, budget=budget
+        )
+        stats = _stats(n_left, n_right, scoring, meter.snapshot() - before)
+        line = failure_summary("join", scoring, "answer", cached=bool(llm.cache_path))
+        if line is not None:
+            line = line.replace(" rows have no answer", " candidate pairs have no answer")
+            if on_error == "raise":
+                raise UnansweredRowsError(
+                    line + "; or pass on_error='keep' / 'drop'",
+                    op="join",
+                    failed=sum(scoring.errors.values()),
+                    rows=scoring.rows,
+                    errors=dict(scoring.errors),
+                )
+            logger.warning("%s (on_error=%r)", line, on_error)
+        logger.info(
+            "join: %s candidate pairs of %s (%.2f%%), %s matched",
+            f"{stats.pairs:,}", f"{stats.cross_pairs:,}", 100 * stats.share, f"{stats.matched:,}",
+        )
+        answered_view = lhs.fresh("answered")
+        lhs.put(answered_view, answered)
+        return lhs.back(_kept(lhs, answered_view, pairs, on_error == "keep")), stats
+    finally:
+        lhs.release()
 
 
 def join(

@@ -5,6 +5,13 @@ The engine is decided once, from the data (or ``engine=``) by
 Polars ``LazyFrame`` or a Spark ``DataFrame`` and hand back the same kind of
 frame they got (a Polars ``DataFrame`` for other inputs).
 
+Scratch views (groups, candidates, pairs, ...) are named by
+:meth:`InputFrame.fresh` (``_rlm_op_<what>_<random>``: hidden from the root
+model's view list and not counted in its ``max_views``) and dropped when the
+operator ends, also on error (:meth:`InputFrame.release`; on Spark that drops
+the session's temp views).  A frame handed back stays usable: Spark resolved
+the views into its plan.
+
 Examples
 --------
 >>> import polars as pl
@@ -13,10 +20,14 @@ Examples
 ('polars', ['q'])
 >>> type(frame.back(pl.DataFrame({"x": [1]}))).__name__
 'DataFrame'
+>>> frame.release()
+>>> frame.eng.views()
+[]
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +43,14 @@ from rlm_pipeline.ops.runner import run_sync
 if TYPE_CHECKING:
     from rlm_pipeline.llm.client import LLMClient
 
-__all__ = ["InputFrame", "check_llm", "read_input", "run_spec", "with_client"]
+__all__ = ["SCRATCH_PREFIX", "InputFrame", "check_llm", "read_input", "run_spec", "with_client"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+#: Start of the operators' scratch view names (``_rlm``: the library's, hidden from the model).
+SCRATCH_PREFIX = "_rlm_op_"
 
 
 @dataclass(frozen=True)
@@ -55,11 +71,18 @@ class InputFrame:
     given
         The caller's data: :meth:`back` hands results back as its kind of frame
         (``Engine.frame_like``; None: a Polars ``DataFrame`` or a Spark ``DataFrame``).
+    owned
+        The engine was made for this operator (:func:`read_input`): :meth:`release`
+        closes it.  False for an engine the caller keeps (the RLM run's).
+    scratch
+        The scratch views :meth:`fresh` named so far (:meth:`release` drops them).
     """
 
     eng: Any
     view: str = "context"
     given: Any = field(default=None, compare=False, repr=False)
+    owned: bool = field(default=False, compare=False)
+    scratch: list[str] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def engine(self) -> str:
@@ -117,8 +140,30 @@ class InputFrame:
         return table
 
     def fresh(self, what: str) -> str:
-        """A new internal view name (``__rp_<what>_<random>``), never one the model can use."""
-        return f"__rp_{what}_{uuid.uuid4().hex[:10]}"
+        """A new scratch view name (``_rlm_op_<what>_<random>``), never one the model can use.
+
+        The name is remembered: :meth:`release` drops the view.
+        """
+        name = f"{SCRATCH_PREFIX}{what}_{uuid.uuid4().hex[:10]}"
+        self.scratch.append(name)
+        return name
+
+    def release(self) -> None:
+        """Drop the scratch views (the whole engine when :attr:`owned`); never raises.
+
+        Called when the operator ends, also on error.  Frames already handed
+        back stay usable (a Polars plan holds its data; Spark resolved the
+        views into the plan).
+        """
+        names, self.scratch[:] = list(self.scratch), []
+        try:
+            if self.owned:
+                self.eng.close()
+                return
+            for name in reversed(names):
+                self.eng.drop(name)
+        except Exception:  # noqa: BLE001 - the operator's result or error stands
+            logger.warning("could not drop the scratch views %s", names, exc_info=True)
 
     def put(self, name: str, data: Any) -> None:
         """Register ``data`` (a native frame or an Arrow table) as view ``name``."""
@@ -134,12 +179,15 @@ class InputFrame:
 
 
 def read_input(data: Any, engine: str | None) -> InputFrame:
-    """The caller's ``data`` on its engine, chosen by :func:`rlm_pipeline.engines.load.engine_for`."""
+    """The caller's ``data`` on a new engine, chosen by :func:`rlm_pipeline.engines.load.engine_for`.
+
+    The frame owns that engine: call :meth:`InputFrame.release` when the operator ends.
+    """
     from rlm_pipeline.engines.load import engine_for
 
     chosen = engine_for(data, engine)
     chosen.register("context", chosen.read(data), replace=True)
-    return InputFrame(chosen, "context", given=data)
+    return InputFrame(chosen, "context", given=data, owned=True)
 
 
 def check_llm(llm: Any) -> LLM:

@@ -275,46 +275,49 @@ def run_top_k(
         msg = f"on_error must be 'raise' or 'drop', got {on_error!r}"
         raise InputError(msg)
     frame = read_input(data, engine)
-    frame.require([spec.column])
-    taken = [name for name in ("score", "rank") if name in frame.columns]
-    if taken:
-        msg = f"column {taken[0]!r} already exists in the input; top_k adds 'score' and 'rank'"
-        raise InputError(msg)
-    meter = meter if meter is not None else UsageMeter()
-    before = meter.snapshot()
-    scored, scoring = run_spec(frame, frame.frame, spec.score_spec(), llm, meter=meter,
-                               budget=budget)
-    line = failure_summary("top_k", scoring, "score", cached=bool(llm.cache_path))
-    if line is not None:
-        if on_error == "raise":
-            raise UnansweredRowsError(
-                line + "; or pass on_error='drop' to rank the scored rows only",
-                op="top_k",
-                failed=sum(scoring.errors.values()),
-                rows=scoring.rows,
-                errors=dict(scoring.errors),
-            )
-        logger.warning("%s (on_error='drop': ranked without them)", line)
-    cands = _candidates(frame, scored, spec, spec.pool_factor * spec.k)
-    texts = list(dict.fromkeys(cands.get_column(spec.column).cast(pl.String).to_list()))
-    order, calls, failed = with_client(
-        llm, meter, budget, lambda client: rerank(client, spec, texts)
-    )
-    if failed:
-        logger.warning(
-            "top_k: %d of %d re-rank calls gave no usable ranking; those windows keep the "
-            "score order", failed, calls,
+    try:
+        frame.require([spec.column])
+        taken = [name for name in ("score", "rank") if name in frame.columns]
+        if taken:
+            msg = f"column {taken[0]!r} already exists in the input; top_k adds 'score' and 'rank'"
+            raise InputError(msg)
+        meter = meter if meter is not None else UsageMeter()
+        before = meter.snapshot()
+        scored, scoring = run_spec(frame, frame.frame, spec.score_spec(), llm, meter=meter,
+                                   budget=budget)
+        line = failure_summary("top_k", scoring, "score", cached=bool(llm.cache_path))
+        if line is not None:
+            if on_error == "raise":
+                raise UnansweredRowsError(
+                    line + "; or pass on_error='drop' to rank the scored rows only",
+                    op="top_k",
+                    failed=sum(scoring.errors.values()),
+                    rows=scoring.rows,
+                    errors=dict(scoring.errors),
+                )
+            logger.warning("%s (on_error='drop': ranked without them)", line)
+        cands = _candidates(frame, scored, spec, spec.pool_factor * spec.k)
+        texts = list(dict.fromkeys(cands.get_column(spec.column).cast(pl.String).to_list()))
+        order, calls, failed = with_client(
+            llm, meter, budget, lambda client: rerank(client, spec, texts)
         )
-    best = _ranked(cands, spec, order)
-    stats = TopKStats(
-        rows=scoring.rows,
-        scoring=scoring,
-        candidates=len(texts),
-        rerank_calls=calls,
-        rerank_failed=failed,
-        usage=meter.snapshot() - before,
-    )
-    return frame.back(best), stats
+        if failed:
+            logger.warning(
+                "top_k: %d of %d re-rank calls gave no usable ranking; those windows keep the "
+                "score order", failed, calls,
+            )
+        best = _ranked(cands, spec, order)
+        stats = TopKStats(
+            rows=scoring.rows,
+            scoring=scoring,
+            candidates=len(texts),
+            rerank_calls=calls,
+            rerank_failed=failed,
+            usage=meter.snapshot() - before,
+        )
+        return frame.back(best), stats
+    finally:
+        frame.release()
 
 
 def top_k(

@@ -67,9 +67,28 @@ AGGREGATE_TOOL: dict[str, Any] = {
 
 
 async def aggregate_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
-    """Run ``aggregate`` for the root over ``view`` into the new view ``name``."""
-    from rlm_pipeline.ops.aggregate_op import AggregateSpec, _fold_all, _grouped, _groups, _output
+    """Run ``aggregate`` for the root over ``view`` into the new view ``name``.
+
+    The groups are counted first (only the count is read): more than
+    :data:`MAX_TOOL_GROUPS` is a tool error before any text is read or any
+    sub-call made.  The scratch views of the grouping are dropped before the
+    fold starts (also on error), so a call leaves only ``name`` behind.
+    ``sub_calls`` counts this fold's own requests (other tool calls may run
+    beside it on the same client).  The step's trace record gets a bounded
+    sample: the first groups with their summaries and row counts, and the
+    failed leaf / fold calls with their reasons (:func:`~rlm_pipeline.rlm.steps.group_sample`).
+    """
+    from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.ops.aggregate_op import (
+        AggregateSpec,
+        _count_groups,
+        _fold_all,
+        _grouped,
+        _groups,
+        _output,
+    )
     from rlm_pipeline.ops.multi_common import InputFrame
+    from rlm_pipeline.rlm.steps import group_sample
 
     view, column, name = args["view"], args["column"], args["name"]
     by = list(args.get("by") or [])
@@ -84,19 +103,26 @@ async def aggregate_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     except InputError as exc:
         raise ToolError(str(exc)) from None
     frame = InputFrame(scope.engine, view)
-    table = await on_engine(_grouped, frame, spec)
+    try:
+        count = await on_engine(_count_groups, frame, spec, MAX_TOOL_GROUPS)
+        if count > MAX_TOOL_GROUPS:
+            raise ToolError(
+                f"view `{view}` has more than {MAX_TOOL_GROUPS} groups by {', '.join(by)}; "
+                f"aggregate summarises at most {MAX_TOOL_GROUPS}: filter the view or group by "
+                "fewer values"
+            )
+        table = await on_engine(_grouped, frame, spec)
+    finally:
+        await on_engine(frame.release)
     groups = _groups(table, spec)
-    if len(groups) > MAX_TOOL_GROUPS:
-        raise ToolError(
-            f"view `{view}` has {len(groups)} groups by {', '.join(by)}; aggregate summarises "
-            f"at most {MAX_TOOL_GROUPS}: filter the view or group by fewer values"
-        )
-    before = scope.state.meter.snapshot().calls
-    folds = await _fold_all(scope.client, spec, groups)
-    calls = scope.state.meter.snapshot().calls - before
+    tally = UsageMeter()
+    folds = await _fold_all(scope.client, spec, groups, tally)
+    calls = tally.snapshot().calls
     out = _output(groups, folds, table, spec)
     await on_engine(scope.engine.register, name, out.to_arrow(), replace=True)
     rows = sum(fold.rows for fold in folds)
+    keys = [key for key, _ in groups]
+    scope.state.steps.note(scope.path, sample=group_sample(column, spec.by, keys, folds))
     return ToolOutcome(text=bound(_result(name, out, spec, rows, calls)), rows_in=rows,
                        rows_out=out.height, sub_calls=calls)
 

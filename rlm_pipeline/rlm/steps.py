@@ -12,9 +12,12 @@ loop and the tools add one line each:
   (``extra.text``, ``extra.actions`` of a ``model`` record);
 - :func:`run_models`: the root and sub models and their prices (``extra.models``
   of ``run_start``), for the cost breakdown by model;
-- :func:`row_sample`: a few input rows of a classify / llm_map step with their
-  answers and error reasons (``extra.sample`` of the ``tool`` record), read when
-  the step runs and handed over with :meth:`StepLog.note`.
+- :func:`row_sample`: a few input rows of a classify / llm_map / extract step with
+  their answers and error reasons (``extra.sample`` of the ``tool`` record), read
+  when the step runs and handed over with :meth:`StepLog.note`;
+- :func:`group_sample`: the same for an ``aggregate`` step: the first groups with
+  their summaries and row counts, and the failed leaf / fold calls with their
+  reasons (``extra.sample`` with ``kind: "groups"``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
 
@@ -36,10 +39,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_MODEL_TEXT_CHARS",
+    "SAMPLE_FAILED_CALLS",
     "SAMPLE_FAILED_ROWS",
+    "SAMPLE_GROUPS",
     "SAMPLE_ROWS",
     "StepCallback",
     "StepLog",
+    "group_sample",
     "model_details",
     "row_sample",
     "run_models",
@@ -56,6 +62,10 @@ SAMPLE_ROWS: Final = 5
 SAMPLE_FAILED_ROWS: Final = 3
 #: Characters of each sampled cell.
 SAMPLE_CELL_CHARS: Final = 300
+#: Groups of an aggregate step kept in its record (the first ones, in output order), and
+#: failed leaf / fold calls (the first ones, group by group).
+SAMPLE_GROUPS: Final = 5
+SAMPLE_FAILED_CALLS: Final = 3
 
 logger = logging.getLogger(__name__)
 
@@ -256,6 +266,88 @@ async def row_sample(
         logger.debug("row sample of view %s not read", view, exc_info=True)
         return {}
     return sample
+
+
+def group_sample(
+    column: str,
+    by: Sequence[str],
+    keys: Sequence[Mapping[str, Any]],
+    folds: Sequence[Any],
+) -> dict[str, Any]:
+    """A bounded sample of an ``aggregate`` step: groups, summaries, row counts, failed calls.
+
+    ``keys`` are the groups' ``by`` values and ``folds`` their
+    :class:`~rlm_pipeline.ops.aggregate_op.GroupFold` results, in output order.
+    Keeps the first :data:`SAMPLE_GROUPS` groups (``group``, ``summary``,
+    ``rows``, ``rows_summarised``, ``error``) and the first
+    :data:`SAMPLE_FAILED_CALLS` leaf or fold calls that gave no summary
+    (``group``, ``call``, ``rows``, ``error``), cells cut to
+    :data:`SAMPLE_CELL_CHARS`.  Built from what the step already holds (no read);
+    anything unexpected leaves the sample out (``{}``).
+
+    Examples
+    --------
+    >>> from rlm_pipeline.ops.aggregate_op import FoldNode, GroupFold
+    >>> ok = GroupFold("refunds late", None, 3, 3, (FoldNode(0, 3, 3, 90),))
+    >>> bad = GroupFold(None, "api_error: 2 of 2 rows not in the summary", 2, 0,
+    ...                 (FoldNode(0, 2, 2, 80, error="api_error: HTTP 500"),))
+    >>> sample = group_sample("q", ["user"], [{"user": 1}, {"user": 2}], [ok, bad])
+    >>> sample["groups"][0]
+    {'group': 'user=1', 'summary': 'refunds late', 'rows': 3, 'rows_summarised': 3, 'error': None}
+    >>> sample["failed_calls"]
+    [{'group': 'user=2', 'call': 'leaf', 'rows': 2, 'error': 'api_error: HTTP 500'}]
+    """
+    try:
+        groups: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        failed_total = failed_groups = 0
+        for key, fold in zip(keys, folds, strict=True):
+            group = _group_name(by, key)
+            if fold.error is not None:
+                failed_groups += 1
+            if len(groups) < SAMPLE_GROUPS:
+                groups.append({
+                    "group": group,
+                    "summary": _cell(fold.summary),
+                    "rows": int(fold.rows),
+                    "rows_summarised": int(fold.rows_summarised),
+                    "error": _cell(fold.error),
+                })
+            for node in fold.nodes:
+                if node.error is None:
+                    continue
+                failed_total += 1
+                if len(failed) < SAMPLE_FAILED_CALLS:
+                    failed.append({
+                        "group": group,
+                        "call": "leaf" if node.level == 0 else f"fold level {node.level}",
+                        "rows": int(node.rows),
+                        "error": _cell(node.error),
+                    })
+        sample: dict[str, Any] = {
+            "kind": "groups",
+            "column": column,
+            "by": [_cut(str(name), 60) for name in by],
+            "groups_total": len(folds),
+            "rows_total": sum(int(fold.rows) for fold in folds),
+            "groups": groups,
+        }
+        if failed_groups:
+            sample["failed_groups_total"] = failed_groups
+        if failed_total:
+            sample["failed_calls_total"] = failed_total
+            sample["failed_calls"] = failed
+    except Exception:  # noqa: BLE001 - the sample is for people; the step's result stands
+        logger.debug("group sample not built", exc_info=True)
+        return {}
+    return sample
+
+
+def _group_name(by: Sequence[str], key: Mapping[str, Any]) -> str:
+    if not by:
+        return "all rows"
+    parts = ", ".join(f"{name}={'null' if key.get(name) is None else key.get(name)}" for name in by)
+    return _cut(parts, SAMPLE_CELL_CHARS)
 
 
 def _sample_rows(table: Any, columns: list[str]) -> list[dict[str, Any]]:
