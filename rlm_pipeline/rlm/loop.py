@@ -34,7 +34,11 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   sql, answer`` first): a small model writes the list out as its plan;
 - the same failing call twice gets a targeted hint, and again each time it is
   repeated; the same successful data action repeated with the same arguments
-  is not run again (the model is pointed to the next step);
+  is not run again (the model is pointed to the next step), unless a view it
+  names was made again since (then its result may differ);
+- an action still holding a placeholder of the plan (``TOPIC``, ``USER1``, …) is
+  refused with what to write instead (the plan holds no runnable example: a 0.5B
+  root replayed the earlier worked example's label and number);
 - a ``peek`` asking for more rows than it shows is cut to :data:`MAX_PEEK_ROWS`
   with a note (a small model asked for every row of the table, was refused and
   asked again, turn after turn);
@@ -50,7 +54,8 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   it is taken even beside the actions that made the view;
 - a number answered that appears in none of the loop's results is refused
   (at most :data:`MAX_UNSEEN_REFUSALS` times per loop): a 0.5B root answered
-  the worked example's number;
+  the worked example's number; a number only the instructions hold is refused
+  on every turn, the forced one included;
 - with less than :data:`ANSWER_RESERVE` of ``timeout_s`` left, the root loop
   asks for the answer (sub-runs of ``recurse`` stop unanswered: the reserve is
   the root's) (a 0.5B root on 2 busy cores ran out of time mid-plan, no answer);
@@ -64,6 +69,7 @@ carrying the best partial result).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -76,6 +82,7 @@ from rlm_pipeline.llm.cache import endpoint_id
 from rlm_pipeline.llm.tokens import estimate_tokens
 from rlm_pipeline.rlm.actions import MAX_TEXT_ACTIONS, correction_message, parse_actions
 from rlm_pipeline.rlm.conversation import Conversation
+from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.prompts import (
     EARLY_ANSWER_MESSAGE,
     PROMPT_VERSION,
@@ -99,6 +106,8 @@ from rlm_pipeline.rlm.protocol import (
     is_tools_rejection,
     known_protocol,
     next_step_hint,
+    placeholder_message,
+    placeholders_in,
     remember_protocol,
     repeat_hint,
     tool_lines,
@@ -107,6 +116,7 @@ from rlm_pipeline.rlm.render import bound, cut, jsonable
 from rlm_pipeline.rlm.scope import Scope
 from rlm_pipeline.rlm.steps import model_details, run_models
 from rlm_pipeline.rlm.tools import MAX_PEEK_ROWS, TOOL_NAMES, TOOLS, ToolOutcome, dispatch
+from rlm_pipeline.rlm.views import check_view
 
 __all__ = [
     "ANSWER_RESERVE",
@@ -134,14 +144,25 @@ ANSWER_RESERVE = 0.25
 DEFAULT_ROOT_MAX_TOKENS = 1024
 #: The conversation is compacted to stay under this many (estimated) prompt tokens.
 ROOT_PROMPT_BUDGET_TOKENS = 6000
+
+
+def _without_parameter_texts(tool: dict[str, Any]) -> dict[str, Any]:
+    """``tool`` with its parameters' descriptions left out (the system prompt says once
+    what ``view`` and ``name`` are: they were ~220 of the root prompt's tokens)."""
+    function = dict(tool["function"])
+    function["parameters"] = wire_schema(function["parameters"], descriptions=False)
+    return {**tool, "function": function}
+
+
 #: The tools as offered to the model: the usual plan's first (see protocol.PLAN_ORDER).
-_OFFERED = in_plan_order(TOOLS)
+_OFFERED = [_without_parameter_texts(t) for t in in_plan_order(TOOLS)]
 _OFFERED_NAMES = tuple(t["function"]["name"] for t in _OFFERED)
-_TOOLS_TOKENS = estimate_tokens(json.dumps(TOOLS, separators=(",", ":")))
+_TOOLS_TOKENS = estimate_tokens(json.dumps(_OFFERED, separators=(",", ":")))
 _UNKNOWN_VIEW = re.compile(r"unknown view '([^']{1,200})'")
 #: An `answer` may name a view of at most this many rows instead of a value.
 MAX_CITED_ROWS = 20
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+#: A number as written in a result (not the digits inside a word such as ``int64``).
+_NUMBER = re.compile(r"(?<![A-Za-z_\d])-?\d[\d,]*(?:\.\d+)?")
 #: How many times per loop an `answer` whose number is in none of the results is refused
 #: (a 0.5B root answered the worked example's number; after that the answer is taken).
 MAX_UNSEEN_REFUSALS = 2
@@ -149,6 +170,14 @@ UNSEEN_VALUE_MESSAGE = (
     "not accepted: {value} appears in none of the results you were shown, so it was not "
     "read from this table. Answer with the value your results show (for a count: the n "
     "of your sql result)."
+)
+#: Numbers of at least this many digits in the system prompt are "prompt numbers": an
+#: answer that is one of them and appears in no result nor in the first message is never
+#: taken (a 0.5B root answered the worked example's number, forced turn included).
+_PROMPT_NUMBER_DIGITS = 2
+PROMPT_VALUE_MESSAGE = (
+    "not accepted: {value} is a number from the instructions, not from this table (it is "
+    "in none of your results). Answer with the value your results show."
 )
 #: Tool choice of the one extra turn after the last step: the `answer` function, named.
 #: The whole tool list is still sent (so the conversation's earlier calls stay valid);
@@ -214,6 +243,15 @@ class _Channel:
     unmade: set[str] = field(default_factory=set)
     #: Numbers that appeared in the results the model was shown.
     numbers: set[str] = field(default_factory=set)
+    #: Numbers only the instructions hold (system prompt and tool texts, not the first
+    #: message): never taken as an answer unless a result shows them too.
+    prompt_numbers: set[str] = field(default_factory=set)
+    #: The question (its words are never counted as placeholders).
+    question: str = ""
+    #: How many times each view was (re)made by a successful call of this loop.
+    generations: dict[str, int] = field(default_factory=dict)
+    #: For each data action in ``done``: the generations of the views it names, after it ran.
+    done_views: dict[tuple[str, str], tuple[tuple[str, int], ...]] = field(default_factory=dict)
     unseen_refused: int = 0
     #: Every action tried so far, as (name, canonical arguments).
     tried: set[tuple[str, str]] = field(default_factory=set)
@@ -287,6 +325,8 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         max_steps=state.max_steps,
     )
     channel = _channel(scope, client)
+    channel.question = question
+    channel.prompt_numbers = _prompt_numbers(first)
     conv = Conversation(channel.prompt(), first, budget_tokens=ROOT_PROMPT_BUDGET_TOKENS)
     state.steps.record(
         depth=scope.depth,
@@ -619,6 +659,7 @@ async def _cite(scope: Scope, call: _Call) -> tuple[_Call, bool, ToolOutcome | N
         return call, False, None
     view = args["view"]
     try:
+        check_view(scope, view)  # the model's views only: never `_rlm` scratch views
         rows = int(await asyncio.to_thread(scope.engine.count, view))
         head = await asyncio.to_thread(scope.engine.head, view, MAX_CITED_ROWS, None)
     except Exception as exc:  # noqa: BLE001 - a model's bad view name is a tool error
@@ -656,6 +697,51 @@ def _unseen_number(channel: _Channel, raw: str) -> str | None:
         return None
     number = _number_key(text)
     return None if number in channel.numbers else text
+
+
+def _answered_number(raw: str) -> str | None:
+    """The number an `answer` call's value is (as :func:`_number_key`), if it is one."""
+    try:
+        args = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    value = args.get("value") if isinstance(args, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    text = str(value).strip()
+    return _number_key(text) if _NUMBER.fullmatch(text) else None
+
+
+@functools.cache
+def _instruction_numbers() -> frozenset[str]:
+    """Numbers (of :data:`_PROMPT_NUMBER_DIGITS` digits or more) in every system prompt
+    variant and tool description the root can be shown (not the schemas' limits)."""
+    texts = list(tool_lines())
+    for protocol in ("tools", "json", "text"):
+        for compact in (True, False):
+            texts.append(
+                system_prompt(
+                    protocol, compact=compact, tool_lines=tool_lines(), example=example(protocol)
+                )
+            )
+    found = (_number_key(m) for text in texts for m in _NUMBER.findall(text))
+    return frozenset(n for n in found if len(n.lstrip("-").split(".")[0]) >= _PROMPT_NUMBER_DIGITS)
+
+
+def _prompt_numbers(first: str) -> set[str]:
+    """Numbers only the instructions hold: not the question's, not the views' metadata."""
+    return set(_instruction_numbers() - {_number_key(m) for m in _NUMBER.findall(first)})
+
+
+def _views_state(channel: _Channel, canonical: str) -> tuple[tuple[str, int], ...]:
+    """The generations of the loop's views that ``canonical`` (an action's arguments) names."""
+    return tuple(
+        sorted(
+            (view, generation)
+            for view, generation in channel.generations.items()
+            if re.search(rf"(?<![A-Za-z0-9_]){re.escape(view)}(?![A-Za-z0-9_])", canonical)
+        )
+    )
 
 
 def _number_key(text: str) -> str:
@@ -699,10 +785,14 @@ def _guard(
     channel: _Channel, call: _Call, step: int, forced: bool, alongside: bool, *, cited: bool
 ) -> ToolOutcome | None:
     """The outcome of a call the guards stop before it runs (None: run it)."""
-    if forced:
-        return None if call.name == "answer" else _refused(call.name)
     if call.name == "answer" and cited:
         return None  # the value was read from a view, not written by the model
+    if call.name == "answer":
+        copied = _copied_answer(channel, call.arguments)
+        if copied is not None:  # on every turn, the forced one included
+            return copied
+    if forced:
+        return None if call.name == "answer" else _refused(call.name)
     if call.name == "answer":
         if alongside:
             return ToolOutcome(
@@ -722,11 +812,43 @@ def _guard(
                 error="answer value found in no result",
             )
         return None
-    ran = channel.done.get((call.name, _canonical(call.arguments)))
-    if ran is not None and ran < step:  # within one reply the cap bounds repeats
+    words = placeholders_in(call.arguments, channel.question)
+    if words:
+        message = placeholder_message(words)
+        return ToolOutcome(text=f"error: {message}", error="placeholder left in an action")
+    key = (call.name, _canonical(call.arguments))
+    ran = channel.done.get(key)
+    # within one reply the cap bounds repeats; a view it names made again since: it may run
+    if (
+        ran is not None
+        and ran < step
+        and channel.done_views.get(key) == _views_state(channel, key[1])
+    ):
         message = REPEAT_CALL_MESSAGE.format(step=ran, next_step=next_step_hint(channel.done))
         return ToolOutcome(text=f"error: {message}", error="repeated a call that already ran")
     return None
+
+
+def _copied_answer(channel: _Channel, raw: str) -> ToolOutcome | None:
+    """An `answer` copied from the instructions (refused on every turn), else None.
+
+    Its value is the plan's placeholder, or a number only the instructions hold
+    (:attr:`_Channel.prompt_numbers`) that no result showed.
+    """
+    try:
+        args = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        args = None
+    if isinstance(args, dict) and args.get("value") == EXAMPLES["answer"]["value"]:
+        message = placeholder_message(["<the value your result shows>"])
+        return ToolOutcome(text=f"error: {message}", error="placeholder left in an action")
+    number = _answered_number(raw)
+    if number is None or number not in channel.prompt_numbers or number in channel.numbers:
+        return None
+    return ToolOutcome(
+        text=f"error: {PROMPT_VALUE_MESSAGE.format(value=number)}",
+        error="answer value copied from the instructions",
+    )
 
 
 def _clamped(call: _Call) -> tuple[_Call, str | None]:
@@ -791,10 +913,12 @@ async def _run_call(
             )
     elif outcome.error is None and not outcome.final:
         channel.data_ran = True
-        channel.done.setdefault(key, step)
         made = _made_view(call)
         if made:
             channel.unmade.discard(made)
+            channel.generations[made] = channel.generations.get(made, 0) + 1
+        channel.done[key] = step
+        channel.done_views[key] = _views_state(channel, key[1])
         if note:
             outcome.text = f"{note}\n{outcome.text}"
     if outcome.error is None and not outcome.final:

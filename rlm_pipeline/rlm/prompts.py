@@ -9,12 +9,14 @@ planner (:mod:`rlm_pipeline.sim.planner`) can read it too.
 Examples
 --------
 >>> PROMPT_VERSION
-'rlm-root-v4'
+'rlm-root-v5'
 
 The system prompt comes in two variants (:func:`system_prompt`): the full one
 (:data:`SYSTEM_PROMPT`, the default with native tool calls) and a compact one
 for small models (the default for the ``json`` and ``text`` protocols) that
-lists the actions, shows their exact syntax and walks through one example.
+lists the actions, shows their exact syntax and a plan whose actions hold placeholders
+in capitals (no results, no numbers: a 0.5B root replayed an earlier worked example's
+label and number whatever the question asked).
 Both start with :data:`ROOT_PROMPT_MARKER`.  Without native tool calls, the
 results of one reply's actions go back in one user message
 (:func:`results_message`), each under a ``[result N: TOOL]`` line.
@@ -27,6 +29,19 @@ from typing import Any
 
 from rlm_pipeline.rlm.render import cut, jsonable, schema_line
 
+#: Other SELECTs of the plan's sql step, by question shape (placeholders in capitals).
+SQL_SHAPES: tuple[tuple[str, str], ...] = (
+    (
+        "which user has the most TOPIC",
+        "SELECT user_id, COUNT(*) AS n FROM labeled WHERE label = 'TOPIC' "
+        "GROUP BY user_id ORDER BY n DESC LIMIT 1",
+    ),
+    (
+        "which topic is the most common (least: ASC), or two topics compared",
+        "SELECT label, COUNT(*) AS n FROM labeled GROUP BY label ORDER BY n DESC",
+    ),
+)
+
 __all__ = [
     "EARLY_ANSWER_MESSAGE",
     "PLAIN_SYSTEM_PROMPT",
@@ -34,6 +49,7 @@ __all__ = [
     "REPEAT_CALL_MESSAGE",
     "RESULT_HEADER",
     "ROOT_PROMPT_MARKER",
+    "SQL_SHAPES",
     "SAME_REPLY_ANSWER_MESSAGE",
     "SYSTEM_PROMPT",
     "ViewInfo",
@@ -47,7 +63,7 @@ __all__ = [
 ]
 
 #: Part of every root cache key; bump it whenever a text below changes.
-PROMPT_VERSION = "rlm-root-v4"
+PROMPT_VERSION = "rlm-root-v5"
 #: How every root system prompt starts (the simulator recognises the root role by it).
 ROOT_PROMPT_MARKER = "You are an orchestrator"
 
@@ -56,54 +72,43 @@ You are an orchestrator, not a solver. A table you cannot see in full is registe
 as view `context`. You never read it yourself: you call tools that run on it, and \
 sub-models read the texts for you. Finish by calling `answer`.
 
-How to work:
-1. Look first: `peek` a few rows (results are cut to ~2,000 characters, so ask for small samples).
+How to work (`view`: an existing view; `name`: the new view's name, letters, digits, _):
+1. Look first: `peek` a few rows (results are cut to ~2,000 characters).
 2. Narrow down: `filter` to the rows the question is about (an SQL WHERE expression).
-3. Read with sub-calls, never by yourself: `classify` texts into labels, `llm_map` a \
-value out of each row, or `partition` and `recurse` to ask a sub-question per group. \
-Filter before you fan out: every row read costs a model call.
-4. Aggregate with `sql`: one read-only SELECT over views (PostgreSQL flavour; no DDL, \
-no files, no UDFs).
-5. Call `answer` with a JSON value (number, string, list or object) before your steps \
-run out. Text replies are not answers.
+3. Read with sub-calls, never by yourself: `classify` texts into labels, `llm_map` or \
+`extract` values out of each row, or `partition` and `recurse` to ask a sub-question per \
+group. Filter before you fan out: every row read costs a model call.
+4. Aggregate with `sql`: one read-only SELECT over views (PostgreSQL flavour).
+5. Call `answer` with a JSON value, or {"view": NAME} for the value of a small view, \
+before your steps run out. Text replies are not answers.
 A rejected call comes back as `error: ...`; fix the call and go on.
 
-Example. Question: "How many tickets from users 777 and 888 are about account?"
-- peek {"view": "context", "n": 3}
-- filter {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"} -> 5119 rows
-- classify {"view": "subset", "column": "question", "labels": ["billing", "technical", \
-"account", "other"], "name": "labeled"} -> technical 1861, billing 1503, account 1284, other 471
-- sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'account'", "name": "result"} \
--> {"n": 1284}
-- answer {"view": "result"} -> answer recorded: 1284 (the value of view `result`; or give \
-{"value": ...} yourself)
-The numbers above belong to the example's table, not to yours.
+Plan for "how many texts from users USER1 and USER2 are about TOPIC?" (capitals: your \
+question's words):
+filter {"view": "context", "where": "user_id IN (USER1, USER2)", "name": "subset"}
+classify {"view": "subset", "column": "TEXT_COLUMN", "labels": ["TOPIC", "other"], \
+"name": "labeled"}
+sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'TOPIC'", "name": "result"}
+answer {"view": "result"}
 """
 
 _COMPACT_HEAD = """\
 You are an orchestrator. A table you cannot see is registered as view `context`. \
-You answer the question by running actions on it, a few at a time; sub-models read \
-the texts for you. Only the `answer` action ends the run; text is not an answer.
+You answer the question by running actions on it; sub-models read the texts for you. \
+Only the `answer` action ends the run; text is not an answer.
 
 Actions:
 {tools}
 
 {syntax}
 
-Steps:
-1. peek 3 rows of `context`, once.
-2. filter only if the question names users or dates: user_id IN (...), or \
-date BETWEEN '2022-03-01' AND '2022-03-31' for a month. Otherwise skip this step.
-3. classify the text column into all the topics (at least 2 labels) -> a labelled view.
-4. sql: one SELECT over the labelled view that counts (GROUP BY for "which" questions).
-5. answer {{"view": "result"}}: answers with the value of your sql view (name the view \
-your sql made); or read the result and give {{"value": ...}} yourself.
-Never answer before you have read a result that holds the answer. A result starting \
-with "error:" means: fix that action; a view named in a failed action was not made.
-
-Example. Question: "How many tickets from users 777 and 888 are about account?"
-{example}
-The numbers above belong to the example's table, not to yours: answer from your own views."""
+Plan. Words in capitals (TOPIC, USER1, FIRST_DAY, TEXT_COLUMN) are placeholders: \
+write the words of YOUR question and table instead.
+{plan}
+Other SELECTs for step 4:
+{shapes}
+Answer only after you have read a result that holds the answer. A result starting \
+with "error:" means: fix that action; a view named in a failed action was not made."""
 
 _SYNTAX = {
     "tools": "Call the actions as tools (function calls).",
@@ -235,14 +240,16 @@ def system_prompt(
     """The root system prompt for ``protocol`` (``tools``, ``json`` or ``text``).
 
     ``tool_lines`` lists the actions (signature and description); ``example``
-    holds ``(action as written, its result)`` pairs of the worked example.  The
-    full variant with native tools is :data:`SYSTEM_PROMPT` as is; without
-    native tools it adds the action list and syntax.
+    holds the plan's ``(step, its actions as written)`` pairs
+    (:func:`rlm_pipeline.rlm.protocol.example`: placeholders, no results, no
+    numbers to replay).  The full variant with native tools is
+    :data:`SYSTEM_PROMPT` as is; without native tools it adds the action list
+    and syntax.
 
     Examples
     --------
     >>> text = system_prompt("text", compact=True, tool_lines=["- peek(view, n)"],
-    ...                      example=[("<tool_call>…</tool_call>", "view `context`: …")])
+    ...                      example=[("peek 3 rows", "<tool_call>…</tool_call>")])
     >>> text.startswith(ROOT_PROMPT_MARKER), "<tool_call>" in text
     (True, True)
     """
@@ -251,8 +258,11 @@ def system_prompt(
         if protocol == "tools":
             return SYSTEM_PROMPT
         return f"{SYSTEM_PROMPT}\nActions:\n" + "\n".join(tool_lines) + f"\n\n{syntax}"
-    shown = "\n".join(f"{action}\n-> {result}" for action, result in example)
-    return _COMPACT_HEAD.format(tools="\n".join(tool_lines), syntax=syntax, example=shown)
+    plan = "\n".join(f"{i}. {what}:\n{actions}" for i, (what, actions) in enumerate(example, 1))
+    shapes = "\n".join(f"- {when}: {query}" for when, query in SQL_SHAPES)
+    return _COMPACT_HEAD.format(
+        tools="\n".join(tool_lines), syntax=syntax, plan=plan, shapes=shapes
+    )
 
 
 def results_message(results: Sequence[tuple[str, str]], notes: Sequence[str] = ()) -> str:

@@ -51,6 +51,7 @@ __all__ = [
     "ACTION_SCHEMA_NAME",
     "EXAMPLES",
     "LIMIT_KEYS",
+    "PLACEHOLDERS",
     "PLAN_ORDER",
     "PROMPT_VARIANTS",
     "PROTOCOLS",
@@ -66,6 +67,8 @@ __all__ = [
     "next_step_hint",
     "over_limit",
     "remember_protocol",
+    "placeholder_message",
+    "placeholders_in",
     "repeat_hint",
     "signature",
     "tool_lines",
@@ -80,24 +83,39 @@ Protocol = Literal["tools", "json", "text"]
 #: The ``name`` of the json protocol's ``response_format`` schema.
 ACTION_SCHEMA_NAME = "rlm_action"
 
-#: One worked call per tool, shown in prompts and hints.
+#: Words in capitals that stand for the question's own words in the plan and hints
+#: (:data:`EXAMPLES`, :func:`example`): the plan shows no runnable example, since a 0.5B
+#: root replayed the earlier worked example (its label and its number) whatever the
+#: question asked.  An action that still holds one is refused before it runs
+#: (:func:`placeholders_in`), with what to write instead.
+PLACEHOLDERS: dict[str, str] = {
+    "TOPIC": "the topic word your question names",
+    "USER1": "the user ids your question names",
+    "USER2": "the user ids your question names",
+    "FIRST_DAY": "the first day of the period your question names, as 'YYYY-MM-DD'",
+    "LAST_DAY": "the last day of that period, as 'YYYY-MM-DD'",
+    "TEXT_COLUMN": "the text column named in the first message",
+}
+_PLACEHOLDER = re.compile(r"\b(" + "|".join(PLACEHOLDERS) + r")\b")
+
+#: One call per tool, shown in prompts and hints (placeholders in capitals).
 EXAMPLES: dict[str, dict[str, Any]] = {
     "peek": {"view": "context", "n": 3},
-    "filter": {"view": "context", "where": "user_id IN (777, 888)", "name": "subset"},
+    "filter": {"view": "context", "where": "user_id IN (USER1, USER2)", "name": "subset"},
     "partition": {"view": "subset", "by": "user_id", "name": "parts"},
     "sql": {
-        "query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'account'",
+        "query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'TOPIC'",
         "name": "result",
     },
     "classify": {
         "view": "subset",
-        "column": "question",
-        "labels": ["billing", "technical", "account", "other"],
+        "column": "TEXT_COLUMN",
+        "labels": ["TOPIC", "other"],
         "name": "labeled",
     },
     "llm_map": {
         "view": "subset",
-        "column": "question",
+        "column": "TEXT_COLUMN",
         "instruction": "How many words does this text have?",
         "output_type": "integer",
         "name": "mapped",
@@ -105,7 +123,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "extract": EXTRACT_EXAMPLE,
     "aggregate": {
         "view": "subset",
-        "column": "question",
+        "column": "TEXT_COLUMN",
         "instruction": "the main complaints, in one sentence",
         "by": ["user_id"],
         "name": "complaints",
@@ -113,11 +131,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "recurse": {
         "view": "parts",
         "partition_column": "partition",
-        "query": "How many questions are about technical?",
+        "query": "How many texts are about TOPIC?",
         "name": "per_part",
     },
-    "answer": {"value": 1284, "explanation": "the sql result: n = 1284"},
+    "answer": {"value": "<the value your result shows>", "explanation": "from view `result`"},
 }
+#: The plan's `answer` names the sql view instead of retyping its value (the loop reads
+#: it: rlm/loop.py ``_cite``); the json protocol's schema asks for ``value``.
+_CITING: dict[str, Any] = {"view": "result"}
 
 _LOCK = threading.Lock()
 _KNOWN: dict[tuple[str, str], Protocol] = {}
@@ -257,38 +278,91 @@ def is_tools_rejection(status: int | None, message: str) -> bool:
     return bool(_TOOLS_WORDS.search(message))
 
 
-#: The worked example's results, in the order of :data:`_EXAMPLE_STEPS`.  Its numbers
-#: are far from any count over a table that fits one prompt, and the answer visibly
-#: quotes the sql result: a small model copied the earlier example's answer (9) verbatim.
-_EXAMPLE_STEPS: tuple[tuple[str, str], ...] = (
+#: The plan shown to the root: (what the step does, its actions).  No results and no
+#: numbers: nothing a small model could replay as its own answer.
+_PLAN: tuple[tuple[str, tuple[tuple[str, dict[str, Any]], ...]], ...] = (
+    ("peek 3 rows of `context`, once", (("peek", EXAMPLES["peek"]),)),
     (
-        "peek",
-        "view `context`: first 3 rows (250000 rows; columns: user_id (int64), question (string))",
+        "only if the question names users or dates, filter (else skip this step)",
+        (
+            ("filter", EXAMPLES["filter"]),
+            (
+                "filter",
+                {
+                    "view": "context",
+                    "where": "date BETWEEN 'FIRST_DAY' AND 'LAST_DAY'",
+                    "name": "subset",
+                },
+            ),
+        ),
     ),
-    ("filter", "view `subset`: 5119 rows (filtered from `context`, 250000 rows)"),
     (
-        "classify",
-        "view `labeled`: 5119 rows labelled; label counts: technical: 1861, billing: 1503, "
-        "account: 1284, other: 471",
+        "classify the text column of `subset` (or of `context` if you did not filter); "
+        'labels: the topics the question names, plus "other"',
+        (("classify", EXAMPLES["classify"]),),
     ),
-    ("sql", 'view `result`: 1 rows\ncolumns: n (int64)\n{"n": 1284}'),
-    ("answer", "answer recorded: 1284"),
+    (
+        "sql over `labeled`: the SELECT that fits the question, named `result`",
+        (("sql", EXAMPLES["sql"]),),
+    ),
+    ("answer with the value of your sql result", (("answer", _CITING),)),
 )
-#: The example's answer names the sql view instead of retyping its number (the loop reads
-#: it: rlm/loop.py ``_cite``); json-protocol schemas still ask for ``value``.
-_CITING: dict[str, Any] = {"view": "result"}
 
 
-def _example_args(protocol: str, name: str) -> dict[str, Any]:
-    return _CITING if name == "answer" and protocol != "json" else EXAMPLES[name]
+def _example_args(protocol: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The json protocol's `answer` schema asks for a value: the plan shows its form."""
+    return EXAMPLES["answer"] if name == "answer" and protocol == "json" else args
 
 
 def example(protocol: str) -> list[tuple[str, str]]:
-    """The worked example as ``(action as written, result)`` pairs for ``protocol``."""
+    """The plan as ``(step, its actions as written for protocol)`` pairs.
+
+    Placeholders in capitals (:data:`PLACEHOLDERS`) stand for the question's
+    words; there are no results and no numbers to replay.
+
+    Examples
+    --------
+    >>> step, actions = example("text")[3]
+    >>> "TOPIC" in actions, any(ch.isdigit() for ch in actions)
+    (True, False)
+    """
     return [
-        (action_text(protocol, name, _example_args(protocol, name)), result)
-        for name, result in _EXAMPLE_STEPS
+        (
+            what,
+            "\n".join(
+                action_text(protocol, name, _example_args(protocol, name, args))
+                for name, args in actions
+            ),
+        )
+        for what, actions in _PLAN
     ]
+
+
+def placeholders_in(arguments: str, question: str = "") -> list[str]:
+    """The plan's placeholders (:data:`PLACEHOLDERS`) left in an action's arguments.
+
+    A word the question itself holds is not counted.
+
+    Examples
+    --------
+    >>> placeholders_in('{"where": "label = \'TOPIC\'"}')
+    ['TOPIC']
+    >>> placeholders_in('{"where": "label = \'billing\'"}')
+    []
+    """
+    found = dict.fromkeys(_PLACEHOLDER.findall(arguments))
+    return [word for word in found if not re.search(rf"\b{word}\b", question)]
+
+
+def placeholder_message(words: Sequence[str]) -> str:
+    """Why an action holding placeholders was not run, and what to write instead."""
+    wanted = "; ".join(
+        f"{word} -> {PLACEHOLDERS.get(word, 'the value your results show')}" for word in words
+    )
+    return (
+        f"not run: {', '.join(words)} {'is a placeholder' if len(words) == 1 else 'are placeholders'}"
+        f" from the plan, not a value. Write this action again with your own words: {wanted}."
+    )
 
 
 def next_step_hint(done: Mapping[tuple[str, str], int]) -> str:

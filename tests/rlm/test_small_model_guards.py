@@ -1,12 +1,14 @@
 """The root's guards for small models, each against a simulator mode that replays a mistake
 Qwen2.5-Coder-0.5B made as root on llama.cpp (bench/results/oolong_real_traces/):
 an answer written beside data actions, the same peek over and over, a peek for every row,
-an action on a view whose filter failed, a reply that goes on for 1,000 tokens, and a
-worked example whose answer it copied.
+an action on a view whose filter failed, a reply that goes on for 1,000 tokens, a
+worked example whose label and answer it copied (the plan now holds placeholders: the
+guards against copying them are in test_plan_guards.py).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,19 +118,23 @@ def test_root_turns_are_bounded_by_root_max_tokens(
 
 
 @pytest.mark.parametrize("protocol", ["tools", "json", "text"])
-def test_the_worked_example_answer_comes_from_its_own_result(protocol: str) -> None:
-    """A 0.5B root copied the example's answer (9, a plausible count) without looking."""
+def test_the_plan_holds_placeholders_and_nothing_to_replay(protocol: str) -> None:
+    """A 0.5B root replayed the worked example: its label (`account`) and number (1284)."""
     steps = example(protocol)
-    (sql, sql_result), (answer, _) = steps[-2], steps[-1]
-    assert '"sql"' in sql and '"answer"' in answer and '"n": 1284' in sql_result
-    if protocol == "json":  # the json schema asks for a value: it quotes the sql result
-        assert '"value": 1284' in answer
+    actions = "\n".join(written for _, written in steps)
+    assert "TOPIC" in actions and "USER1" in actions and "FIRST_DAY" in actions
+    assert "account" not in actions and "billing" not in actions
+    # no results and no number but peek's n
+    assert "->" not in actions and re.findall(r"(?<![A-Z\d])\d+", actions) == ["3"]
+    if protocol == "json":  # the json schema asks for a value: the plan shows its form only
+        assert '"value": "<the value your result shows>"' in steps[-1][1]
     else:  # it names the sql view: nothing to copy
-        assert '"arguments": {"view": "result"}' in answer and "1284" not in answer
-    prompt = system_prompt(protocol, compact=True, tool_lines=tool_lines(), example=steps)
-    assert "not to yours" in prompt
+        assert '"arguments": {"view": "result"}' in steps[-1][1]
+    for compact in (True, False):
+        prompt = system_prompt(protocol, compact=compact, tool_lines=tool_lines(), example=steps)
+        assert "1284" not in prompt and "account" not in prompt
     forced = final_answer_message(8, '{"tool": "answer", ...}', last='{"n": 4}')
-    assert "1284" not in forced and '{"n": 4}' in forced
+    assert '{"n": 4}' in forced
 
 
 @pytest.mark.parametrize("protocol", ["tools", "text"])
@@ -191,7 +197,7 @@ def test_a_slow_root_is_asked_for_its_answer_before_the_timeout(
 def test_a_number_found_in_no_result_is_refused_twice_then_taken(
     servers: dict[str, Any], ticket_parquet: Path
 ) -> None:
-    """A 0.5B root answered the worked example's number; the loop says it is not the table's."""
+    """A 0.5B root answered a number it read nowhere; the loop says it is not the table's."""
     res = _run(servers["text"], "text", "copycat", ticket_parquet)
     answers = [r for r in res.trace if r["tool"] == "answer"]
     assert [r["kind"] for r in answers] == ["error", "error", "answer"]
