@@ -732,7 +732,12 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
         if h.forced:
             return _answer(turn, "explored", "asked for the answer")
         return _message(turn, [("peek", {"view": "context", "n": 1 + turn % 20})])
-    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat", "cite"):
+    if mode == "prompt-copy":  # a number of the instructions (64), forced turn included
+        if turn == 0:
+            return _message(turn, [("peek", {"view": "context", "n": 3})])
+        return _answer(turn, 64, "copied from the instructions")
+    if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat",
+                "cite", "placeholder", "rerun"):
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -783,6 +788,26 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
                      "name": "result"}),
             ("answer", {"view": "result"}),
         ]],
+        # the plan's placeholders copied as they stand (label TOPIC)
+        "placeholder": [
+            [("classify", {"view": "context", "column": "TEXT_COLUMN", "labels": ["TOPIC", "other"],
+                           "name": "labeled"})],
+            [("sql", {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'TOPIC'",
+                      "name": "result"})],
+        ],
+        # a filter on one user, classify, the filter redone on all users, the same classify
+        "rerun": [
+            [("filter", {"view": "context", "where": f"{meta.user_column} IN ({q.users[0]})",
+                         "name": "subset"})],
+            [("classify", {"view": "subset", "column": meta.text or "question",
+                           "labels": ["billing", "technical", "account", "other"],
+                           "name": "labeled"})],
+            [("filter", {"view": "context", "where": _where(q, meta) or "1 = 1",
+                         "name": "subset"})],
+            [("classify", {"view": "subset", "column": meta.text or "question",
+                           "labels": ["billing", "technical", "account", "other"],
+                           "name": "labeled"})],
+        ] if q.users and meta.user_column else [],
         # the worked example's number, again and again
         "copycat": [[("peek", {"view": "context", "n": 3})]] + [[("answer", {"value": 1284})]] * 9,
         # a reply that goes on and on (a 1,000-token WHERE)
