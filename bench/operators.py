@@ -93,6 +93,8 @@ def _frame(rows: int) -> pl.DataFrame:
 
 def _run(op: str, frame: pl.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     import rlm_pipeline as rp
+    from rlm_pipeline.ops.extract_op import ExtractSpec
+    from rlm_pipeline.ops.filter_op import FilterSpec
     from rlm_pipeline.ops.semantic import run_extract, run_filter
 
     sim = Sim(args.latency_ms, args.sim_cap)
@@ -102,12 +104,12 @@ def _run(op: str, frame: pl.DataFrame, args: argparse.Namespace) -> dict[str, An
         started = time.monotonic()
         notes: dict[str, Any] = {}
         if op == "filter":
-            out, stats = run_filter(frame, "question", CONDITION, llm, on_error="keep")
+            out, stats = run_filter(frame, FilterSpec("question", CONDITION), llm, on_error="keep")
             accounted = stats.kept + stats.dropped + stats.failed == frame.height
             accounted = accounted and out.height == stats.returned
             notes = {"kept": stats.kept, "dropped": stats.dropped, "failed": stats.failed}
         elif op == "extract":
-            out, op_stats = run_extract(frame, "question", FIELDS, llm)
+            out, op_stats = run_extract(frame, ExtractSpec("question", FIELDS), llm)  # type: ignore[arg-type]
             reasons = out.filter(pl.all_horizontal([pl.col(f).is_null() for f in FIELDS])
                                  & pl.col("extract_error").is_null()).height
             accounted = out.height == frame.height and out["ticket_id"].equals(frame["ticket_id"])

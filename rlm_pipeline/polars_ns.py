@@ -35,107 +35,53 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 if TYPE_CHECKING:
-    from rlm_pipeline.llm.config import LLM, Budget
+    from rlm_pipeline.llm.config import LLM
     from rlm_pipeline.ops.spec import OutputType
     from rlm_pipeline.rlm.api import RLMResult
 
 __all__ = ["RLMExprNamespace", "RLMFrameNamespace", "RLMLazyFrameNamespace"]
 
 _TEXT = "__rlm_text"
-_BATCH_SIZE = 16  # rlm_pipeline.ops.spec.DEFAULT_BATCH_SIZE (not imported: kept light)
-_MAX_ROW_TOKENS = 8_000  # rlm_pipeline.ops.spec.DEFAULT_MAX_ROW_TOKENS
 
 
-def _classify_spec(column: str, labels: Sequence[str], **options: Any) -> Any:
-    from rlm_pipeline.ops.spec import ClassifySpec, check_labels
+def _expr(expr: pl.Expr, spec: Any, llm: LLM, dtype: Any, pick: Any, *, warn: bool = True) -> pl.Expr:
+    """``expr``'s column answered by ``spec`` in one ``map_batches``.
 
-    return ClassifySpec(column=column, labels=check_labels(labels), **options)
-
-
-def _map_spec(column: str, instruction: str, **options: Any) -> Any:
-    from rlm_pipeline.ops.spec import MapSpec
-
-    return MapSpec(column=column, instruction=instruction, **options)
-
-
-def _run(data: Any, spec: Any, llm: LLM, **options: Any) -> Any:
-    """:func:`rlm_pipeline.ops.api.run_op`, the one front-end (engine chosen from ``data``)."""
+    The column goes through :func:`rlm_pipeline.ops.api.run_op` (the one
+    front-end) once per batch Polars hands over; ``pick(stats)`` is the
+    expression selecting the answer from its output.
+    """
     from rlm_pipeline.ops.api import run_op
 
-    out, _ = run_op(data, spec, llm, **options)
-    return out
+    def run(series: pl.Series) -> pl.Series:
+        out, stats = run_op(pl.DataFrame({_TEXT: series}), spec, llm, warn=warn)
+        answered: pl.Series = out.select(pick(stats).alias(series.name)).to_series()
+        return answered
+
+    return expr.map_batches(run, return_dtype=dtype)
 
 
-def _column_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
-    """``expr``'s column answered by ``spec`` in one ``map_batches`` (its first value column)."""
+def _value_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
+    """The spec's first value column (classify, llm_map)."""
     from rlm_pipeline.ops.polars_fanout import output_schema
 
     name, dtype = next(iter(output_schema(spec).items()))
-
-    def run(series: pl.Series) -> pl.Series:
-        out = _run(pl.DataFrame({_TEXT: series}), spec, llm)
-        answered: pl.Series = out.get_column(name).alias(series.name)
-        return answered
-
-    return expr.map_batches(run, return_dtype=dtype)
-
-
-def _filter_expr(expr: pl.Expr, spec: Any, llm: LLM, on_error: str) -> pl.Expr:
-    """``expr``'s column judged by a filter spec: a boolean per row, failures per ``on_error``."""
-    from rlm_pipeline.ops.filter_op import check_on_error
-    from rlm_pipeline.ops.semantic import FilterStats, raise_unanswered
-
-    on_error = check_on_error(on_error)
-
-    def run(series: pl.Series) -> pl.Series:
-        from rlm_pipeline.ops.api import run_op
-
-        out, op_stats = run_op(pl.DataFrame({_TEXT: series}), spec, llm, warn=False)
-        stats = FilterStats.of(op_stats, on_error)
-        if stats.failed and on_error == "raise":
-            raise_unanswered(stats, llm)
-        error = pl.col(spec.error_column)
-        failed = error.is_not_null() & ~error.str.starts_with("empty_input")
-        held = pl.col(spec.output_column).fill_null(False)
-        keep = held | failed if on_error == "keep" else held
-        answered: pl.Series = out.select(keep.alias(series.name)).to_series()
-        return answered
-
-    return expr.map_batches(run, return_dtype=pl.Boolean)
-
-
-def _extract_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
-    """``expr``'s column read by an extract spec: one struct of the fields per row."""
-    from rlm_pipeline.ops.polars_fanout import output_schema
-
-    schema = output_schema(spec)
-    names = [name for name, _ in spec.output_fields()]
-    dtype = pl.Struct({name: schema[name] for name in names})
-
-    def run(series: pl.Series) -> pl.Series:
-        out = _run(pl.DataFrame({_TEXT: series}), spec, llm)
-        answered: pl.Series = out.select(pl.struct(names).alias(series.name)).to_series()
-        return answered
-
-    return expr.map_batches(run, return_dtype=dtype)
+    return _expr(expr, spec, llm, dtype, lambda _: pl.col(name))
 
 
 @pl.api.register_expr_namespace("rlm")
 class RLMExprNamespace:
-    """``pl.col(...).rlm``: semantic operators on a text column."""
+    """``pl.col(...).rlm``: semantic operators on a text column.
+
+    ``options`` of every method: ``batch_size``, ``max_row_tokens``,
+    ``truncate``, as for :func:`rlm_pipeline.classify`.
+    """
 
     def __init__(self, expr: pl.Expr) -> None:
         self._expr = expr
 
     def classify(
-        self,
-        labels: Sequence[str],
-        *,
-        llm: LLM,
-        instructions: str | None = None,
-        batch_size: int = _BATCH_SIZE,
-        max_row_tokens: int = _MAX_ROW_TOKENS,
-        truncate: bool = False,
+        self, labels: Sequence[str], *, llm: LLM, instructions: str | None = None, **options: Any
     ) -> pl.Expr:
         """One label per row (null where the model gave none; see ``df.rlm.classify``).
 
@@ -143,68 +89,44 @@ class RLMExprNamespace:
         --------
         >>> pl.col("question").rlm.classify(["a", "b"], llm=rp.LLM())  # doctest: +SKIP
         """
-        spec = _classify_spec(
-            _TEXT,
-            labels,
-            instructions=instructions,
-            batch_size=batch_size,
-            max_row_tokens=max_row_tokens,
-            truncate=truncate,
-        )
-        return _column_expr(self._expr, spec, llm)
+        from rlm_pipeline.ops.spec import ClassifySpec, check_labels
+
+        spec = ClassifySpec(_TEXT, check_labels(labels), instructions, **options)
+        return _value_expr(self._expr, spec, llm)
 
     def llm_map(
-        self,
-        instruction: str,
-        *,
-        llm: LLM,
-        output_type: OutputType = "string",
-        batch_size: int = _BATCH_SIZE,
-        max_row_tokens: int = _MAX_ROW_TOKENS,
-        truncate: bool = False,
+        self, instruction: str, *, llm: LLM, output_type: OutputType = "string", **options: Any
     ) -> pl.Expr:
         """One model answer per row for ``instruction`` (null where none)."""
-        spec = _map_spec(
-            _TEXT,
-            instruction,
-            output_type=output_type,
-            batch_size=batch_size,
-            max_row_tokens=max_row_tokens,
-            truncate=truncate,
-        )
-        return _column_expr(self._expr, spec, llm)
+        from rlm_pipeline.ops.spec import MapSpec
 
-    def filter(
-        self,
-        condition: str,
-        *,
-        llm: LLM,
-        on_error: str = "raise",
-        batch_size: int = _BATCH_SIZE,
-        max_row_tokens: int = _MAX_ROW_TOKENS,
-        truncate: bool = False,
-    ) -> pl.Expr:
+        spec = MapSpec(_TEXT, instruction, output_type, **options)
+        return _value_expr(self._expr, spec, llm)
+
+    def filter(self, condition: str, *, llm: LLM, on_error: str = "raise", **options: Any) -> pl.Expr:
         """True where the text meets ``condition``, for ``df.filter(...)``.
 
         Rows without an answer follow ``on_error``: ``"raise"`` (default)
         raises :class:`~rlm_pipeline.errors.UnansweredRowsError`, ``"keep"``
         makes them True, ``"drop"`` False; blank texts are False.
         """
-        from rlm_pipeline.ops.filter_op import FilterSpec
+        from rlm_pipeline.ops.filter_op import FilterSpec, check_on_error
+        from rlm_pipeline.ops.semantic import judge
 
-        spec = FilterSpec(_TEXT, condition, batch_size=batch_size,
-                          max_row_tokens=max_row_tokens, truncate=truncate)
-        return _filter_expr(self._expr, spec, llm, on_error)
+        on_error = check_on_error(on_error)
+        spec = FilterSpec(_TEXT, condition, **options)
+
+        def keep(op_stats: Any) -> pl.Expr:
+            judge(op_stats, on_error, llm)  # raises for failed rows with on_error="raise"
+            error = pl.col(spec.error_column)
+            failed = error.is_not_null() & ~error.str.starts_with("empty_input")
+            held = pl.col(spec.output_column).fill_null(False)
+            return held | failed if on_error == "keep" else held
+
+        return _expr(self._expr, spec, llm, pl.Boolean, keep, warn=False)
 
     def extract(
-        self,
-        fields: dict[str, Any],
-        *,
-        llm: LLM,
-        instructions: str | None = None,
-        batch_size: int = _BATCH_SIZE,
-        max_row_tokens: int = _MAX_ROW_TOKENS,
-        truncate: bool = False,
+        self, fields: dict[str, Any], *, llm: LLM, instructions: str | None = None, **options: Any
     ) -> pl.Expr:
         """One struct of typed ``fields`` per row (``.struct.unnest()`` for columns).
 
@@ -212,106 +134,46 @@ class RLMExprNamespace:
         answer (use ``df.rlm.extract`` for the ``extract_error`` reasons).
         """
         from rlm_pipeline.ops.extract_op import ExtractSpec
+        from rlm_pipeline.ops.polars_fanout import output_schema
 
-        spec = ExtractSpec(_TEXT, fields, instructions=instructions,  # type: ignore[arg-type]
-                           batch_size=batch_size, max_row_tokens=max_row_tokens,
-                           truncate=truncate)
-        return _extract_expr(self._expr, spec, llm)
+        spec = ExtractSpec(_TEXT, fields, instructions, **options)  # type: ignore[arg-type]
+        schema = output_schema(spec)
+        dtype = pl.Struct({name: schema[name] for name in spec.names})
+        return _expr(self._expr, spec, llm, dtype, lambda _: pl.struct(list(spec.names)))
 
 
 class _FrameMethods:
+    """The frame methods: each is the public function on this frame (same keywords)."""
+
     _frame: pl.DataFrame | pl.LazyFrame
 
-    def classify(
-        self,
-        column: str,
-        labels: Sequence[str],
-        *,
-        llm: LLM,
-        instructions: str | None = None,
-        batch_size: int = _BATCH_SIZE,
-        output_column: str = "label",
-        overwrite: bool = False,
-        max_row_tokens: int = _MAX_ROW_TOKENS,
-        truncate: bool = False,
-        budget: Budget | None = None,
-    ) -> Any:
+    def classify(self, column: str, labels: Sequence[str], *, llm: LLM, **options: Any) -> Any:
         """:func:`rlm_pipeline.classify` on this frame (label and error columns).
 
         An ``output_column`` (or its ``_error`` column) the frame already has
         raises ``InputError`` before any model call, unless ``overwrite=True``.
         """
-        spec = _classify_spec(
-            column,
-            labels,
-            instructions=instructions,
-            batch_size=batch_size,
-            output_column=output_column,
-            max_row_tokens=max_row_tokens,
-            truncate=truncate,
-        )
-        return _run(self._frame, spec, llm, overwrite=overwrite, budget=budget)
+        from rlm_pipeline.ops.api import classify
 
-    def llm_map(
-        self,
-        column: str,
-        instruction: str,
-        *,
-        llm: LLM,
-        output_type: OutputType = "string",
-        batch_size: int = _BATCH_SIZE,
-        output_column: str = "value",
-        overwrite: bool = False,
-        max_row_tokens: int = _MAX_ROW_TOKENS,
-        truncate: bool = False,
-        budget: Budget | None = None,
-    ) -> Any:
+        return classify(self._frame, column, labels, llm, **options)  # type: ignore[arg-type]
+
+    def llm_map(self, column: str, instruction: str, *, llm: LLM, **options: Any) -> Any:
         """:func:`rlm_pipeline.llm_map` on this frame (value and error columns)."""
-        spec = _map_spec(
-            column,
-            instruction,
-            output_type=output_type,
-            batch_size=batch_size,
-            output_column=output_column,
-            max_row_tokens=max_row_tokens,
-            truncate=truncate,
-        )
-        return _run(self._frame, spec, llm, overwrite=overwrite, budget=budget)
+        from rlm_pipeline.ops.api import llm_map
 
-    def filter(
-        self,
-        column: str,
-        condition: str,
-        *,
-        llm: LLM,
-        on_error: str = "raise",
-        batch_size: int = _BATCH_SIZE,
-        budget: Budget | None = None,
-        **options: Any,
-    ) -> Any:
+        return llm_map(self._frame, column, instruction, llm, **options)
+
+    def filter(self, column: str, condition: str, *, llm: LLM, **options: Any) -> Any:
         """:func:`rlm_pipeline.filter` on this frame: the rows where ``condition`` holds."""
         from rlm_pipeline.ops.semantic import filter as semantic_filter
 
-        return semantic_filter(self._frame, column, condition, llm, on_error,  # type: ignore[arg-type]
-                               batch_size, budget=budget, **options)
+        return semantic_filter(self._frame, column, condition, llm, **options)
 
-    def extract(
-        self,
-        column: str,
-        fields: dict[str, Any],
-        *,
-        llm: LLM,
-        instructions: str | None = None,
-        batch_size: int = _BATCH_SIZE,
-        overwrite: bool = False,
-        budget: Budget | None = None,
-        **options: Any,
-    ) -> Any:
+    def extract(self, column: str, fields: dict[str, Any], *, llm: LLM, **options: Any) -> Any:
         """:func:`rlm_pipeline.extract` on this frame: one column per field and ``extract_error``."""
         from rlm_pipeline.ops.semantic import extract
 
-        return extract(self._frame, column, fields, llm, instructions, batch_size,
-                       budget=budget, overwrite=overwrite, **options)
+        return extract(self._frame, column, fields, llm, **options)
 
     def aggregate(
         self, column: str, instruction: str, *, llm: LLM, by: str | Sequence[str] | None = None,

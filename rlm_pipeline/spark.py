@@ -175,33 +175,29 @@ def filter(  # noqa: A001 - rp.spark.filter, beside rp.filter
     max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
     truncate: bool = False,
     budget: Budget | None = None,
-) -> Any:
-    """A ``DataFrame -> DataFrame`` function keeping the rows where ``condition`` holds.
+) -> SparkStep:
+    """A lazy ``DataFrame -> DataFrame`` step keeping the rows where ``condition`` holds.
 
-    Unlike the other steps it answers the rows when it is applied (one Spark
-    job; the answers are materialised once): with ``on_error="raise"`` the
-    failed rows must be counted before a DataFrame is handed back, so that
-    :class:`~rlm_pipeline.errors.UnansweredRowsError` is raised by
-    ``df.transform(...)`` itself, not in the middle of a later action.  The
-    result is a lazy filter over those answers.  See :func:`rlm_pipeline.filter`.
+    Lazy like the other steps: ``df.transform(step)`` makes no model call; an
+    action answers the rows and keeps those where the condition holds
+    (input columns only; ``filter_error`` too with ``on_error="keep"``).
+    Rows without an answer follow ``on_error``: ``"raise"`` (default) makes
+    the action fail on the first such row — run actions inside
+    ``with step.typed_errors():`` to get
+    :class:`~rlm_pipeline.errors.UnansweredRowsError` (else Spark's error
+    carries the same text); ``"keep"`` keeps them, ``"drop"`` drops them.
+    After an action, ``step.filter_stats`` counts kept / dropped / failed
+    rows.  For the counts in the error (all rows answered first), use
+    :func:`rlm_pipeline.filter` on the Spark DataFrame.
     """
-    from rlm_pipeline.ops.filter_op import check_on_error
-    from rlm_pipeline.ops.semantic import filter as semantic_filter
+    from rlm_pipeline.ops.filter_op import FilterSpec
+    from rlm_pipeline.ops.semantic import FilterStep
 
-    checked = check_on_error(on_error)
-
-    def apply(df: Any) -> Any:
-        return semantic_filter(
-            df,
-            column,
-            condition,
-            llm,
-            checked,
-            batch_size,
-            "spark",
-            budget=budget,
-            max_row_tokens=max_row_tokens,
-            truncate=truncate,
-        )
-
-    return apply
+    spec = FilterSpec(
+        column=column,
+        condition=condition,
+        batch_size=batch_size,
+        max_row_tokens=max_row_tokens,
+        truncate=truncate,
+    )
+    return FilterStep(spec, llm, on_error, budget=budget)  # type: ignore[arg-type]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
-__all__ = ["Engine", "Fanout", "KeyCheck", "RowProgress"]
+__all__ = ["Engine", "FailedRows", "Fanout", "KeyCheck", "RowProgress"]
 
 #: Called with (rows finished, of which failed) as rows finish.
 RowProgress = Callable[[int, int], None]
+#: What :meth:`Engine.rows_where` does with failed rows.
+FailedRows = Literal["drop", "keep", "raise"]
 
 
 class Fanout(Protocol):
@@ -292,6 +294,56 @@ class Engine(Protocol):
         ------
         InputError
             ``column`` is not in the frame.
+        """
+        ...
+
+    def rows_where(
+        self,
+        frame: Any,
+        holds: str,
+        *,
+        failed: str | None = None,
+        failed_rows: FailedRows = "drop",
+        blank: str = "empty_input",
+        message: str = "",
+    ) -> Any:
+        """The rows of a native ``frame`` where the boolean column ``holds`` is true (the filter's keep/drop).
+
+        Lazy as the frame is (a Polars ``LazyFrame`` or a Spark ``DataFrame``
+        stays a plan, a Polars ``DataFrame`` is filtered at once); rows keep
+        their order and ``holds`` is removed.  A null in ``holds`` counts as
+        false.
+
+        Parameters
+        ----------
+        frame
+            A native frame of this engine holding ``holds`` (and ``failed``).
+        holds
+            The boolean answer column.
+        failed
+            The reason column (null, or why the row has no answer); a row whose
+            reason is set and does not start with ``blank`` is a *failed* row.
+        failed_rows
+            ``"drop"``: failed rows go, and so does ``failed``; ``"keep"``: they
+            stay, with their reason in ``failed``; ``"raise"``: evaluating the
+            result fails on the first failed row, with ``message`` followed by
+            its reason (Polars: :class:`~rlm_pipeline.errors.UnansweredRowsError`;
+            Spark: the action fails with that text, which
+            :meth:`~rlm_pipeline.ops.spark_step.SparkStep.typed_errors` turns
+            back into the typed error), and ``failed`` goes.
+        blank
+            The reason prefix of rows that were not asked (blank texts): never failed rows.
+        message
+            The start of the error text for ``failed_rows="raise"``.
+
+        Examples
+        --------
+        >>> import polars as pl
+        >>> from rlm_pipeline.engines.polars import PolarsEngine
+        >>> frame = pl.DataFrame({"q": ["a", "b", "c"], "ok": [True, None, False],
+        ...                       "why": [None, "api_error: 500", None]})
+        >>> PolarsEngine().rows_where(frame, "ok", failed="why", failed_rows="keep")["q"].to_list()
+        ['a', 'b']
         """
         ...
 

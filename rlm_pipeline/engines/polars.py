@@ -38,10 +38,10 @@ from rlm_pipeline.engines.work import (
     scans_error,
     view_rows_error,
 )
-from rlm_pipeline.errors import EngineError, InputError
+from rlm_pipeline.errors import EngineError, InputError, UnansweredRowsError
 
 if TYPE_CHECKING:
-    from rlm_pipeline.engines.base import Fanout, RowProgress
+    from rlm_pipeline.engines.base import FailedRows, Fanout, RowProgress
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
@@ -347,6 +347,33 @@ class PolarsEngine:
             series = series.cast(pl.String, strict=False)
         return series.to_list()
 
+    def rows_where(
+        self,
+        frame: pl.DataFrame | pl.LazyFrame,
+        holds: str,
+        *,
+        failed: str | None = None,
+        failed_rows: FailedRows = "drop",
+        blank: str = "empty_input",
+        message: str = "",
+    ) -> pl.DataFrame | pl.LazyFrame:
+        """Rows where ``holds`` is true, failed rows per ``failed_rows`` (see :meth:`Engine.rows_where`)."""
+        keep = pl.col(holds).fill_null(False)
+        drop = [holds]
+        if failed is not None:
+            reason = pl.col(failed)
+            bad = reason.is_not_null() & ~reason.str.starts_with(blank)
+            if failed_rows == "keep":
+                keep = keep | bad
+            else:
+                drop.append(failed)
+            if failed_rows == "raise":
+                guard = pl.when(bad).then(reason).otherwise(None)
+                keep = keep & guard.map_batches(
+                    lambda reasons: _no_reason(reasons, message), return_dtype=pl.Boolean
+                )
+        return frame.filter(keep).drop(drop)
+
     def key_check(self, view: str, column: str) -> KeyCheck:
         """Nulls and repeats of ``column`` (one aggregation)."""
         ids = pl.col(column)
@@ -410,6 +437,15 @@ class PolarsEngine:
                 return collect_polars(to_polars_query(probe, frames)).item()
 
         check_joins(checked, schemas, self._view_cap, run_probe)
+
+
+def _no_reason(reasons: pl.Series, message: str) -> pl.Series:
+    """All True, or :class:`UnansweredRowsError` naming the first reason (``rows_where(failed_rows="raise")``)."""
+    first = reasons.drop_nulls()
+    if first.len():
+        msg = f"{message}{first[0]}"
+        raise UnansweredRowsError(msg, failed=first.len(), rows=reasons.len())
+    return pl.Series(reasons.name, [True] * reasons.len(), dtype=pl.Boolean)
 
 
 def _as_lazy(data: Any) -> pl.LazyFrame:

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
     from pyspark.sql import DataFrame as SparkDataFrame
 
-    from rlm_pipeline.engines.base import Fanout, RowProgress
+    from rlm_pipeline.engines.base import FailedRows, Fanout, RowProgress
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import LLM, Budget
     from rlm_pipeline.llm.usage import UsageMeter
@@ -428,6 +428,37 @@ class SparkEngine:
         if series.dtype != pl.String:
             series = series.cast(pl.String, strict=False)
         return series.to_list()
+
+    def rows_where(
+        self,
+        frame: SparkDataFrame,
+        holds: str,
+        *,
+        failed: str | None = None,
+        failed_rows: FailedRows = "drop",
+        blank: str = "empty_input",
+        message: str = "",
+    ) -> SparkDataFrame:
+        """Rows where ``holds`` is true, failed rows per ``failed_rows`` (see :meth:`Engine.rows_where`).
+
+        A plan (no job); ``failed_rows="raise"`` is ``raise_error`` in the plan, so the
+        action that reaches a failed row fails.
+        """
+        from pyspark.sql import functions as F
+
+        keep = F.coalesce(_col(holds), F.lit(False))
+        drop = [holds]
+        if failed is not None:
+            reason = _col(failed)
+            bad = reason.isNotNull() & ~reason.startswith(blank)
+            if failed_rows == "keep":
+                keep = keep | bad
+            else:
+                drop.append(failed)
+            if failed_rows == "raise":
+                stop = F.raise_error(F.concat(F.lit(message), reason))
+                keep = F.when(bad, stop.isNull()).otherwise(keep)
+        return frame.filter(keep).drop(*drop)
 
     def key_check(self, view: str, column: str) -> KeyCheck:
         """Nulls and repeats of ``column`` (two aggregations; no rows collected)."""

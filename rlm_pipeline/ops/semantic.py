@@ -31,25 +31,30 @@ Examples
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import polars as pl
-
-from rlm_pipeline.engines.kinds import is_spark_frame
-from rlm_pipeline.errors import UnansweredRowsError
+from rlm_pipeline.errors import RLMPipelineError, UnansweredRowsError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.core import RowProgress
 from rlm_pipeline.ops.extract_op import ExtractSpec, FieldType
 from rlm_pipeline.ops.filter_op import FilterSpec, OnError, check_on_error
+from rlm_pipeline.ops.spark_step import SparkStep
 from rlm_pipeline.ops.stats import OpStats, failure_summary
+
+if TYPE_CHECKING:
+    from rlm_pipeline.engines.base import Engine
 
 __all__ = [
     "FilterStats",
+    "FilterStep",
     "extract",
     "filter",
+    "judge",
     "raise_unanswered",
+    "rerun_hint",
     "run_extract",
     "run_filter",
 ]
@@ -57,6 +62,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _EMPTY = "empty_input"
+#: Start of the error a lazy Spark filter's action fails with (then the first failed row's reason).
+UNANSWERED_AT_ACTION = "filter: rows have no answer; nothing returned. First failed row: "
+_AT_ACTION = re.compile(re.escape(UNANSWERED_AT_ACTION) + r"([^\n]*?)(?:\s+SQLSTATE: \w+)?(?:\n|$)")
 
 
 @dataclass(frozen=True)
@@ -146,87 +154,131 @@ class FilterStats:
         )
 
 
-def _run(data: Any, spec: Any, llm: LLM, **kwargs: Any) -> tuple[Any, OpStats]:
+def _run(
+    data: Any, spec: FilterSpec | ExtractSpec, llm: LLM, engine: str | None, **options: Any
+) -> tuple[Engine, Any, OpStats]:
+    """The engine (chosen once, from ``data`` or ``engine``), and what ``run_op`` returns."""
+    from rlm_pipeline.engines.load import engine_for
     from rlm_pipeline.ops.api import run_op
 
-    return run_op(data, spec, llm, warn=False, **kwargs)  # type: ignore[no-any-return]
-
-
-def _rows_where(out: Any, keep: Any, drop: list[str]) -> Any:
-    """``out``'s rows where the Polars / Spark condition ``keep`` holds, columns ``drop`` removed."""
-    if is_spark_frame(out):
-        return out.filter(keep).drop(*drop)
-    return out.filter(keep).drop(drop)
-
-
-def _filter_rows(out: Any, spec: FilterSpec, on_error: str) -> Any:
-    value, error = spec.output_column, spec.error_column
-    failed: Any
-    keep: Any
-    if is_spark_frame(out):
-        from pyspark.sql import functions as F  # noqa: N812
-
-        failed = F.col(error).isNotNull() & ~F.col(error).startswith(_EMPTY)
-        keep = F.coalesce(F.col(value), F.lit(False))
-    else:
-        failed = pl.col(error).is_not_null() & ~pl.col(error).str.starts_with(_EMPTY)
-        keep = pl.col(value).fill_null(False)
-    if on_error == "keep":
-        return _rows_where(out, keep | failed, [value])
-    return _rows_where(out, keep, [value, error])
+    chosen = engine_for(data, engine)
+    out, stats = run_op(data, spec, llm, engine=chosen.name, warn=False, **options)
+    return chosen, out, stats
 
 
 def raise_unanswered(stats: FilterStats, llm: LLM) -> None:
     """Raise :class:`~rlm_pipeline.errors.UnansweredRowsError` for ``stats``' failed rows."""
-    hint = (
-        "the answered rows are stored in the cache file, so a re-run asks only the failed ones"
-        if llm.cache_path
-        else "set LLM(cache_path=...) so a re-run asks only the failed ones"
-    )
     reasons = ", ".join(f"{k} {n:,}" for k, n in sorted(stats.errors.items()))
     msg = (
         f"filter: {stats.failed:,} of {stats.rows:,} rows have no answer ({reasons}); "
-        f"nothing returned. Re-run the same call ({hint}), or pass on_error='keep' or "
-        "'drop' to keep or drop them"
+        f"nothing returned. {rerun_hint(llm)}"
     )
     raise UnansweredRowsError(
         msg, op="filter", failed=stats.failed, rows=stats.rows, errors=stats.errors
     )
 
 
-def run_filter(
-    data: Any,
-    column: str,
-    condition: str,
-    llm: LLM,
-    on_error: OnError = "raise",
-    batch_size: int = 16,
-    engine: str | None = None,
-    *,
-    budget: Budget | None = None,
-    meter: UsageMeter | None = None,
-    progress: RowProgress | None = None,
-    max_row_tokens: int = 8_000,
-    truncate: bool = False,
-) -> tuple[Any, FilterStats]:
-    """:func:`filter`, returning the frame and :class:`FilterStats` (where every row went)."""
-    on_error = check_on_error(on_error)
-    spec = FilterSpec(
-        column=column,
-        condition=condition,
-        batch_size=batch_size,
-        max_row_tokens=max_row_tokens,
-        truncate=truncate,
+def rerun_hint(llm: LLM) -> str:
+    """How to get the failed rows answered: re-run (with a cache file), or say what to do with them."""
+    hint = (
+        "the answered rows are stored in the cache file, so a re-run asks only the failed ones"
+        if llm.cache_path
+        else "set LLM(cache_path=...) so a re-run asks only the failed ones"
     )
-    out, op_stats = _run(
-        data, spec, llm, engine=engine, meter=meter, budget=budget, progress=progress
-    )
+    return f"Re-run the same call ({hint}), or pass on_error='keep' or 'drop' to keep or drop them"
+
+
+def judge(op_stats: OpStats, on_error: str, llm: LLM) -> FilterStats:
+    """Where a filter's rows went (:class:`FilterStats`); raises for failed rows with ``on_error="raise"``.
+
+    Logs the counts (a warning when rows failed).  Shared by :func:`run_filter`,
+    the Polars expression and the CLI.
+    """
     stats = FilterStats.of(op_stats, on_error)
     if stats.failed and on_error == "raise":
         raise_unanswered(stats, llm)
     level = logging.WARNING if stats.failed else logging.INFO
     logger.log(level, "%s", stats.line())
-    return _filter_rows(out, spec, on_error), stats
+    return stats
+
+
+def run_filter(
+    data: Any,
+    spec: FilterSpec,
+    llm: LLM,
+    on_error: OnError = "raise",
+    *,
+    engine: str | None = None,
+    **options: Any,
+) -> tuple[Any, FilterStats]:
+    """:func:`filter` of a built :class:`~rlm_pipeline.ops.filter_op.FilterSpec`: the frame and :class:`FilterStats`.
+
+    ``options``: ``budget``, ``meter``, ``progress`` (as for :func:`filter`).
+    The keep/drop is the engine's (:meth:`~rlm_pipeline.engines.base.Engine.rows_where`).
+    """
+    on_error = check_on_error(on_error)
+    chosen, out, op_stats = _run(data, spec, llm, engine, **options)
+    stats = judge(op_stats, on_error, llm)
+    kept = chosen.rows_where(
+        out,
+        spec.output_column,
+        failed=spec.error_column,
+        failed_rows="keep" if on_error == "keep" else "drop",
+        blank=_EMPTY,
+    )
+    return kept, stats
+
+
+class FilterStep(SparkStep):
+    """``rp.spark.filter``'s lazy step: the answered plan, then the engine's keep/drop.
+
+    ``df.transform(step)`` makes no model call; the action that runs the plan
+    answers the rows.  ``on_error="raise"`` puts a check in the plan: the
+    action fails on the first row without an answer (inside
+    :meth:`~rlm_pipeline.ops.spark_step.SparkStep.typed_errors`, as
+    :class:`~rlm_pipeline.errors.UnansweredRowsError`); ``"keep"`` keeps those
+    rows with their reason in ``filter_error``, ``"drop"`` drops them.  After
+    an action, :attr:`filter_stats` says where every row went.
+
+    Examples
+    --------
+    >>> step = FilterStep(FilterSpec("q", "is urgent"), LLM(), "drop")
+    >>> step.on_error, step.filter_stats is None
+    ('drop', True)
+    """
+
+    def __init__(
+        self, spec: FilterSpec, llm: LLM, on_error: OnError = "raise", *, budget: Budget | None = None
+    ) -> None:
+        super().__init__(spec, llm, budget=budget)
+        self.on_error = check_on_error(on_error)
+
+    def finish(self, engine: Engine, planned: Any) -> Any:
+        """``planned``'s rows where the condition holds (:meth:`Engine.rows_where`), lazily."""
+        return engine.rows_where(
+            planned,
+            self.spec.output_column,
+            failed=self.spec.error_column,
+            failed_rows=self.on_error,
+            blank=_EMPTY,
+            message=UNANSWERED_AT_ACTION,
+        )
+
+    @property
+    def filter_stats(self) -> FilterStats | None:
+        """Kept / dropped / failed rows of the last action (None before one)."""
+        stats = self.stats
+        return None if stats is None else FilterStats.of(stats, self.on_error)
+
+    def typed_error(self, exc: BaseException) -> RLMPipelineError | None:
+        """The typed error of a failed action: the endpoint's or the reply breaker's, or a
+        row without an answer (:class:`~rlm_pipeline.errors.UnansweredRowsError`)."""
+        typed = super().typed_error(exc)
+        found = _AT_ACTION.search(str(exc)) if typed is None else None
+        if found is None:
+            return typed
+        msg = f"{UNANSWERED_AT_ACTION}{found.group(1)}. {rerun_hint(self.llm)}"
+        return UnansweredRowsError(msg, op="filter")
 
 
 def filter(  # noqa: A001 - rp.filter, as in DESIGN.md
@@ -290,59 +342,34 @@ def filter(  # noqa: A001 - rp.filter, as in DESIGN.md
     >>> filter(pl.DataFrame({"q": [None]}), "q", "is urgent", LLM(base_url="http://127.0.0.1:9/v1")).height
     0
     """
-    out, _ = run_filter(
-        data,
-        column,
-        condition,
-        llm,
-        on_error,
-        batch_size,
-        engine,
-        budget=budget,
-        meter=meter,
-        progress=progress,
+    spec = FilterSpec(
+        column=column,
+        condition=condition,
+        batch_size=batch_size,
         max_row_tokens=max_row_tokens,
         truncate=truncate,
+    )
+    out, _ = run_filter(
+        data, spec, llm, on_error, engine=engine, budget=budget, meter=meter, progress=progress
     )
     return out
 
 
 def run_extract(
     data: Any,
-    column: str,
-    fields: dict[str, FieldType] | dict[str, Any],
+    spec: ExtractSpec,
     llm: LLM,
-    instructions: str | None = None,
-    batch_size: int = 16,
-    engine: str | None = None,
     *,
-    budget: Budget | None = None,
-    meter: UsageMeter | None = None,
-    progress: RowProgress | None = None,
-    overwrite: bool = False,
-    max_row_tokens: int = 8_000,
-    truncate: bool = False,
+    engine: str | None = None,
     warn: bool = True,
+    **options: Any,
 ) -> tuple[Any, OpStats]:
-    """:func:`extract`, returning the frame and the fan-out's :class:`~rlm_pipeline.ops.stats.OpStats`."""
-    spec = ExtractSpec(
-        column=column,
-        fields=fields,  # type: ignore[arg-type]  # checked and frozen by the spec
-        instructions=instructions,
-        batch_size=batch_size,
-        max_row_tokens=max_row_tokens,
-        truncate=truncate,
-    )
-    out, stats = _run(
-        data,
-        spec,
-        llm,
-        engine=engine,
-        meter=meter,
-        budget=budget,
-        progress=progress,
-        overwrite=overwrite,
-    )
+    """:func:`extract` of a built :class:`~rlm_pipeline.ops.extract_op.ExtractSpec`: the frame and its :class:`~rlm_pipeline.ops.stats.OpStats`.
+
+    ``options``: ``budget``, ``meter``, ``progress``, ``overwrite`` (as for
+    :func:`extract`); ``warn`` logs one line when rows are left without values.
+    """
+    _, out, stats = _run(data, spec, llm, engine, **options)
     if warn:
         line = failure_summary("extract", stats, "values", cached=bool(llm.cache_path))
         if line is not None:
@@ -404,19 +431,22 @@ def extract(
     >>> extract(pl.DataFrame({"q": [""]}), "q", {"day": "date"}, llm).schema["day"]
     Date
     """
+    spec = ExtractSpec(
+        column=column,
+        fields=fields,  # type: ignore[arg-type]  # checked and frozen by the spec
+        instructions=instructions,
+        batch_size=batch_size,
+        max_row_tokens=max_row_tokens,
+        truncate=truncate,
+    )
     out, _ = run_extract(
         data,
-        column,
-        fields,
+        spec,
         llm,
-        instructions,
-        batch_size,
-        engine,
+        engine=engine,
         budget=budget,
         meter=meter,
         progress=progress,
         overwrite=overwrite,
-        max_row_tokens=max_row_tokens,
-        truncate=truncate,
     )
     return out

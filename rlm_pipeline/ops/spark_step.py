@@ -44,9 +44,12 @@ from typing import TYPE_CHECKING, Any
 from rlm_pipeline.errors import InputError, RLMPipelineError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage
-from rlm_pipeline.ops.spec_base import OpSpec, check_output_columns
+from rlm_pipeline.ops.spec_base import OpSpec, check_output_columns, check_run_args
 
 if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from rlm_pipeline.engines.base import Engine
     from rlm_pipeline.ops.spark_task import TaskReport
     from rlm_pipeline.ops.stats import OpStats
 
@@ -73,12 +76,7 @@ class SparkStep:
     def __init__(
         self, spec: OpSpec, llm: LLM, *, overwrite: bool = False, budget: Budget | None = None
     ) -> None:
-        if not isinstance(llm, LLM):
-            msg = f"llm must be an rlm_pipeline.LLM, got {type(llm).__name__}"
-            raise InputError(msg)
-        if not isinstance(overwrite, bool):
-            msg = f"overwrite must be True or False, got {overwrite!r}"
-            raise InputError(msg)
+        check_run_args(llm, overwrite)
         self.spec = spec
         self.llm = llm
         self.overwrite = overwrite
@@ -90,16 +88,12 @@ class SparkStep:
         from rlm_pipeline._lazy import require_spark
 
         require_spark()
-        from rlm_pipeline.engines.kinds import is_spark_frame
+        from rlm_pipeline.engines.load import engine_for
         from rlm_pipeline.engines.spark_workers import check_workers
         from rlm_pipeline.ops import spark_fanout
 
-        if not is_spark_frame(df):
-            from pyspark.sql import SparkSession
-
-            from rlm_pipeline.engines.load import to_spark
-
-            df = to_spark(df, SparkSession.builder.getOrCreate())
+        engine = engine_for(df, "spark", spark=_session)
+        df = engine.read(df)
         if self.spec.column not in df.columns:
             msg = f"column {self.spec.column!r} not found; columns: {df.columns}"
             raise InputError(msg)
@@ -107,13 +101,18 @@ class SparkStep:
         check_workers(df.sparkSession)
         mapped, reports = spark_fanout.plan(df, self.spec, self.llm, budget=self.budget)
         self._runs.append(reports)
-        if mapped.isStreaming:  # each micro-batch is answered once by the stream itself
-            return mapped
-        from pyspark import StorageLevel
+        if not mapped.isStreaming:  # each micro-batch is answered once by the stream itself
+            from pyspark import StorageLevel
 
-        # Lazy too: the first action fills it.  A sort's sampling job, a second action
-        # or a self-join then read the answers instead of asking the model again.
-        return mapped.persist(StorageLevel.MEMORY_AND_DISK)
+            # Lazy too: the first action fills it.  A sort's sampling job, a second action
+            # or a self-join then read the answers instead of asking the model again.
+            mapped = mapped.persist(StorageLevel.MEMORY_AND_DISK)
+        return self.finish(engine, mapped)
+
+    def finish(self, engine: Engine, planned: Any) -> Any:
+        """The frame handed back for ``planned`` (the answered plan): as is; a subclass may
+        add lazy steps through ``engine`` (the filter keeps its rows: ``Engine.rows_where``)."""
+        return planned
 
     def report(self) -> TaskReport:
         """What the tasks of the last planned frame reported so far (empty before an action)."""
@@ -194,3 +193,10 @@ class SparkStep:
 
     def __repr__(self) -> str:
         return f"SparkStep({type(self.spec).__name__} on {self.spec.column!r}, usage={self.usage})"
+
+
+def _session() -> SparkSession:
+    """The session a non-Spark input is read into: the active one, else a new local one."""
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.getOrCreate()

@@ -289,14 +289,11 @@ def test_input_too_long_is_a_listed_kind() -> None:
     import json
     from pathlib import Path
 
-    from rlm_pipeline.polars_ns import _MAX_ROW_TOKENS
-
     assert "input_too_long" in ERROR_KINDS
     schema = json.loads(
         (Path(__file__).resolve().parents[2] / "schemas/classified.schema.json").read_text()
     )
     assert "input_too_long" in schema["properties"]["label_error"]["pattern"]
-    assert _MAX_ROW_TOKENS == DEFAULT_MAX_ROW_TOKENS
 
 
 @pytest.mark.parametrize(

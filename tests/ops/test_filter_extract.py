@@ -12,6 +12,8 @@ import pytest
 
 import rlm_pipeline as rp
 from rlm_pipeline.errors import InputError, UnansweredRowsError
+from rlm_pipeline.ops.extract_op import ExtractSpec
+from rlm_pipeline.ops.filter_op import FilterSpec
 from rlm_pipeline.ops.semantic import run_extract, run_filter
 from rlm_pipeline.ops.stats import ERROR_KINDS
 from rlm_pipeline.sim.mapper import condition_holds, extract_fields
@@ -82,7 +84,7 @@ def test_filter_accounts_for_every_row_under_faults(
     holds = {i for i, t in enumerate(texts) if t and t.strip() and condition_holds(t, CONDITION)}
 
     # keep: failed rows come out with their reason; every row is kept, dropped or failed
-    out, stats = run_filter(data, "q", CONDITION, llm, on_error="keep")
+    out, stats = run_filter(data, FilterSpec("q", CONDITION), llm, on_error="keep")
     got = _collect(out)
     assert stats.kept + stats.dropped + stats.failed == stats.rows == len(texts)
     assert stats.failed > 0 and stats.blank == 2 and stats.returned == got.height
@@ -95,7 +97,7 @@ def test_filter_accounts_for_every_row_under_faults(
     assert all(r.split(":")[0] in ERROR_KINDS for r in failed["filter_error"])
 
     if engine == "polars":  # drop: the same counts, the failed rows left out
-        out, dropped = run_filter(data, "q", CONDITION, llm, on_error="drop")
+        out, dropped = run_filter(data, FilterSpec("q", CONDITION), llm, on_error="drop")
         assert dropped.kept + dropped.dropped + dropped.failed == len(texts)
         assert _collect(out).height == dropped.kept
         assert _collect(out).columns == ["id", "q"]
@@ -103,7 +105,7 @@ def test_filter_accounts_for_every_row_under_faults(
     # raise (default): a typed error naming the count; answered rows are not asked again
     sim.set_config(fault_429=0, fault_500=0, fault_timeout=0, fault_malformed=0, fault_wrong_ids=0)
     before = _requests(sim, "filter")
-    out, clean = run_filter(data, "q", CONDITION, llm)
+    out, clean = run_filter(data, FilterSpec("q", CONDITION), llm)
     assert clean.failed == 0 and clean.kept == len(holds)
     assert _collect(out)["id"].to_list() == sorted(holds)
     assert _requests(sim, "filter") - before <= stats.failed  # only the failed rows
@@ -161,7 +163,7 @@ def test_extract_typed_columns_under_faults(
     texts = _texts(seed=35) if engine == "polars" else _texts(150, distinct=100, seed=35)
     data = _data(engine, request, texts)
     llm = _llm(sim, tmp_path, max_retries=1, timeout_s=0.5)
-    out, stats = run_extract(data, "q", FIELDS, llm)
+    out, stats = run_extract(data, ExtractSpec("q", FIELDS), llm)
     got = _collect(out).sort("id") if engine == "spark" else _collect(out)
     assert got.columns == ["id", "q", *FIELDS, "extract_error"]
     assert got["id"].to_list() == list(range(len(texts)))  # every row once
@@ -190,7 +192,7 @@ def test_extract_typed_columns_under_faults(
 
     # the failed rows are asked again, the answered ones come from the store
     sim.set_config(fault_429=0, fault_500=0, fault_timeout=0, fault_malformed=0, fault_wrong_ids=0)
-    out, again = run_extract(data, "q", FIELDS, llm)
+    out, again = run_extract(data, ExtractSpec("q", FIELDS), llm)
     assert again.failed == 2  # the blank rows only
     assert again.cached_rows == stats.rows - stats.failed
     before = _requests(sim, "extract")

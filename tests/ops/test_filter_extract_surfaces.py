@@ -67,6 +67,31 @@ def test_spark_transforms(spark: Any, sim: Any) -> None:
     got = pl.DataFrame(lazy.toArrow()).sort("id")
     assert got.columns == ["id", "q", "refund_amount", "topic", "extract_error"]
     assert got["topic"].to_list() == [extract_fields(t, FIELDS)["topic"] for t in TEXTS]
-    kept = sdf.transform(rp.spark.filter("q", CONDITION, llm=llm))
-    assert sorted(r["id"] for r in kept.collect()) == [0, 2]
+    step = rp.spark.filter("q", CONDITION, llm=llm)
+    before = sim.stats()["requests"]
+    kept = sdf.transform(step)
+    assert sim.stats()["requests"] == before  # lazy too: no call until an action
     assert kept.columns == ["id", "q"]
+    assert sorted(r["id"] for r in kept.collect()) == [0, 2]
+    stats = step.filter_stats
+    assert stats is not None and (stats.rows, stats.kept, stats.dropped, stats.failed) == (4, 2, 2, 0)
+
+
+@pytest.mark.spark
+def test_spark_filter_raises_at_the_action(spark: Any, sim_factory: Any) -> None:
+    """on_error="raise": transform plans (no call), the action fails with the typed error."""
+    sim = sim_factory(fault_500=1.0)
+    llm = _llm(sim, max_retries=0)
+    sdf = spark.createDataFrame(pl.DataFrame({"id": range(len(TEXTS)), "q": TEXTS}).to_arrow())
+    step = rp.spark.filter("q", CONDITION, llm=llm)
+    planned = sdf.transform(step)
+    assert sim.stats()["requests"] == 0
+    with pytest.raises(UnansweredRowsError, match="rows have no answer.*First failed row: api_error"):
+        with step.typed_errors():
+            planned.collect()
+    keep = rp.spark.filter("q", CONDITION, llm=llm, on_error="keep")
+    got = sdf.transform(keep).collect()
+    assert sorted(r["id"] for r in got) == [0, 1, 2, 3]
+    assert all(r["filter_error"].startswith("api_error") for r in got)
+    stats = keep.filter_stats
+    assert stats is not None and (stats.failed, stats.returned) == (4, 4)
