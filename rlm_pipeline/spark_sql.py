@@ -84,7 +84,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -467,14 +468,15 @@ def answer_batches(
     arguments)`` (labels, a condition, fields); or a typed extract function's
     spec, then a batch is ``(texts, None)``.  One client for the whole task
     and one memo per argument, so texts are deduplicated across its batches;
-    the task's usage is reported when it ends.
+    up to :data:`~rlm_pipeline.ops.pipeline.CHUNKS_IN_FLIGHT` batches are
+    answered at once while the next one is read (as in the lazy steps' tasks),
+    so the calls in flight do not drain at each batch's end; the task's usage
+    is reported when it ends.
     """
     from rlm_pipeline.llm.client import LLMClient
-    from rlm_pipeline.ops.memo import Memo
 
     meter = UsageMeter()
     tally = Tally()
-    memos: dict[Any, Memo] = {}
     part = _partition_id()
     budget, refused = _budget_for(options, part)
     loop = asyncio.new_event_loop()
@@ -483,25 +485,60 @@ def answer_batches(
         return LLMClient(options.llm, meter=meter, budget=budget)
 
     client = loop.run_until_complete(build())
+    answers = _answers(name, batches, options, client, tally)
     try:
-        for texts, arguments in batches:
-            rows = texts.to_pylist()
-            if isinstance(name, str):
-                keys = arguments.to_pylist() if arguments is not None else [None] * len(rows)
-                results = loop.run_until_complete(
-                    _answer(name, rows, keys, options, client, memos, tally)
-                )
-            else:
-                memo = memos.setdefault(None, Memo())
-                results = loop.run_until_complete(_apply(rows, client, name, memo, tally))
+        while True:
+            try:
+                results = loop.run_until_complete(answers.__anext__())
+            except StopAsyncIteration:
+                break
             if refused is not None:
                 results = [_refused(result, refused) for result in results]
             yield _struct(name, results)
     finally:
+        loop.run_until_complete(answers.aclose())
         loop.run_until_complete(client.aclose())
         loop.close()
         if report is not None:
             report(TaskReport(meter.snapshot(), {part: tally.cached_rows}))
+
+
+async def _answers(
+    name: Any,
+    batches: Iterator[tuple[pa.Array, pa.Array | None]],
+    options: _Options,
+    client: Any,
+    tally: Tally,
+) -> AsyncGenerator[list[RowResult], None]:
+    """Each batch's results, in order; the next batch is read (in a thread) meanwhile."""
+    from rlm_pipeline.ops.core import apply_texts
+    from rlm_pipeline.ops.memo import Memo
+    from rlm_pipeline.ops.pipeline import CHUNKS_IN_FLIGHT
+
+    memos: dict[Any, Memo] = {}
+    pending: deque[asyncio.Task[list[RowResult]]] = deque()
+    try:
+        while True:
+            batch = await asyncio.to_thread(next, batches, None)
+            if batch is None:
+                break
+            texts, arguments = batch
+            rows = texts.to_pylist()
+            job: Awaitable[list[RowResult]]
+            if isinstance(name, str):
+                keys = arguments.to_pylist() if arguments is not None else [None] * len(rows)
+                job = _answer(name, rows, keys, options, client, memos, tally)
+            else:  # a typed extract function: one spec for every row
+                memo = memos.setdefault(None, Memo())
+                job = apply_texts(rows, client, name, memo=memo, tally=tally)
+            pending.append(asyncio.ensure_future(job))
+            while pending and (pending[0].done() or len(pending) > CHUNKS_IN_FLIGHT):
+                yield await pending.popleft()
+        while pending:
+            yield await pending.popleft()
+    finally:
+        for task in pending:
+            task.cancel()
 
 
 def _budget_for(options: _Options, part: int) -> tuple[Budget | None, str | None]:
@@ -523,14 +560,6 @@ def _refused(result: RowResult, reason: str) -> RowResult:
     if error is not None and error.startswith("budget_exceeded"):
         return None, reason
     return value, error
-
-
-async def _apply(
-    texts: list[str | None], client: Any, spec: Any, memo: Any, tally: Tally
-) -> list[RowResult]:
-    from rlm_pipeline.ops.core import apply_texts
-
-    return await apply_texts(texts, client, spec, memo=memo, tally=tally)
 
 
 async def _answer(

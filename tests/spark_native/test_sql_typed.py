@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -157,3 +158,35 @@ def test_budget_is_shared_over_the_tasks_of_a_query(spark: Any, sim_factory: Any
         r["r"]["label"] is None and "is past tasks=2" in r["r"]["error"] for r in late
     )
     assert any(r["r"]["label"] is not None for r in rows if r["part"] < 2)
+
+
+def test_many_arrow_batches_per_task_are_answered_in_order_with_dedup(
+    spark: Any, sim_factory: Any
+) -> None:
+    """Small Arrow batches: several per task, answered two at a time, texts asked once."""
+    sim = sim_factory(seed=9)
+    labels = ["account", "billing", "shipping", "technical"]
+    texts = _view(spark, 600, seed=37, distinct=150)
+    fns = register(spark, llm=_llm(sim), batch_size=16)
+    sim.reset_stats()
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, "64")
+    try:
+        rows = spark.sql(
+            "SELECT ticket_id, question, "
+            "rlm_classify(question, array('account','billing','shipping','technical')) AS r, "
+            "rlm_extract(question, 'amount number') AS x FROM t"
+        ).collect()
+    finally:
+        spark.conf.set(key, before)
+    assert sorted(r["ticket_id"] for r in rows) == sorted(texts)
+    assert all(r["r"]["label"] == intended_label(r["question"], labels) for r in rows)
+    assert all(r["x"]["error"] is None for r in rows)
+    distinct = len(set(texts.values()))
+    batches = 2 * math.ceil(600 / 2 / 64) + 2  # per task ~300 rows in batches of 64 (+ skew)
+    requests = sim.stats()["requests"]
+    # each distinct text asked once per function (equal texts share a partition): at most
+    # one part-filled call per batch more than distinct / 16, for each of the 2 functions
+    assert requests <= 2 * (math.ceil(distinct / 16) + batches), requests
+    assert fns.usage is not None and fns.usage.calls == requests
