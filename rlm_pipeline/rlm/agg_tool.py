@@ -117,18 +117,20 @@ async def aggregate_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     groups = _groups(table, spec)
     tally = UsageMeter()
     folds = await _fold_all(scope.client, spec, groups, tally)
-    calls = tally.snapshot().calls
+    used = tally.snapshot()
+    calls = used.calls + used.failed_calls  # requests sent: answered or failed for good
     out = _output(groups, folds, table, spec)
     await on_engine(scope.engine.register, name, out.to_arrow(), replace=True)
     rows = sum(fold.rows for fold in folds)
     keys = [key for key, _ in groups]
     scope.state.steps.note(scope.path, sample=group_sample(column, spec.by, keys, folds))
-    return ToolOutcome(text=bound(_result(name, out, spec, rows, calls)), rows_in=rows,
-                       rows_out=out.height, sub_calls=calls)
+    text = _result(name, out, spec, rows, calls, used.failed_calls)
+    return ToolOutcome(text=bound(text), rows_in=rows, rows_out=out.height, sub_calls=calls)
 
 
-def _result(name: str, out: pl.DataFrame, spec: Any, rows: int, calls: int) -> str:
-    lines = [f"view `{name}`: {out.height} groups ({rows} rows, {calls} sub-calls)"]
+def _result(name: str, out: pl.DataFrame, spec: Any, rows: int, calls: int, failed: int) -> str:
+    failed_text = f", {failed} failed" if failed else ""
+    lines = [f"view `{name}`: {out.height} groups ({rows} rows, {calls} sub-calls{failed_text})"]
     missing = out.filter(pl.col("summary_error").is_not_null())
     if missing.height:
         kinds = missing["summary_error"].str.split(":").list.first().value_counts(sort=True)

@@ -3,9 +3,11 @@
 Per run: the question and answer, totals, the cost by model (root vs sub), a
 timeline of the steps (seconds and tokens), then every step.  A model turn
 shows which protocol carried it, the model's own text and the actions read from
-it (folded with ``<details>``); a classify / llm_map step shows its sample of
-rows with their answers and error reasons; a ``recurse`` step holds its sub-RLM
-runs, folded, nested by depth.
+it (folded with ``<details>``); a classify / llm_map / extract step shows its
+sample of rows with their answers and error reasons, an ``aggregate`` step its
+first groups with their summaries and row counts and its failed leaf / fold
+calls with their reasons; a ``recurse`` step holds its sub-RLM runs, folded,
+nested by depth.
 
 The page has inline CSS only: no scripts, no external assets, and it works
 without JavaScript (everything folds with ``<details>``).  Everything taken
@@ -104,6 +106,7 @@ word-break:break-word;white-space:pre-wrap}
 th{background:#f0f3f8;font-weight:600;color:#36465c}
 td.reason{color:var(--err)}
 td.label{font-weight:600}
+td.num{text-align:right;white-space:nowrap}
 .caption{color:var(--muted);font-size:12px;margin-top:6px}
 table.cost{width:auto;min-width:520px}
 table.cost td,table.cost th{white-space:nowrap}
@@ -405,6 +408,8 @@ def _cell(value: Any, limit: int = 300) -> str:
 
 
 def _sample(sample: Mapping[str, Any]) -> str:
+    if sample.get("kind") == "groups":
+        return _group_sample(sample)
     column = str(sample.get("column") or "text")
     answer = str(sample.get("answer_column") or "answer")
     error = str(sample.get("error_column") or f"{answer}_error")
@@ -429,6 +434,54 @@ def _sample(sample: Mapping[str, Any]) -> str:
             f'<table class="sample {key}"><colgroup><col style="width:58%">'
             f'<col style="width:16%"><col style="width:26%"></colgroup><tr><th>{_e(column)}</th><th>{_e(answer)}</th>'
             f"<th>{_e(error)}</th></tr>{body}</table>"
+        )
+    return html
+
+
+def _group_sample(sample: Mapping[str, Any]) -> str:
+    """An aggregate step's sample: groups with summaries and row counts, then failed calls."""
+    by = sample.get("by")
+    group = ", ".join(str(b) for b in by) if isinstance(by, list) and by else "group"
+    html = ""
+    groups = sample.get("groups")
+    if isinstance(groups, list) and groups:
+        total = sample.get("groups_total")
+        of = f" of {total:,}" if isinstance(total, int) else ""
+        missing = sample.get("failed_groups_total")
+        if isinstance(missing, int) and missing:
+            of += f"; {missing:,} missing rows in their summary"
+        body = "".join(
+            f"<tr><td>{_e(_cell(g.get('group')))}</td>"
+            f'<td class="num">{_e(_cell(g.get("rows_summarised")))} / {_e(_cell(g.get("rows")))}'
+            f'</td><td>{_e(_cell(g.get("summary")) or "null")}</td>'
+            f'<td class="reason">{_e(_cell(g.get("error")))}</td></tr>'
+            for g in groups
+            if isinstance(g, Mapping)
+        )
+        html += (
+            f'<div class="caption">sample: first groups ({len(groups)}{of})</div>'
+            '<table class="sample groups"><colgroup><col style="width:18%">'
+            '<col style="width:13%"><col style="width:45%"><col style="width:24%"></colgroup>'
+            f"<tr><th>{_e(group)}</th><th>rows summarised</th><th>summary</th>"
+            f"<th>summary_error</th></tr>{body}</table>"
+        )
+    failed = sample.get("failed_calls")
+    if isinstance(failed, list) and failed:
+        total = sample.get("failed_calls_total")
+        of = f" of {total:,}" if isinstance(total, int) else ""
+        body = "".join(
+            f"<tr><td>{_e(_cell(f.get('group')))}</td><td>{_e(_cell(f.get('call')))}</td>"
+            f'<td class="num">{_e(_cell(f.get("rows")))}</td>'
+            f'<td class="reason">{_e(_cell(f.get("error")))}</td></tr>'
+            for f in failed
+            if isinstance(f, Mapping)
+        )
+        html += (
+            f'<div class="caption">sample: failed calls ({len(failed)}{of}): their rows are '
+            "not in the summary</div>"
+            '<table class="sample failed_calls"><colgroup><col style="width:16%">'
+            '<col style="width:14%"><col style="width:10%"><col style="width:60%"></colgroup>'
+            f"<tr><th>{_e(group)}</th><th>call</th><th>rows</th><th>reason</th></tr>{body}</table>"
         )
     return html
 

@@ -3,9 +3,10 @@
 Every text taken from the trace goes into :class:`rich.text.Text` objects, never
 into markup strings, so model output cannot inject rich markup.  With
 ``verbose=True`` each model turn also shows its protocol, the model's own text
-and the actions read from it, and a classify / llm_map step its sample rows with
-their answers and error reasons.  The caller
-prints the renderable (the library never prints).
+and the actions read from it, a classify / llm_map / extract step its sample rows
+with their answers and error reasons, and an aggregate step its first groups (summary,
+rows summarised) and failed calls with their reasons.  The caller prints the
+renderable (the library never prints).
 
 Examples
 --------
@@ -66,7 +67,8 @@ def render_tree(
         ``RLMResult.trace``, or :class:`~rlm_pipeline.trace.TraceRecord`).
     verbose
         Also show what the model wrote in each turn, the actions read from it,
-        and the row samples of classify / llm_map steps.
+        the row samples of classify / llm_map / extract steps and the group
+        samples of aggregate steps.
 
     Returns
     -------
@@ -148,6 +150,8 @@ def _verbose_label(record: Mapping[str, Any], label: Text) -> Text:
                 label.append(" " + format_value(action.get("arguments"), 300), style="cyan")
         return label
     sample = extra.get("sample")
+    if isinstance(sample, Mapping) and sample.get("kind") == "groups":
+        return _group_lines(sample, label)
     if isinstance(sample, Mapping):
         answer = str(sample.get("answer_column") or "answer")
         for key in ("rows", "failed"):
@@ -160,6 +164,30 @@ def _verbose_label(record: Mapping[str, Any], label: Text) -> Text:
                 if row.get("error"):
                     label.append(f" ({format_value(row.get('error'), 80)})", style="red")
                 label.append("  " + format_value(row.get("text"), 120))
+    return label
+
+
+def _group_lines(sample: Mapping[str, Any], label: Text) -> Text:
+    """An aggregate step's sample: one line per group, then one per failed call."""
+    for group in sample.get("groups") or []:
+        if not isinstance(group, Mapping):
+            continue
+        label.append("\n")
+        label.append(f"[{format_value(group.get('group'), 80)}]",
+                     style="bold red" if group.get("error") else "bold")
+        label.append(f" {format_value(group.get('rows_summarised'), 20)}/"
+                     f"{format_value(group.get('rows'), 20)} rows: ")
+        label.append(format_value(group.get("summary"), 160) or "null")
+        if group.get("error"):
+            label.append(f" ({format_value(group.get('error'), 120)})", style="red")
+    for call in sample.get("failed_calls") or []:
+        if not isinstance(call, Mapping):
+            continue
+        label.append("\n")
+        label.append(f"✗ {format_value(call.get('call'), 20)} of "
+                     f"[{format_value(call.get('group'), 80)}], "
+                     f"{format_value(call.get('rows'), 20)} rows: "
+                     f"{format_value(call.get('error'), 160)}", style="red")
     return label
 
 

@@ -5,6 +5,7 @@ depth 1), sql, answer.  One result carries hostile HTML."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,3 +102,11 @@ def real_run_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("real_run") / "run.jsonl"
     record_run(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def aggregate_run() -> list[dict[str, Any]]:
+    """The trace of two root ``aggregate`` tool calls over the simulator (trace_runs.py), made once."""
+    from trace_runs import aggregate_records
+
+    return aggregate_records()

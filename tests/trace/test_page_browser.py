@@ -2,7 +2,8 @@
 
 What a person sees without clicking: the model's own text and actions with the
 protocol, the classify steps' row samples with labels and error reasons, the
-sub-runs nested under ``recurse``, the timeline and the cost by model; the
+sub-runs nested under ``recurse``, the timeline and the cost by model, an
+``aggregate`` step's groups (summaries, rows summarised) and failed calls; the
 hostile tickets (HTML/JS, U+2028, a 6,000-character cell) are shown as text and
 nothing from them runs.  Skipped where Chromium is not installed.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from trace_runs import IMG, SCRIPT
+from trace_runs import HOSTILE_TEAM, IMG, SCRIPT
 
 from rlm_pipeline.trace import read_trace
 from rlm_pipeline.trace.html import write_html
@@ -86,12 +87,14 @@ class _Seen(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory: pytest.TempPathFactory,
-         real_run_file: Path) -> tuple[Path, list[dict[str, Any]]]:
-    """The real run's page, followed on the same page by a run whose model wrote hostile text."""
+def page(tmp_path_factory: pytest.TempPathFactory, real_run_file: Path,
+         aggregate_run: list[dict[str, Any]]) -> tuple[Path, list[dict[str, Any]]]:
+    """The real run's page, followed on the same page by a run whose model wrote hostile text
+    and by the root's two ``aggregate`` calls (trace_runs.aggregate_records)."""
     folder = tmp_path_factory.mktemp("page")
     records = read_trace(real_run_file)
-    return write_html([*records, *_hostile_run()], folder / "run.html"), records
+    page = write_html([*records, *_hostile_run(), *aggregate_run], folder / "run.html")
+    return page, records
 
 
 #: What a model could write: markup that would run, a line separator, a 10,000-character line.
@@ -145,6 +148,18 @@ def test_person_sees_row_samples_with_labels_and_reasons(seen: _Seen) -> None:
     assert "Refund the double charge on my card billing" in text
     assert "The app crashes when I open the reports screen technical" in text
     assert "sample: failed rows (1 of 1)" in text and "empty_input" in text
+
+
+def test_person_sees_aggregate_groups_and_failed_calls(seen: _Seen) -> None:
+    text = seen.text
+    assert "sample: first groups (3 of 3)" in text
+    assert "team rows summarised summary summary_error" in text  # the table's header
+    assert "team=billing desk 2 / 3 billing: 1, technical: 0, account: 1, other: 0" in text
+    assert f"team={HOSTILE_TEAM} 3 / 3 billing: 1, technical: 1" in text  # a key, as text
+    assert "sample: first groups (3 of 3; 3 missing rows in their summary)" in text
+    assert "team=web 0 / 2 null api_error: 2 of 2 rows not in the summary" in text
+    assert "sample: failed calls (3 of 3): their rows are not in the summary" in text
+    assert "team call rows reason team=billing desk leaf 2 api_error: 500" in text
 
 
 def test_person_sees_nested_sub_runs_and_the_timeline(seen: _Seen) -> None:

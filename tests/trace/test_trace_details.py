@@ -189,3 +189,55 @@ def test_extract_step_records_a_row_sample(sim: Any) -> None:
     assert any(isinstance(row["answer"], float) for row in sample["rows"])  # an amount read
     page = render_html(res.trace)
     assert "<th>refund_amount</th><th>extract_error</th>" in page
+
+
+def test_aggregate_step_records_groups_and_failed_calls(aggregate_run: list[dict[str, Any]]) -> None:
+    from trace_runs import HOSTILE_TEAM
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for record in aggregate_run:
+        validator.validate(record)
+    healthy, down = (r for r in aggregate_run if r.get("tool") == "aggregate")
+    sample = healthy["extra"]["sample"]
+    assert (sample["kind"], sample["by"], sample["groups_total"]) == ("groups", ["team"], 3)
+    groups = {g["group"]: g for g in sample["groups"]}
+    assert set(groups) == {"team=billing desk", f"team={HOSTILE_TEAM}", "team=web"}
+    # a blank ticket is counted in its group's rows but has nothing to summarise
+    assert (groups["team=billing desk"]["rows"], groups["team=billing desk"]["rows_summarised"]) \
+        == (3, 2)
+    assert sum(g["rows"] for g in groups.values()) == sample["rows_total"] == 8
+    assert all(g["summary"] and g["error"] is None for g in groups.values())
+    assert "failed_calls" not in sample and healthy["sub_calls"] == 3  # one leaf per group
+    failed = down["extra"]["sample"]
+    assert failed["failed_groups_total"] == 3 and failed["failed_calls_total"] == 3
+    assert [c["call"] for c in failed["failed_calls"]] == ["leaf"] * 3
+    assert all(c["error"].startswith("api_error: 500") for c in failed["failed_calls"])
+    assert sum(c["rows"] for c in failed["failed_calls"]) == 7  # every non-blank row, once
+    assert all(g["summary"] is None and g["error"].startswith("api_error: ")
+               for g in failed["groups"])
+    assert down["sub_calls"] == 3 and "3 sub-calls, 3 failed" in down["result_summary"]
+
+
+def test_aggregate_sample_on_the_page_and_in_the_verbose_tree(
+    aggregate_run: list[dict[str, Any]],
+) -> None:
+    from trace_runs import HOSTILE_TEAM
+
+    page = render_html(aggregate_run)
+    assert "<th>team</th><th>rows summarised</th><th>summary</th><th>summary_error</th>" in page
+    assert "sample: first groups (3 of 3)" in page
+    assert "sample: first groups (3 of 3; 3 missing rows in their summary)" in page
+    assert "sample: failed calls (3 of 3): their rows are not in the summary" in page
+    assert "<th>team</th><th>call</th><th>rows</th><th>reason</th>" in page
+    assert "<script>" not in page and "team=ops &lt;script&gt;" in page
+    console = Console(width=250, record=True, color_system=None)
+    with console.capture() as capture:
+        console.print(render_tree(aggregate_run, verbose=True))
+    out = capture.get()
+    assert "[team=billing desk] 2/3 rows: billing: 1, technical: 0, account: 1, other: 0" in out
+    assert f"[team={HOSTILE_TEAM}] 3/3 rows:" in out  # shown as text
+    assert "[team=web] 0/2 rows: null (api_error: 2 of 2 rows not in the summary" in out
+    assert "✗ leaf of [team=web], 2 rows: api_error: 500" in out
+    with console.capture() as capture:
+        console.print(render_tree(aggregate_run))
+    assert "✗ leaf of" not in capture.get()  # samples: --verbose only
