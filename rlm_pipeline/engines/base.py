@@ -355,7 +355,8 @@ class Engine(Protocol):
         self, view: str, spec: OpSpec, client: LLMClient, name: str, *, fanout: Fanout
     ) -> OpStats:
         """Fan one model sub-call per row batch of ``view`` out and register the result as
-        ``name``; returns the operator's stats.
+        ``name``; returns the operator's stats, whose ``usage`` is this fan-out's own
+        (``client`` may serve other work at the same time: no meter difference).
 
         The one entry of a fan-out on any engine.  Polars runs it in the caller's
         event loop through ``client`` (every call under its semaphore and limiters);

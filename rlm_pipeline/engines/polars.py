@@ -38,13 +38,18 @@ from rlm_pipeline.engines.work import (
     scans_error,
     view_rows_error,
 )
-from rlm_pipeline.errors import EngineError, InputError, UnansweredRowsError
+from rlm_pipeline.errors import (
+    EngineError,
+    InputError,
+    LLMResponseParseError,
+    UnansweredRowsError,
+)
+from rlm_pipeline.llm.usage import UsageMeter
 
 if TYPE_CHECKING:
     from rlm_pipeline.engines.base import FailedRows, Fanout, RowProgress
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.llm.config import LLM, Budget
-    from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
@@ -394,10 +399,11 @@ class PolarsEngine:
         """Fan model sub-calls out over ``view`` through ``client``, in the running loop."""
         frame = self._views.get(view)
         self._check_new(name)
-        result, stats = await fanout.polars(frame, spec, client)
+        own = CountedClient(client)
+        result, stats = await fanout.polars(frame, spec, own)
         self._views.put(name, _as_lazy(result))
         self._ledger.scans[name] = 1
-        return stats
+        return stats.with_usage(own.tally.snapshot())
 
     # -- limits on model-issued work (rlm_pipeline.engines.work) ----------------------
 
@@ -437,6 +443,37 @@ class PolarsEngine:
                 return collect_polars(to_polars_query(probe, frames)).item()
 
         check_joins(checked, schemas, self._view_cap, run_probe)
+
+
+class CountedClient:
+    """``client`` as one fan-out sees it, counting that fan-out's own requests in :attr:`tally`.
+
+    Other work (another tool call, a sub-run) may share ``client`` and its
+    meter at the same time, so a difference of two meter snapshots would count
+    its calls too; every request of this fan-out goes through :meth:`json`.
+    Everything else is ``client``'s (limits, budget, meter, row store).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        #: This fan-out's requests: answered calls with their tokens, cache hits as cached calls.
+        self.tally = UsageMeter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def json(self, *args: Any, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+        """``client.json``, counted."""
+        try:
+            obj, reply = await self._client.json(*args, **kwargs)
+        except LLMResponseParseError:
+            self.tally.record(input_tokens=0, output_tokens=0, cost_usd=0.0)  # it was answered
+            raise
+        tokens = reply.input_tokens, reply.output_tokens
+        cost = self._client.config.price().cost(*tokens) if not reply.cached else 0.0
+        self.tally.record(input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=cost,
+                          cached=reply.cached)
+        return obj, reply
 
 
 def _no_reason(reasons: pl.Series, message: str) -> pl.Series:

@@ -121,9 +121,8 @@ async def extract_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         raise ToolError(
             f"view `{view}` already has column(s) {', '.join(taken)}; name the fields otherwise"
         )
-    before = scope.state.meter.snapshot().calls
-    await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
-    calls = scope.state.meter.snapshot().calls - before
+    stats = await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
+    calls = stats.usage.calls  # this call's own (other tool calls may share the client)
     rows = int(await on_engine(scope.engine.count, name))
     found = []
     for field in spec.names:

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
@@ -49,6 +49,9 @@ from rlm_pipeline.rlm.views import (
     describe_view,
 )
 from rlm_pipeline.rlm.views import on_engine as _engine
+
+if TYPE_CHECKING:
+    from rlm_pipeline.ops.stats import OpStats
 
 __all__ = [
     "MAX_PEEK_ROWS",
@@ -250,10 +253,6 @@ async def _sql(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     return ToolOutcome(text=text, rows_out=rows)
 
 
-def _meter_calls(scope: Scope) -> int:
-    return scope.state.meter.snapshot().calls
-
-
 async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     from rlm_pipeline.ops.spec import ClassifySpec
 
@@ -271,9 +270,7 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         batch_size=scope.state.sub_batch_size,
         output_column="label",
     )
-    before = _meter_calls(scope)
-    await _map_llm(scope, view, spec, name)
-    calls = _meter_calls(scope) - before
+    calls = (await _map_llm(scope, view, spec, name)).usage.calls  # this call's own
     # The library's own reads (every label, uncut), not the model's 20-row preview.
     counts = await _engine(scope.engine.value_counts, name, "label", max_values=len(labels) + 1)
     total = counts.rows
@@ -363,9 +360,7 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         batch_size=scope.state.sub_batch_size,
         output_column="value",
     )
-    before = _meter_calls(scope)
-    await _map_llm(scope, view, spec, name)
-    calls = _meter_calls(scope) - before
+    calls = (await _map_llm(scope, view, spec, name)).usage.calls  # this call's own
     rows = int(await _engine(scope.engine.count, name))
     failures = await _failures(scope, name, "value_error", rows, "value")
     sample = await row_sample(scope.engine, name, column, "value", "value_error", rows=rows,
@@ -376,7 +371,7 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls)
 
 
-async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> None:
+async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> OpStats:
     """Fan ``spec`` out over ``view`` into view ``name`` through the scope's engine and client.
 
     Polars runs it in the run's own event loop through the scope's client, so the
@@ -386,7 +381,7 @@ async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> None:
     """
     from rlm_pipeline.ops.fanout import FANOUT
 
-    await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
+    return await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
 
 
 async def _recurse(args: dict[str, Any], scope: Scope) -> ToolOutcome:
