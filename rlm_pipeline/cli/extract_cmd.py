@@ -17,19 +17,17 @@ an output where every non-blank row failed is refused the same way.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.cli.op_cmd import (
-    add_common_arguments,
-    check_columns,
-    fan_out,
-    print_estimate,
+    add_command,
+    backend,
     print_failures,
     print_usage,
-    row_limits,
+    start,
+    validated,
 )
 from rlm_pipeline.errors import InputError
 
@@ -38,13 +36,13 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``extract`` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "extract",
-        help="read typed fields (numbers, dates, enums, ...) out of every row of a text column",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "read typed fields (numbers, dates, enums, ...) out of every row of a text column",
+        __doc__,
+        run, output_column=True,
     )
-    add_common_arguments(p, output_column=True)
     p.add_argument(
         "--fields",
         required=True,
@@ -64,7 +62,6 @@ def add_parser(subparsers: Any) -> None:
         metavar="R",
         help="write the output if at most this fraction (0-1) of rows failed transiently",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,58 +71,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rlm_pipeline.cli.classify import (
-        _budget,
-        _check_ids,
-        _llm,
-        _sigterm_as_interrupt,
-        _spark_session,
-    )
     from rlm_pipeline.cli.failures import FailureReport
-    from rlm_pipeline.cli.outputs import check_output_path, staged_output
-    from rlm_pipeline.engines.load import open_engine
-    from rlm_pipeline.engines.views import CONTEXT_VIEW
     from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.extract_op import ExtractSpec
     from rlm_pipeline.ops.spec_base import output_names
+    from rlm_pipeline.validate_semantic import validate_extract
 
-    llm = _llm(args)
-    budget = _budget(args, llm)
     if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
         raise InputError("--max-error-rate must be between 0 and 1")
     max_error_rate = 1.0 if args.allow_errors else args.max_error_rate
-    spec = ExtractSpec(
-        column=args.column,
-        fields=args.fields,
-        instructions=args.instructions,
-        batch_size=args.batch_size,
-        **row_limits(args),
-    )
-    output = check_output_path(args.input, args.output)
-    engine = open_engine(args.input, args.engine, spark=_spark_session)
-    check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args, output_names(spec))
-    if args.id_column:
-        _check_ids(engine, args.id_column)
-    if args.estimate:
-        print_estimate(engine, spec, llm)
+
+    def make_spec(limits: dict[str, Any]) -> ExtractSpec:
+        return ExtractSpec(
+            column=args.column,
+            fields=args.fields,
+            instructions=args.instructions,
+            batch_size=args.batch_size,
+            **limits,
+        )
+
+    run = start(args, make_spec, output_names)
+    if run is None:  # --estimate printed
         return 0
-
     meter = UsageMeter()
-    with _sigterm_as_interrupt(), staged_output(output) as staged:
-        input_rows, stats = fan_out(engine, spec, llm, meter, budget, staged.tmp)
-        from rlm_pipeline.validate_semantic import validate_extract
-
+    with run.staged() as staged:
+        input_rows, stats = run.answer(meter, staged.tmp)
         result = validate_extract(
             _scan(staged.tmp),
             input_rows=input_rows,
-            fields=dict(spec.fields),
+            fields=dict(run.spec.fields),
             id_column=args.id_column,
-            backend="great_expectations" if args.great_expectations else "builtin",
+            backend=backend(args),
         )
-        if not result.success:
-            for line in result.failed:
-                print(f"rlm-pipeline: validation failed: {line}", file=sys.stderr)
-            print(f"rlm-pipeline: error: nothing written to {args.output}", file=sys.stderr)
+        if not validated(result, args):
             return 1
         failures = FailureReport(rows=stats.rows, errors=dict(stats.errors))
         if failures.all_failed and not args.allow_errors:

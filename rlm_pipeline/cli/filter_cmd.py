@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from pathlib import Path
 from typing import Any
 
 from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.cli.op_cmd import (
-    add_common_arguments,
-    check_columns,
-    fan_out,
-    print_estimate,
+    add_command,
+    backend,
     print_failures,
     print_usage,
-    row_limits,
+    start,
+    validated,
 )
 
 __all__ = ["add_parser", "run"]
@@ -37,13 +35,13 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``filter`` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "filter",
-        help="keep the rows whose text meets a condition in plain words",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "keep the rows whose text meets a condition in plain words",
+        __doc__,
+        run,
     )
-    add_common_arguments(p)
     p.add_argument("--condition", required=True, help="the condition, e.g. 'asks for a refund'")
     p.add_argument(
         "--on-error",
@@ -56,7 +54,6 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="with --on-error keep|drop: write the output even when no row got an answer",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,43 +63,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rlm_pipeline.cli.classify import (
-        _budget,
-        _check_ids,
-        _llm,
-        _sigterm_as_interrupt,
-        _spark_session,
-    )
     from rlm_pipeline.cli.failures import FailureReport
-    from rlm_pipeline.cli.outputs import check_output_path, staged_output
-    from rlm_pipeline.engines.load import open_engine
-    from rlm_pipeline.engines.views import CONTEXT_VIEW
+    from rlm_pipeline.cli.outputs import staged_output
     from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.filter_op import FilterSpec
     from rlm_pipeline.ops.semantic import FilterStats
+    from rlm_pipeline.validate_semantic import validate_filter
 
-    llm = _llm(args)
-    budget = _budget(args, llm)
-    spec = FilterSpec(
-        column=args.column, condition=args.condition, batch_size=args.batch_size, **row_limits(args)
-    )
-    output = check_output_path(args.input, args.output)
-    engine = open_engine(args.input, args.engine, spark=_spark_session)
-    added = [spec.output_column, spec.error_column]
-    check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args, added)
-    if args.id_column:
-        _check_ids(engine, args.id_column)
-    if args.estimate:
-        print_estimate(engine, spec, llm)
+    def make_spec(limits: dict[str, Any]) -> FilterSpec:
+        return FilterSpec(
+            column=args.column, condition=args.condition, batch_size=args.batch_size, **limits
+        )
+
+    run = start(args, make_spec, lambda spec: [spec.output_column, spec.error_column])
+    if run is None:  # --estimate printed
         return 0
-
+    spec = run.spec
     meter = UsageMeter()
-    with (
-        _sigterm_as_interrupt(),
-        staged_output(output) as answers,
-        staged_output(output) as staged,
-    ):
-        _, op_stats = fan_out(engine, spec, llm, meter, budget, answers.tmp)
+    with run.staged() as answers, staged_output(run.output) as staged:
+        _, op_stats = run.answer(meter, answers.tmp)
         stats = FilterStats.of(op_stats, args.on_error)
         failures = FailureReport(rows=stats.rows, errors=dict(stats.errors))
         if stats.failed and args.on_error == "raise":
@@ -122,17 +101,7 @@ def _run(args: argparse.Namespace) -> int:
             )
             return 1
         _write_rows(answers.tmp, staged.tmp, spec, args.on_error)
-        from rlm_pipeline.validate_semantic import validate_filter
-
-        result = validate_filter(
-            _scan(staged.tmp),
-            stats,
-            backend="great_expectations" if args.great_expectations else "builtin",
-        )
-        if not result.success:
-            for line in result.failed:
-                print(f"rlm-pipeline: validation failed: {line}", file=sys.stderr)
-            print(f"rlm-pipeline: error: nothing written to {args.output}", file=sys.stderr)
+        if not validated(validate_filter(_scan(staged.tmp), stats, backend=backend(args)), args):
             return 1
         staged.commit()
     print(f"wrote {stats.returned:,} of {stats.rows:,} rows to {Path(args.output)}")
@@ -152,15 +121,19 @@ def _scan(path: Path) -> Any:
 
 
 def _write_rows(answers: Path, out: Path, spec: Any, on_error: str) -> None:
-    """The kept rows (and the failed ones with ``keep``) of the answers file, into ``out``."""
-    import polars as pl
+    """The kept rows (and the failed ones with ``keep``) of the answers file, into ``out``.
 
-    value, error = pl.col(spec.output_column), pl.col(spec.error_column)
-    keep = value.fill_null(False)
-    drop = [spec.output_column, spec.error_column]
-    if on_error == "keep":
-        keep = keep | (error.is_not_null() & ~error.str.starts_with("empty_input"))
-        drop = [spec.output_column]
+    The keep/drop is the engine's (:meth:`~rlm_pipeline.engines.base.Engine.rows_where`),
+    streamed from one Parquet file to the other.
+    """
+    from rlm_pipeline.engines.load import engine_for
+
     with contextlib.suppress(FileNotFoundError):
         out.unlink()
-    _scan(answers).filter(keep).drop(drop).sink_parquet(out)
+    kept = engine_for(answers, "polars").rows_where(
+        _scan(answers),
+        spec.output_column,
+        failed=spec.error_column,
+        failed_rows="keep" if on_error == "keep" else "drop",
+    )
+    kept.sink_parquet(out)

@@ -10,13 +10,107 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rlm_pipeline.cli.failures import FailureReport, rerun_command
 from rlm_pipeline.errors import InputError
 
-__all__ = ["add_common_arguments", "check_columns", "fan_out", "print_estimate", "print_failures"]
+__all__ = [
+    "OpRun",
+    "add_command",
+    "add_common_arguments",
+    "check_columns",
+    "fan_out",
+    "print_estimate",
+    "print_failures",
+    "print_usage",
+    "row_limits",
+    "start",
+    "validated",
+]
+
+
+@dataclass(frozen=True)
+class OpRun:
+    """What an operator command has checked before any model call (see :func:`start`)."""
+
+    llm: Any
+    budget: Any
+    spec: Any
+    output: Path
+    engine: Any
+
+    def answer(self, meter: Any, tmp: Path) -> tuple[int, Any]:
+        """:func:`fan_out` of the spec over the input into ``tmp``: input rows, stats."""
+        return fan_out(self.engine, self.spec, self.llm, meter, self.budget, tmp)
+
+    @contextmanager
+    def staged(self) -> Iterator[Any]:
+        """The staged output file (committed by the caller), SIGTERM taken as an interrupt."""
+        from rlm_pipeline.cli.classify import _sigterm_as_interrupt
+        from rlm_pipeline.cli.outputs import staged_output
+
+        with _sigterm_as_interrupt(), staged_output(self.output) as staged:
+            yield staged
+
+
+def start(args: argparse.Namespace, make_spec: Any, added: Any) -> OpRun | None:
+    """The checks every operator command makes before any model call; None after ``--estimate``.
+
+    ``make_spec(row_limits)`` builds the operator's spec from the flags
+    (``row_limits``: :func:`row_limits`), ``added(spec)`` names the columns the
+    command adds.  Checked: the endpoint and budget flags, the spec's
+    arguments, the output path (not inside the input), the text column,
+    ``--id-column`` (unique, non-null) and the added columns against the input.
+    """
+    from rlm_pipeline.cli.classify import _budget, _check_ids, _llm, _spark_session
+    from rlm_pipeline.cli.outputs import check_output_path
+    from rlm_pipeline.engines.load import open_engine
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
+
+    llm = _llm(args)
+    budget = _budget(args, llm)
+    spec = make_spec(row_limits(args))
+    output = check_output_path(args.input, args.output)
+    engine = open_engine(args.input, args.engine, spark=_spark_session)
+    check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args, added(spec))
+    if args.id_column:
+        _check_ids(engine, args.id_column)
+    if args.estimate:
+        print_estimate(engine, spec, llm)
+        return None
+    return OpRun(llm, budget, spec, output, engine)
+
+
+def validated(result: Any, args: argparse.Namespace) -> bool:
+    """True when the output passed its checks; else the failed checks on stderr and False."""
+    if result.success:
+        return True
+    for line in result.failed:
+        print(f"rlm-pipeline: validation failed: {line}", file=sys.stderr)
+    print(f"rlm-pipeline: error: nothing written to {args.output}", file=sys.stderr)
+    return False
+
+
+def backend(args: argparse.Namespace) -> Literal["great_expectations", "builtin"]:
+    """The validation backend the flags ask for."""
+    return "great_expectations" if args.great_expectations else "builtin"
+
+
+def add_command(
+    subparsers: Any, name: str, summary: str, doc: str | None, run: Any, **common: Any
+) -> argparse.ArgumentParser:
+    """Register operator command ``name`` with the common flags; the caller adds its own."""
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=summary, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_common_arguments(p, **common)
+    p.set_defaults(func=run)
+    return p
 
 
 def add_common_arguments(p: argparse.ArgumentParser, *, output_column: bool = False) -> None:
@@ -167,6 +261,7 @@ def print_failures(
 
 
 def print_usage(meter: Any) -> None:
+    """One line: calls, cached calls, tokens and cost of the run."""
     usage = meter.snapshot()
     print(
         f"usage: {usage.calls:,} calls, {usage.cached_calls:,} cached, "
