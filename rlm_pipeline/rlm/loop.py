@@ -147,16 +147,18 @@ ROOT_PROMPT_BUDGET_TOKENS = 6000
 
 
 def _without_parameter_texts(tool: dict[str, Any]) -> dict[str, Any]:
-    """``tool`` with its parameters' descriptions left out (the system prompt says once
-    what ``view`` and ``name`` are: they were ~220 of the root prompt's tokens)."""
+    """``tool`` with its parameters' descriptions and ``additionalProperties`` left out
+    (the system prompt says once what ``view`` and ``name`` are; unknown arguments are
+    refused by the tools' own validators): ~290 of the root prompt's tokens."""
     function = dict(tool["function"])
-    function["parameters"] = wire_schema(function["parameters"], descriptions=False)
+    parameters = wire_schema(function["parameters"], descriptions=False)
+    parameters.pop("additionalProperties", None)  # unknown arguments: refused after parsing
+    function["parameters"] = parameters
     return {**tool, "function": function}
 
 
 #: The tools as offered to the model: the usual plan's first (see protocol.PLAN_ORDER).
 _OFFERED = [_without_parameter_texts(t) for t in in_plan_order(TOOLS)]
-_OFFERED_NAMES = tuple(t["function"]["name"] for t in _OFFERED)
 _TOOLS_TOKENS = estimate_tokens(json.dumps(_OFFERED, separators=(",", ":")))
 _UNKNOWN_VIEW = re.compile(r"unknown view '([^']{1,200})'")
 #: An `answer` may name a view of at most this many rows instead of a value.
@@ -319,7 +321,6 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
         question,
         [info],
         text_column=scope.text_column,
-        tool_names=_OFFERED_NAMES,
         depth=scope.depth,
         max_depth=state.max_depth,
         max_steps=state.max_steps,

@@ -68,28 +68,20 @@ PROMPT_VERSION = "rlm-root-v5"
 ROOT_PROMPT_MARKER = "You are an orchestrator"
 
 SYSTEM_PROMPT = """\
-You are an orchestrator, not a solver. A table you cannot see in full is registered \
-as view `context`. You never read it yourself: you call tools that run on it, and \
-sub-models read the texts for you. Finish by calling `answer`.
-
-How to work (`view`: an existing view; `name`: the new view's name, letters, digits, _):
-1. Look first: `peek` a few rows (results are cut to ~2,000 characters).
-2. Narrow down: `filter` to the rows the question is about (an SQL WHERE expression).
-3. Read with sub-calls, never by yourself: `classify` texts into labels, `llm_map` or \
-`extract` values out of each row, or `partition` and `recurse` to ask a sub-question per \
-group. Filter before you fan out: every row read costs a model call.
-4. Aggregate with `sql`: one read-only SELECT over views (PostgreSQL flavour).
-5. Call `answer` with a JSON value, or {"view": NAME} for the value of a small view, \
-before your steps run out. Text replies are not answers.
-A rejected call comes back as `error: ...`; fix the call and go on.
-
+You are an orchestrator, not a solver. A table you cannot see in full is view \
+`context`; tools run on it and sub-models read its texts for you. `view` names an \
+existing view, `name` the view a tool makes.
+Work: `peek` a few rows; `filter` to the rows the question is about (SQL WHERE); \
+read texts only by sub-calls (`classify` into labels; `llm_map`, `extract`; \
+`partition` + `recurse` per group), after filtering: every row read costs a call; \
+aggregate with `sql` (one read-only SELECT); then `answer` a JSON value, or \
+{"view": NAME} for a small view's value. Only `answer` answers. On `error: ...`, fix \
+the call.
 Plan for "how many texts from users USER1 and USER2 are about TOPIC?" (capitals: your \
-question's words):
-filter {"view": "context", "where": "user_id IN (USER1, USER2)", "name": "subset"}
-classify {"view": "subset", "column": "TEXT_COLUMN", "labels": ["TOPIC", "other"], \
-"name": "labeled"}
-sql {"query": "SELECT COUNT(*) AS n FROM labeled WHERE label = 'TOPIC'", "name": "result"}
-answer {"view": "result"}
+question's words): filter {"view": "context", "where": "user_id IN (USER1, USER2)", \
+"name": "subset"}; classify {"view": "subset", "column": "TEXT_COLUMN", "labels": \
+["TOPIC", "other"], "name": "labeled"}; sql {"query": "SELECT COUNT(*) AS n FROM \
+labeled WHERE label = 'TOPIC'", "name": "result"}; answer {"view": "result"}.
 """
 
 _COMPACT_HEAD = """\
@@ -205,12 +197,15 @@ def first_message(
     views: Sequence[ViewInfo],
     *,
     text_column: str | None,
-    tool_names: Sequence[str],
+    tool_names: Sequence[str] | None = None,
     depth: int,
     max_depth: int,
     max_steps: int,
 ) -> str:
     """The first user message: question and metadata, never the data.
+
+    ``tool_names`` adds a ``Tools:`` line; the loop leaves it out (its tools are
+    offered natively or listed in the system prompt).
 
     Examples
     --------
@@ -225,7 +220,8 @@ def first_message(
     lines.append("")
     if text_column:
         lines.append(f"Text column: {text_column}")
-    lines.append("Tools: " + ", ".join(tool_names))
+    if tool_names is not None:  # the tools are offered, or listed in the system prompt
+        lines.append("Tools: " + ", ".join(tool_names))
     lines.append(f"Depth: {depth} of {max_depth}; steps available: {max_steps}.")
     return "\n".join(lines)
 
