@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Budget",
     "BudgetExceededError",
+    "Cascade",
     "EngineError",
     "Estimate",
     "ExpressionError",
@@ -55,6 +56,7 @@ _LAZY = {
     "Budget": "rlm_pipeline.llm.config",
     "Price": "rlm_pipeline.llm.config",
     "Usage": "rlm_pipeline.llm.usage",
+    "Cascade": "rlm_pipeline.ops.cascade",
     "RLM": "rlm_pipeline.rlm.api",
     "RLMResult": "rlm_pipeline.rlm.api",
     "classify": "rlm_pipeline.ops.api",
@@ -100,6 +102,7 @@ if TYPE_CHECKING:
     from rlm_pipeline.llm.usage import Usage
     from rlm_pipeline.ops.aggregate_op import aggregate
     from rlm_pipeline.ops.api import Estimate, classify, estimate, llm_map
+    from rlm_pipeline.ops.cascade import Cascade
     from rlm_pipeline.ops.join_op import join
     from rlm_pipeline.ops.semantic import extract, filter  # noqa: A004
     from rlm_pipeline.ops.topk_op import top_k

@@ -43,6 +43,7 @@ from typing import Any
 from rlm_pipeline.errors import InputError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import UsageMeter
+from rlm_pipeline.ops.cascade import Cascade
 from rlm_pipeline.ops.core import RowProgress
 from rlm_pipeline.ops.estimate import Estimate, estimate_texts
 from rlm_pipeline.ops.spec import (
@@ -72,6 +73,7 @@ def run_op(
     progress: RowProgress | None = None,
     overwrite: bool = False,
     warn: bool = True,
+    cascade: Cascade | None = None,
 ) -> tuple[Any, OpStats]:
     """Run ``spec`` over ``data`` on its engine; the frame and the stats.
 
@@ -85,12 +87,24 @@ def run_op(
     ``overwrite=False`` refuses an input that already has an output column
     (before any model call).  ``warn`` logs one warning when rows are left
     without a value (see :func:`~rlm_pipeline.ops.stats.failure_summary`).
+    With ``cascade`` (:class:`~rlm_pipeline.ops.cascade.Cascade`), ``cascade.proxy``
+    answers first and ``llm`` only the rows below the calibrated confidence
+    (:func:`~rlm_pipeline.ops.cascade.run_cascade`; ``stats.cascade`` has the report).
     """
     from rlm_pipeline.engines.load import engine_for
     from rlm_pipeline.ops.fanout import FANOUT
     from rlm_pipeline.ops.spec_base import check_run_args
 
     check_run_args(llm, overwrite)
+    if cascade is not None:
+        from rlm_pipeline.ops.cascade import run_cascade
+
+        out, stats = run_cascade(
+            data, spec, llm, cascade, engine=engine, meter=meter, budget=budget,
+            progress=progress, overwrite=overwrite,
+        )
+        _warn_failures(warn, spec, stats, llm)
+        return out, stats
     chosen = engine_for(data, engine)
     frame = chosen.read(data, lazy=False)
     out, stats = chosen.map_frame(
@@ -103,11 +117,16 @@ def run_op(
         progress=progress,
         overwrite=overwrite,
     )
+    _warn_failures(warn, spec, stats, llm)
+    return out, stats
+
+
+def _warn_failures(warn: bool, spec: OpSpec, stats: OpStats, llm: LLM) -> None:
+    """One warning when rows are left without a value (``warn``)."""
     if warn:
         line = failure_summary(spec.op_name, stats, spec.output_column, cached=bool(llm.cache_path))
         if line is not None:
             logger.warning("%s", line)
-    return out, stats
 
 
 def classify(
@@ -126,6 +145,7 @@ def classify(
     overwrite: bool = False,
     max_row_tokens: int = DEFAULT_MAX_ROW_TOKENS,
     truncate: bool = False,
+    cascade: Cascade | None = None,
 ) -> Any:
     """Label every row's ``column`` with one of ``labels``.
 
@@ -169,10 +189,17 @@ def classify(
     truncate
         Cut a longer cell to ``max_row_tokens`` (ending ``… [truncated]``)
         and send it, instead of ``input_too_long``.
+    cascade
+        A :class:`~rlm_pipeline.ops.cascade.Cascade`: its ``proxy`` labels every
+        row first with a confidence, and only rows below the threshold
+        calibrated against ``llm`` (the oracle) go to ``llm``; adds
+        ``<output_column>_source`` (``proxy``/``oracle``) and
+        ``<output_column>_confidence``.  See ``docs/cascades.md``.
 
     Returns
     -------
-    The same kind of frame (see the module docstring) with the two new columns.
+    The same kind of frame (see the module docstring) with the two new columns
+    (four with ``cascade``).
 
     Raises
     ------
@@ -206,6 +233,7 @@ def classify(
         budget=budget,
         progress=progress,
         overwrite=overwrite,
+        cascade=cascade,
     )
     return out
 

@@ -339,7 +339,11 @@ class _Run:
             raise  # systemic (the client's breaker tripped): stop the run, never api_error rows
         except LLMError as exc:
             return [(None, f"api_error: {exc}")] * len(texts), True
-        outcome = check.outcome if check.outcome is not None else check.rows(obj)
+        annotate = getattr(self.spec, "annotate_reply", None)
+        if annotate is not None:  # answers with more than the JSON says (a cascade's confidences)
+            outcome = check.rows(annotate(obj, _reply))
+        else:
+            outcome = check.outcome if check.outcome is not None else check.rows(obj)
         self._store(texts, outcome)
         self.breaker.record(outcome, _raw_text(obj), self.client.config)
         return outcome, False

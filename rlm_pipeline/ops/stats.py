@@ -84,6 +84,11 @@ class OpStats:
     cached_rows
         Rows answered from stored row answers (an earlier run's checked
         answers, no call).
+    cascade
+        With a cascade (``classify(..., cascade=...)``): its
+        :class:`~rlm_pipeline.ops.cascade_report.CascadeReport` (threshold,
+        sample agreement and bound, escalated share, usage and cost per model,
+        cost with vs without the cascade); else None.
     """
 
     rows: int = 0
@@ -92,6 +97,8 @@ class OpStats:
     values: Mapping[str, int] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
     cached_rows: int = 0
+    #: A ``CascadeReport`` (typed ``Any``: this module is a leaf and does not import it).
+    cascade: Any = None
 
     @property
     def failed(self) -> int:
@@ -116,6 +123,7 @@ class OpStats:
             "errors": dict(self.errors),
             "values": dict(self.values),
             "usage": self.usage.to_dict(),
+            **({"cascade": self.cascade.to_dict()} if self.cascade is not None else {}),
         }
 
 

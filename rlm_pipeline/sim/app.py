@@ -356,7 +356,7 @@ async def _answer(
         completion_tokens=out_tokens,
     )
     content = message.get("content")
-    if body.get("logprobs") is True and isinstance(content, str):
+    if body.get("logprobs") is True and state.config.logprobs and isinstance(content, str):
         top = body.get("top_logprobs")
         tokens = token_logprobs(content, confidences, top=top if isinstance(top, int) else 0)
         reply["choices"][0]["logprobs"] = {"content": tokens, "refusal": None}

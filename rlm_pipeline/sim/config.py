@@ -113,6 +113,10 @@ class SimConfig:
         One of :data:`CONFIDENCE_MODES`: how the confidence of each classify answer
         (a ``confidence`` field when the reply schema has one, the label's token
         log-probability when the request asks for ``logprobs``) relates to being right.
+    logprobs
+        Whether replies carry token log-probabilities when a request asks
+        (``logprobs: true``); False: the request is answered without them, as by
+        a server that does not support them.
 
     Examples
     --------
@@ -143,6 +147,7 @@ class SimConfig:
     token_count: str = "estimate"
     accuracy: float = 1.0
     confidence: str = "informative"
+    logprobs: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "retry_after_s", tuple(self.retry_after_s))

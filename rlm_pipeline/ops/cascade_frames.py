@@ -1,0 +1,348 @@
+"""The frame work of a cascade, on Polars and on Spark: sample, mark, combine, count.
+
+The model calls of a cascade all go through ``Engine.map_frame``; what is
+left is plain column work on the result of the proxy's pass, which each
+engine does natively (Spark: on the checkpointed pass, no model call is ever
+repeated).  :func:`frames_for` picks the implementation by the frame's kind.
+
+The calibration sample is the ``n`` distinct texts with an answer and a
+confidence whose ``sha256("<seed>:<text>")`` (hex) is smallest: a seeded
+uniform sample of the distinct texts, the same on both engines (Spark's
+``sha2`` and Python's ``hashlib`` agree).
+
+Examples
+--------
+>>> import polars as pl
+>>> frame = pl.DataFrame({"t": ["a", "b", "c"], "label": ["x", "y", "x"], "conf": [0.9, None, 0.4]})
+>>> sorted(frames_for(frame).sample(frame, "t", "label", "conf", n=5, seed=0))
+[('a', 'x', 0.9), ('c', 'x', 0.4)]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rlm_pipeline.engines.kinds import is_spark_frame
+
+__all__ = ["CascadeColumns", "CascadeFrames", "frames_for", "sample_key"]
+
+#: Reasons of rows no model is asked about (the proxy's reason stands).
+UNSENT_KINDS = ("empty_input", "input_too_long")
+
+
+def sample_key(seed: int, text: str) -> str:
+    """The sampling key of ``text`` (smallest keys are sampled first).
+
+    Examples
+    --------
+    >>> sample_key(0, "a")[:12]
+    '9df3c5fab8ef'
+    """
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CascadeColumns:
+    """The columns a cascade reads and writes.
+
+    ``text``: the input column; ``value``/``error``: the operator's output
+    columns (the proxy's pass writes them, the combination rewrites them);
+    ``source``/``confidence``: the cascade's own; ``ask``/``oracle``/``oracle_error``:
+    scratch columns of the oracle's pass (dropped at the end).
+    """
+
+    text: str
+    value: str
+    error: str
+    source: str
+    confidence: str
+    ask: str = "__rlm_cascade_ask"
+    oracle: str = "__rlm_cascade_oracle"
+
+    @property
+    def oracle_error(self) -> str:
+        """The oracle pass's reason column."""
+        return f"{self.oracle}_error"
+
+    @property
+    def scratch(self) -> tuple[str, ...]:
+        """The scratch columns."""
+        return (self.ask, self.oracle, self.oracle_error)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The columns a cascade adds, in order."""
+        return (self.value, self.error, self.source, self.confidence)
+
+
+class CascadeFrames(Protocol):
+    """What a cascade needs of an engine's frames."""
+
+    def columns(self, frame: Any) -> list[str]: ...
+
+    def drop(self, frame: Any, names: Sequence[str]) -> Any: ...
+
+    def first_text(self, frame: Any, column: str) -> str | None: ...
+
+    def sample(
+        self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int
+    ) -> list[tuple[str, Any, float]]: ...
+
+    def mark(
+        self,
+        frame: Any,
+        cols: CascadeColumns,
+        threshold: float | None,
+        answered: Mapping[str, Any],
+    ) -> Any: ...
+
+    def combine(self, frame: Any, cols: CascadeColumns, answered: Mapping[str, Any]) -> Any: ...
+
+    def counts(
+        self, frame: Any, cols: CascadeColumns
+    ) -> list[tuple[Any, str | None, str | None, int]]: ...
+
+    def escalated(self, frame: Any, cols: CascadeColumns) -> int: ...
+
+
+def frames_for(frame: Any) -> CascadeFrames:
+    """The implementation for ``frame``'s engine (Spark DataFrame or Polars)."""
+    return SparkFrames() if is_spark_frame(frame) else PolarsFrames()
+
+
+def _smallest(
+    rows: Sequence[tuple[str, Any, float]], n: int, seed: int
+) -> list[tuple[str, Any, float]]:
+    keyed = sorted(rows, key=lambda row: sample_key(seed, row[0]))
+    return keyed[:n]
+
+
+class PolarsFrames:
+    """Polars ``DataFrame`` (eager: the proxy's pass is in memory)."""
+
+    def columns(self, frame: Any) -> list[str]:
+        return list(frame.columns)
+
+    def drop(self, frame: Any, names: Sequence[str]) -> Any:
+        return frame.drop([name for name in names if name in frame.columns])
+
+    def first_text(self, frame: Any, column: str) -> str | None:
+        import polars as pl
+
+        texts = frame.select(pl.col(column).cast(pl.String)).to_series()
+        for text in texts:
+            if isinstance(text, str) and text.strip():
+                return text
+        return None
+
+    def sample(
+        self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int
+    ) -> list[tuple[str, Any, float]]:
+        import polars as pl
+
+        rows = (
+            frame.filter(pl.col(confidence).is_not_null())
+            .select(pl.col(text).cast(pl.String), value, confidence)
+            .unique(subset=text, keep="first", maintain_order=True)
+            .rows()
+        )
+        return _smallest([(t, v, float(c)) for t, v, c in rows if t is not None], n, seed)
+
+    def mark(
+        self,
+        frame: Any,
+        cols: CascadeColumns,
+        threshold: float | None,
+        answered: Mapping[str, Any],
+    ) -> Any:
+        import polars as pl
+
+        text = pl.col(cols.text).cast(pl.String)
+        unsent = pl.col(cols.error).str.starts_with(UNSENT_KINDS[0]) | pl.col(
+            cols.error
+        ).str.starts_with(UNSENT_KINDS[1])
+        low = pl.col(cols.confidence).is_null()
+        if threshold is not None:
+            low = low | (pl.col(cols.confidence) < threshold)
+        else:
+            low = pl.lit(True)
+        ask = ~text.is_in(list(answered)).fill_null(False) & ~unsent.fill_null(False) & low
+        return frame.with_columns(pl.when(ask).then(text).otherwise(None).alias(cols.ask))
+
+    def combine(self, frame: Any, cols: CascadeColumns, answered: Mapping[str, Any]) -> Any:
+        import polars as pl
+
+        text = pl.col(cols.text).cast(pl.String)
+        dtype = frame.schema[cols.value]
+        from_sample = text.is_in(list(answered)).fill_null(False)
+        sample_value = text.replace_strict(
+            list(answered), list(answered.values()), default=None, return_dtype=dtype
+        )
+        asked = pl.col(cols.ask).is_not_null()
+        unsent = pl.col(cols.error).str.starts_with(UNSENT_KINDS[0]) | pl.col(
+            cols.error
+        ).str.starts_with(UNSENT_KINDS[1])
+        value = (
+            pl.when(from_sample)
+            .then(sample_value)
+            .when(asked)
+            .then(pl.col(cols.oracle).cast(dtype))
+            .otherwise(pl.col(cols.value))
+        )
+        error = (
+            pl.when(from_sample)
+            .then(pl.lit(None, dtype=pl.String))
+            .when(asked)
+            .then(pl.col(cols.oracle_error))
+            .otherwise(pl.col(cols.error))
+        )
+        source = (
+            pl.when(from_sample | asked)
+            .then(pl.lit("oracle"))
+            .when(unsent.fill_null(False))
+            .then(pl.lit(None, dtype=pl.String))
+            .otherwise(pl.lit("proxy"))
+        )
+        out = frame.with_columns(
+            value.alias(cols.value), error.alias(cols.error), source.alias(cols.source)
+        )
+        keep = [c for c in out.columns if c not in (*cols.scratch, *cols.outputs)]
+        return out.select([*keep, *cols.outputs])
+
+    def counts(
+        self, frame: Any, cols: CascadeColumns
+    ) -> list[tuple[Any, str | None, str | None, int]]:
+        import polars as pl
+
+        kind = pl.col(cols.error).str.split(":").list.first().str.strip_chars()
+        grouped = frame.group_by(pl.col(cols.value), kind.alias("kind"), pl.col(cols.source)).len()
+        return [(v, k, s, int(n)) for v, k, s, n in grouped.rows()]
+
+    def escalated(self, frame: Any, cols: CascadeColumns) -> int:
+        return int(frame.get_column(cols.ask).is_not_null().sum())
+
+
+class SparkFrames:
+    """Spark ``DataFrame`` (the proxy's pass is checkpointed by the fan-out)."""
+
+    def columns(self, frame: Any) -> list[str]:
+        return list(frame.columns)
+
+    def drop(self, frame: Any, names: Sequence[str]) -> Any:
+        present = [name for name in names if name in frame.columns]
+        return frame.drop(*present) if present else frame
+
+    def first_text(self, frame: Any, column: str) -> str | None:
+        from pyspark.sql import functions as F
+
+        text = F.col(column).cast("string")
+        rows = frame.select(text.alias("t")).where(F.trim(text) != "").limit(1).collect()
+        return rows[0]["t"] if rows else None
+
+    def sample(
+        self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int
+    ) -> list[tuple[str, Any, float]]:
+        from pyspark.sql import functions as F
+
+        rows = (
+            frame.where(F.col(confidence).isNotNull() & F.col(text).isNotNull())
+            .select(
+                F.col(text).cast("string").alias("t"),
+                F.col(value).alias("v"),
+                F.col(confidence).alias("c"),
+            )
+            .dropDuplicates(["t"])
+            .withColumn("k", F.sha2(F.concat(F.lit(f"{seed}:"), F.col("t")), 256))
+            .orderBy("k")
+            .limit(n)
+            .collect()
+        )
+        return _smallest([(row["t"], row["v"], float(row["c"])) for row in rows], n, seed)
+
+    def _unsent(self, cols: CascadeColumns) -> Any:
+        from pyspark.sql import functions as F
+
+        err = F.col(cols.error)
+        return F.coalesce(
+            err.startswith(UNSENT_KINDS[0]) | err.startswith(UNSENT_KINDS[1]), F.lit(False)
+        )
+
+    def _from_sample(self, cols: CascadeColumns, answered: Mapping[str, Any]) -> Any:
+        from pyspark.sql import functions as F
+
+        if not answered:
+            return F.lit(False)
+        return F.coalesce(F.col(cols.text).cast("string").isin(list(answered)), F.lit(False))
+
+    def mark(
+        self,
+        frame: Any,
+        cols: CascadeColumns,
+        threshold: float | None,
+        answered: Mapping[str, Any],
+    ) -> Any:
+        from pyspark.sql import functions as F
+
+        conf = F.col(cols.confidence)
+        low = F.lit(True) if threshold is None else (conf.isNull() | (conf < F.lit(threshold)))
+        ask = ~self._from_sample(cols, answered) & ~self._unsent(cols) & low
+        return frame.withColumn(cols.ask, F.when(ask, F.col(cols.text).cast("string")))
+
+    def combine(self, frame: Any, cols: CascadeColumns, answered: Mapping[str, Any]) -> Any:
+        from itertools import chain
+
+        from pyspark.sql import functions as F
+
+        from_sample = self._from_sample(cols, answered)
+        asked = F.col(cols.ask).isNotNull()
+        dtype = frame.schema[cols.value].dataType
+        if answered:
+            mapping = F.create_map(
+                *chain.from_iterable((F.lit(k), F.lit(v)) for k, v in answered.items())
+            )
+            sample_value = F.element_at(mapping, F.col(cols.text).cast("string")).cast(dtype)
+        else:
+            sample_value = F.lit(None).cast(dtype)
+        value = (
+            F.when(from_sample, sample_value)
+            .when(asked, F.col(cols.oracle).cast(dtype))
+            .otherwise(F.col(cols.value))
+        )
+        error = (
+            F.when(from_sample, F.lit(None).cast("string"))
+            .when(asked, F.col(cols.oracle_error))
+            .otherwise(F.col(cols.error))
+        )
+        source = (
+            F.when(from_sample | asked, F.lit("oracle"))
+            .when(self._unsent(cols), F.lit(None).cast("string"))
+            .otherwise(F.lit("proxy"))
+        )
+        out = (
+            frame.withColumn(cols.value, value)
+            .withColumn(cols.error, error)
+            .withColumn(cols.source, source)
+        )
+        keep = [c for c in out.columns if c not in (*cols.scratch, *cols.outputs)]
+        return out.select(*[F.col(f"`{c}`") for c in (*keep, *cols.outputs)])
+
+    def counts(
+        self, frame: Any, cols: CascadeColumns
+    ) -> list[tuple[Any, str | None, str | None, int]]:
+        from pyspark.sql import functions as F
+
+        kind = F.trim(F.substring_index(F.col(cols.error), ":", 1)).alias("kind")
+        rows = (
+            frame.groupBy(F.col(cols.value).alias("v"), kind, F.col(cols.source).alias("s"))
+            .count()
+            .collect()
+        )
+        return [(row["v"], row["kind"], row["s"], int(row["count"])) for row in rows]
+
+    def escalated(self, frame: Any, cols: CascadeColumns) -> int:
+        from pyspark.sql import functions as F
+
+        return int(frame.where(F.col(cols.ask).isNotNull()).count())
