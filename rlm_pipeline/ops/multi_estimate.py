@@ -99,8 +99,11 @@ def estimate_aggregate(data: Any, spec: AggregateSpec, llm: LLM, *, engine: str 
     from rlm_pipeline.llm.replies import CachedReplies
 
     frame = read_input(data, engine)
-    frame.require([spec.column, *spec.by])
-    table = _grouped(frame, spec)
+    try:
+        frame.require([spec.column, *spec.by])
+        table = _grouped(frame, spec)
+    finally:
+        frame.release()  # the engine and its scratch views (Spark: temp views)
     folder = _Folder(None, spec)
     summary_line = fold_row("x" * (spec.summary_tokens * CHARS_PER_TOKEN), 1_000_000)
     cache = _cache(llm)
@@ -155,8 +158,11 @@ def estimate_top_k(data: Any, spec: TopKSpec, llm: LLM, *, engine: str | None = 
                    latency_s: float | None = None) -> Estimate:
     """The :class:`Estimate` of :func:`~rlm_pipeline.ops.topk_op.top_k` (no traffic)."""
     frame = read_input(data, engine)
-    frame.require([spec.column])
-    texts = _texts(frame, spec.column)
+    try:
+        frame.require([spec.column])
+        texts = _texts(frame, spec.column)
+    finally:
+        frame.release()
     est = estimate_texts(texts, spec.score_spec(), llm, latency_s=latency_s)
     pool = min(est.distinct_texts, spec.pool_factor * spec.k)
     calls = spec.rerank_calls(pool)
@@ -177,9 +183,12 @@ def estimate_join(left: Any, right: Any, spec: JoinSpec, llm: LLM, *,
     from rlm_pipeline.ops.join_op import _PAIR, candidate_pairs
 
     lhs = read_input(left, engine)
-    lhs.require([spec.left_column], "left column")
-    pairs = candidate_pairs(spec, lhs, right)
-    texts = lhs.eng.column_texts(lhs.eng.frame(pairs.view), _PAIR)
+    try:
+        lhs.require([spec.left_column], "left column")
+        pairs = candidate_pairs(spec, lhs, right)
+        texts = lhs.eng.column_texts(lhs.eng.frame(pairs.view), _PAIR)
+    finally:
+        lhs.release()
     return estimate_texts(texts, spec.pair_spec(), llm, latency_s=latency_s)
 
 

@@ -71,7 +71,9 @@ def test_operators_drop_their_scratch_views(
     best = _rows(rp.top_k(_data(left, spark), "q", "billing refund problems", 2, _llm(sim)))
     pairs = rp.join(_data(left, spark), _data(right, spark), "q", "faq",
                     "the FAQ answers the question", _llm(sim))
-    assert len(seen.engines) == 3
+    rp.estimate(_data(left, spark), "q", llm=_llm(sim), op="aggregate",
+                instruction="main complaints", by="user")  # estimates read through views too
+    assert len(seen.engines) == 4
     assert seen.left_behind() == []  # no view in the engines, no temp view in the session
     # what came back is still readable: Spark resolved the dropped views into its plan
     assert summaries["user"].to_list() == [1, 2, 3] and summaries["rows"].sum() == 6
