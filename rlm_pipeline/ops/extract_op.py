@@ -12,11 +12,15 @@ for an integer, ``"Open"`` for the enum ``["open", "closed"]``, ``"March
 any of its fields.  Whole numbers written as ``3.0`` are taken as the integer
 3 (exact, not a guess).
 
-Wire format: the system message lists the fields; the user message is
-``Extract the fields from each row.``, ``Rows:`` and one ``{"id", "text"}``
-JSON line per row; the batch reply is ``{"results": [{"id": 0, "value":
-{"amount": 19.0, "order_id": null}}]}``, a one-row call replies ``{"value":
-{...}}``.  Dates travel and are stored as ``YYYY-MM-DD`` strings; the
+Wire format (``ops-2``, as classify and filter): the system message holds
+the task, the fields, the caller's instructions and the reply rule (the same
+for every call: a prefix the provider can cache); the user message holds only
+the rows, ``Rows:`` then ``0:"text"`` per row.  The batch reply is
+``{"results": [{"id": 0, "value": {"amount": 19.0, "order_id": null}}]}``
+(:func:`~rlm_pipeline.ops.spec_base.row_reply_schema`).  One-row calls
+(``batch_size=1``) keep the ``extract-1`` wording (user message ``Extract the
+fields from each row.``, ``Rows:`` and a ``{"id", "text"}`` JSON line) and
+reply ``{"value": {...}}``.  Dates travel and are stored as ``YYYY-MM-DD`` strings; the
 date columns get :class:`datetime.date` values (:meth:`ExtractSpec.output_values`).
 
 Examples
@@ -41,14 +45,15 @@ from functools import cached_property
 from typing import Any, ClassVar, Union
 
 from rlm_pipeline.errors import InputError
-from rlm_pipeline.ops.filter_op import batch_line, rows_message, short
-from rlm_pipeline.ops.spec_base import check_common
+from rlm_pipeline.ops.filter_op import batch_line, short, spec_messages
+from rlm_pipeline.ops.spec_base import SpecBase, check_common
 
 __all__ = [
     "DEFAULT_EXTRACT_COLUMN",
     "EXTRACT_PROMPT_VERSION",
     "FIELD_TYPES",
     "MAX_FIELDS",
+    "SINGLE_PROMPT_VERSION",
     "ExtractSpec",
     "FieldType",
     "check_field",
@@ -58,7 +63,9 @@ __all__ = [
 ]
 
 #: Version of the prompt texts below; part of every row-answer key (bump it with them).
-EXTRACT_PROMPT_VERSION = "extract-1"
+EXTRACT_PROMPT_VERSION = "extract-2"
+#: The one-row wording's version (unchanged since ``extract-1``: its stored answers stay valid).
+SINGLE_PROMPT_VERSION = "extract-1"
 #: Name of the (internal) struct column; the reason column is ``extract_error``.
 DEFAULT_EXTRACT_COLUMN = "extract"
 #: Scalar field types.
@@ -271,7 +278,7 @@ def check_field(value: Any, kind: FieldType) -> tuple[Any, bool]:
 
 
 @dataclass(frozen=True)
-class ExtractSpec:
+class ExtractSpec(SpecBase):
     """Read typed ``fields`` off the text in ``column``: one object of values per row.
 
     Parameters
@@ -335,11 +342,6 @@ class ExtractSpec:
         return tuple(name for name, _ in self.fields)
 
     @property
-    def error_column(self) -> str:
-        """Name of the reason column, ``<output_column>_error``."""
-        return f"{self.output_column}_error"
-
-    @property
     def single_row(self) -> bool:
         """True when each call carries one row and the reply is ``{"value": {...}}``."""
         return self.batch_size == 1
@@ -365,10 +367,14 @@ class ExtractSpec:
         return {name: _TYPICAL[_output_kind(kind)] for name, kind in self.fields}
 
     def answer_params(self) -> dict[str, Any]:
-        """What shapes a row's answer (part of its row-store key); batch size left out."""
+        """What shapes a row's answer (part of its row-store key); batch size left out.
+
+        One-row calls are worded otherwise (``extract-1``), so their answers are
+        kept apart from batched ones.
+        """
         return {
             "op": "extract",
-            "prompt": EXTRACT_PROMPT_VERSION,
+            "prompt": SINGLE_PROMPT_VERSION if self.single_row else EXTRACT_PROMPT_VERSION,
             "fields": [
                 [name, list(kind) if isinstance(kind, tuple) else kind]
                 for name, kind in self.fields
@@ -378,8 +384,13 @@ class ExtractSpec:
 
     @cached_property
     def _system(self) -> str:
+        first = (
+            "You extract fields from the text of each row of a table."  # extract-1 wording
+            if self.single_row
+            else "Extract the fields from each row's text."
+        )
         lines = [
-            "You extract fields from the text of each row of a table.",
+            first,
             "Fields:",
             *(f"- {name} ({field_type_text(kind)})" for name, kind in self.fields),
             "Give each field's value as the text states it, with the field's type; "
@@ -392,46 +403,17 @@ class ExtractSpec:
 
     def messages(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """Chat messages asking for the rows ``texts`` (numbered 0, 1, ... in this call)."""
-        return [
-            {"role": "system", "content": self._system},
-            {"role": "user", "content": rows_message(["Extract the fields from each row."], texts)},
-        ]
+        head = "Extract the fields from each row."
+        return spec_messages(self._system, head, texts, self.single_row)
 
-    def reply_schema(self) -> dict[str, Any]:
-        """JSON Schema of the reply: every field required and nullable; no length limits."""
-        return self._schema
-
-    @cached_property
-    def _schema(self) -> dict[str, Any]:
-        answer = {
+    def answer_schema(self) -> dict[str, Any]:
+        """One row's answer: an object with every field, required and nullable; no length limits."""
+        return {
             "type": "object",
             "properties": {name: _field_schema(kind) for name, kind in self.fields},
             "required": list(self.names),
             "additionalProperties": False,
         }
-        if self.single_row:
-            return {
-                "type": "object",
-                "properties": {"value": answer},
-                "required": ["value"],
-                "additionalProperties": False,
-            }
-        item = {
-            "type": "object",
-            "properties": {"id": {"type": "integer"}, "value": answer},
-            "required": ["id", "value"],
-            "additionalProperties": False,
-        }
-        return {
-            "type": "object",
-            "properties": {"results": {"type": "array", "items": item}},
-            "required": ["results"],
-            "additionalProperties": False,
-        }
-
-    def reply_name(self) -> str:
-        """Name given to the structured-output schema."""
-        return "extract_row" if self.single_row else "extract_batch"
 
     def check_value(self, value: Any) -> tuple[dict[str, Any] | None, str | None]:
         """One row's object checked: ``({name: value}, None)`` or ``(None, "parse_error: ...")``.

@@ -2,12 +2,17 @@
 
 :class:`FilterSpec` says what to ask (prompt text, reply schema) and how to
 check each row's answer; it holds no client and no data and is shipped as is
-to Spark executors.  The wire format is the one of the other operators
-(``docs/internals.md``): the user message holds a ``Condition:`` line, then
-``Rows:`` and one JSON object ``{"id": 0, "text": "..."}`` per line; the
-batch reply is ``{"results": [{"id": 0, "value": true}]}`` and a one-row call
-(``batch_size=1``) replies ``{"value": true}``.  Anything but a JSON boolean
-is a ``parse_error`` for that row (no ``"yes"``, no ``1``).
+to Spark executors.  The wire format is the one of classify (``ops-2``, see
+:mod:`rlm_pipeline.ops.prompts`): everything the same for every call — the
+task, the ``Condition:`` line, the reply rule — is in the system message (a
+prefix the provider can cache), and the user message holds only the rows,
+``Rows:`` then ``0:"text"`` per row.  The batch reply is
+``{"results": [{"id": 0, "value": true}]}``
+(:func:`~rlm_pipeline.ops.spec_base.row_reply_schema`).  One-row calls
+(``batch_size=1``, for small local models) keep the ``filter-1`` wording
+(``Condition:`` and ``{"id": 0, "text": "..."}`` lines in the user message),
+and reply ``{"value": true}``.  Anything but a JSON boolean is a
+``parse_error`` for that row (no ``"yes"``, no ``1``).
 
 Which rows come out, and what happens to rows without an answer, is decided
 by the callers (:mod:`rlm_pipeline.ops.semantic`), never here.
@@ -17,8 +22,10 @@ Examples
 >>> spec = FilterSpec("question", "asks for a refund")
 >>> spec.error_column, spec.answer_key
 ('filter_error', 'value')
+>>> spec.messages(["Refund me"])[0]["content"].splitlines()[1]
+'Condition: asks for a refund'
 >>> spec.messages(["Refund me"])[1]["content"].splitlines()
-['Condition: asks for a refund', 'Rows:', '{"id": 0, "text": "Refund me"}']
+['Rows:', '0:"Refund me"']
 >>> spec.check_value(True), spec.check_value("yes")
 ((True, None), (None, "parse_error: expected a boolean (true or false), got 'yes'"))
 """
@@ -32,22 +39,28 @@ from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from rlm_pipeline.errors import InputError
-from rlm_pipeline.ops.spec_base import check_common
+from rlm_pipeline.ops.prompts import row_lines
+from rlm_pipeline.ops.spec_base import SpecBase, check_common, short_repr
 
 __all__ = [
     "DEFAULT_FILTER_COLUMN",
     "FILTER_PROMPT_VERSION",
     "MAX_CONDITION_CHARS",
+    "SINGLE_PROMPT_VERSION",
     "FilterSpec",
     "OnError",
     "batch_line",
     "check_on_error",
     "rows_message",
     "short",
+    "spec_messages",
 ]
 
 #: Version of the prompt texts below; part of every row-answer key (bump it with them).
-FILTER_PROMPT_VERSION = "filter-1"
+#: One-row calls keep the ``filter-1`` wording, and its key (:data:`SINGLE_PROMPT_VERSION`).
+FILTER_PROMPT_VERSION = "filter-2"
+#: The one-row wording's version (unchanged since ``filter-1``: its stored answers stay valid).
+SINGLE_PROMPT_VERSION = "filter-1"
 #: Name of the (internal) answer column; the reason column is ``filter_error``.
 DEFAULT_FILTER_COLUMN = "filter"
 #: Longest condition accepted (it is sent with every call).
@@ -75,14 +88,12 @@ def check_on_error(on_error: Any) -> OnError:
     return on_error  # type: ignore[no-any-return]
 
 
-def short(value: Any) -> str:
-    """``repr(value)``, cut to 60 characters (for reasons in error columns)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+#: ``repr(value)``, cut to 60 characters (for reasons in error columns).
+short = short_repr
 
 
 def rows_message(head: Sequence[str], texts: Sequence[str]) -> str:
-    """The user message: ``head`` lines, ``Rows:``, one ``{"id", "text"}`` JSON line per text."""
+    """The one-row wording's user message: ``head`` lines, ``Rows:``, ``{"id", "text"}`` JSON lines."""
     rows = [json.dumps({"id": i, "text": text}, ensure_ascii=False) for i, text in enumerate(texts)]
     return "\n".join([*head, "Rows:", *rows])
 
@@ -91,11 +102,22 @@ def batch_line(batch_size: int) -> str:
     """The system prompt's last line: one row, or every row by its id."""
     if batch_size == 1:
         return "There is one row; answer for it alone."
-    return "Answer every row once, with the row's id exactly as given."
+    return "Answer each row once by id."
+
+
+def spec_messages(system: str, head: str, texts: Sequence[str], single: bool) -> list[dict[str, Any]]:
+    """The chat messages of a filter / extract call.
+
+    Batches: ``system`` (every call's prefix), then the rows alone (``ops-2``
+    framing, :func:`~rlm_pipeline.ops.prompts.row_lines`).  One row: the
+    ``filter-1`` / ``extract-1`` wording, ``head`` then ``{"id", "text"}`` lines.
+    """
+    user = rows_message([head], texts) if single else "\n".join(row_lines(texts))
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 @dataclass(frozen=True)
-class FilterSpec:
+class FilterSpec(SpecBase):
     """Ask, for the text in ``column``, whether ``condition`` holds: one boolean per row.
 
     Parameters
@@ -146,11 +168,6 @@ class FilterSpec:
     values_capped: ClassVar[bool] = False
 
     @property
-    def error_column(self) -> str:
-        """Name of the reason column, ``<output_column>_error``."""
-        return f"{self.output_column}_error"
-
-    @property
     def single_row(self) -> bool:
         """True when each call carries one row and the reply is ``{"value": ...}``."""
         return self.batch_size == 1
@@ -159,65 +176,41 @@ class FilterSpec:
         """One boolean column, ``output_column`` (the callers turn it into kept / dropped rows)."""
         return ((self.output_column, "boolean"),)
 
-    def output_values(self, value: Any) -> tuple[Any, ...]:
-        """``(value,)``: the one column."""
-        return (value,)
-
-    def typical_answer(self) -> Any:
-        """A typical answer (estimates the size of a reply)."""
-        return False
-
     def answer_params(self) -> dict[str, Any]:
-        """What shapes a row's answer (part of its row-store key); batch size left out."""
-        return {"op": "filter", "prompt": FILTER_PROMPT_VERSION, "condition": self.condition}
+        """What shapes a row's answer (part of its row-store key); batch size left out.
+
+        One-row calls are worded otherwise (``filter-1``), so their answers are
+        kept apart from batched ones.
+        """
+        prompt = SINGLE_PROMPT_VERSION if self.single_row else FILTER_PROMPT_VERSION
+        return {"op": "filter", "prompt": prompt, "condition": self.condition}
 
     @cached_property
     def _system(self) -> str:
+        if self.single_row:  # the filter-1 wording (the condition goes with the row)
+            return "\n".join(
+                [
+                    "You check whether the text of each row of a table meets a condition.",
+                    "Answer true when the text meets the condition, false when it does not.",
+                    batch_line(1),
+                ]
+            )
         return "\n".join(
             [
-                "You check whether the text of each row of a table meets a condition.",
-                "Answer true when the text meets the condition, false when it does not.",
+                "Say for each row whether its text meets the condition: true or false.",
+                f"Condition: {self.condition}",
                 batch_line(self.batch_size),
             ]
         )
 
     def messages(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """Chat messages asking for the rows ``texts`` (numbered 0, 1, ... in this call)."""
-        return [
-            {"role": "system", "content": self._system},
-            {"role": "user", "content": rows_message([f"Condition: {self.condition}"], texts)},
-        ]
+        head = f"Condition: {self.condition}"
+        return spec_messages(self._system, head, texts, self.single_row)
 
-    def reply_schema(self) -> dict[str, Any]:
-        """JSON Schema of the reply (no length limits: safe for grammar engines)."""
-        return self._schema
-
-    @cached_property
-    def _schema(self) -> dict[str, Any]:
-        answer = {"type": "boolean"}
-        if self.single_row:
-            return {
-                "type": "object",
-                "properties": {"value": answer},
-                "required": ["value"],
-                "additionalProperties": False,
-            }
-        item = {
-            "type": "object",
-            "properties": {"id": {"type": "integer"}, "value": answer},
-            "required": ["id", "value"],
-            "additionalProperties": False,
-        }
-        return {
-            "type": "object",
-            "properties": {"results": {"type": "array", "items": item}},
-            "required": ["results"],
-            "additionalProperties": False,
-        }
-
-    def reply_name(self) -> str:
-        """Name given to the structured-output schema."""
-        return "filter_row" if self.single_row else "filter_batch"
+    def answer_schema(self) -> dict[str, Any]:
+        """One row's answer: a JSON boolean."""
+        return {"type": "boolean"}
 
     def check_value(self, value: Any) -> tuple[bool | None, str | None]:
         """One row's answer checked: ``(True/False, None)`` or ``(None, "parse_error: ...")``."""
