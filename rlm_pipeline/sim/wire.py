@@ -318,6 +318,8 @@ def plan_task(body: dict[str, Any]) -> Task:
     tool_name = forced.get("name") if forced is not None else None
     user_text = _last_user_text(messages)
     rows = parse_rows(user_text)
+    # A filter's ``Condition:`` line: in the system message (batches) or the user's (one row).
+    prompt = "\n".join(message_text(m) for m in messages if isinstance(m, dict))
 
     if isinstance(schema, dict):
         found_props = schema.get("properties")
@@ -330,19 +332,19 @@ def plan_task(body: dict[str, Any]) -> Task:
                 labels = _enum(item_props["label"]) or _prompt_labels(messages)
                 return Task("classify_batch", schema, labels, rows=rows or [],
                             tool_name=tool_name)
-            kind = value_task_kind(item_props["value"], user_text)  # map, filter or extract
+            kind = value_task_kind(item_props["value"], prompt)  # map, filter or extract
             return Task(f"{kind}_batch", schema, output_type=_output_type(item_props["value"]),
                         rows=rows or [], tool_name=tool_name,
-                        condition=request_condition(user_text) or "")
+                        condition=request_condition(prompt) or "")
         text, labels = _single_text(user_text, rows, messages)
         if "label" in props:
             labels = _enum(props["label"]) or labels
             return Task("classify_single", schema, labels, text=text, tool_name=tool_name)
         if "value" in props:
-            kind = value_task_kind(props["value"], user_text)
+            kind = value_task_kind(props["value"], prompt)
             return Task(f"{kind}_single", schema, output_type=_output_type(props["value"]),
                         text=text, tool_name=tool_name,
-                        condition=request_condition(user_text) or "")
+                        condition=request_condition(prompt) or "")
         return Task("structured", schema, labels, text=text, tool_name=tool_name)
 
     if is_plain_question(messages, user_text):
