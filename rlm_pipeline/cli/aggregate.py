@@ -10,7 +10,10 @@ Checked before any model call (exit 2, nothing sent, nothing written): the
 columns, the prompt budget, the prices for ``--max-cost-usd`` and ``--output``
 (not the input, not inside an input directory or glob).
 
-A group whose summary misses rows (a call failed for good, the budget ran
+The output is validated before it is written (one row per group, the
+``rows`` summing to the input's rows, a reason wherever a summary misses
+rows: :mod:`rlm_pipeline.ops.multi_validate`; ``--great-expectations`` runs
+the same checks there).  A group whose summary misses rows (a call failed for good, the budget ran
 out, a text too long for one prompt) is counted by reason on stderr; then
 nothing is written and the exit code is 1, unless ``--allow-errors`` (the
 output then says in ``summary_error`` what each summary is missing).
@@ -66,6 +69,9 @@ def add_parser(subparsers: Any) -> None:
                    help="cut texts too long for one prompt instead of leaving them out")
     p.add_argument("--allow-errors", action="store_true",
                    help="write the output even when summaries miss rows (see summary_error)")
+    p.add_argument("--great-expectations", action="store_true",
+                   help="validate the output with great-expectations (slower) instead of "
+                   "built-in checks")
     p.set_defaults(func=run)
 
 
@@ -111,8 +117,16 @@ def _run(args: argparse.Namespace) -> int:
     if missing and not args.allow_errors:
         _refuse(missing, len(stats.groups), args.output)
         return 1
+    import polars as pl
     import pyarrow.parquet as pq
 
+    from rlm_pipeline.cli.op_cmd import backend, validated
+    from rlm_pipeline.ops.multi_validate import validate_aggregate
+
+    checked = validate_aggregate(pl.DataFrame(table), input_rows=stats.rows,
+                                 groups=len(stats.groups), backend=backend(args))
+    if not validated(checked, args):  # one row per group, every input row counted once
+        return 1
     with staged_output(output) as staged:
         pq.write_table(table, staged.tmp)
         staged.commit()

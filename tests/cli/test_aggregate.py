@@ -43,8 +43,10 @@ def test_writes_one_summary_per_group(sim: Any, src: Any, tmp_path: Path, capsys
     printed = capsys.readouterr().out
     assert "wrote 3 groups (600 rows)" in printed and "largest prompt" in printed
     sent = sim.stats()["requests"]
-    assert main(_argv(sim, path, tmp_path / "again.parquet", tmp_path)) == 0
+    again = tmp_path / "again.parquet"  # validated (built-in checks) before it is written
+    assert main(_argv(sim, path, again, tmp_path)) == 0
     assert sim.stats()["requests"] == sent  # cached
+    assert pl.read_parquet(again).equals(got)
 
 
 def test_estimate_and_bad_input_send_nothing(sim: Any, src: Any, tmp_path: Path, capsys: Any,
