@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import io
 import json
 import math
@@ -279,7 +280,16 @@ class WorkerQuery:
 _HEAVY = frozenset({"Join", "GroupBy", "Sort", "Distinct", "MergeSorted"})
 #: Operators whose output rows are (a subset of) their input's rows, one for one.
 _SAME_ROWS = frozenset({"Select", "SimpleProjection", "Filter", "HStack", "Cache", "Slice"})
-_PARQUET_ROWS: dict[tuple[str, int, int], int] = {}
+#: Parquet footers remembered (path, mtime, size -> rows), least recently used dropped first.
+PARQUET_ROWS_CACHED = 256
+
+
+@functools.lru_cache(maxsize=PARQUET_ROWS_CACHED)
+def _footer_rows(path: str, mtime_ns: int, size: int) -> int:
+    """Rows in a Parquet file's footer (cached per version of the file; errors are not cached)."""
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def _parquet_rows(paths: list[str]) -> float:
@@ -289,17 +299,10 @@ def _parquet_rows(paths: list[str]) -> float:
             stat = os.stat(path)
         except (OSError, TypeError):
             return math.inf
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
-        rows = _PARQUET_ROWS.get(key)
-        if rows is None:
-            try:
-                import pyarrow.parquet as pq
-
-                rows = int(pq.ParquetFile(path).metadata.num_rows)
-            except Exception:  # noqa: BLE001 - unreadable here: unknown size
-                return math.inf
-            _PARQUET_ROWS[key] = rows
-        total += rows
+        try:
+            total += _footer_rows(str(path), stat.st_mtime_ns, stat.st_size)
+        except Exception:  # noqa: BLE001 - unreadable here: unknown size
+            return math.inf
     return float(total)
 
 

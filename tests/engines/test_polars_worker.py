@@ -122,6 +122,33 @@ def test_the_auto_route_sends_only_unbounded_or_large_work_away() -> None:
     assert plan_work(lf.join(lf, on="k")).embedded_rows == 20_000
 
 
+def test_parquet_footers_read_for_plans_are_remembered_within_a_bound(tmp_path: Any) -> None:
+    """The sizes read off Parquet footers (to bound a scan) are cached per file version, LRU."""
+    import os
+
+    from rlm_pipeline.engines.polars_worker import (
+        PARQUET_ROWS_CACHED,
+        _footer_rows,
+        _parquet_rows,
+    )
+
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"v": range(10)}).write_parquet(path)
+    scan = pl.scan_parquet(path).sort("v")
+    _footer_rows.cache_clear()
+    for version in range(PARQUET_ROWS_CACHED + 40):  # a file rewritten more often than remembered
+        os.utime(path, ns=(version, version))
+        assert plan_work(scan).rows >= 10
+    info = _footer_rows.cache_info()
+    assert info.currsize == PARQUET_ROWS_CACHED and info.misses == PARQUET_ROWS_CACHED + 40
+    assert plan_work(scan).rows >= 10
+    again = _footer_rows.cache_info()
+    assert again.misses == info.misses and again.hits > info.hits  # the latest version is kept
+    path.write_bytes(b"not parquet")  # unreadable: an unknown size, never cached
+    assert _parquet_rows([str(path)]) == float("inf")
+    assert _footer_rows.cache_info().currsize == PARQUET_ROWS_CACHED
+
+
 @functools.cache
 def _dates() -> pl.DataFrame:
     """100,000 ticket dates: the triple self-join on them has ~7.5e9 rows (minutes)."""
