@@ -25,7 +25,8 @@ without an answer.
 Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
 
 - an ``answer`` written before the model has seen any result from the data is
-  refused once per loop;
+  refused once per loop, and so is one after only ``peek`` ran (a 0.5B root in
+  the json protocol answered with a peeked row);
 - an ``answer`` written in the same reply as data actions is refused on every
   turn (but the forced final one): the actions run, their results come back,
   and the model is told to answer after reading them (exact repeats of
@@ -85,6 +86,7 @@ from rlm_pipeline.rlm.conversation import Conversation
 from rlm_pipeline.rlm.limits import wire_schema
 from rlm_pipeline.rlm.prompts import (
     EARLY_ANSWER_MESSAGE,
+    PEEK_ONLY_MESSAGE,
     PROMPT_VERSION,
     REPEAT_CALL_MESSAGE,
     SAME_REPLY_ANSWER_MESSAGE,
@@ -238,6 +240,11 @@ class _Channel:
     #: A data action ran in the current reply (seen from the next reply on).
     data_ran: bool = False
     early_answer_refused: bool = False
+    #: A data action other than `peek` ran without error (the model looked past a sample).
+    beyond_peek: bool = False
+    #: A `peek` ran without error.
+    peeked: bool = False
+    peek_only_refused: bool = False
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     #: Data actions that ran without error: (name, canonical arguments) -> step.
     done: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -805,6 +812,9 @@ def _guard(
             return ToolOutcome(
                 text=f"error: {EARLY_ANSWER_MESSAGE}", error="answer before any data was checked"
             )
+        if channel.peeked and not channel.beyond_peek and not channel.peek_only_refused:
+            channel.peek_only_refused = True
+            return ToolOutcome(text=f"error: {PEEK_ONLY_MESSAGE}", error="answer after only a peek")
         unseen = _unseen_number(channel, call.arguments)
         if unseen is not None and channel.unseen_refused < MAX_UNSEEN_REFUSALS:
             channel.unseen_refused += 1
@@ -914,6 +924,8 @@ async def _run_call(
             )
     elif outcome.error is None and not outcome.final:
         channel.data_ran = True
+        channel.beyond_peek = channel.beyond_peek or call.name != "peek"
+        channel.peeked = channel.peeked or call.name == "peek"
         made = _made_view(call)
         if made:
             channel.unmade.discard(made)

@@ -44,6 +44,7 @@ SQL_SHAPES: tuple[tuple[str, str], ...] = (
 
 __all__ = [
     "EARLY_ANSWER_MESSAGE",
+    "PEEK_ONLY_MESSAGE",
     "PLAIN_SYSTEM_PROMPT",
     "PROMPT_VERSION",
     "REPEAT_CALL_MESSAGE",
@@ -125,6 +126,13 @@ EARLY_ANSWER_MESSAGE = (
     "not accepted yet: this answer was written before you saw any result from the data, "
     "so it is a guess. Check with the data first (peek, filter, classify, sql), read the "
     "results, then answer in a reply of its own."
+)
+
+#: Sent (once per run) when `answer` comes after only `peek` ran: a few rows, not the table.
+PEEK_ONLY_MESSAGE = (
+    "not accepted yet: you have only peeked at a few rows, not the whole table. Work it "
+    "out with the data first: filter if the question names users or dates, classify the "
+    "text column, count with sql, then answer from the sql result."
 )
 
 #: Sent (every time) when `answer` is written in the same reply as data actions: their

@@ -164,11 +164,17 @@ def test_sub_batch_size_sets_the_rows_per_classify_call(
 def test_an_answer_beside_only_repeats_of_earlier_actions_is_taken(
     servers: dict[str, Any], ticket_parquet: Path
 ) -> None:
-    """Their results were read in the turn before: the answer is no longer written blind."""
+    """Their results were read in the turn before: the answer is no longer written blind.
+
+    (At step 2 it is refused once for another reason: only a peek had run.)"""
     res = _run(servers["text"], "text", "replan", ticket_parquet)
-    assert res.stop_reason == "answer" and res.value == 5000 and res.steps == 2
+    assert res.stop_reason == "answer" and res.value == 5000 and res.steps == 3
     assert _at(res, 1) == [("peek", "tool"), ("answer", "error")]
-    assert _at(res, 2) == [("peek", "error"), ("answer", "answer")]
+    assert _at(res, 2) == [("peek", "error"), ("answer", "error")]
+    assert _at(res, 3) == [("peek", "error"), ("answer", "answer")]
+    refused = [r for r in res.trace if r["tool"] == "answer" and r["kind"] == "error"]
+    assert "same reply as other actions" in refused[0]["result_summary"]
+    assert "only peeked at a few rows" in refused[1]["result_summary"]
 
 
 def test_a_stalled_loop_is_asked_for_its_answer_before_its_steps_run_out(
@@ -200,6 +206,7 @@ def test_a_number_found_in_no_result_is_refused_twice_then_taken(
     """A 0.5B root answered a number it read nowhere; the loop says it is not the table's."""
     res = _run(servers["text"], "text", "copycat", ticket_parquet)
     answers = [r for r in res.trace if r["tool"] == "answer"]
-    assert [r["kind"] for r in answers] == ["error", "error", "answer"]
-    assert "1284 appears in none of the results" in answers[0]["result_summary"]
-    assert res.value == 1284 and res.steps == 4  # a model that insists is not looped forever
+    assert [r["kind"] for r in answers] == ["error", "error", "error", "answer"]
+    assert "only peeked at a few rows" in answers[0]["result_summary"]  # once per run
+    assert "1284 appears in none of the results" in answers[1]["result_summary"]
+    assert res.value == 1284 and res.steps == 5  # a model that insists is not looped forever
