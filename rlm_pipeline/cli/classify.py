@@ -39,6 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from rlm_pipeline._quiet import known_warnings_filtered
+from rlm_pipeline.cli.cascade_args import (
+    add_cascade_arguments,
+    cascade_columns,
+    cascade_from_args,
+    check_cascade_budget,
+    print_cascade_estimate,
+)
 from rlm_pipeline.cli.failures import FailureReport, rerun_command
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.outputs import check_output_path, staged_output
@@ -116,6 +123,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="validate the output with great-expectations (slower) instead of built-in checks",
     )
+    add_cascade_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -229,8 +237,10 @@ def _spec(args: argparse.Namespace, labels: list[str]) -> Any:
     )
 
 
-def _check_columns(columns: list[str], spec: Any, args: argparse.Namespace) -> None:
-    """The text column, --id-column and the output columns, against the input's columns."""
+def _check_columns(
+    columns: list[str], spec: Any, args: argparse.Namespace, extra: list[str] | None = None
+) -> None:
+    """The text column, --id-column and the output columns (and ``extra``), against the input's."""
     from rlm_pipeline.ops.spec_base import output_names
 
     if spec.column not in columns:
@@ -239,7 +249,7 @@ def _check_columns(columns: list[str], spec: Any, args: argparse.Namespace) -> N
     if args.id_column is not None and args.id_column not in columns:
         msg = f"--id-column {args.id_column!r} not found; columns: {columns}"
         raise InputError(msg)
-    taken = [c for c in output_names(spec) if c in columns]
+    taken = [c for c in [*output_names(spec), *(extra or [])] if c in columns]
     if taken and not args.overwrite_column:
         names = " and ".join(repr(c) for c in taken)
         msg = (
@@ -280,6 +290,8 @@ def _run(args: argparse.Namespace) -> int:
     labels = labels_from_args(args)
     llm = _llm(args)
     budget = _budget(args, llm)
+    cascade = cascade_from_args(args, llm)
+    check_cascade_budget(cascade, budget)
     if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
         raise InputError("--max-error-rate must be between 0 and 1")
     max_error_rate = 1.0 if args.allow_errors else args.max_error_rate
@@ -288,17 +300,22 @@ def _run(args: argparse.Namespace) -> int:
 
     # The engine is chosen once (--engine); a Spark session is made only if Spark is.
     engine = open_engine(args.input, args.engine, spark=_spark_session)
-    _check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args)
+    _check_columns(
+        list(engine.schema(CONTEXT_VIEW)), spec, args, cascade_columns(spec) if cascade else None
+    )
     if args.id_column:
         _check_ids(engine, args.id_column)
 
     if args.estimate:
-        _print_estimate(engine, spec, llm)
+        if cascade is not None:
+            print_cascade_estimate(engine, spec, llm, cascade)
+        else:
+            _print_estimate(engine, spec, llm)
         return 0
 
     meter = UsageMeter()
     with _sigterm_as_interrupt(), staged_output(output) as staged:
-        input_rows, stats = _classify(engine, spec, llm, meter, budget, staged.tmp)
+        input_rows, stats = _classify(engine, spec, llm, meter, budget, staged.tmp, cascade)
         from rlm_pipeline.validate import validate_output
 
         result = validate_output(
@@ -422,9 +439,14 @@ def _warn_failures(failures: FailureReport, args: argparse.Namespace) -> None:
 
 
 def _classify(
-    engine: Any, spec: Any, llm: Any, meter: Any, budget: Any, tmp: Path
+    engine: Any, spec: Any, llm: Any, meter: Any, budget: Any, tmp: Path, cascade: Any = None
 ) -> tuple[int, Any]:
-    """Run the operator over the engine's ``context`` into ``tmp``; the input row count and the stats."""
+    """Run the operator over the engine's ``context`` into ``tmp``; the input row count and the stats.
+
+    With ``cascade`` the run is :func:`~rlm_pipeline.ops.cascade.run_cascade`'s
+    (proxy pass, calibration, oracle pass), written to ``tmp`` when it ends
+    (:func:`write_cascade`); the progress follows the proxy's pass.
+    """
     from rlm_pipeline.engines.views import CONTEXT_VIEW
     from rlm_pipeline.ops.fanout import FANOUT
     from rlm_pipeline.ops.progress import ProgressBar, RowCounter
@@ -435,6 +457,10 @@ def _classify(
     bar = sys.stderr.isatty()
     progress = ProgressBar(input_rows, meter) if bar else RowCounter()
     with progress if isinstance(progress, ProgressBar) else contextlib.nullcontext():
+        if cascade is not None:
+            return input_rows, write_cascade(
+                engine, spec, llm, meter, budget, tmp, cascade, progress
+            )
         _, stats = engine.map_frame(
             engine.frame(CONTEXT_VIEW),
             spec,
@@ -446,6 +472,46 @@ def _classify(
             write_to=tmp,
         )
     return input_rows, stats
+
+
+def write_cascade(
+    engine: Any,
+    spec: Any,
+    llm: Any,
+    meter: Any,
+    budget: Any,
+    tmp: Path,
+    cascade: Any,
+    progress: Any = None,
+) -> Any:
+    """The cascade over the engine's ``context``, written to the Parquet file ``tmp``; its stats.
+
+    The output columns were checked before any call, so they are replaced here.
+    """
+    import pyarrow.parquet as pq
+
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
+    from rlm_pipeline.ops.api import run_op
+
+    out, stats = run_op(
+        engine.frame(CONTEXT_VIEW),
+        spec,
+        llm,
+        engine=engine.name,
+        meter=meter,
+        budget=budget,
+        progress=progress,
+        overwrite=True,
+        warn=False,
+        cascade=cascade,
+    )
+    scratch = "_rlm_cascade_out"
+    engine.register(scratch, out, replace=True)
+    try:
+        pq.write_table(engine.to_arrow(scratch), tmp)
+    finally:
+        engine.drop(scratch)
+    return stats
 
 
 def _read_back(path: Path) -> Any:
@@ -470,6 +536,8 @@ def _report(stats: Any, meter: Any, output: Path, column: str) -> None:
         f"{usage.input_tokens:,} input + {usage.output_tokens:,} output tokens, "
         f"${usage.cost_usd:.4f}"
     )
+    if stats.cascade is not None:
+        print(stats.cascade.summary())
     if stats.errors.get("budget_exceeded"):
         print(
             f"budget reached: {stats.errors['budget_exceeded']:,} rows not asked; the same "

@@ -9,6 +9,12 @@ are cached); ``keep`` writes them too, with the reason in ``filter_error``;
 non-blank row got an answer writes nothing and exits 1 whatever ``--on-error``
 says, unless ``--allow-errors``.
 
+With ``--cascade-model M`` a cheap proxy model judges every row first and
+only its uncertain rows go to ``--model`` (the ``--cascade-*`` flags, as for
+``rlm-pipeline classify``); the kept rows then carry ``filter_source``
+(``proxy`` / ``oracle``) and ``filter_confidence``, and the summary prints the
+cascade's report.
+
 The other flags, the cache and the staged output are those of
 ``rlm-pipeline classify``.
 """
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_pipeline._quiet import known_warnings_filtered
+from rlm_pipeline.cli.cascade_args import add_cascade_arguments
 from rlm_pipeline.cli.op_cmd import (
     add_command,
     backend,
@@ -54,6 +61,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="with --on-error keep|drop: write the output even when no row got an answer",
     )
+    add_cascade_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +117,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  dropped: {stats.dropped:,} (blank: {stats.blank:,})")
     print(f"  failed: {stats.failed:,} (on-error {args.on_error})")
     print_usage(meter)
+    if op_stats.cascade is not None:
+        print(op_stats.cascade.summary())
     if stats.failed:
         print_failures(failures, args, "answer", refused=None)
     return 0

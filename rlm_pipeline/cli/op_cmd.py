@@ -43,9 +43,28 @@ class OpRun:
     spec: Any
     output: Path
     engine: Any
+    #: ``--cascade-model``'s :class:`~rlm_pipeline.ops.cascade.Cascade` (commands that have the flags).
+    cascade: Any = None
 
     def answer(self, meter: Any, tmp: Path) -> tuple[int, Any]:
         """:func:`fan_out` of the spec over the input into ``tmp``: input rows, stats."""
+        if self.cascade is not None:
+            from rlm_pipeline.cli.classify import write_cascade
+            from rlm_pipeline.engines.views import CONTEXT_VIEW
+            from rlm_pipeline.ops.progress import RowCounter
+
+            rows = self.engine.count(CONTEXT_VIEW)
+            stats = write_cascade(
+                self.engine,
+                self.spec,
+                self.llm,
+                meter,
+                self.budget,
+                tmp,
+                self.cascade,
+                RowCounter(),
+            )
+            return rows, stats
         return fan_out(self.engine, self.spec, self.llm, meter, self.budget, tmp)
 
     @contextmanager
@@ -67,6 +86,12 @@ def start(args: argparse.Namespace, make_spec: Any, added: Any) -> OpRun | None:
     arguments, the output path (not inside the input), the text column,
     ``--id-column`` (unique, non-null) and the added columns against the input.
     """
+    from rlm_pipeline.cli.cascade_args import (
+        cascade_columns,
+        cascade_from_args,
+        check_cascade_budget,
+        print_cascade_estimate,
+    )
     from rlm_pipeline.cli.classify import _budget, _check_ids, _llm, _spark_session
     from rlm_pipeline.cli.outputs import check_output_path
     from rlm_pipeline.engines.load import open_engine
@@ -74,16 +99,22 @@ def start(args: argparse.Namespace, make_spec: Any, added: Any) -> OpRun | None:
 
     llm = _llm(args)
     budget = _budget(args, llm)
+    cascade = cascade_from_args(args, llm)  # None for commands without --cascade-model
+    check_cascade_budget(cascade, budget)
     spec = make_spec(row_limits(args))
     output = check_output_path(args.input, args.output)
     engine = open_engine(args.input, args.engine, spark=_spark_session)
-    check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args, added(spec))
+    adds = [*added(spec), *(cascade_columns(spec) if cascade is not None else [])]
+    check_columns(list(engine.schema(CONTEXT_VIEW)), spec, args, adds)
     if args.id_column:
         _check_ids(engine, args.id_column)
     if args.estimate:
-        print_estimate(engine, spec, llm)
+        if cascade is not None:
+            print_cascade_estimate(engine, spec, llm, cascade)
+        else:
+            print_estimate(engine, spec, llm)
         return None
-    return OpRun(llm, budget, spec, output, engine)
+    return OpRun(llm, budget, spec, output, engine, cascade)
 
 
 def validated(result: Any, args: argparse.Namespace) -> bool:
