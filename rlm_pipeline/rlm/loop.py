@@ -825,7 +825,7 @@ def _guard(
         return None
     words = placeholders_in(call.arguments, channel.question)
     if words:
-        message = placeholder_message(words)
+        message = placeholder_message(words, channel.question)
         return ToolOutcome(text=f"error: {message}", error="placeholder left in an action")
     key = (call.name, _canonical(call.arguments))
     ran = channel.done.get(key)

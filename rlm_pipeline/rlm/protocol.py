@@ -345,23 +345,35 @@ def placeholders_in(arguments: str, question: str = "") -> list[str]:
 
     Examples
     --------
-    >>> placeholders_in('{"where": "label = \'TOPIC\'"}')
+    >>> placeholders_in('{"query": "SELECT 1 FROM t WHERE label = TOPIC"}')
     ['TOPIC']
-    >>> placeholders_in('{"where": "label = \'billing\'"}')
+    >>> placeholders_in('{"labels": ["TOPIC", "other"]}', "Is TOPIC a word here?")
     []
     """
     found = dict.fromkeys(_PLACEHOLDER.findall(arguments))
     return [word for word in found if not re.search(rf"\b{word}\b", question)]
 
 
-def placeholder_message(words: Sequence[str]) -> str:
-    """Why an action holding placeholders was not run, and what to write instead."""
+def placeholder_message(words: Sequence[str], question: str = "") -> str:
+    """Why an action holding placeholders was not run, and what to write instead.
+
+    The question is quoted: the words to write come from it.
+
+    Examples
+    --------
+    >>> print(placeholder_message(["TOPIC"], "How many are about billing?"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    not run: TOPIC is a placeholder from the plan, not a value. Write this action again
+    with your own words: TOPIC -> the topic word your question names. Your question:
+    "How many are about billing?"
+    """
     wanted = "; ".join(
         f"{word} -> {PLACEHOLDERS.get(word, 'the value your results show')}" for word in words
     )
     return (
         f"not run: {', '.join(words)} {'is a placeholder' if len(words) == 1 else 'are placeholders'}"
         f" from the plan, not a value. Write this action again with your own words: {wanted}."
+        + (f' Your question: "{question[:500]}"' if question else "")
     )
 
 
