@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from rlm_pipeline.errors import RLMPipelineError, UnansweredRowsError
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.ops.cascade import Cascade
 from rlm_pipeline.ops.core import RowProgress
 from rlm_pipeline.ops.extract_op import ExtractSpec, FieldType
 from rlm_pipeline.ops.filter_op import FilterSpec, OnError, check_on_error
@@ -213,7 +214,7 @@ def run_filter(
 ) -> tuple[Any, FilterStats]:
     """:func:`filter` of a built :class:`~rlm_pipeline.ops.filter_op.FilterSpec`: the frame and :class:`FilterStats`.
 
-    ``options``: ``budget``, ``meter``, ``progress`` (as for :func:`filter`).
+    ``options``: ``budget``, ``meter``, ``progress``, ``cascade`` (as for :func:`filter`).
     The keep/drop is the engine's (:meth:`~rlm_pipeline.engines.base.Engine.rows_where`).
     """
     on_error = check_on_error(on_error)
@@ -295,6 +296,7 @@ def filter(  # noqa: A001 - rp.filter, as in DESIGN.md
     progress: RowProgress | None = None,
     max_row_tokens: int = 8_000,
     truncate: bool = False,
+    cascade: Cascade | None = None,
 ) -> Any:
     """The rows of ``data`` whose ``column`` meets ``condition``, as judged by the model.
 
@@ -322,6 +324,11 @@ def filter(  # noqa: A001 - rp.filter, as in DESIGN.md
     budget, meter, progress, max_row_tokens, truncate
         As for :func:`~rlm_pipeline.ops.api.classify`.  Rows left unanswered by
         a budget stop are failed rows (``budget_exceeded``).
+    cascade
+        A :class:`~rlm_pipeline.ops.cascade.Cascade`: its ``proxy`` judges every
+        row first, and only rows below the confidence calibrated against
+        ``llm`` go to ``llm`` (see ``docs/cascades.md``); the output then also
+        has ``filter_source`` (``proxy``/``oracle``) and ``filter_confidence``.
 
     Returns
     -------
@@ -349,8 +356,10 @@ def filter(  # noqa: A001 - rp.filter, as in DESIGN.md
         max_row_tokens=max_row_tokens,
         truncate=truncate,
     )
+    options: dict[str, Any] = {"cascade": cascade} if cascade is not None else {}
     out, _ = run_filter(
-        data, spec, llm, on_error, engine=engine, budget=budget, meter=meter, progress=progress
+        data, spec, llm, on_error, engine=engine, budget=budget, meter=meter, progress=progress,
+        **options,
     )
     return out
 

@@ -31,7 +31,7 @@ from rlm_pipeline.sim.folds import answer_multi
 from rlm_pipeline.sim.logprobs import token_logprobs
 from rlm_pipeline.sim.protocols import check_grammar, render_root, root_protocol
 from rlm_pipeline.sim.replies import (
-    classify_confidences,
+    answer_confidences,
     completion,
     error_body,
     structured_value,
@@ -320,8 +320,7 @@ async def _answer(
         multi = answer_multi(task, body)  # aggregate / top_k / join calls (sim/folds.py)
         cheap = _cheap(state.config)
         value, rows = multi if multi is not None else structured_value(task, cheap)
-        if task.kind.startswith("classify"):
-            confidences = classify_confidences(task, cheap)
+        confidences = answer_confidences(task, cheap)
         if draw.wrong_ids and task.kind.endswith("_batch"):
             state.stats.fault("wrong_ids")
             value["results"] = scramble_ids(value["results"], draw)

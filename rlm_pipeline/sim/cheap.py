@@ -2,12 +2,13 @@
 
 A :class:`~rlm_pipeline.sim.config.SimConfig` with ``accuracy`` below 1
 answers each classified row with :func:`~rlm_pipeline.sim.classifier.intended_label`
-with probability ``accuracy`` and with another label otherwise.  The draw is
+with probability ``accuracy`` and with another label otherwise (a filter row:
+the keyword model's judgement, or its opposite).  The draw is
 a hash of the seed and the text, so the same text gets the same answer in
 every call, batch and process (a cascade's calibration sample sees what the
 full pass sees).
 
-Every classify answer also has a confidence in (0, 1): what the simulator
+Every classify and filter answer also has a confidence in (0, 1): what the simulator
 reports as a verbalised ``confidence`` field (when the reply schema has one)
 and as the log-probability of the label's first token (when the request asks
 for ``logprobs``, see :mod:`rlm_pipeline.sim.logprobs`).  With
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from rlm_pipeline.sim.classifier import intended_label
 from rlm_pipeline.sim.config import CONFIDENCE_MODES
 
-__all__ = ["CONFIDENCE_MODES", "CheapModel", "cheap_answer"]
+__all__ = ["CONFIDENCE_MODES", "CheapModel", "cheap_answer", "cheap_judgement"]
 
 
 _RIGHT = (0.55, 1.0)
@@ -87,11 +88,31 @@ def cheap_answer(
     if wrong:
         others = [candidate for candidate in labels if candidate != right]
         label = others[other % len(others)]
+    return label, _spread(wrong, spread, confidence)
+
+
+def _spread(wrong: bool, spread: float, confidence: str) -> float:
+    """The confidence of an answer, right or ``wrong``, from a uniform draw."""
     if confidence == "random":
         low, high = _RANDOM
     else:
         low, high = _WRONG if wrong else _RIGHT
-    return label, low + (high - low) * spread
+    return low + (high - low) * spread
+
+
+def cheap_judgement(
+    text: str, holds: bool, accuracy: float, seed: int, confidence: str
+) -> tuple[bool, float]:
+    """A filter's answer for ``text`` (``holds``: the keyword model's) under the cheap mode.
+
+    Examples
+    --------
+    >>> cheap_judgement("refund me", True, 1.0, 0, "informative")[0]
+    True
+    """
+    pick, spread, _ = _uniforms(seed, text)
+    wrong = pick >= accuracy
+    return (not holds) if wrong else holds, _spread(wrong, spread, confidence)
 
 
 @dataclass(frozen=True)
@@ -111,3 +132,7 @@ class CheapModel:
     def answer(self, text: str, labels: Sequence[str]) -> tuple[str, float]:
         """``(label, confidence)`` for one row (:func:`cheap_answer`)."""
         return cheap_answer(text, labels, self.accuracy, self.seed, self.confidence)
+
+    def judge(self, text: str, holds: bool) -> tuple[bool, float]:
+        """``(answer, confidence)`` of a filter row (:func:`cheap_judgement`)."""
+        return cheap_judgement(text, holds, self.accuracy, self.seed, self.confidence)

@@ -107,10 +107,10 @@ class SimConfig:
     accuracy
         The "cheap model" mode (:mod:`rlm_pipeline.sim.cheap`): each classified
         row gets the keyword classifier's label with this probability and another
-        label otherwise, drawn from a hash of ``seed`` and the text (the same text
+        label otherwise (a filter row: the keyword judgement or its opposite), drawn from a hash of ``seed`` and the text (the same text
         gets the same answer in every call).  1.0: always the classifier's label.
     confidence
-        One of :data:`CONFIDENCE_MODES`: how the confidence of each classify answer
+        One of :data:`CONFIDENCE_MODES`: how the confidence of each classify / filter answer
         (a ``confidence`` field when the reply schema has one, the label's token
         log-probability when the request asks for ``logprobs``) relates to being right.
     logprobs

@@ -3,8 +3,8 @@
 The reply text is cut into tokens (words, runs of spaces, single punctuation
 marks); each token gets a log-probability in OpenAI's chat format
 (``choices[0].logprobs.content``: ``token``, ``logprob``, ``bytes``,
-``top_logprobs``).  The first token of each classify label's value carries
-``log(confidence)`` of that row's answer (:mod:`rlm_pipeline.sim.cheap`), the
+``top_logprobs``).  The first token of each classify label (or filter
+value) carries ``log(confidence)`` of that row's answer (:mod:`rlm_pipeline.sim.cheap`), the
 label's other tokens and the JSON around it are near-certain (-0.001), as
 with a real model whose choice is made at the label's first token.
 
@@ -28,13 +28,13 @@ from typing import Any
 __all__ = ["label_value_starts", "token_logprobs"]
 
 _TOKEN = re.compile(r"\w+|\s+|[^\w\s]")
-_LABEL_VALUE = re.compile(r'"label"\s*:\s*"')
+_ANSWER_VALUE = re.compile(r'"(?:label|value)"\s*:\s*"?')
 _SURE = -0.001
 
 
 def label_value_starts(content: str) -> list[int]:
-    """Character offsets where each ``"label": "`` value's text starts, in order."""
-    return [match.end() for match in _LABEL_VALUE.finditer(content)]
+    """Character offsets where each answer's text starts (``"label": "…``, ``"value": …``), in order."""
+    return [match.end() for match in _ANSWER_VALUE.finditer(content)]
 
 
 def token_logprobs(

@@ -11,7 +11,7 @@ from rlm_pipeline.sim.mapper import condition_holds, extract_fields, map_value
 from rlm_pipeline.sim.wire import Task
 
 __all__ = [
-    "classify_confidences",
+    "answer_confidences",
     "completion",
     "error_body",
     "extract_schema_fields",
@@ -110,67 +110,65 @@ def _value_schema(task: Task) -> Any:
     return props.get("value")
 
 
-def _row_values(task: Task) -> list[tuple[Any, Any]]:
-    """``(id, value)`` per row of a map, filter or extract task."""
+def _row_answers(task: Task, model: CheapModel) -> list[tuple[Any, Any, float | None]]:
+    """``(id, value, confidence)`` per row of a classify, map, filter or extract task.
+
+    Classify and filter answers go through ``model`` (the cheap mode) and carry
+    a confidence; map and extract answers have none.
+    """
     rows = task.rows if task.kind.endswith("_batch") else [(None, task.text)]
+    if task.kind.startswith("classify"):
+        labels = task.labels or _DEFAULT_LABELS
+        return [(rid, *model.answer(text, labels)) for rid, text in rows]
     if task.kind.startswith("filter"):
-        return [(rid, condition_holds(text, task.condition)) for rid, text in rows]
+        return [(rid, *model.judge(text, condition_holds(text, task.condition))) for rid, text in rows]
     if task.kind.startswith("extract"):
         fields = extract_schema_fields(_value_schema(task))
-        return [(rid, extract_fields(text, fields)) for rid, text in rows]
-    return [(rid, map_value(text, task.output_type)) for rid, text in rows]
+        return [(rid, extract_fields(text, fields), None) for rid, text in rows]
+    return [(rid, map_value(text, task.output_type), None) for rid, text in rows]
 
 
 def _asks_confidence(task: Task) -> bool:
-    """Whether the classify schema asks for a verbalised ``confidence`` per row."""
+    """Whether the reply schema asks for a verbalised ``confidence`` per row."""
     props = (task.schema or {}).get("properties") or {}
-    if task.kind == "classify_batch":
+    if task.kind.endswith("_batch"):
         props = ((props.get("results") or {}).get("items") or {}).get("properties") or {}
     return isinstance(props, dict) and "confidence" in props
 
 
-def classify_confidences(task: Task, cheap: CheapModel) -> list[float]:
-    """The confidence of each classify answer of ``task``, in reply order (for ``logprobs``)."""
-    labels = task.labels or _DEFAULT_LABELS
-    if task.kind == "classify_batch":
-        return [cheap.answer(text, labels)[1] for _, text in task.rows]
-    if task.kind == "classify_single":
-        return [cheap.answer(task.text, labels)[1]]
-    return []
+def answer_confidences(task: Task, cheap: CheapModel) -> list[float]:
+    """The confidence of each classify / filter answer of ``task``, in reply order (for ``logprobs``)."""
+    if not task.kind.startswith(("classify_batch", "classify_single", "filter")):
+        return []
+    return [conf for _, _, conf in _row_answers(task, cheap) if conf is not None]
 
 
 def structured_value(task: Task, cheap: CheapModel | None = None) -> tuple[Any, int]:
     """The JSON value answering a structured ``task``, and how many rows it covers.
 
-    Classify answers come from ``cheap`` (:class:`~rlm_pipeline.sim.cheap.CheapModel`;
-    default: always :func:`intended_label`), with a ``confidence`` per row when
-    the schema asks for one.
+    Classify and filter answers come from ``cheap``
+    (:class:`~rlm_pipeline.sim.cheap.CheapModel`; default: always the keyword
+    model's), with a ``confidence`` per row when the schema asks for one.
     """
-    labels = task.labels or _DEFAULT_LABELS
     model = cheap if cheap is not None else CheapModel()
-    if task.kind == "classify_batch":
-        verbal = _asks_confidence(task)
+    key = "label" if task.kind.startswith("classify") else "value"
+    verbal = _asks_confidence(task)
+    if task.kind in ("classify_batch", "map_batch", "filter_batch", "extract_batch"):
         results: list[dict[str, Any]] = []
-        for rid, text in task.rows:
-            label, conf = model.answer(text, labels)
-            item: dict[str, Any] = {"id": rid, "label": label}
-            if verbal:
+        for rid, answer, conf in _row_answers(task, model):
+            item: dict[str, Any] = {"id": rid, key: answer}
+            if verbal and conf is not None:
                 item["confidence"] = round(conf, 3)
             results.append(item)
-        return {"results": results}, len(results)
-    if task.kind in ("map_batch", "filter_batch", "extract_batch"):
-        results = [{"id": rid, "value": value} for rid, value in _row_values(task)]
         return {"results": results}, len(results)
     value = fill_schema(task.schema, task.text, task.labels)
     if not isinstance(value, dict):
         value = {}
-    if task.kind == "classify_single":
-        value["label"], conf = model.answer(task.text, labels)
-        if _asks_confidence(task):
+    if task.kind in ("classify_single", "map_single", "filter_single", "extract_single"):
+        _, answer, conf = _row_answers(task, model)[0]
+        value[key] = answer
+        if verbal and conf is not None:
             value["confidence"] = round(conf, 3)
-        return value, 1
-    if task.kind in ("map_single", "filter_single", "extract_single"):
-        value["value"] = _row_values(task)[0][1]
         return value, 1
     return value, 0
 

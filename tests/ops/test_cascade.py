@@ -201,3 +201,24 @@ def test_existing_output_columns_are_refused_before_any_call(sim_factory: Any) -
         "oracle",
         "oracle",
     ]  # 2 rows < 59: no threshold
+
+
+def test_filter_with_a_cascade(sim_factory: Any) -> None:
+    from rlm_pipeline.ops.filter_op import FilterSpec
+    from rlm_pipeline.sim.mapper import condition_holds
+
+    proxy, oracle = sim_factory(accuracy=0.85), sim_factory()
+    small, big = models(proxy, oracle)
+    data = tickets(1500, seed=8).select("ticket_id", "question")
+    condition = "is about billing"
+    cascade = rp.Cascade(small, sample=200)
+    judged, stats = run_op(data, FilterSpec("question", condition), big, cascade=cascade)
+    report = stats.cascade
+    assert report is not None and report.reached and report.escalated_share <= 0.40
+    sample = sampled_texts(judged.rename({"filter_confidence": "label_confidence"}), 0, 200)
+    rows = [(q, v) for q, v in judged.select("question", "filter").rows() if q not in sample]
+    agree = sum(v == condition_holds(q, condition) for q, v in rows) / len(rows)
+    assert agree >= 0.95
+    kept = rp.filter(data, "question", condition, big, cascade=cascade)
+    assert kept.columns == ["ticket_id", "question", "filter_source", "filter_confidence"]
+    assert kept["ticket_id"].to_list() == judged.filter(pl.col("filter"))["ticket_id"].to_list()
