@@ -315,6 +315,8 @@ class Run:
             "rows_present": self.present,
             "rows_correct": self.correct,
             "rows_with_error": self.errors,
+            # every input row came back exactly once (and no other row)
+            "rows_ok": self.present == self.rows and self.extra.get("rows_out", self.rows) == self.rows,
             "cpu_client_s": round(self.cpu.get("client", 0.0), 2),
             "cpu_sim_s": round(self.cpu.get("sim", 0.0), 2),
             "cpu_machine_busy_s": round(self.cpu.get("machine_busy", 0.0), 2),
@@ -627,7 +629,8 @@ def render_md(result: dict[str, Any]) -> str:
         f"Data: {meta['rows']:,} synthetic tickets (`rlm_pipeline.datasets.tickets(n, seed={meta['seed']})`), "
         f"ticket id appended to every text: {meta['distinct_texts']:,} distinct texts "
         f"({meta['distinct_texts_without_id']:,} without the id). Labels: {', '.join(LABELS)}.",
-        f"Machine: {meta['cpus']} cores, Python {meta['python']}; load average at start {meta['loadavg_start']}; "
+        f"Machine: {meta['cpus']} cores, Python {meta['python']}; load average at start {meta['loadavg_start']}, "
+        f"at end {meta.get('loadavg_end')}; "
         f"code at {meta.get('git_commit')}.",
         "",
         "| system | rows | batch | repeats | wall s | rows/s | calls | calls/s | % of ceiling "
@@ -818,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     if peer_rows < args.rows:
         notes.append(f"Peers ran on the first {peer_rows:,} rows only (they are slow); rates are comparable.")
     notes.append(f"Ours at batch_size 1 ran on the first {min(args.bs1_rows, args.rows):,} rows.")
+    meta["loadavg_end"] = tuple(round(x, 2) for x in os.getloadavg())
     result = {"meta": meta, "table": table, "runs": all_runs, "notes": notes}
     for row in table:
         if row.get("skipped"):
