@@ -25,6 +25,15 @@ calls :func:`rlm_pipeline.ops.api.run_op`, the one front-end of
 ``rp.classify``, ``rp.llm_map`` and ``rp.spark.*`` too.  ``df.rlm.classify`` refuses an
 output column the frame already has unless ``overwrite=True``; with the
 expression form the name is yours (``with_columns(label=...)``).
+
+``cascade=rp.Cascade(proxy=small_llm)`` on ``classify`` and ``filter`` (every
+form) lets the cheap proxy answer first and sends only its uncertain rows to
+``llm`` (see ``docs/cascades.md``).  The frame methods add
+``<output_column>_source`` and ``<output_column>_confidence``; the expression
+forms give the answer only (one column), as without a cascade.  A cascade
+needs the whole column at once (its calibration sample is drawn from every
+answered row), so the expression forms hand Polars' whole column over, as
+they always do.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import polars as pl
 
 if TYPE_CHECKING:
     from rlm_pipeline.llm.config import LLM
+    from rlm_pipeline.ops.cascade import Cascade
     from rlm_pipeline.ops.spec import OutputType
     from rlm_pipeline.rlm.api import RLMResult
 
@@ -44,29 +54,39 @@ __all__ = ["RLMExprNamespace", "RLMFrameNamespace", "RLMLazyFrameNamespace"]
 _TEXT = "__rlm_text"
 
 
-def _expr(expr: pl.Expr, spec: Any, llm: LLM, dtype: Any, pick: Any, *, warn: bool = True) -> pl.Expr:
+def _expr(
+    expr: pl.Expr,
+    spec: Any,
+    llm: LLM,
+    dtype: Any,
+    pick: Any,
+    *,
+    warn: bool = True,
+    cascade: Cascade | None = None,
+) -> pl.Expr:
     """``expr``'s column answered by ``spec`` in one ``map_batches``.
 
     The column goes through :func:`rlm_pipeline.ops.api.run_op` (the one
-    front-end) once per batch Polars hands over; ``pick(stats)`` is the
-    expression selecting the answer from its output.
+    front-end) once per batch Polars hands over, with ``cascade`` when given;
+    ``pick(stats)`` is the expression selecting the answer from its output.
     """
     from rlm_pipeline.ops.api import run_op
 
     def run(series: pl.Series) -> pl.Series:
-        out, stats = run_op(pl.DataFrame({_TEXT: series}), spec, llm, warn=warn)
+        frame = pl.DataFrame({_TEXT: series})
+        out, stats = run_op(frame, spec, llm, warn=warn, cascade=cascade)
         answered: pl.Series = out.select(pick(stats).alias(series.name)).to_series()
         return answered
 
     return expr.map_batches(run, return_dtype=dtype)
 
 
-def _value_expr(expr: pl.Expr, spec: Any, llm: LLM) -> pl.Expr:
+def _value_expr(expr: pl.Expr, spec: Any, llm: LLM, cascade: Cascade | None = None) -> pl.Expr:
     """The spec's first value column (classify, llm_map)."""
     from rlm_pipeline.ops.polars_fanout import output_schema
 
     name, dtype = next(iter(output_schema(spec).items()))
-    return _expr(expr, spec, llm, dtype, lambda _: pl.col(name))
+    return _expr(expr, spec, llm, dtype, lambda _: pl.col(name), cascade=cascade)
 
 
 @pl.api.register_expr_namespace("rlm")
@@ -81,9 +101,18 @@ class RLMExprNamespace:
         self._expr = expr
 
     def classify(
-        self, labels: Sequence[str], *, llm: LLM, instructions: str | None = None, **options: Any
+        self,
+        labels: Sequence[str],
+        *,
+        llm: LLM,
+        instructions: str | None = None,
+        cascade: Cascade | None = None,
+        **options: Any,
     ) -> pl.Expr:
         """One label per row (null where the model gave none; see ``df.rlm.classify``).
+
+        ``cascade``: a :class:`~rlm_pipeline.ops.cascade.Cascade` (its proxy first,
+        ``llm`` for the uncertain rows); the label only, as without one.
 
         Examples
         --------
@@ -92,7 +121,7 @@ class RLMExprNamespace:
         from rlm_pipeline.ops.spec import ClassifySpec, check_labels
 
         spec = ClassifySpec(_TEXT, check_labels(labels), instructions, **options)
-        return _value_expr(self._expr, spec, llm)
+        return _value_expr(self._expr, spec, llm, cascade)
 
     def llm_map(
         self, instruction: str, *, llm: LLM, output_type: OutputType = "string", **options: Any
@@ -103,12 +132,21 @@ class RLMExprNamespace:
         spec = MapSpec(_TEXT, instruction, output_type, **options)
         return _value_expr(self._expr, spec, llm)
 
-    def filter(self, condition: str, *, llm: LLM, on_error: str = "raise", **options: Any) -> pl.Expr:
+    def filter(
+        self,
+        condition: str,
+        *,
+        llm: LLM,
+        on_error: str = "raise",
+        cascade: Cascade | None = None,
+        **options: Any,
+    ) -> pl.Expr:
         """True where the text meets ``condition``, for ``df.filter(...)``.
 
         Rows without an answer follow ``on_error``: ``"raise"`` (default)
         raises :class:`~rlm_pipeline.errors.UnansweredRowsError`, ``"keep"``
-        makes them True, ``"drop"`` False; blank texts are False.
+        makes them True, ``"drop"`` False; blank texts are False.  ``cascade``:
+        a :class:`~rlm_pipeline.ops.cascade.Cascade` (its proxy first).
         """
         from rlm_pipeline.ops.filter_op import FilterSpec, check_on_error
         from rlm_pipeline.ops.semantic import judge
@@ -123,7 +161,7 @@ class RLMExprNamespace:
             held = pl.col(spec.output_column).fill_null(False)
             return held | failed if on_error == "keep" else held
 
-        return _expr(self._expr, spec, llm, pl.Boolean, keep, warn=False)
+        return _expr(self._expr, spec, llm, pl.Boolean, keep, warn=False, cascade=cascade)
 
     def extract(
         self, fields: dict[str, Any], *, llm: LLM, instructions: str | None = None, **options: Any
@@ -152,6 +190,8 @@ class _FrameMethods:
 
         An ``output_column`` (or its ``_error`` column) the frame already has
         raises ``InputError`` before any model call, unless ``overwrite=True``.
+        With ``cascade=rp.Cascade(...)``, also ``<output_column>_source`` and
+        ``<output_column>_confidence``.
         """
         from rlm_pipeline.ops.api import classify
 
@@ -164,7 +204,11 @@ class _FrameMethods:
         return llm_map(self._frame, column, instruction, llm, **options)
 
     def filter(self, column: str, condition: str, *, llm: LLM, **options: Any) -> Any:
-        """:func:`rlm_pipeline.filter` on this frame: the rows where ``condition`` holds."""
+        """:func:`rlm_pipeline.filter` on this frame: the rows where ``condition`` holds.
+
+        With ``cascade=rp.Cascade(...)`` the kept rows also carry ``filter_source``
+        and ``filter_confidence``.
+        """
         from rlm_pipeline.ops.semantic import filter as semantic_filter
 
         return semantic_filter(self._frame, column, condition, llm, **options)
@@ -176,7 +220,12 @@ class _FrameMethods:
         return extract(self._frame, column, fields, llm, **options)
 
     def aggregate(
-        self, column: str, instruction: str, *, llm: LLM, by: str | Sequence[str] | None = None,
+        self,
+        column: str,
+        instruction: str,
+        *,
+        llm: LLM,
+        by: str | Sequence[str] | None = None,
         **options: Any,
     ) -> Any:
         """:func:`rlm_pipeline.aggregate` on this frame: one summary per group."""
@@ -191,14 +240,22 @@ class _FrameMethods:
         return top_k(self._frame, column, criterion, k, llm, **options)
 
     def join(
-        self, right: Any, left_column: str, right_column: str, condition: str, *, llm: LLM,
-        block_on: str | None = None, **options: Any,
+        self,
+        right: Any,
+        left_column: str,
+        right_column: str,
+        condition: str,
+        *,
+        llm: LLM,
+        block_on: str | None = None,
+        **options: Any,
     ) -> Any:
         """:func:`rlm_pipeline.join` of this frame (left) with ``right``: the matching pairs."""
         from rlm_pipeline.ops.join_op import join
 
-        return join(self._frame, right, left_column, right_column, condition, llm, block_on,
-                    **options)
+        return join(
+            self._frame, right, left_column, right_column, condition, llm, block_on, **options
+        )
 
     def ask(
         self,
