@@ -36,6 +36,7 @@ from rlm_pipeline.errors import (
 )
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.ops.cascade import Cascade
 from rlm_pipeline.rlm.guard import cancel_run
 from rlm_pipeline.rlm.loop import (
     ANSWER_RESERVE,
@@ -177,6 +178,14 @@ class RLM:
     max_memory_bytes
         Memory budget of one engine call (growth of the resident memory of the
         process and its children); ``None``: 25% of the machine's RAM.
+    cascade
+        A :class:`~rlm_pipeline.ops.cascade.Cascade`: the ``classify`` tool's
+        sub-calls (at every depth) go through it — its ``proxy`` labels every
+        row first, ``sub`` (the oracle) the calibration sample and the rows
+        below the threshold; the tool's view also gets ``label_source`` and
+        ``label_confidence``, and its trace record the report
+        (``extra.cascade``).  The root's ``filter`` tool is SQL only (no model
+        call), so it has nothing to cascade.
 
     Notes
     -----
@@ -235,6 +244,7 @@ class RLM:
         max_total_rows: int | None = None,
         tool_timeout_s: float | None = DEFAULT_TOOL_TIMEOUT_S,
         max_memory_bytes: int | None = None,
+        cascade: Cascade | None = None,
     ) -> None:
         if not isinstance(root, LLM):
             raise InputError("root must be an rp.LLM")
@@ -261,6 +271,8 @@ class RLM:
             raise InputError(f"root_max_tokens must be >= 16 or None, got {root_max_tokens}")
         if sub_batch_size < 1:
             raise InputError(f"sub_batch_size must be >= 1, got {sub_batch_size}")
+        if cascade is not None and not isinstance(cascade, Cascade):
+            raise InputError(f"cascade must be an rp.Cascade or None, got {type(cascade).__name__}")
         self.root = root
         self.sub = sub or root
         self.engine = engine
@@ -275,6 +287,7 @@ class RLM:
         self.prompt = prompt
         self.root_max_tokens = root_max_tokens
         self.sub_batch_size = sub_batch_size
+        self.cascade = cascade
         #: Limits on the engine work the model issues (README, "Security model").
         self.limits = WorkLimits(
             max_view_rows=max_view_rows,
@@ -374,6 +387,7 @@ class RLM:
             sub_batch_size=self.sub_batch_size,
             deadline=None if self.timeout_s is None else started + self.timeout_s,
             answer_reserve_s=0.0 if self.timeout_s is None else ANSWER_RESERVE * self.timeout_s,
+            cascade=self.cascade,
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         work = Work("run", limits=self.limits)  # every engine call of the run, cancellable

@@ -270,16 +270,29 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         batch_size=scope.state.sub_batch_size,
         output_column="label",
     )
-    calls = (await _map_llm(scope, view, spec, name)).usage.calls  # this call's own
+    cascade = scope.state.cascade
+    if cascade is None:
+        stats = await _map_llm(scope, view, spec, name)
+    else:
+        stats = await _cascade_map(scope, view, spec, name, cascade)
+    calls = stats.usage.calls  # this call's own
     # The library's own reads (every label, uncut), not the model's 20-row preview.
     counts = await _engine(scope.engine.value_counts, name, "label", max_values=len(labels) + 1)
     total = counts.rows
     shown = counts_line(counts.pairs(), labels, more=counts.distinct - len(counts.values))
     text = f"view `{name}`: {total} rows labelled ({calls} sub-calls); label counts: {shown}"
     text += await _failures(scope, name, "label_error", total, "label")
+    if stats.cascade is not None:
+        report = stats.cascade
+        text += (
+            f"; {report.oracle_rows} of {report.proxy_rows + report.oracle_rows} rows answered by "
+            "the strong model (cascade)"
+        )
     sample = await row_sample(scope.engine, name, column, "label", "label_error", rows=total,
                               any_failed=counts.count_of(None) > 0)  # for the trace page
     scope.state.steps.note(scope.path, sample=sample)
+    if stats.cascade is not None:
+        scope.state.steps.note(scope.path, cascade=cascade_record(stats.cascade))
     return ToolOutcome(text=bound(text), rows_in=total, rows_out=total, sub_calls=calls)
 
 
@@ -382,6 +395,97 @@ async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> OpStats:
     from rlm_pipeline.ops.fanout import FANOUT
 
     return await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
+
+
+async def _cascade_map(scope: Scope, view: str, spec: Any, name: str, cascade: Any) -> OpStats:
+    """``spec`` over ``view`` through the run's cascade into view ``name`` (``RLM(cascade=...)``).
+
+    :func:`~rlm_pipeline.ops.api.run_op` with the cascade, in a worker thread
+    (its passes run their own event loops): the proxy is ``cascade.proxy``,
+    the oracle the scope's ``llm`` (``sub``, or its share on Spark).  Both
+    models' usage goes onto the run's meter, within what is left of the run's
+    budget.  Unlike the plain fan-out, the cascade's calls go through clients
+    of their own, so ``sub``'s concurrency and rate limits hold per cascade
+    call, not together with sub-calls that run at the same time (parallel
+    ``recurse`` sub-runs on Polars).
+    """
+    from rlm_pipeline.llm.usage import UsageMeter
+    from rlm_pipeline.ops.api import run_op
+
+    frame = await _engine(scope.engine.frame, view)
+    meter = UsageMeter()
+    try:
+        out, stats = await _engine(
+            run_op,
+            frame,
+            spec,
+            scope.llm,
+            engine=scope.engine.name,
+            meter=meter,
+            budget=_budget_left(scope),
+            warn=False,
+            cascade=cascade,
+        )
+    finally:
+        scope.state.meter.add(meter.snapshot())
+    await _engine(scope.engine.register, name, out, replace=True)
+    found: OpStats = stats
+    return found
+
+
+def _budget_left(scope: Scope) -> Any:
+    """What the run's budget leaves after what its meter holds (None: no limit set)."""
+    from rlm_pipeline.llm.config import Budget
+
+    b = scope.state.budget
+    if b.max_calls is None and b.max_tokens is None and b.max_cost_usd is None:
+        return None
+    spent = scope.state.meter.snapshot()
+    return Budget(
+        max_calls=None if b.max_calls is None else max(0, b.max_calls - spent.calls),
+        max_tokens=None
+        if b.max_tokens is None
+        else max(0, b.max_tokens - spent.input_tokens - spent.output_tokens),
+        max_cost_usd=None if b.max_cost_usd is None else max(0.0, b.max_cost_usd - spent.cost_usd),
+    )
+
+
+def cascade_record(report: Any) -> dict[str, Any]:
+    """The cascade's report as a tool step records it (``extra.cascade`` of the trace record).
+
+    Examples
+    --------
+    >>> from rlm_pipeline.ops.cascade_report import CascadeReport
+    >>> from rlm_pipeline.ops.cascade_stats import Calibration
+    >>> r = CascadeReport("small", "big", "logprobs", 0.95, 0.05, 200,
+    ...                   Calibration(0.7, 200, 180, 130, 129, 0.96), rows=10, proxy_rows=7,
+    ...                   oracle_rows=3)
+    >>> rec = cascade_record(r)
+    >>> rec["escalated_share"], rec["threshold"], rec["sample_agreement"], rec["lower_bound"]
+    (0.3, 0.7, 0.9923, 0.96)
+    """
+    cal = report.calibration
+    kept = cal.kept_agreement
+    return {
+        "proxy_model": report.proxy_model,
+        "oracle_model": report.oracle_model,
+        "confidence": report.confidence,
+        "target": report.target,
+        "delta": report.delta,
+        "reached": report.reached,
+        "threshold": report.threshold,
+        "escalated_share": round(report.escalated_share, 4),
+        "proxy_rows": report.proxy_rows,
+        "oracle_rows": report.oracle_rows,
+        "sample_rows": cal.rows,
+        "sample_kept": cal.kept,
+        "sample_kept_agreeing": cal.kept_agreeing,
+        "sample_agreement": None if kept is None else round(kept, 4),
+        "lower_bound": round(cal.lower_bound, 4),
+        "cost_usd": report.cost_usd,
+        "cost_all_oracle_usd": report.cost_all_oracle_usd,
+        "summary": report.summary(),
+    }
 
 
 async def _recurse(args: dict[str, Any], scope: Scope) -> ToolOutcome:
