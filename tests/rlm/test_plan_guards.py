@@ -143,3 +143,23 @@ def test_an_answer_citing_a_view_reads_only_the_models_views(sim_llm: LLM) -> No
     assert not bad_cited and bad_error is not None
     assert "unknown view '_rlm_secret'" in bad_error.text and "42" not in bad_error.text
     assert "views are: context, result" in bad_error.text
+
+
+def test_the_root_prompt_stays_under_2000_tokens(
+    module_sim: Any, ticket_parquet: Path, ticket_frame: pl.DataFrame
+) -> None:
+    """Issue 19's target, the seed question's whole run (the simulator counts chars / 4)."""
+    from rlm_pipeline.rlm.loop import _OFFERED
+
+    llm = LLM(model="sim-1", base_url=module_sim.base_url, api_key="sim", max_retries=1)
+    res = rp.RLM(llm, protocol="tools").run(DEMO_Q, str(ticket_parquet), text_column="question")
+    assert res.value == label_count(ticket_frame, "billing", users=USERS)
+    assert 1000 < res.usage.max_prompt_tokens <= 2000
+    # the offered schemas say no more than the system prompt does once...
+    assert not any("description" in json.dumps(t["function"]["parameters"]) for t in _OFFERED)
+    # ...and unknown arguments are still refused after parsing
+    peek = rp.RLM(llm, protocol="tools").run(
+        DEMO_Q + " [adversarial:badjson]", str(ticket_parquet), text_column="question"
+    )
+    shell = next(r for r in peek.trace if "shell" in json.dumps(r.get("arguments") or {}))
+    assert shell["kind"] == "error" and "Additional properties" in shell["result_summary"]
