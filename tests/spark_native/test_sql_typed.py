@@ -52,7 +52,11 @@ def _expected(text: str, fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def test_typed_extract_from_sql(spark: Any, sim_factory: Any) -> None:
+@pytest.mark.parametrize("kind", ["classic", "connect"])
+def test_typed_extract_from_sql(
+    kind: str, request: pytest.FixtureRequest, sim_factory: Any
+) -> None:
+    spark = request.getfixturevalue("spark" if kind == "classic" else "connect")
     sim = sim_factory(seed=6)
     texts = _view(spark, 200, seed=34, distinct=120)
     fns = register(
