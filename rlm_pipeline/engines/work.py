@@ -21,7 +21,9 @@ every engine call a run makes:
   (:class:`~rlm_pipeline.engines.polars_worker.WorkerQuery`) and
   :meth:`Work.cancel` kills that process, which frees its cores and memory at
   once; a query with a small bound runs here as ``collect(background=True)``
-  and is cancelled with ``InProcessQuery.cancel()``.
+  and is cancelled with ``InProcessQuery.cancel()``.  A cancelled call returns
+  once what it started has stopped using the engine (at most :data:`SETTLE_S`:
+  the abandoned in-process query ended, the cancelled Spark job's tasks killed).
 - **memory**: while engine work runs, the resident memory of the process and
   its children (a local Spark JVM, a Polars worker) is sampled; growth past
   ``max_memory_bytes`` cancels that work with a
@@ -83,6 +85,7 @@ __all__ = [
     "MIN_TOTAL_ROWS",
     "MIN_VIEW_ROWS",
     "POLARS_ROUTES",
+    "SETTLE_S",
     "TOTAL_ROWS_FACTOR",
     "VIEW_ROWS_FACTOR",
     "WORKER_RATIO",
@@ -127,6 +130,10 @@ MAX_PLAN_SCANS = 64
 #: How often running work is checked (memory, cancellation), seconds.
 _POLL_S = 0.05
 _SPARK_POLL_S = 0.2
+#: After a cancel, how long a call waits for what it started to stop using the engine
+#: (an abandoned in-process Polars query to end, a cancelled Spark job's tasks to be
+#: killed) before it raises: the next call then finds the engine free.
+SETTLE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -528,12 +535,13 @@ def collect_polars(frame: pl.LazyFrame) -> pl.DataFrame:
     bound is small (:func:`polars_in_worker`) runs here as
     ``collect(background=True)``; a larger one runs in a worker process
     (:class:`~rlm_pipeline.engines.polars_worker.WorkerQuery`).  This thread
-    polls the query and returns at once (raising :class:`ResourceLimitError`)
-    when the work is cancelled or the process and its children grow past the
-    memory budget.  A worker query is then killed with its process; an
-    in-process one is cancelled, which polars 2.1 honours only between
-    operators (a running operator goes on to its end -- a small one, by the
-    route's bound).
+    polls the query and raises :class:`ResourceLimitError` when the work is
+    cancelled or the process and its children grow past the memory budget.  A
+    worker query is then killed with its process; an in-process one is
+    cancelled, which polars 2.1 honours only between operators (a running
+    operator goes on to its end -- a small one, by the route's bound), so on a
+    cancel this thread waits for it to end (at most :data:`SETTLE_S`) before it
+    raises: the run's next query finds the cores free.
     """
     work = current_work()
     if work is None:
@@ -552,6 +560,7 @@ def collect_polars(frame: pl.LazyFrame) -> pl.DataFrame:
             while True:
                 if work.reason is not None:
                     _give_up(query)
+                    _settle_polars(query)
                     raise cancelled_error(work.reason)
                 result: pl.DataFrame | None = query.fetch()
                 if result is not None:
@@ -586,6 +595,24 @@ def _polars_error() -> type[Exception]:
     import polars as pl
 
     return pl.exceptions.PolarsError
+
+
+def _settle_polars(query: Any, within: float = SETTLE_S) -> bool:
+    """Wait (at most ``within`` seconds) until an abandoned in-process query has ended.
+
+    Polars finishes a running operator after a cancel, on its threads: until then
+    the next query of the run would share the cores with it (and a tight
+    ``tool_timeout_s`` would expire on a count).  A killed worker query is over at once.
+    """
+    if hasattr(query, "pid"):
+        return True
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with _ABANDONED_LOCK:
+            if not any(q is query for q in _ABANDONED):
+                return True
+        time.sleep(_POLL_S)
+    return False
 
 
 def _give_up(query: Any) -> None:
@@ -662,6 +689,34 @@ def _cancel_spark(spark: Any, tag: str) -> None:
         logger.debug("could not cancel spark jobs tagged %s", tag, exc_info=True)
 
 
+def _running_tasks(context: Any) -> int | None:
+    """Tasks running on the executors now (classic sessions; None when unknown)."""
+    if context is None:
+        return None
+    try:
+        infos = context._jsc.sc().statusTracker().getExecutorInfos()
+        return int(sum(info.numRunningTasks() for info in infos))
+    except Exception:  # noqa: BLE001 - best effort (py4j, a stopping session)
+        return None
+
+
+def _settle_spark(context: Any, before: int | None, within: float = SETTLE_S) -> bool:
+    """Wait (at most ``within`` seconds) until the executors run no more tasks than ``before``.
+
+    A cancelled job ends on the driver at once, while its tasks are being killed
+    on the executors; the next job would queue behind them.
+    """
+    if before is None:
+        return True
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        now = _running_tasks(context)
+        if now is None or now <= before:
+            return True
+        time.sleep(_POLL_S)
+    return False
+
+
 def _spark_context(session: Any) -> Any:
     """The classic ``SparkContext`` of ``session``, or ``None`` (Spark Connect)."""
     try:
@@ -697,6 +752,7 @@ def spark_job(session: Any) -> Iterator[None]:
     if context is not None:  # a cancel interrupts the tasks' threads (a join stops at once)
         context.setInterruptOnCancel(True)
     work._add_spark(session)
+    running = _running_tasks(context)  # tasks of other work, when this block starts
     budget = work.limits.memory_bytes()
     done = threading.Event()
     over = threading.Event()
@@ -719,8 +775,10 @@ def spark_job(session: Any) -> Iterator[None]:
                 yield
             except Exception as exc:
                 if over.is_set():
+                    _settle_spark(context, running)
                     raise _memory_error(budget) from exc
                 if work.reason is not None:
+                    _settle_spark(context, running)
                     raise cancelled_error(work.reason) from exc
                 raise
     finally:

@@ -179,19 +179,24 @@ def test_legitimate_large_work_is_not_refused(
 def test_spark_tool_timeout_cancels_the_job_and_the_run_goes_on(
     frame: pl.DataFrame, sim_llm: LLM, spark_idle: Any
 ) -> None:
-    data = spark_idle.createDataFrame(frame.to_arrow())
+    # Two columns, as on Polars: every job of the run reads less.
+    data = spark_idle.createDataFrame(frame.select("ticket_id", "date").to_arrow())
     # No row cap to speak of: the triple join (~7.5e9 rows) really starts and would run
-    # for minutes; the tool limit cancels its job by tag.
-    rlm = rp.RLM(sim_llm, engine="spark", max_view_rows=10**15, tool_timeout_s=8)
+    # for many minutes; the tool limit cancels its job by tag.  The limit holds for the
+    # count that follows too, which takes 5-15 s at load 16 on two cores (4 Spark jobs):
+    # 20 s leaves it room without letting the join finish.
+    rlm = rp.RLM(sim_llm, engine="spark", max_view_rows=10**15, tool_timeout_s=20)
     started = time.monotonic()
     res = rlm.run("rows? [adversarial:slow]", data)
     seconds = time.monotonic() - started
     idle = _wait_no_jobs(spark_idle)
     print(f"\nspark: tool timeout run {seconds:.1f}s, jobs idle {idle:.1f}s after")
-    error = _calls(res)["slow"]["error"]
-    assert "tool_timeout_s = 8 s" in error and "cancelled" in error
+    calls = _calls(res)
+    error = calls["slow"]["error"]
+    assert "tool_timeout_s = 20 s" in error and "cancelled" in error
+    assert not calls["total"].get("error"), calls["total"].get("error")  # the run went on
     assert res.value == ROWS
-    assert seconds < 60
+    assert seconds < 120  # the join itself would run for many minutes
     assert idle < 5
 
 
