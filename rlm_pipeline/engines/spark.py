@@ -150,12 +150,22 @@ class SparkEngine:
     def drop(self, name: str) -> None:
         """Forget view ``name`` and drop its temp view from the session; none: nothing to do.
 
-        Host-side (an operator's scratch view).  Frames already built over the view
-        keep working: Spark resolved the view into their plans.
+        Host-side (an operator's scratch view, or its input).  Frames already built
+        over the view keep working: Spark resolved the view into their plans.  Only
+        the name goes: ``spark.catalog.dropTempView`` would also uncache the view's
+        plan — a DataFrame the caller cached and handed in (on Spark Connect, where
+        the session's catalog is the only way, it does).
         """
-        if name in self._views:
-            self._drop(self._views.pop(name).temp_name)
+        if name not in self._views:
+            return
+        temp_name = self._views.pop(name).temp_name
         self._ledger.scans.pop(name, None)
+        jsession = getattr(self._session, "_jsparkSession", None)
+        if jsession is None:
+            self._drop(temp_name)
+            return
+        with _spark_errors("drop a temp view"):
+            jsession.sessionState().catalog().dropTempView(temp_name)
 
     def _store(
         self, name: str, frame: SparkDataFrame, *, host: bool = False, replace: bool = True

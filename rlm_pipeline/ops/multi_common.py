@@ -149,17 +149,17 @@ class InputFrame:
         return name
 
     def release(self) -> None:
-        """Drop the scratch views (the whole engine when :attr:`owned`); never raises.
+        """Drop the scratch views (every view of the engine when :attr:`owned`); never raises.
 
         Called when the operator ends, also on error.  Frames already handed
         back stay usable (a Polars plan holds its data; Spark resolved the
-        views into the plan).
+        views into the plan), and a DataFrame the caller cached stays cached
+        (``Engine.drop`` drops names only).
         """
         names, self.scratch[:] = list(self.scratch), []
+        if self.owned:
+            names = [v for v in self.eng.views() if v not in names] + names
         try:
-            if self.owned:
-                self.eng.close()
-                return
             for name in reversed(names):
                 self.eng.drop(name)
         except Exception:  # noqa: BLE001 - the operator's result or error stands

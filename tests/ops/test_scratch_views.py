@@ -64,17 +64,20 @@ def test_operators_drop_their_scratch_views(
 ) -> None:
     spark = request.getfixturevalue("spark") if engine == "spark" else None
     seen = _Seen(monkeypatch, spark)
-    left = pl.DataFrame({"user": [1, 1, 2, 2, 3, 3], "q": QUESTIONS})
-    right = pl.DataFrame({"faq": FAQS})
-    summaries = _rows(rp.aggregate(_data(left, spark), "q", "main complaints", _llm(sim),
-                                   by="user"))
-    best = _rows(rp.top_k(_data(left, spark), "q", "billing refund problems", 2, _llm(sim)))
-    pairs = rp.join(_data(left, spark), _data(right, spark), "q", "faq",
-                    "the FAQ answers the question", _llm(sim))
-    rp.estimate(_data(left, spark), "q", llm=_llm(sim), op="aggregate",
+    left = _data(pl.DataFrame({"user": [1, 1, 2, 2, 3, 3], "q": QUESTIONS}), spark)
+    right = _data(pl.DataFrame({"faq": FAQS}), spark)
+    if spark is not None:  # the caller cached its inputs: dropping their views must not uncache
+        left, right = left.cache(), right.cache()
+        assert left.count() == 6 and right.count() == 2
+    summaries = _rows(rp.aggregate(left, "q", "main complaints", _llm(sim), by="user"))
+    best = _rows(rp.top_k(left, "q", "billing refund problems", 2, _llm(sim)))
+    pairs = rp.join(left, right, "q", "faq", "the FAQ answers the question", _llm(sim))
+    rp.estimate(left, "q", llm=_llm(sim), op="aggregate",
                 instruction="main complaints", by="user")  # estimates read through views too
     assert len(seen.engines) == 4
     assert seen.left_behind() == []  # no view in the engines, no temp view in the session
+    if spark is not None:
+        assert left.storageLevel.useMemory and right.storageLevel.useMemory  # still cached
     # what came back is still readable: Spark resolved the dropped views into its plan
     assert summaries["user"].to_list() == [1, 2, 3] and summaries["rows"].sum() == 6
     assert best["rank"].to_list() == [1, 2]
