@@ -196,45 +196,50 @@ def _ours(op: str, rows: list[tuple[int, str]], right: list[tuple[int, str]], ba
     frame = pl.DataFrame({"id": [i for i, _ in rows], "question": [t for _, t in rows]})
     truth = _truth(op, rows, right)
     ids = [i for i, _ in rows]
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     if op == "filter":
         out = rp.filter(frame, column="question", condition=CONDITION, llm=llm, on_error="raise")
         wall = time.perf_counter() - started
+        cpu = {"client_cpu_s": round(time.process_time() - cpu0, 3)}
         kept = list(out["id"])
         # on_error="raise": any unanswered row would have raised, so failed = 0 here.
-        return wall, {"rows_out": out.height, "kept": len(kept), "dropped": len(ids) - len(kept),
+        return wall, {**cpu, "rows_out": out.height, "kept": len(kept), "dropped": len(ids) - len(kept),
                       "failed": 0,
                       "accounted": len(set(kept)) == len(kept) and set(kept) <= set(ids),
                       "agrees": len(ids) - len(set(kept) ^ truth)}
     if op == "extract":
         out = rp.extract(frame, column="question", fields=FIELDS, llm=llm)
         wall = time.perf_counter() - started
+        cpu = {"client_cpu_s": round(time.process_time() - cpu0, 3)}
         got = {r["id"]: {k: _norm(r[k]) for k in FIELDS} for r in out.to_dicts()}
         errors = int(out["extract_error"].is_not_null().sum())
-        return wall, {"rows_out": out.height, "failed": errors,
+        return wall, {**cpu, "rows_out": out.height, "failed": errors,
                       "accounted": out["id"].to_list() == ids,
                       "agrees": sum(1 for i in ids if got.get(i) == truth[i])}
     if op == "top_k":
         out = rp.top_k(frame, column="question", criterion=CRITERION, k=K, llm=llm)
         wall = time.perf_counter() - started
+        cpu = {"client_cpu_s": round(time.process_time() - cpu0, 3)}
         top = list(out["id"])
-        return wall, {"rows_out": out.height, "accounted": out.height == K and len(set(top)) == K,
+        return wall, {**cpu, "rows_out": out.height, "accounted": out.height == K and len(set(top)) == K,
                       "agrees": _topk_agrees(top, truth)}
     if op == "aggregate":
         out = rp.aggregate(frame, column="question", instruction=AGG_INSTRUCTION, llm=llm)
         wall = time.perf_counter() - started
+        cpu = {"client_cpu_s": round(time.process_time() - cpu0, 3)}
         summary = str(out["summary"][0])
         counted = parse_summary(summary, SUMMARY_LABELS)
-        return wall, {"rows_out": out.height, "summary": summary, "rows_counted": sum(counted.values()),
+        return wall, {**cpu, "rows_out": out.height, "summary": summary, "rows_counted": sum(counted.values()),
                       "accounted": sum(counted.values()) == len(ids), "agrees": int(counted == truth)}
     if op == "join":
         rframe = pl.DataFrame({"rid": [i for i, _ in right], "f": [t for _, t in right]})
         out = rp.join(frame, rframe, left_column="question", right_column="f",
                       condition=JOIN_CONDITION, llm=llm)
         wall = time.perf_counter() - started
+        cpu = {"client_cpu_s": round(time.process_time() - cpu0, 3)}
         pairs = set(zip(out["id"].to_list(), out["rid"].to_list(), strict=True))
         n_pairs = len(rows) * len(right)
-        return wall, {"rows_out": out.height, "matched": len(pairs),
+        return wall, {**cpu, "rows_out": out.height, "matched": len(pairs),
                       "accounted": out.height == len(pairs),
                       "agrees": n_pairs - len(pairs ^ truth)}
     raise ValueError(op)
@@ -292,6 +297,7 @@ def _lotus(op: str, rows: list[tuple[int, str]], right: list[tuple[int, str]], b
         res = json.loads(out_path.read_text()) if out_path.exists() else {"error": "no output"}
     wall = float(res.get("wall_s", float("nan")))
     info: dict[str, Any] = {"rows_out": res.get("rows_out", 0), "error": res.get("error"),
+                            "client_cpu_s": res.get("cpu_s"),
                             "parse_failures": res.get("parse_failures"),
                             "version": res.get("version"), "import_s": res.get("import_s")}
     if res.get("error"):
@@ -341,6 +347,8 @@ def _measure(system: str, op: str, units: int, args: argparse.Namespace,
         "units": units,
         "wall_s": round(wall, 3) if ok else None,
         "units_per_s": round(units / wall, 1) if ok else None,
+        "units_per_client_cpu_s": round(units / info["client_cpu_s"], 1)
+        if info.get("client_cpu_s") else None,
         "calls": stats["requests"],
         "input_tokens": stats["input_tokens"],
         "cached_tokens": stats.get("cached_tokens", 0),
@@ -380,6 +388,8 @@ def _summarise(op: str, units: str, n: int, ours: list[dict[str, Any]],
         # ours / LOTUS within each repeat (the two runs back to back), then the median:
         "paired_speed_ratios": [round(x, 1) for x in paired],
         "paired_speed_ratio_median": round(statistics.median(paired), 1) if paired else None,
+        "ours_units_per_client_cpu_s": _median(ours, "units_per_client_cpu_s"),
+        "lotus_units_per_client_cpu_s": _median(lotus, "units_per_client_cpu_s"),
         "ours_input_tokens_per_unit": o_tok,
         "lotus_input_tokens_per_unit": l_tok,
         "token_ratio": round(o_tok / l_tok, 3) if o_tok and l_tok else None,
@@ -446,6 +456,21 @@ def _markdown(payload: dict[str, Any]) -> str:
             f"{s['operator']} ours {s['ours_uncached_tokens_per_unit']} / LOTUS "
             f"{s['lotus_uncached_tokens_per_unit']}" for s in payload["summary"]) + ".",
     ]
+    if any(s.get("ours_units_per_client_cpu_s") for s in payload["summary"]):
+        lines += [
+            "",
+            "Client CPU (user+system seconds of the client process during the operator call: our "
+            "driver process; LOTUS's runner process, all its threads; the simulator runs apart), "
+            "the load-independent view:",
+            "",
+            "| operator | ours units per CPU s | LOTUS units per CPU s | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for s in payload["summary"]:
+            o, lo = s.get("ours_units_per_client_cpu_s"), s.get("lotus_units_per_client_cpu_s")
+            ratio = f"{o / lo:.1f}x" if o and lo else "-"
+            lines.append(f"| {s['operator']} | {o:,} | {lo:,} | {ratio} |" if o and lo
+                         else f"| {s['operator']} | {o} | {lo} | - |")
     errors = [f"{s['operator']}: {e}" for s in payload["summary"] for e in s["lotus_errors"]]
     if errors:
         lines += ["", "LOTUS errors: " + "; ".join(errors)]
@@ -520,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["repeat"] = rep
                 print(f"{op} {r['system']} #{rep}: {r['units_per_s']} {unit}s/s, "
                       f"{r['input_tokens_per_unit']} in-tok/{unit}, calls {r['calls']}, "
-                      f"accounted {r.get('accounted')}, agrees {r.get('agrees')}, "
+                      f"cpu {r.get('client_cpu_s')} s, accounted {r.get('accounted')}, agrees {r.get('agrees')}, "
                       f"parse failures {r.get('parse_failures', '-')}, error {r.get('error')}, "
                       f"load {r['load_start'][0]:.1f}->{r['load_end'][0]:.1f}", flush=True)
         runs += ours + lotus

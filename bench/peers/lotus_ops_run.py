@@ -139,12 +139,13 @@ def main() -> int:
     sys.stdin.readline()
     error: str | None = None
     result: dict[str, Any] = {}
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         result = _run(op, job)
     except Exception as exc:  # one failed call fails the whole operator in LOTUS
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0  # every thread of this process (litellm's pool included)
     print("DONE", flush=True)
 
     usage: dict[str, Any] = {}
@@ -159,6 +160,7 @@ def main() -> int:
         "op": op,
         "rows_in": len(job["rows"]),
         "wall_s": wall,
+        "cpu_s": cpu,
         "import_s": t_imported - t_process,
         "error": error,
         "parse_failures": failures.count,
