@@ -9,8 +9,8 @@ tasks with the limits shared out).  The method and its statistics are in
 1. **proxy pass**: the proxy answers every row with a confidence — the
    token log-probabilities of its answer (``confidence="logprobs"``), or a
    ``confidence`` number it writes next to each answer (``"verbal"``);
-   ``"auto"`` asks one row with ``logprobs`` on and takes log-probabilities
-   when that reply carries them, else verbal;
+   ``"auto"`` asks one made-up row with ``logprobs`` on and takes
+   log-probabilities when that reply carries them, else verbal;
 2. **calibration**: a seeded random sample of ``sample`` distinct answered
    texts is also answered by the oracle (the operator's ``llm``); the
    threshold is the lowest confidence whose kept rows' agreement with the
@@ -179,7 +179,7 @@ def run_cascade(
 
     mode = cascade.confidence
     if mode == "auto":
-        mode = _probe_mode(frames.first_text(frame, cols.text), spec, cascade.proxy, job)
+        mode = _probe_mode(spec, cascade.proxy, job)
     proxy_llm = cascade.proxy
     if mode == "logprobs" and proxy_llm.logprobs is None:
         proxy_llm = dataclasses.replace(proxy_llm, logprobs=DEFAULT_TOP_LOGPROBS)
@@ -304,10 +304,17 @@ def _scratch_spec(spec: OpSpec, cols: CascadeColumns) -> OpSpec:
         raise InputError(msg) from exc
 
 
-def _probe_mode(text: str | None, spec: OpSpec, proxy: LLM, job: _Job) -> str:
-    """``"logprobs"`` when the proxy's reply to one row carries log-probabilities, else ``"verbal"``."""
-    if text is None:
-        return "logprobs"
+#: The one row of the ``auto`` probe (any text does: only the reply's form matters).
+PROBE_TEXT = "Hello, I have a question about my account."
+
+
+def _probe_mode(spec: OpSpec, proxy: LLM, job: _Job) -> str:
+    """``"logprobs"`` when the proxy's reply to one row carries log-probabilities, else ``"verbal"``.
+
+    The row is :data:`PROBE_TEXT`, not the data's: no engine work before the
+    proxy's pass (on Spark a first row would cost a job).
+    """
+    text = PROBE_TEXT
     from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.ops.runner import run_sync
 

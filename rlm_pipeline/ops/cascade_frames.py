@@ -85,8 +85,6 @@ class CascadeFrames(Protocol):
 
     def drop(self, frame: Any, names: Sequence[str]) -> Any: ...
 
-    def first_text(self, frame: Any, column: str) -> str | None: ...
-
     def sample(
         self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int
     ) -> list[tuple[str, Any, float]]: ...
@@ -128,15 +126,6 @@ class PolarsFrames:
 
     def drop(self, frame: Any, names: Sequence[str]) -> Any:
         return frame.drop([name for name in names if name in frame.columns])
-
-    def first_text(self, frame: Any, column: str) -> str | None:
-        import polars as pl
-
-        texts = frame.select(pl.col(column).cast(pl.String)).to_series()
-        for text in texts:
-            if isinstance(text, str) and text.strip():
-                return text
-        return None
 
     def sample(
         self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int
@@ -234,13 +223,6 @@ class SparkFrames:
     def drop(self, frame: Any, names: Sequence[str]) -> Any:
         present = [name for name in names if name in frame.columns]
         return frame.drop(*present) if present else frame
-
-    def first_text(self, frame: Any, column: str) -> str | None:
-        from pyspark.sql import functions as F
-
-        text = F.col(column).cast("string")
-        rows = frame.select(text.alias("t")).where(F.trim(text) != "").limit(1).collect()
-        return rows[0]["t"] if rows else None
 
     def sample(
         self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int

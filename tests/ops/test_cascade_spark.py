@@ -19,7 +19,7 @@ pytestmark = pytest.mark.spark
 
 def _frame(spark: Any, questions: list[str | None]) -> Any:
     table = pl.DataFrame({"id": range(len(questions)), "question": questions}).to_arrow()
-    return spark.createDataFrame(table).repartitionByRange(3, "id").sortWithinPartitions("id")
+    return spark.createDataFrame(table)  # in order, in the session's default partitions
 
 
 def test_cascade_on_spark_meets_the_target_within_the_limits(spark: Any, sim_factory: Any) -> None:
@@ -70,7 +70,7 @@ def test_cascade_on_spark_meets_the_target_within_the_limits(spark: Any, sim_fac
 def test_uninformative_proxy_on_spark_escalates_everything(spark: Any, sim_factory: Any) -> None:
     proxy, oracle = sim_factory(accuracy=0.85, confidence="random"), sim_factory()
     small, big = models(proxy, oracle)
-    questions: list[str | None] = list(tickets(400, seed=13)["question"])
+    questions: list[str | None] = list(tickets(300, seed=13)["question"])
     out = rp.classify(_frame(spark, questions), "question", LABELS, big, cascade=rp.Cascade(small))
     got = pl.DataFrame(out.toArrow())
     assert got["label_source"].unique().to_list() == ["oracle"]
