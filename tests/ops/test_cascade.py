@@ -222,3 +222,27 @@ def test_filter_with_a_cascade(sim_factory: Any) -> None:
     kept = rp.filter(data, "question", condition, big, cascade=cascade)
     assert kept.columns == ["ticket_id", "question", "filter_source", "filter_confidence"]
     assert kept["ticket_id"].to_list() == judged.filter(pl.col("filter"))["ticket_id"].to_list()
+
+
+def test_budget_and_meter_hold_for_both_models_together(sim_factory: Any) -> None:
+    from rlm_pipeline.llm.usage import UsageMeter
+
+    proxy, oracle = sim_factory(accuracy=0.85), sim_factory()
+    small, big = models(proxy, oracle, proxy_max_concurrency=4, oracle_max_concurrency=4)
+    data = tickets(1200, seed=6).select("question")
+    meter = UsageMeter()
+    out, stats = run_op(
+        data,
+        ClassifySpec("question", tuple(LABELS)),
+        big,
+        cascade=rp.Cascade(small),
+        budget=rp.Budget(max_calls=40),
+        meter=meter,
+    )
+    sent = proxy.stats()["requests"] + oracle.stats()["requests"]
+    assert sent <= 40 and meter.snapshot().calls == sent == stats.usage.calls
+    assert out.height == 1200 and stats.errors.get("budget_exceeded", 0) > 0
+    stopped = out.filter(pl.col("label_error").str.starts_with("budget_exceeded"))
+    assert stopped["label_source"].unique().to_list() == [
+        "oracle"
+    ]  # the proxy's stops were escalated
