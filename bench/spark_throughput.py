@@ -203,11 +203,16 @@ def path_run(path: str, spark: Any, base_url: str, concurrency: int) -> Run:
         def step(sdf: Any) -> tuple[Any, Callable[[], int], float]:
             t0 = time.perf_counter()
             op = rp.spark.classify("question", LABELS, llm=llm, batch_size=16)
-            out = sdf.transform(op).select("ticket_id", "label", "label_error")
+            answered = sdf.transform(op)  # persisted by the step (filled by the action)
+            out = answered.select("ticket_id", "label", "label_error")
             planned = time.perf_counter() - t0
             table = out.toArrow()
-            out.unpersist()
-            return table, lambda: op.usage.calls, planned
+
+            def usage_calls() -> int:  # after the timed part: read the usage, drop the answers
+                answered.unpersist()
+                return op.usage.calls
+
+            return table, usage_calls, planned
 
         return step
     if path == "sql":
