@@ -126,14 +126,6 @@ _BAD_ARGUMENT = {
 }
 #: A SQL function name :func:`register` accepts for a typed extract function.
 _FUNCTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-#: Spark SQL type name of each extract output kind (docs, messages).
-_SQL_TYPE_NAMES = {
-    "string": "string",
-    "integer": "bigint",
-    "number": "double",
-    "boolean": "boolean",
-    "date": "date",
-}
 
 
 @dataclass(frozen=True)
