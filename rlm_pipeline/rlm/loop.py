@@ -53,7 +53,8 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
 - ``answer {"view": NAME}`` answers with that view's value (one cell, one row, or
   up to :data:`MAX_CITED_ROWS` rows), so a small model need not retype a number;
   it is taken even beside the actions that made the view;
-- a number answered that appears in none of the loop's results is refused
+- a number answered (or held in an object or list answered) that appears in
+  none of the loop's results is refused
   (at most :data:`MAX_UNSEEN_REFUSALS` times per loop): a 0.5B root answered
   the worked example's number; a number only the instructions hold is refused
   on every turn, the forced one included;
@@ -692,19 +693,41 @@ async def _cite(scope: Scope, call: _Call) -> tuple[_Call, bool, ToolOutcome | N
 
 
 def _unseen_number(channel: _Channel, raw: str) -> str | None:
-    """The answer's number when it appears in no result the model was shown (else None)."""
+    """A number of the answer that appears in no result the model was shown (else None).
+
+    The value itself, or a number inside an object or list value (a 0.5B root in the
+    json protocol answered ``{"count": 120, ...}`` before reading any data).
+    """
     try:
         args = json.loads(raw)
     except (json.JSONDecodeError, RecursionError):
         return None
     value = args.get("value") if isinstance(args, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    text = str(value).strip()
-    if not _NUMBER.fullmatch(text):
-        return None
-    number = _number_key(text)
-    return None if number in channel.numbers else text
+    for text in _numbers_of(value, _MAX_ANSWER_NUMBERS):
+        if _number_key(text) not in channel.numbers:
+            return text
+    return None
+
+
+#: At most this many numbers of one answer value are checked against the results.
+_MAX_ANSWER_NUMBERS = 50
+
+
+def _numbers_of(value: Any, limit: int) -> list[str]:
+    """The numbers a JSON value holds (numbers and number strings, in objects and lists)."""
+    found: list[str] = []
+    stack = [value]
+    while stack and len(found) < limit:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+        elif not isinstance(item, bool) and isinstance(item, int | float | str):
+            text = str(item).strip()
+            if _NUMBER.fullmatch(text):
+                found.append(text)
+    return found
 
 
 def _answered_number(raw: str) -> str | None:

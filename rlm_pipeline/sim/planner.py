@@ -737,7 +737,7 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
             return _message(turn, [("peek", {"view": "context", "n": 3})])
         return _answer(turn, 64, "copied from the instructions")
     if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat",
-                "cite", "placeholder", "rerun"):
+                "cite", "placeholder", "rerun", "copy-object"):
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -808,6 +808,9 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
                            "labels": ["billing", "technical", "account", "other"],
                            "name": "labeled"})],
         ] if q.users and meta.user_column else [],
+        # a number it read nowhere, inside an object
+        "copy-object": [[("peek", {"view": "context", "n": 3})]]
+        + [[("answer", {"value": {"count": 1284, "label": "billing"}})]] * 9,
         # the worked example's number, again and again
         "copycat": [[("peek", {"view": "context", "n": 3})]] + [[("answer", {"value": 1284})]] * 9,
         # a reply that goes on and on (a 1,000-token WHERE)

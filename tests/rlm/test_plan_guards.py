@@ -163,3 +163,15 @@ def test_the_root_prompt_stays_under_2000_tokens(
     )
     shell = next(r for r in peek.trace if "shell" in json.dumps(r.get("arguments") or {}))
     assert shell["kind"] == "error" and "Additional properties" in shell["result_summary"]
+
+
+def test_a_number_inside_an_object_answer_is_checked_too(
+    module_sim: Any, ticket_parquet: Path
+) -> None:
+    """A 0.5B root (json protocol) answered {"count": 120, ...} without reading any data."""
+    res = _run(module_sim, "text", "copy-object", ticket_parquet)
+    answers = [r for r in res.trace if r["tool"] == "answer"]
+    assert [r["kind"] for r in answers] == ["error", "error", "error", "answer"]
+    assert "only peeked at a few rows" in answers[0]["result_summary"]
+    assert all("1284 appears in none of the results" in r["result_summary"] for r in answers[1:3])
+    assert res.value == {"count": 1284, "label": "billing"}  # twice at most, then taken
