@@ -165,7 +165,7 @@ def run_cascade(
     lazy = _is_lazy(frame)
     if lazy:
         frame = frame.collect()
-    frames = frames_for(frame)
+    frames = frames_for(chosen.name)
     out_col = spec.output_column
     cols = CascadeColumns(
         text=spec.column,

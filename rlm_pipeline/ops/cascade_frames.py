@@ -3,7 +3,7 @@
 The model calls of a cascade all go through ``Engine.map_frame``; what is
 left is plain column work on the result of the proxy's pass, which each
 engine does natively (Spark: on the checkpointed pass, no model call is ever
-repeated).  :func:`frames_for` picks the implementation by the frame's kind.
+repeated).  :func:`frames_for` picks the implementation by the engine's name (``Engine.name``).
 
 The calibration sample is the ``n`` distinct texts with an answer and a
 confidence whose ``sha256("<seed>:<text>")`` (hex) is smallest: a seeded
@@ -14,7 +14,7 @@ Examples
 --------
 >>> import polars as pl
 >>> frame = pl.DataFrame({"t": ["a", "b", "c"], "label": ["x", "y", "x"], "conf": [0.9, None, 0.4]})
->>> sorted(frames_for(frame).sample(frame, "t", "label", "conf", n=5, seed=0))
+>>> sorted(frames_for("polars").sample(frame, "t", "label", "conf", n=5, seed=0))
 [('a', 'x', 0.9), ('c', 'x', 0.4)]
 """
 
@@ -24,8 +24,6 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-
-from rlm_pipeline.engines.kinds import is_spark_frame
 
 __all__ = ["CascadeColumns", "CascadeFrames", "frames_for", "sample_key"]
 
@@ -106,9 +104,11 @@ class CascadeFrames(Protocol):
     def escalated(self, frame: Any, cols: CascadeColumns) -> int: ...
 
 
-def frames_for(frame: Any) -> CascadeFrames:
-    """The implementation for ``frame``'s engine (Spark DataFrame or Polars)."""
-    return SparkFrames() if is_spark_frame(frame) else PolarsFrames()
+def frames_for(engine: str) -> CascadeFrames:
+    """The implementation for the engine named ``engine`` (``Engine.name``, resolved once by
+    :func:`~rlm_pipeline.engines.load.engine_for`: no second look at the frame's kind)."""
+    frames: dict[str, type[CascadeFrames]] = {"polars": PolarsFrames, "spark": SparkFrames}
+    return frames[engine]()
 
 
 def _smallest(
