@@ -102,7 +102,7 @@ class CascadeReport:
         The oracle's cost per row it answered in this run, times the rows sent
         to any model.  None when the oracle answered no row.
         """
-        if not self.oracle_rows:
+        if not self.oracle_rows or _unpriced(self.oracle_usage):
             return None
         return self.oracle_usage.cost_usd / self.oracle_rows * (self.proxy_rows + self.oracle_rows)
 
@@ -127,11 +127,12 @@ class CascadeReport:
                 f"{cal.lower_bound:.3f}): every row went to the oracle"
             )
         without = self.cost_all_oracle_usd
-        tail = (
-            f"; cost ${self.cost_usd:.4f} vs ${without:.4f} all through the oracle"
-            if without is not None
-            else ""
-        )
+        if _unpriced(self.proxy_usage) or _unpriced(self.oracle_usage):
+            tail = "; cost not known (a model has no price)"
+        elif without is not None:
+            tail = f"; cost ${self.cost_usd:.4f} vs ${without:.4f} all through the oracle"
+        else:
+            tail = ""
         return head + middle + tail
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,3 +158,8 @@ class CascadeReport:
             "cost_usd": self.cost_usd,
             "cost_all_oracle_usd": self.cost_all_oracle_usd,
         }
+
+
+def _unpriced(usage: Usage) -> bool:
+    """True when ``usage`` holds model calls (``calls`` counts no cache hits) that cost nothing."""
+    return usage.calls > 0 and usage.cost_usd == 0.0

@@ -155,3 +155,25 @@ def test_client_returns_logprobs_and_keeps_them_in_the_cache(
     third = asyncio.run(ask(with_logprobs))
     assert third.cached and third.logprobs == second.logprobs
     assert sim.stats()["requests"] == 2
+
+
+
+def test_report_says_cost_unknown_when_a_model_has_no_price() -> None:
+    from rlm_pipeline.llm.usage import Usage
+    from rlm_pipeline.ops.cascade_report import CascadeReport
+    from rlm_pipeline.ops.cascade_stats import Calibration
+
+    def report(oracle_cost: float) -> CascadeReport:
+        return CascadeReport(
+            proxy_model="small", oracle_model="big", confidence="logprobs", target=0.95,
+            delta=0.05, sample=200, calibration=Calibration(0.7, 200, 180, 130, 129, 0.96),
+            rows=1000, unsent=0, proxy_rows=700, oracle_rows=300, escalated_rows=280,
+            proxy_usage=Usage(calls=1000, cost_usd=0.01),
+            oracle_usage=Usage(calls=300, cost_usd=oracle_cost),
+        )
+
+    unpriced = report(0.0)
+    assert unpriced.cost_all_oracle_usd is None
+    assert unpriced.summary().endswith("cost not known (a model has no price)")
+    assert "$0.0000" not in unpriced.summary()
+    assert report(0.3).summary().endswith("cost $0.3100 vs $1.0000 all through the oracle")
