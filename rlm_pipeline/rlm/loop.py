@@ -105,6 +105,7 @@ from rlm_pipeline.rlm.protocol import (
     action_schema,
     action_text,
     example,
+    fill_placeholders,
     in_plan_order,
     is_tools_rejection,
     known_protocol,
@@ -256,8 +257,9 @@ class _Channel:
     #: Numbers only the instructions hold (system prompt and tool texts, not the first
     #: message): never taken as an answer unless a result shows them too.
     prompt_numbers: set[str] = field(default_factory=set)
-    #: The question (its words are never counted as placeholders).
+    #: The question (its words are never counted as placeholders) and the text column.
     question: str = ""
+    text_column: str | None = None
     #: How many times each view was (re)made by a successful call of this loop.
     generations: dict[str, int] = field(default_factory=dict)
     #: For each data action in ``done``: the generations of the views it names, after it ran.
@@ -335,6 +337,7 @@ async def run_loop(scope: Scope, question: str) -> LoopResult:
     )
     channel = _channel(scope, client)
     channel.question = question
+    channel.text_column = scope.text_column
     channel.prompt_numbers = _prompt_numbers(first)
     conv = Conversation(channel.prompt(), first, budget_tokens=ROOT_PROMPT_BUDGET_TOKENS)
     state.steps.record(
@@ -848,7 +851,7 @@ def _guard(
         return None
     words = placeholders_in(call.arguments, channel.question)
     if words:
-        message = placeholder_message(words, channel.question)
+        message = placeholder_message(words, channel.question, _filled(channel, call))
         return ToolOutcome(text=f"error: {message}", error="placeholder left in an action")
     key = (call.name, _canonical(call.arguments))
     ran = channel.done.get(key)
@@ -858,9 +861,35 @@ def _guard(
         and ran < step
         and channel.done_views.get(key) == _views_state(channel, key[1])
     ):
-        message = REPEAT_CALL_MESSAGE.format(step=ran, next_step=next_step_hint(channel.done))
+        message = REPEAT_CALL_MESSAGE.format(step=ran, next_step=_next_step(channel))
         return ToolOutcome(text=f"error: {message}", error="repeated a call that already ran")
     return None
+
+
+def _filled(channel: _Channel, call: _Call) -> str | None:
+    """``call`` with the plan's placeholders filled from the question, written for the
+    loop's protocol (None when some cannot be filled)."""
+    filled = fill_placeholders(call.arguments, channel.question, channel.text_column)
+    try:
+        args = json.loads(filled) if filled is not None else None
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return action_text(channel.protocol, call.name, args) if isinstance(args, dict) else None
+
+
+def _next_step(channel: _Channel) -> str:
+    """The step after the data actions done so far; a filter first when the question names
+    users or a month and nothing narrowed the rows yet (a 0.5B root skipped the plan's
+    filter and classified every row of the table)."""
+    narrowed = {name for name, _ in channel.done} & {"filter", "sql", "classify", "llm_map"}
+    if not narrowed:
+        for where in ("user_id IN (USER1, USER2)", "date BETWEEN 'FIRST_DAY' AND 'LAST_DAY'"):
+            args = {"view": "context", "where": where, "name": "subset"}
+            filled = fill_placeholders(json.dumps(args), channel.question, channel.text_column)
+            if filled is not None:
+                written = action_text(channel.protocol, "filter", json.loads(filled))
+                return f"filter to the rows your question names first:\n{written}"
+    return next_step_hint(channel.done)
 
 
 def _copied_answer(channel: _Channel, raw: str) -> ToolOutcome | None:

@@ -36,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import threading
@@ -60,6 +61,7 @@ __all__ = [
     "action_schema",
     "action_text",
     "example",
+    "fill_placeholders",
     "forget_protocols",
     "is_tools_rejection",
     "in_plan_order",
@@ -354,10 +356,12 @@ def placeholders_in(arguments: str, question: str = "") -> list[str]:
     return [word for word in found if not re.search(rf"\b{word}\b", question)]
 
 
-def placeholder_message(words: Sequence[str], question: str = "") -> str:
+def placeholder_message(words: Sequence[str], question: str = "", fixed: str | None = None) -> str:
     """Why an action holding placeholders was not run, and what to write instead.
 
-    The question is quoted: the words to write come from it.
+    ``fixed`` is the action with the placeholders filled from the question
+    (:func:`fill_placeholders`), shown to copy when there is one; else the
+    question is quoted (the words to write come from it).
 
     Examples
     --------
@@ -373,8 +377,62 @@ def placeholder_message(words: Sequence[str], question: str = "") -> str:
     return (
         f"not run: {', '.join(words)} {'is a placeholder' if len(words) == 1 else 'are placeholders'}"
         f" from the plan, not a value. Write this action again with your own words: {wanted}."
-        + (f' Your question: "{question[:500]}"' if question else "")
+        + (f"\nFor your question that is:\n{fixed}" if fixed else "")
+        + (f' Your question: "{question[:500]}"' if question and not fixed else "")
     )
+
+
+_ABOUT = re.compile(r"\babout\s+([A-Za-z][A-Za-z_-]{0,40})\b", re.IGNORECASE)
+_IDS = re.compile(r"(?<![\w.-])\d{3,12}(?![\w.])")
+_MONTH = re.compile(
+    r"\b(January|February|March|April|May|June|July|August|September|October|November|"
+    r"December)\s+(\d{4})\b"
+)
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+
+
+def fill_placeholders(arguments: str, question: str, text_column: str | None) -> str | None:
+    """``arguments`` with the plan's placeholders filled from the question, if all can be.
+
+    TOPIC: the word after "about"; USER1, USER2: the ids (numbers of 3 or more
+    digits) the question names; FIRST_DAY / LAST_DAY: the month it names
+    ("March 2022"); TEXT_COLUMN: the run's text column.  None when one is left.
+    A suggestion in a refusal only: the model still writes the action.
+
+    Examples
+    --------
+    >>> fill_placeholders('{"labels": ["TOPIC", "other"], "column": "TEXT_COLUMN"}',
+    ...                   "How many are about billing?", "question")
+    '{"labels": ["billing", "other"], "column": "question"}'
+    >>> fill_placeholders('{"where": "user_id IN (USER1, USER2)"}',
+    ...                   "Among users 12345, 67890 and 11111, how many ...?", None)
+    '{"where": "user_id IN (12345, 67890, 11111)"}'
+    >>> fill_placeholders("date BETWEEN 'FIRST_DAY' AND 'LAST_DAY'",
+    ...                   "How many are dated in February 2024?", None)
+    "date BETWEEN '2024-02-01' AND '2024-02-29'"
+    >>> fill_placeholders('{"labels": ["TOPIC"]}', "Which user is the busiest?", None) is None
+    True
+    """
+    values: dict[str, str] = {}
+    about = _ABOUT.search(question)
+    if about:
+        values["TOPIC"] = about.group(1).lower()
+    ids = _IDS.findall(_MONTH.sub(" ", question))
+    if ids:
+        values["USER1"] = ", ".join(ids)
+    month = _MONTH.search(question)
+    if month:
+        number, year = _MONTHS.index(month.group(1)) + 1, int(month.group(2))
+        last = calendar.monthrange(year, number)[1]
+        values["FIRST_DAY"] = f"{year:04d}-{number:02d}-01"
+        values["LAST_DAY"] = f"{year:04d}-{number:02d}-{last:02d}"
+    if text_column:
+        values["TEXT_COLUMN"] = text_column
+    filled = re.sub(r"USER1(?:,\s*USER2)?", lambda _m: values.get("USER1", "USER1"), arguments)
+    filled = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(1)), filled)
+    return None if placeholders_in(filled, question) else filled
 
 
 def next_step_hint(done: Mapping[tuple[str, str], int]) -> str:

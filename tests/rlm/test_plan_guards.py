@@ -54,6 +54,10 @@ def test_a_placeholder_copied_from_the_plan_is_refused_with_what_to_write(
     assert [r["tool"] for r in refused] == ["classify", "sql"]
     assert "TEXT_COLUMN, TOPIC are placeholders" in refused[0]["result_summary"]
     assert "TOPIC -> the topic word your question names" in refused[1]["result_summary"]
+    # filled from the question, in the protocol's own syntax, to copy
+    assert '"labels": ["billing", "other"]' in refused[0]["result_summary"]
+    assert '"column": "question"' in refused[0]["result_summary"]
+    assert "label = 'billing'" in refused[1]["result_summary"]
     assert all(r["sub_calls"] == 0 for r in refused)  # nothing was labelled for them
 
 

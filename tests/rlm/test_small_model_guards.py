@@ -88,7 +88,13 @@ def test_a_repeated_peek_is_not_run_again_and_a_huge_one_is_cut(
     assert (
         "not run again" in peeks[1]["result_summary"] and "(step 1)" in peeks[1]["result_summary"]
     )
-    assert "Take the next step instead: classify" in peeks[2]["result_summary"]
+    # the question names users and nothing narrowed the rows yet: filter first, written out
+    assert (
+        "Take the next step instead: filter to the rows your question names first:\n"
+        '<tool_call>{"name": "filter", "arguments": {"view": "context", "where": '
+        '"user_id IN (12345, 67890, 11111)", "name": "subset"}}</tool_call>'
+        in peeks[2]["result_summary"]
+    )
     assert peeks[3]["result_summary"].startswith("note: n = 500 was cut to 20")
     assert peeks[3]["rows_out"] == 20 or "first 20 rows" in peeks[3]["result_summary"]
     assert "(step 4)" in peeks[4]["result_summary"]
