@@ -82,6 +82,7 @@ import json
 import logging
 import re
 import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -490,44 +491,42 @@ class _Asked:
         may drop it meanwhile).
     unsent
         Rows blank or too long: answered without a call.
+    blank
+        The distinct cells among them (None, blank strings), or None when a
+        cell is unhashable (the rows are then sorted out one by one).
     """
 
     counts: dict[str, int]
     fresh: list[str]
     waiting: dict[str, Claim]
     unsent: int
+    blank: list[Any] | None = None
 
     @classmethod
     def split(cls, texts: Sequence[str | None], memo: Memo, claim: Claim) -> _Asked:
-        counts: dict[str, int] = {}
-        fresh: list[str] = []
-        waiting: dict[str, Claim] = {}
-        unsent = 0
-        for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                unsent += 1
-            elif text in counts:
-                counts[text] += 1
-            else:
-                counts[text] = 1
-                earlier = memo.get(text)
-                if earlier is None:
-                    memo.put(text, claim)
-                    fresh.append(text)
-                else:
-                    waiting[text] = earlier
-        return cls(counts=counts, fresh=fresh, waiting=waiting, unsent=unsent)
+        hashable = True
+        try:
+            counts: dict[Any, int] = Counter(texts)  # one C loop over the rows
+        except TypeError:  # an unhashable cell: not a text, so never sent
+            hashable = False
+            counts = Counter(t if isinstance(t, str) else None for t in texts)
+        blank = [t for t in counts if not isinstance(t, str) or not t.strip()]
+        unsent = sum(counts.pop(t) for t in blank)
+        fresh, waiting = memo.claim_new(counts, claim)
+        return cls(counts, fresh, waiting, unsent, blank if hashable else None)
 
     def results(self, texts: Sequence[str | None], claim: Claim) -> list[RowResult]:
         """The answer of every input row, in order (``claim``: this call's)."""
-        waiting = self.waiting
-        out: list[RowResult] = []
-        for text in texts:
-            if not isinstance(text, str) or not text.strip():
-                out.append(_EMPTY)
-            else:
-                out.append(waiting.get(text, claim).results.get(text, _LOST))
-        return out
+        answers: dict[Any, RowResult] = dict(claim.results)
+        for text, earlier in self.waiting.items():
+            answers[text] = earlier.results.get(text, _LOST)
+        get = answers.get
+        if self.blank is not None:  # every cell is a key of ``answers`` or lost
+            answers.update(dict.fromkeys(self.blank, _EMPTY))
+            return [get(text, _LOST) for text in texts]
+        return [
+            get(text, _LOST) if isinstance(text, str) and text.strip() else _EMPTY for text in texts
+        ]
 
 
 def _fit_rows(
@@ -610,14 +609,17 @@ async def _wait_for(
 ) -> None:
     """Wait for the earlier calls that ask for the ``waiting`` texts; count their rows."""
     await asyncio.gather(*{id(c): c.done for c in waiting.values()}.values())
-    stored_rows = sum(counts[t] for t, c in waiting.items() if t in c.stored)
+    rows = stored_rows = failed = 0
+    for text, earlier in waiting.items():  # one pass: rows, rows stored, rows failed
+        n = counts[text]
+        rows += n
+        if text in earlier.stored:
+            stored_rows += n
+        if earlier.results.get(text, _LOST)[1] is not None:
+            failed += n
     if tally is not None:
         tally.cached_rows += stored_rows
     if progress is not None:
-        rows = sum(counts[t] for t in waiting)
-        failed = sum(
-            counts[t] for t, c in waiting.items() if c.results.get(t, _LOST)[1] is not None
-        )
         progress(rows, failed)
         if stored_rows and isinstance(progress, CachedRowsProgress):
             progress.add_cached(stored_rows)
@@ -637,11 +639,18 @@ async def _from_store(
     stored = await asyncio.to_thread(store.lookup, fresh)
     if not stored:
         return fresh
-    rows = 0
+    results = claim.results
+    pairs: dict[str, RowResult] = {}  # one (label, None) per label, not one per text
     for text, value in stored.items():
-        claim.results[text] = (value, None)
-        claim.stored.add(text)
-        rows += counts[text]
+        if type(value) is str:
+            pair = pairs.get(value)
+            if pair is None:
+                pair = pairs[value] = (value, None)
+            results[text] = pair
+        else:
+            results[text] = (value, None)
+    claim.stored.update(stored)
+    rows = sum(map(counts.__getitem__, stored))
     client.meter.add(Usage(cached_calls=-(-len(stored) // spec.batch_size)))
     if tally is not None:
         tally.cached_rows += rows

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rlm_pipeline.llm.cache import ResponseCache, RowKeys
@@ -34,7 +34,17 @@ from rlm_pipeline.llm.config import LLM
 from rlm_pipeline.ops.prompts import PROMPT_VERSION
 from rlm_pipeline.ops.spec_base import OpSpec
 
-__all__ = ["STORE_FLUSH_ROWS", "STORE_FLUSH_S", "Claim", "Memo", "RowResult", "RowStore"]
+__all__ = [
+    "MEMO_ENTRY_BYTES",
+    "MEMO_MAX_BYTES",
+    "MEMO_MAX_TEXTS",
+    "STORE_FLUSH_ROWS",
+    "STORE_FLUSH_S",
+    "Claim",
+    "Memo",
+    "RowResult",
+    "RowStore",
+]
 
 #: One output row: the value (label) or None, and None or the reason it is missing.
 RowResult = tuple[Any, str | None]
@@ -42,6 +52,12 @@ RowResult = tuple[Any, str | None]
 STORE_FLUSH_ROWS = 512
 #: Longest time a checked row answer waits before it is written.
 STORE_FLUSH_S = 0.25
+#: Most texts a :class:`Memo` holds by default.
+MEMO_MAX_TEXTS = 2_000_000
+#: Most bytes (estimated) a :class:`Memo` holds by default.
+MEMO_MAX_BYTES = 512 * 1024 * 1024
+#: Bytes one memo entry costs beyond its text's length (text object, memo and claim entries).
+MEMO_ENTRY_BYTES = 260
 
 
 class RowStore:
@@ -146,14 +162,30 @@ class Memo:
     """Texts already asked for in this run (text -> the :class:`Claim` asking for it).
 
     Share one memo between calls of :func:`apply_texts` in the same event
-    loop to dedup across slices of a stream.  ``max_size`` bounds memory: when
-    it is passed, texts of finished claims are dropped (a later repeat is
-    asked again, usually from the stored row answers).
+    loop to dedup across slices of a stream.  Memory is bounded by
+    ``max_size`` texts and ``max_bytes`` (estimated: each text's length plus
+    :data:`MEMO_ENTRY_BYTES` for the bookkeeping of one entry): when a bound
+    would be passed, texts of finished claims are dropped (a later repeat is
+    asked again, usually from the stored row answers).  The defaults hold
+    1,000,000 distinct texts of ~100 characters (~360 MB measured).
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> memo = Memo()
+    >>> claim = Claim(asyncio.new_event_loop().create_future())
+    >>> memo.claim_new(["a", "b"], claim)
+    (['a', 'b'], {})
+    >>> fresh, waiting = memo.claim_new(["b", "c"], Claim(claim.done))
+    >>> fresh, list(waiting), waiting["b"] is claim, len(memo)
+    (['c'], ['b'], True, 3)
     """
 
-    def __init__(self, max_size: int = 500_000) -> None:
+    def __init__(self, max_size: int = MEMO_MAX_TEXTS, max_bytes: int = MEMO_MAX_BYTES) -> None:
         self.max_size = max_size
+        self.max_bytes = max_bytes
         self._claims: dict[str, Claim] = {}
+        self._bytes = 0
 
     def get(self, text: str) -> Claim | None:
         """The claim that asks (or asked) for ``text``, if any."""
@@ -161,9 +193,42 @@ class Memo:
 
     def put(self, text: str, claim: Claim) -> None:
         """Record that ``claim`` asks for ``text``."""
-        if len(self._claims) >= self.max_size:
-            self._claims = {t: c for t, c in self._claims.items() if not c.done.done()}
+        if len(self._claims) >= self.max_size or self._bytes >= self.max_bytes:
+            self._evict()
         self._claims[text] = claim
+        self._bytes += len(text) + MEMO_ENTRY_BYTES
+
+    def claim_new(self, texts: Iterable[str], claim: Claim) -> tuple[list[str], dict[str, Claim]]:
+        """Record ``claim`` for the distinct ``texts`` no claim asks for yet, all at once.
+
+        Returns the texts now claimed (in order) and, for the others, the
+        earlier claim asking for each.  Same as :meth:`get` then :meth:`put`
+        per text, without a Python call per text.
+        """
+        claims = self._claims
+        get = claims.get
+        fresh: list[str] = []
+        waiting: dict[str, Claim] = {}
+        for text in texts:
+            earlier = get(text)
+            if earlier is None:
+                fresh.append(text)
+            else:
+                waiting[text] = earlier
+        if fresh:
+            added = sum(map(len, fresh)) + MEMO_ENTRY_BYTES * len(fresh)
+            if len(claims) + len(fresh) > self.max_size or self._bytes + added > self.max_bytes:
+                self._evict()
+                claims = self._claims
+            claims.update(dict.fromkeys(fresh, claim))
+            self._bytes += added
+        return fresh, waiting
+
+    def _evict(self) -> None:
+        """Drop the texts of finished claims."""
+        kept = {t: c for t, c in self._claims.items() if not c.done.done()}
+        self._claims = kept
+        self._bytes = sum(map(len, kept)) + MEMO_ENTRY_BYTES * len(kept)
 
     def __len__(self) -> int:
         return len(self._claims)

@@ -194,6 +194,12 @@ class StatsCounter:
         self, results: Iterable[tuple[Any, str | None]], weights: Sequence[int] | None = None
     ) -> None:
         """Count ``(value, error)`` results, each ``weights[i]`` times when given."""
+        if weights is None:
+            if not isinstance(results, Sequence):
+                results = list(results)
+            grouped = _grouped(results)
+            if grouped is not None:  # few distinct results (labels): count each once
+                results, weights = list(grouped), list(grouped.values())
         for i, (value, error) in enumerate(results):
             n = 1 if weights is None else weights[i]
             self.rows += n
@@ -235,6 +241,22 @@ class StatsCounter:
             errors=dict(self.errors),
             values=dict(self.values),
         )
+
+
+def _grouped(results: Sequence[tuple[Any, str | None]]) -> Counter[tuple[Any, str | None]] | None:
+    """``results`` counted by equal result, when grouping keeps every value apart; else None.
+
+    Only text values (and None) are grouped: ``1``, ``1.0`` and ``True`` are
+    equal in Python but counted apart, so a run holding other values is
+    counted row by row.
+    """
+    try:
+        grouped = Counter(results)
+    except TypeError:  # a list or dict value
+        return None
+    if all(type(value) is str or value is None for value, _ in grouped):
+        return grouped
+    return None
 
 
 def merge_stats(parts: Iterable[OpStats], spec: OpSpec) -> OpStats:
