@@ -38,8 +38,12 @@ Guards for small models (all seen with Qwen2.5-Coder-0.5B as root):
   is not run again (the model is pointed to the next step), unless a view it
   names was made again since (then its result may differ);
 - an action still holding a placeholder of the plan (``TOPIC``, ``USER1``, …) is
-  refused with what to write instead (the plan holds no runnable example: a 0.5B
-  root replayed the earlier worked example's label and number);
+  refused with what to write instead, the action filled from the question when
+  it can be (the plan holds no runnable example: a 0.5B root replayed the earlier
+  worked example's label and number; then it copied ``TOPIC`` until shown the
+  filled action); the next-step hint of a refused repeat says to filter first,
+  written out, when the question names users or a month and nothing narrowed
+  the rows yet;
 - a ``peek`` asking for more rows than it shows is cut to :data:`MAX_PEEK_ROWS`
   with a note (a small model asked for every row of the table, was refused and
   asked again, turn after turn);
