@@ -439,8 +439,9 @@ def _markdown(payload: dict[str, Any]) -> str:
         lines.append(
             f"| {s['operator']} | {s['unit']} | {s['units']:,} | {s['ours_units_per_s']:,} | "
             f"{s['lotus_units_per_s'] if s['lotus_units_per_s'] is not None else 'failed'} | "
-            f"{s['speed_ratio']}x ({', '.join(f'{x}' for x in s['paired_speed_ratios'])}) | "
-            f"{s['ours_input_tokens_per_unit']} | {s['lotus_input_tokens_per_unit']} | "
+            + (f"{s['speed_ratio']}x ({', '.join(f'{x}' for x in s['paired_speed_ratios'])}) | "
+               if s["speed_ratio"] is not None else "- | ")
+            + f"{s['ours_input_tokens_per_unit']} | {s['lotus_input_tokens_per_unit']} | "
             f"{s['token_ratio']} | {s['ours_calls']:,.0f} | {s['lotus_calls']:,.0f} | "
             f"{'yes' if s['ours_accounted'] else 'NO'} / {'yes' if s['lotus_accounted'] else 'NO'} | "
             f"{s['ours_agrees']} / {s['lotus_agrees']} | {s['lotus_parse_failures']} |"
@@ -471,6 +472,8 @@ def _markdown(payload: dict[str, Any]) -> str:
             ratio = f"{o / lo:.1f}x" if o and lo else "-"
             lines.append(f"| {s['operator']} | {o:,} | {lo:,} | {ratio} |" if o and lo
                          else f"| {s['operator']} | {o} | {lo} | - |")
+    if meta.get("note"):
+        lines += ["", f"Note: {meta['note']}"]
     errors = [f"{s['operator']}: {e}" for s in payload["summary"] for e in s["lotus_errors"]]
     if errors:
         lines += ["", "LOTUS errors: " + "; ".join(errors)]
