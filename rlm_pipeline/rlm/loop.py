@@ -896,6 +896,31 @@ def _next_step(channel: _Channel) -> str:
     return next_step_hint(channel.done)
 
 
+def _relabel_note(channel: _Channel, call: _Call, error: str) -> str | None:
+    """For a `classify` of a view that is labelled already: count it with sql now.
+
+    A 0.5B root classified its labelled view's ``label`` column again, turn after
+    turn, instead of counting it; the note writes the count out (topic from the
+    question when it can be read from it).
+    """
+    if call.name != "classify" or "would overwrite the input column" not in error:
+        return None
+    try:
+        args = json.loads(call.arguments)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    view = args.get("view") if isinstance(args, dict) else None
+    if not isinstance(view, str):
+        return None
+    query = {"query": f"SELECT COUNT(*) AS n FROM {view} WHERE label = 'TOPIC'", "name": "result"}
+    filled = fill_placeholders(json.dumps(query), channel.question, channel.text_column)
+    shown = action_text(channel.protocol, "sql", json.loads(filled) if filled else query)
+    return (
+        f"note: view `{cut(view, 60)}` is labelled already (its `label` column): do not "
+        f"classify it again; count it with sql now, e.g.:\n{shown}"
+    )
+
+
 def _copied_answer(channel: _Channel, raw: str) -> ToolOutcome | None:
     """An `answer` copied from the instructions (refused on every turn), else None.
 
@@ -974,7 +999,10 @@ async def _run_call(
                 f"\nnote: view `{missing}` was never made: the earlier call that was to make "
                 "it failed. Fix that call (see its error) and run it again first."
             )
-        if channel.failures[key] >= 2:
+        relabel = _relabel_note(channel, call, outcome.error)
+        if relabel is not None:
+            outcome.text = bound(f"{outcome.text}\n{relabel}")
+        elif channel.failures[key] >= 2:
             outcome.text = bound(
                 outcome.text + "\n" + repeat_hint(call.name, outcome.error, channel.protocol)
             )

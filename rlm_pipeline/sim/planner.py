@@ -737,7 +737,7 @@ def _adversarial(q: Question, meta: Meta, h: _History) -> dict[str, Any]:
             return _message(turn, [("peek", {"view": "context", "n": 3})])
         return _answer(turn, 64, "copied from the instructions")
     if mode in ("blind-late", "peek-loop", "unmade", "ramble", "plan-dump", "replan", "copycat",
-                "cite", "placeholder", "rerun", "copy-object"):
+                "cite", "placeholder", "rerun", "copy-object", "relabel"):
         return _small_model(mode, q, meta, h)
     if mode in HOSTILE_MODES:  # valid but too expensive work (rlm_pipeline.sim.hostile)
         turns = hostile_script(mode, meta)
@@ -808,6 +808,13 @@ def _small_model(mode: str, q: Question, meta: Meta, h: _History) -> dict[str, A
                            "labels": ["billing", "technical", "account", "other"],
                            "name": "labeled"})],
         ] if q.users and meta.user_column else [],
+        # a labelled view classified again (its label column), instead of counted
+        "relabel": [
+            [("classify", {"view": "context", "column": meta.text or "question",
+                           "labels": ["billing", "other"], "name": "labeled"})],
+            [("classify", {"view": "labeled", "column": "label",
+                           "labels": ["billing", "other"], "name": "labeled"})],
+        ],
         # a number it read nowhere, inside an object
         "copy-object": [[("peek", {"view": "context", "n": 3})]]
         + [[("answer", {"value": {"count": 1284, "label": "billing"}})]] * 9,

@@ -179,3 +179,15 @@ def test_a_number_inside_an_object_answer_is_checked_too(
     assert "only peeked at a few rows" in answers[0]["result_summary"]
     assert all("1284 appears in none of the results" in r["result_summary"] for r in answers[1:3])
     assert res.value == {"count": 1284, "label": "billing"}  # twice at most, then taken
+
+
+def test_classifying_a_labelled_view_again_points_to_the_count(
+    module_sim: Any, ticket_parquet: Path
+) -> None:
+    """A 0.5B root classified `labeled`'s label column again, turn after turn."""
+    res = _run(module_sim, "text", "relabel", ticket_parquet)
+    again = next(r for r in res.trace if r["tool"] == "classify" and r["kind"] == "error")
+    assert "would overwrite the input column" in again["result_summary"]
+    assert "view `labeled` is labelled already" in again["result_summary"]
+    assert "SELECT COUNT(*) AS n FROM labeled WHERE label = 'billing'" in again["result_summary"]
+    assert again["sub_calls"] == 0
