@@ -83,10 +83,10 @@ import logging
 import re
 import weakref
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import compress, filterfalse
-from operator import not_
+from itertools import compress, filterfalse, repeat
+from operator import attrgetter, contains, is_not, itemgetter, not_
 from typing import Any, Protocol, runtime_checkable
 
 from rlm_pipeline.errors import (
@@ -520,12 +520,11 @@ class _Asked:
     def results(self, texts: Sequence[str | None], claim: Claim) -> list[RowResult]:
         """The answer of every input row, in order (``claim``: this call's)."""
         answers: dict[Any, RowResult] = dict(claim.results)
-        for text, earlier in self.waiting.items():
-            answers[text] = earlier.results.get(text, _LOST)
+        answers.update(zip(self.waiting, _answers_of(self.waiting), strict=True))
         get = answers.get
         if self.blank is not None:  # every cell is a key of ``answers`` or lost
             answers.update(dict.fromkeys(self.blank, _EMPTY))
-            return [get(text, _LOST) for text in texts]
+            return list(map(get, texts, repeat(_LOST)))
         return [
             get(text, _LOST) if isinstance(text, str) and text.strip() else _EMPTY for text in texts
         ]
@@ -625,21 +624,28 @@ async def _wait_for(
     tally: Tally | None,
 ) -> None:
     """Wait for the earlier calls that ask for the ``waiting`` texts; count their rows."""
-    await asyncio.gather(*{id(c): c.done for c in waiting.values()}.values())
-    rows = stored_rows = failed = 0
-    for text, earlier in waiting.items():  # one pass: rows, rows stored, rows failed
-        n = counts[text]
-        rows += n
-        if text in earlier.stored:
-            stored_rows += n
-        if earlier.results.get(text, _LOST)[1] is not None:
-            failed += n
+    await asyncio.gather(*(c.done for c in set(waiting.values())))
+    rows_of = list(map(counts.__getitem__, waiting))
+    stored = map(contains, map(_STORED, waiting.values()), waiting)  # per text, in C
+    stored_rows = sum(compress(rows_of, stored))
     if tally is not None:
         tally.cached_rows += stored_rows
     if progress is not None:
-        progress(rows, failed)
+        errors = map(_ERROR, _answers_of(waiting))
+        failed = sum(compress(rows_of, map(is_not, errors, repeat(None))))
+        progress(sum(rows_of), failed)
         if stored_rows and isinstance(progress, CachedRowsProgress):
             progress.add_cached(stored_rows)
+
+
+_STORED = attrgetter("stored")
+_RESULTS = attrgetter("results")
+_ERROR = itemgetter(1)
+
+
+def _answers_of(waiting: dict[str, Claim]) -> Iterator[RowResult]:
+    """The answer of each ``waiting`` text from the claim that asked for it (in order)."""
+    return map(dict.get, map(_RESULTS, waiting.values()), waiting, repeat(_LOST))
 
 
 async def _from_store(
