@@ -1058,7 +1058,7 @@ def _write(path: Path, report: dict[str, Any]) -> None:
 
 
 def _plot(args: argparse.Namespace, report: dict[str, Any]) -> None:
-    label = "simulated" if report.get("simulator") else str(report.get("model"))
+    label = "simulated" if report.get("simulator") else f"real: {report.get('model')}"
     reports: list[tuple[str, dict[str, Any]]] = [(label, report)]
     for item in args.plot_with:
         name, _, path = item.partition("=")
