@@ -200,8 +200,11 @@ def child(args: argparse.Namespace) -> int:
                  max_concurrency=args.concurrency, cache_path=args.cache, timeout_s=120)
     spec = ClassifySpec("question", LABELS, batch_size=args.batch_size)
     meter = UsageMeter()
+    prefill_s = 0.0
     if args.prefill:
+        began = time.monotonic()
         prefill(args.input, llm, spec)
+        prefill_s = time.monotonic() - began
     if args.engine == "polars":
         from rlm_pipeline.ops import polars_fanout
 
@@ -244,7 +247,8 @@ def child(args: argparse.Namespace) -> int:
     print(json.dumps({
         "classify_s": round(done - imported, 3),
         "classify_cpu_s": round(cpu_end - cpu_start, 2),
-        "import_s": round(imported - started - spark_start, 3),
+        "import_s": round(imported - started - spark_start - prefill_s, 3),
+        "prefill_s": round(prefill_s, 3),
         "spark_start_s": round(spark_start, 3),
         "rows": stats.rows,
         "cached_rows": stats.cached_rows,
