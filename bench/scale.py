@@ -126,7 +126,8 @@ def check_output(output: Path, expected: Path, rows: int) -> dict[str, Any]:
     """Row count, every row_id once, labels equal to the simulator's intent (streaming)."""
     import polars as pl
 
-    out = pl.scan_parquet(str(output))
+    # Spark writes a directory of part files beside .crc checksums: read the parts only.
+    out = pl.scan_parquet(str(output / "*.parquet") if output.is_dir() else str(output))
     got = out.select(
         pl.len().alias("rows"),
         pl.col("row_id").n_unique().alias("distinct_row_ids"),
