@@ -3,7 +3,9 @@
 :class:`Cascade` is the setting (``rp.classify(..., cascade=Cascade(proxy=small))``);
 :func:`run_cascade` runs an operator with it, through the same route as every
 operator (``Engine.map_frame``: Polars in this process, Spark in executor
-tasks with the limits shared out).  The method and its statistics are in
+tasks with the limits shared out) for the proxy and oracle passes; the
+``"auto"`` probe (one row) and the calibration sample (``sample`` rows) are
+asked from the driver, so on Spark the driver must reach both endpoints too.  The method and its statistics are in
 ``docs/cascades.md``; in short:
 
 1. **proxy pass**: the proxy answers every row with a confidence — the
@@ -25,7 +27,10 @@ Every row comes out once, in input order, with ``<output>``, ``<output>_error``,
 ``<output>_source`` (``proxy`` / ``oracle``; null for rows no model was asked
 about: blank or too long) and ``<output>_confidence`` (the proxy's).  An
 oracle failure stays a failure with the oracle's reason; it never falls back
-to the proxy's answer.  The row store keys answers by endpoint, model and a
+to the proxy's answer.  (A calibration-sample row whose oracle call failed is
+left out of the calibration and treated like any other row: above the
+threshold it keeps the proxy's answer, below it goes to the oracle pass; a
+warning gives the count.)  The row store keys answers by endpoint, model and a
 ``confidence`` marker, so proxy answers are never served as oracle answers.
 
 Examples
@@ -160,6 +165,9 @@ def run_cascade(
     if not isinstance(cascade, Cascade):
         msg = f"cascade must be an rlm_pipeline.Cascade, got {type(cascade).__name__}"
         raise InputError(msg)
+    # A cost budget needs both prices before the proxy pass spends anything.
+    cascade.proxy.require_price(budget)
+    llm.require_price(budget)
     chosen = engine_for(data, engine)
     frame = chosen.read(data, lazy=False)
     lazy = _is_lazy(frame)

@@ -1,7 +1,8 @@
 """The frame work of a cascade, on Polars and on Spark: sample, mark, combine, count.
 
-The model calls of a cascade all go through ``Engine.map_frame``; what is
-left is plain column work on the result of the proxy's pass, which each
+The two passes' model calls go through ``Engine.map_frame`` (the probe and
+the calibration sample are asked from the driver, in :mod:`rlm_pipeline.ops.cascade`);
+what is left is plain column work on the result of the proxy's pass, which each
 engine does natively (Spark: on the checkpointed pass, no model call is ever
 repeated).  :func:`frames_for` picks the implementation by the engine's name (``Engine.name``).
 

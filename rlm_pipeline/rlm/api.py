@@ -273,6 +273,8 @@ class RLM:
             raise InputError(f"sub_batch_size must be >= 1, got {sub_batch_size}")
         if cascade is not None and not isinstance(cascade, Cascade):
             raise InputError(f"cascade must be an rp.Cascade or None, got {type(cascade).__name__}")
+        if cascade is not None:
+            cascade.proxy.require_price(budget)  # before any call, as for root and sub
         self.root = root
         self.sub = sub or root
         self.engine = engine

@@ -246,3 +246,25 @@ def test_budget_and_meter_hold_for_both_models_together(sim_factory: Any) -> Non
     assert stopped["label_source"].unique().to_list() == [
         "oracle"
     ]  # the proxy's stops were escalated
+
+
+@pytest.mark.parametrize("unpriced", ["proxy", "oracle"])
+def test_cost_budget_with_an_unpriced_model_is_refused_before_any_call(
+    sim_factory: Any, unpriced: str
+) -> None:
+    proxy, oracle = sim_factory(accuracy=0.85), sim_factory()
+    small, big = models(proxy, oracle)
+    if unpriced == "proxy":
+        small = rp.LLM(model="no-such-price", base_url=proxy.base_url, api_key="x")
+    else:
+        big = rp.LLM(model="no-such-price", base_url=oracle.base_url, api_key="x")
+    data = tickets(50, seed=3).select("question")
+    with pytest.raises(InputError, match="no price for model 'no-such-price'"):
+        run_op(
+            data,
+            ClassifySpec("question", tuple(LABELS)),
+            big,
+            cascade=rp.Cascade(small),
+            budget=rp.Budget(max_cost_usd=1.0),
+        )
+    assert proxy.stats()["requests"] == 0 and oracle.stats()["requests"] == 0

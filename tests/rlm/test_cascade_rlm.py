@@ -66,3 +66,14 @@ def test_root_classify_goes_through_the_cascade(
 def test_cascade_must_be_a_cascade() -> None:
     with pytest.raises(InputError, match="cascade must be an rp.Cascade"):
         rp.RLM(rp.LLM(), cascade=pl.DataFrame())  # type: ignore[arg-type]
+
+
+def test_cost_budget_with_an_unpriced_proxy_is_refused_at_construction() -> None:
+    proxy = rp.LLM(model="no-such-price", base_url="http://127.0.0.1:9/v1", api_key="x")
+    with pytest.raises(InputError, match="no price for model 'no-such-price'"):
+        rp.RLM(
+            rp.LLM(model="gpt-4.1-mini"),
+            cascade=rp.Cascade(proxy),
+            budget=rp.Budget(max_cost_usd=1.0),
+        )
+    rp.RLM(rp.LLM(model="gpt-4.1-mini"), cascade=rp.Cascade(proxy))  # no cost limit: fine
