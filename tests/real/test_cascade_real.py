@@ -2,15 +2,17 @@
 
 Marked ``real_model`` (``make test-real``).  The proxy is Qwen2.5-Coder-0.5B on
 llama.cpp with token log-probabilities on (``confidence="auto"`` finds them), one
-row per call; the oracle is an always-right simulator.  Over 500 tickets
-(``RLM_REAL_CASCADE_ROWS`` for fewer; identical texts are asked once, ~490
-distinct, ~0.8 s a call on an idle 2-core machine) the test checks that every
+row per call; the oracle is an always-right simulator.  Over 150 tickets by
+default, so ``make test-real`` stays under 15 minutes (``RLM_REAL_CASCADE_ROWS=500``
+for the issue's 500: 487 distinct texts, 1,133 s here — with log-probabilities
+on, a call takes ~2.3 s on this 2-core machine) the test checks that every
 row comes out once with a reason for every null, and that the report's numbers
 agree with the output and with the calibration sample recomputed from the
 proxy's stored answers (read back from the row store: no new call).  It prints
 the escalated share and the agreement and writes them to
-``bench/results/cascade_real.json`` (``RLM_REAL_CASCADE_OUT`` for another
-path), with what the same sample would give at other targets.  ``RLM_REAL_CASCADE_TARGET``
+``bench/results/cascade_real.json`` for the 500-ticket run (else to the test's
+temporary folder; ``RLM_REAL_CASCADE_OUT`` for another path), with what the same
+sample would give at other targets.  ``RLM_REAL_CASCADE_TARGET``
 sets the target (0.95), ``RLM_REAL_CASCADE_CACHE`` a cache file kept between runs.
 """
 
@@ -41,8 +43,11 @@ from tests.real.test_real_model import LABEL_GUIDE
 pytestmark = pytest.mark.real_model
 
 ROOT = Path(__file__).resolve().parents[2]
-ROWS = int(os.environ.get("RLM_REAL_CASCADE_ROWS", "500"))
-OUT = Path(os.environ.get("RLM_REAL_CASCADE_OUT", ROOT / "bench" / "results" / "cascade_real.json"))
+ROWS = int(os.environ.get("RLM_REAL_CASCADE_ROWS", "150"))
+# The committed result is the issue's 500-ticket run; shorter runs write next to the test's files.
+OUT = os.environ.get("RLM_REAL_CASCADE_OUT") or (
+    str(ROOT / "bench" / "results" / "cascade_real.json") if ROWS == 500 else ""
+)
 TARGET = float(os.environ.get("RLM_REAL_CASCADE_TARGET", "0.95"))
 
 
@@ -64,7 +69,9 @@ def test_real_proxy_simulator_oracle(real_model: Any, sim_factory: Any, tmp_path
     frame = tickets(ROWS, seed=17)
     data = frame.select("ticket_id", "question")
     spec = ClassifySpec("question", tuple(LABELS), instructions=LABEL_GUIDE, batch_size=1)
-    cascade = rp.Cascade(proxy, target=TARGET, sample=200, confidence="auto")
+    # 200 sample rows at 500 tickets; half the rows for shorter runs (held-out rows remain)
+    sample = 200 if ROWS >= 400 else max(60, ROWS // 2)
+    cascade = rp.Cascade(proxy, target=TARGET, sample=sample, confidence="auto")
 
     started = time.monotonic()
     out, stats = run_op(data, spec, oracle, cascade=cascade)
@@ -175,9 +182,10 @@ def test_real_proxy_simulator_oracle(real_model: Any, sim_factory: Any, tmp_path
         else {},
         "what_if_same_sample": what_if,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    out_path = Path(OUT) if OUT else tmp_path / "cascade_real.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(
         f"\nreal proxy cascade over {ROWS} tickets in {took:.0f}s: {report.summary()}; "
-        f"final agreement with the oracle on held-out rows {final_agreement}; written to {OUT}"
+        f"final agreement with the oracle on held-out rows {final_agreement}; written to {out_path}"
     )
