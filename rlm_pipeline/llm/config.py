@@ -11,6 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlm_pipeline.llm.usage import Usage
 
 __all__ = [
     "DEFAULT_MAX_CONCURRENCY",
@@ -287,6 +291,25 @@ class Budget:
             if value is not None and value < 0:
                 msg = f"{name} must be >= 0 or None, got {value}"
                 raise InputError(msg)
+
+    def less(self, spent: Usage) -> Budget:
+        """What is left of this budget after ``spent`` (never below zero).
+
+        Examples
+        --------
+        >>> from rlm_pipeline.llm.usage import Usage
+        >>> Budget(max_calls=10, max_tokens=100).less(Usage(calls=4, input_tokens=90, output_tokens=20))
+        Budget(max_calls=6, max_tokens=0, max_cost_usd=None)
+        """
+        return Budget(
+            max_calls=None if self.max_calls is None else max(0, self.max_calls - spent.calls),
+            max_tokens=None
+            if self.max_tokens is None
+            else max(0, self.max_tokens - spent.input_tokens - spent.output_tokens),
+            max_cost_usd=None
+            if self.max_cost_usd is None
+            else max(0.0, self.max_cost_usd - spent.cost_usd),
+        )
 
     def share(self, parts: int) -> Budget:
         """This budget divided evenly over ``parts`` independent workers."""

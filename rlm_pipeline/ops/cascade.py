@@ -261,17 +261,7 @@ class _Job:
         """The budget less what both models spent so far (None: no budget)."""
         if self.budget is None:
             return None
-        total = self.spent["proxy"] + self.spent["oracle"]
-        b = self.budget
-        return Budget(
-            max_calls=None if b.max_calls is None else max(0, b.max_calls - total.calls),
-            max_tokens=None
-            if b.max_tokens is None
-            else max(0, b.max_tokens - total.input_tokens - total.output_tokens),
-            max_cost_usd=None
-            if b.max_cost_usd is None
-            else max(0.0, b.max_cost_usd - total.cost_usd),
-        )
+        return self.budget.less(self.spent["proxy"] + self.spent["oracle"])
 
 
 def _is_lazy(frame: Any) -> bool:

@@ -77,7 +77,7 @@ from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.errors import EngineError, InputError
 from rlm_pipeline.llm.breaker import DEFAULT_ENDPOINT, reraised
 from rlm_pipeline.llm.config import LLM, Budget
-from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.llm.usage import UsageMeter
 from rlm_pipeline.ops.core import RowProgress, reply_breaker_error
 from rlm_pipeline.ops.spark_task import ReportSum, TaskReport, task_function
 from rlm_pipeline.ops.spec_base import OpSpec, output_names
@@ -148,7 +148,7 @@ def apply(
         check_workers(df.sparkSession)  # before any model call: can the workers import us?
     llm = _absolute_cache(llm)
     _preflight(llm, meter, budget)
-    left = _remaining(budget, meter.snapshot()) if budget is not None else None
+    left = budget.less(meter.snapshot()) if budget is not None else None
     try:
         with known_warnings_filtered():  # PySpark's pandas-version FutureWarning (we use Arrow)
             mapped, reports = plan(df, spec, llm, budget=left, parallelism=parallelism)
@@ -291,17 +291,6 @@ def _no_report(report: TaskReport) -> None:
     """Where the tasks report on Spark Connect (no accumulators there): nowhere."""
 
 
-def _remaining(budget: Budget, spent: Usage) -> Budget:
-    """What is left of ``budget`` after ``spent``."""
-    return Budget(
-        max_calls=None if budget.max_calls is None else max(0, budget.max_calls - spent.calls),
-        max_tokens=None
-        if budget.max_tokens is None
-        else max(0, budget.max_tokens - spent.total_tokens),
-        max_cost_usd=None
-        if budget.max_cost_usd is None
-        else max(0.0, budget.max_cost_usd - spent.cost_usd),
-    )
 
 
 def _absolute_cache(llm: LLM) -> LLM:

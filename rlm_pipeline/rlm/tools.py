@@ -435,19 +435,10 @@ async def _cascade_map(scope: Scope, view: str, spec: Any, name: str, cascade: A
 
 def _budget_left(scope: Scope) -> Any:
     """What the run's budget leaves after what its meter holds (None: no limit set)."""
-    from rlm_pipeline.llm.config import Budget
-
     b = scope.state.budget
     if b.max_calls is None and b.max_tokens is None and b.max_cost_usd is None:
         return None
-    spent = scope.state.meter.snapshot()
-    return Budget(
-        max_calls=None if b.max_calls is None else max(0, b.max_calls - spent.calls),
-        max_tokens=None
-        if b.max_tokens is None
-        else max(0, b.max_tokens - spent.input_tokens - spent.output_tokens),
-        max_cost_usd=None if b.max_cost_usd is None else max(0.0, b.max_cost_usd - spent.cost_usd),
-    )
+    return b.less(scope.state.meter.snapshot())
 
 
 def cascade_record(report: Any) -> dict[str, Any]:
