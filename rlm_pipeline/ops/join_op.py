@@ -16,8 +16,13 @@ Method (``docs/operators/join.md``):
    ``max_pairs`` too, before any model call.
 2. **Ask** one boolean per distinct pair text
    (:class:`~rlm_pipeline.ops.multi_specs.PairSpec` through ``Engine.map_frame``, as ``run_op``: batched, deduplicated, row-cached,
-   limits, both engines).  The row text is ``LEFT: …`` / ``RIGHT: …``
-   (:func:`~rlm_pipeline.ops.multi_wire.pair_text`).
+   limits, both engines).  The row text is ``<length of the left text>:<left><right>``
+   (:func:`~rlm_pipeline.ops.multi_wire.pair_text`, built in SQL), and the
+   pairs are ordered by it, so the pairs of one left text are consecutive:
+   a call of ``batch_size`` pairs writes each left text once, above its
+   numbered right texts (:func:`~rlm_pipeline.ops.multi_wire.pair_lines`);
+   a left row with fewer candidates shares its call with the next ones.
+   Answers are stored per pair (condition, left text, right text).
 3. **Keep** the pairs answered true.  Every candidate pair is accounted for:
    matched + not matched + failed + blank (a null/blank side, never sent) =
    candidates (:class:`JoinStats`).  A pair whose answer failed is never
@@ -49,7 +54,6 @@ from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, run_spec
 from rlm_pipeline.ops.multi_specs import PAIR_COLUMN, PairSpec
-from rlm_pipeline.ops.multi_wire import PAIR_LEFT, PAIR_RIGHT
 from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS
 from rlm_pipeline.ops.stats import OpStats, failure_summary
 
@@ -215,14 +219,16 @@ def split_block(block_on: str) -> tuple[list[str], list[str]]:
 def _select_list(
     left_cols: list[str], names: dict[str, str], spec: JoinSpec, texts: tuple[str, str]
 ) -> str:
-    """The pairs' columns: left ones, right ones (renamed on a clash), the pair text."""
-    from rlm_pipeline.expr.sqltext import ident, sql_literal
+    """The pairs' columns: left ones, right ones (renamed on a clash), the pair text.
+
+    The pair text is :func:`~rlm_pipeline.ops.multi_wire.pair_text` in SQL
+    (``LENGTH`` counts characters on both engines); null when a side is null.
+    """
+    from rlm_pipeline.expr.sqltext import ident
 
     items = [f"l.{ident(c)} AS {ident(c)}" for c in left_cols]
     items += [f"r.{ident(old)} AS {ident(new)}" for old, new in names.items()]
-    text = (
-        f"{sql_literal(PAIR_LEFT)} || {texts[0]} || {sql_literal(PAIR_RIGHT)} || {texts[1]}"
-    )
+    text = f"CAST(LENGTH({texts[0]}) AS VARCHAR) || ':' || {texts[0]} || {texts[1]}"
     return ", ".join([*items, f"{text} AS {ident(_PAIR)}"])
 
 
@@ -296,6 +302,8 @@ def candidate_pairs(spec: JoinSpec, lhs: InputFrame, right: Any) -> _Pairs:
                  f"ON {' AND '.join(on)}")
         if rest:
             query += " WHERE " + " AND ".join(f"({part})" for part in rest)
+    # the pairs of one left text consecutive: its text is written once per call (pair_lines)
+    query += f" ORDER BY {ident(_PAIR)}"
     count = lhs.sql(query, pairs)
     if count > spec.max_pairs:
         raise _too_many(spec, n_left, n_right, count)

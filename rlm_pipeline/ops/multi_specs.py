@@ -10,7 +10,10 @@ batches, the row store, limits, re-asks and both engines come with it.
 The system message carries everything fixed (an ``Instruction:`` line starting
 with :data:`~rlm_pipeline.ops.multi_wire.SCORE_PREFIX` or
 :data:`~rlm_pipeline.ops.multi_wire.JOIN_PREFIX`, which the simulator reads);
-the user message holds only the rows (``0:"text"``).
+the user message holds only the rows: ``0:"text"`` for scores, and for pairs
+each left text once (``LEFT: "..."``) above its numbered right texts
+(:func:`~rlm_pipeline.ops.multi_wire.pair_lines`; one pair:
+:func:`~rlm_pipeline.ops.multi_wire.single_pair_lines`).
 
 Examples
 --------
@@ -28,7 +31,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rlm_pipeline.errors import InputError
-from rlm_pipeline.ops.multi_wire import JOIN_PREFIX, MULTI_PROMPT_VERSION, SCORE_PREFIX
+from rlm_pipeline.ops.multi_wire import (
+    JOIN_PREFIX,
+    MULTI_PROMPT_VERSION,
+    PAIR_BATCH_HEAD,
+    PAIR_PROMPT_VERSION,
+    PAIR_SINGLE_HEAD,
+    SCORE_PREFIX,
+    pair_lines,
+    single_pair_lines,
+)
 from rlm_pipeline.ops.prompts import row_lines
 from rlm_pipeline.ops.spec_base import (
     DEFAULT_BATCH_SIZE,
@@ -128,23 +140,29 @@ class PairSpec(SpecBase):
         return ((self.output_column, "boolean"),)
 
     def answer_params(self) -> dict[str, Any]:
-        return {"op": "join_pair", "condition": self.condition, "prompt": MULTI_PROMPT_VERSION}
+        return {"op": "join_pair", "condition": self.condition, "prompt": PAIR_PROMPT_VERSION}
 
     def answer_schema(self) -> dict[str, Any]:
         return {"type": "boolean"}
 
     def messages(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        one = "There is one row; answer for it alone." if self.batch_size == 1 else (
-            "Answer each row once by id."
-        )
+        """Each left text once above its numbered right texts; one pair: ``LEFT:`` / ``RIGHT:``.
+
+        Ids stay the positions in ``texts`` (``0..n-1``), so the reply is
+        checked as every batched reply is.
+        """
+        single = self.batch_size == 1 and len(texts) == 1
         system = "\n".join(
             [
-                "Each row is a pair of texts, LEFT and RIGHT; answer true or false per row.",
+                PAIR_SINGLE_HEAD if single else PAIR_BATCH_HEAD,
                 f"Instruction: {JOIN_PREFIX}{_one_line(self.condition)}",
-                one,
             ]
         )
-        return _messages(system, texts)
+        lines = single_pair_lines(texts[0]) if single else pair_lines(texts)
+        return [
+            {"role": "system", "content": system},
+            {"role": "user", "content": "\n".join(lines)},
+        ]
 
     def check_value(self, value: Any) -> tuple[Any, str | None]:
         return check_typed(value, "boolean")

@@ -12,16 +12,31 @@ A leaf module: the operators build their requests here and the simulator
 - **top_k** scores rows with an ``llm_map`` call whose instruction starts with
   :data:`SCORE_PREFIX` (integer 0-100), then re-ranks candidates with a call
   replying ``{"ranking": [ids, best first]}``.
-- **join** asks an ``llm_map`` boolean per candidate pair; the row text is
-  :func:`pair_text` and the instruction starts with :data:`JOIN_PREFIX`.
+- **join** asks a boolean per candidate pair.  A pair's row text (what dedup
+  and the stored row answers key on) is :func:`pair_text`: the left text's
+  length, ``:``, the left text, the right text — one exact split
+  (:func:`split_pair`) whatever the texts hold.  A call of several pairs
+  (:func:`pair_lines`) writes each left text once, as a ``LEFT: "..."``
+  line, followed by its numbered right texts (``3:"..."``; ids ``0..n-1``
+  over the whole call, so the reply is the usual
+  ``{"results": [{"id", "value"}]}``); pairs of several left rows share a
+  call as consecutive blocks.  A one-pair call (``batch_size=1``) is a
+  ``LEFT: "..."`` line and a ``RIGHT: "..."`` line (:func:`single_pair_lines`).
+  The instruction starts with :data:`JOIN_PREFIX`; the simulator reads the
+  pairs back with :func:`read_pairs`.
 
 Every schema here has no length or count limit (grammar engines, see
 :mod:`rlm_pipeline.rlm.limits`); limits are checked after parsing.
 
 Examples
 --------
+>>> pair_text("where is my refund?", "Refunds take 5 days.")
+'19:where is my refund?Refunds take 5 days.'
 >>> split_pair(pair_text("where is my refund?", "Refunds take 5 days."))
 ('where is my refund?', 'Refunds take 5 days.')
+>>> pair_lines([pair_text("refund?", "Refunds: 5 days."), pair_text("refund?", "Lisbon"),
+...             pair_text("login", "Reset it.")])
+['Rows:', 'LEFT: "refund?"', '0:"Refunds: 5 days."', '1:"Lisbon"', 'LEFT: "login"', '2:"Reset it."']
 >>> check_ranking({"ranking": [2, 0, 1]}, 3)
 [2, 0, 1]
 >>> check_ranking({"ranking": [0, 0, 1]}, 3) is None
@@ -42,8 +57,11 @@ __all__ = [
     "FOLD_MARKER",
     "JOIN_PREFIX",
     "MULTI_PROMPT_VERSION",
+    "PAIR_BATCH_HEAD",
     "PAIR_LEFT",
+    "PAIR_PROMPT_VERSION",
     "PAIR_RIGHT",
+    "PAIR_SINGLE_HEAD",
     "RANKING_SCHEMA",
     "ROWS_MARKER",
     "SCORE_PREFIX",
@@ -54,14 +72,17 @@ __all__ = [
     "fold_row",
     "leaf_messages",
     "leaf_row",
+    "pair_lines",
     "pair_text",
     "rank_messages",
     "read_fold_row",
     "read_leaf_row",
+    "read_pairs",
+    "single_pair_lines",
     "split_pair",
 ]
 
-#: Part of every cache key of these calls; bump it with any text below.
+#: Part of every cache key of these calls; bump it with any text below (join's: PAIR_PROMPT_VERSION).
 MULTI_PROMPT_VERSION = "multi-1"
 #: Line before the rows of a leaf (and re-rank) call.
 ROWS_MARKER = "Rows:"
@@ -69,10 +90,23 @@ ROWS_MARKER = "Rows:"
 FOLD_MARKER = "Summaries:"
 #: How top_k's scoring instruction starts (an ``llm_map`` integer call).
 SCORE_PREFIX = "Score from 0 (does not fit) to 100 (fits best) how well the text fits: "
-#: How join's pair instruction starts (an ``llm_map`` boolean call).
-JOIN_PREFIX = "Answer true when the condition holds between LEFT and RIGHT, else false. Condition: "
+#: Part of the key of join's stored pair answers (the pair texts below); bump it with them.
+PAIR_PROMPT_VERSION = "pairs-2"
+#: How join's ``Instruction:`` line goes on (a boolean call), then the condition.
+JOIN_PREFIX = "Condition between LEFT and RIGHT: "
+#: First system line of a join call of several pairs (:func:`pair_lines`).
+PAIR_BATCH_HEAD = (
+    "Each numbered RIGHT text is paired with the LEFT text above it. Answer true or false "
+    "per id: does the condition hold for the pair? Answer each id once."
+)
+#: First system line of a one-pair join call (:func:`single_pair_lines`).
+PAIR_SINGLE_HEAD = (
+    "Answer true when the condition holds between the LEFT text and the RIGHT text, else false."
+)
+#: Starts the line of a left text (then the text as a JSON string).
 PAIR_LEFT = "LEFT: "
-PAIR_RIGHT = "\nRIGHT: "
+#: Starts the line of the right text of a one-pair call.
+PAIR_RIGHT = "RIGHT: "
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -191,15 +225,112 @@ def rank_messages(criterion: str, texts: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def pair_text(left: str, right: str) -> str:
-    """The row text of one join candidate pair."""
-    return f"{PAIR_LEFT}{left}{PAIR_RIGHT}{right}"
+    """The row text of one join candidate pair: ``<len(left)>:<left><right>``.
+
+    The length (in characters, as Python, Polars' and Spark's SQL ``LENGTH``
+    count them) makes the split exact whatever the texts hold; join builds
+    the same text in SQL.
+    """
+    return f"{len(left)}:{left}{right}"
 
 
 def split_pair(text: str) -> tuple[str, str]:
-    """The two texts of :func:`pair_text` (split at the last ``RIGHT:`` line)."""
-    body = text[len(PAIR_LEFT) :] if text.startswith(PAIR_LEFT) else text
-    left, sep, right = body.rpartition(PAIR_RIGHT)
-    return (left, right) if sep else (body, "")
+    """The two texts of :func:`pair_text` (a text without the length prefix: all left).
+
+    A pair text cut short (``truncate=True``) keeps what is left of each side.
+
+    Examples
+    --------
+    >>> split_pair("3:abcxyz"), split_pair("9:abc"), split_pair("abc")
+    (('abc', 'xyz'), ('abc', ''), ('abc', ''))
+    """
+    head, sep, body = text.partition(":")
+    if not sep or not head.isascii() or not head.isdigit():
+        return text, ""
+    n = int(head)
+    return body[:n], body[n:]
+
+
+def pair_lines(texts: Sequence[str]) -> list[str]:
+    """The user lines of a join call of several pairs (``texts``: :func:`pair_text` values).
+
+    ``Rows:``, then for each run of consecutive pairs with the same left text
+    one ``LEFT: "..."`` line and a numbered line per right text; ids are the
+    pairs' positions in ``texts`` (``0..n-1``).  Texts are JSON strings, so
+    each is one line.
+    """
+    dumps = json.dumps
+    lines = [ROWS_MARKER]
+    previous: str | None = None
+    for i, text in enumerate(texts):
+        left, right = split_pair(text)
+        if left != previous:
+            lines.append(PAIR_LEFT + dumps(left, ensure_ascii=False))
+            previous = left
+        lines.append(f"{i}:{dumps(right, ensure_ascii=False)}")
+    return lines
+
+
+def single_pair_lines(text: str) -> list[str]:
+    """The user lines of a one-pair join call: ``LEFT: "..."`` and ``RIGHT: "..."``.
+
+    Examples
+    --------
+    >>> single_pair_lines(pair_text("refund?", "Refunds take 5 days."))
+    ['LEFT: "refund?"', 'RIGHT: "Refunds take 5 days."']
+    """
+    left, right = split_pair(text)
+    return [
+        PAIR_LEFT + json.dumps(left, ensure_ascii=False),
+        PAIR_RIGHT + json.dumps(right, ensure_ascii=False),
+    ]
+
+
+def _json_text(value: str) -> str | None:
+    try:
+        text = json.loads(value)
+    except ValueError:
+        return None
+    return text if isinstance(text, str) else None
+
+
+def read_pairs(text: str) -> list[tuple[int | None, str, str]] | None:
+    """The ``(id, left, right)`` pairs of a join call's user text (None: not a pair call).
+
+    Reads :func:`pair_lines` (ids as written; a numbered line before any
+    ``LEFT:`` line or not JSON is skipped) and :func:`single_pair_lines`
+    (id None).
+
+    Examples
+    --------
+    >>> read_pairs("\\n".join(pair_lines([pair_text("a", "b"), pair_text("a", "c")])))
+    [(0, 'a', 'b'), (1, 'a', 'c')]
+    >>> read_pairs("\\n".join(single_pair_lines(pair_text("a", "b"))))
+    [(None, 'a', 'b')]
+    """
+    lines = text.split("\n")  # "\n" only: a JSON string may hold U+2028
+    if ROWS_MARKER in lines:
+        start = len(lines) - lines[::-1].index(ROWS_MARKER)
+        pairs: list[tuple[int | None, str, str]] = []
+        left: str | None = None
+        for line in lines[start:]:
+            if line.startswith(PAIR_LEFT):
+                left = _json_text(line[len(PAIR_LEFT) :])
+                continue
+            head, sep, rest = line.partition(":")
+            right = _json_text(rest) if sep and head.isascii() and head.isdigit() else None
+            if left is not None and right is not None:
+                pairs.append((int(head), left, right))
+        return pairs
+    found: dict[str, str | None] = {}
+    for line in lines:
+        for prefix in (PAIR_LEFT, PAIR_RIGHT):
+            if line.startswith(prefix) and prefix not in found:
+                found[prefix] = _json_text(line[len(prefix) :])
+    left, right = found.get(PAIR_LEFT), found.get(PAIR_RIGHT)
+    if left is None or right is None:
+        return None
+    return [(None, left, right)]
 
 
 def check_summary(obj: Any, max_tokens: int) -> str | None:

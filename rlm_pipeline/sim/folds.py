@@ -11,7 +11,9 @@ can compute every expected answer themselves:
   every row that reached the tree exactly once: a lost or repeated row shows.
 - a **score** (top_k's ``llm_map`` integer call) is :func:`score_value`.
 - a **ranking** orders the rows by :func:`score_value`, best first (ties: by id).
-- a **pair match** (join's ``llm_map`` boolean call) is :func:`pair_match`.
+- a **pair match** (join's boolean call: each ``LEFT:`` text above its numbered
+  right texts, or one ``LEFT:`` / ``RIGHT:`` pair, read by
+  :func:`~rlm_pipeline.ops.multi_wire.read_pairs`) is :func:`pair_match`.
 
 Examples
 --------
@@ -32,6 +34,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rlm_pipeline.llm.structured import STRUCTURED_PROMPT_PREFIX
 from rlm_pipeline.ops.multi_wire import (
     FOLD_MARKER,
     JOIN_PREFIX,
@@ -39,7 +42,7 @@ from rlm_pipeline.ops.multi_wire import (
     SCORE_PREFIX,
     read_fold_row,
     read_leaf_row,
-    split_pair,
+    read_pairs,
 )
 from rlm_pipeline.sim.classifier import KEYWORDS, intended_label
 from rlm_pipeline.sim.wire import Task, labels_from_prompt, message_text, parse_rows
@@ -176,11 +179,15 @@ def _ranking_reply(body: Mapping[str, Any], user: str) -> tuple[dict[str, Any], 
     return {"ranking": [row_id for _, _, row_id in scored]}, len(scored)
 
 
-def _map_value(instruction: str, text: str) -> Any:
-    if instruction.startswith(SCORE_PREFIX):
-        return score_value(text, instruction[len(SCORE_PREFIX) :])
-    left, right = split_pair(text)
-    return pair_match(left, right)
+def _pair_reply(task: Task, user: str) -> tuple[dict[str, Any], int]:
+    """Join's answers: :func:`pair_match` per pair of the call (ids as the call wrote them)."""
+    cut = user.find(STRUCTURED_PROMPT_PREFIX)
+    pairs = read_pairs(user if cut < 0 else user[:cut]) or []
+    if not task.kind.endswith("_batch"):
+        left, right = (pairs[0][1], pairs[0][2]) if pairs else (task.text, "")
+        return {"value": pair_match(left, right)}, 1
+    results = [{"id": rid, "value": pair_match(left, right)} for rid, left, right in pairs]
+    return {"results": results}, len(results)
 
 
 def answer_multi(task: Task, body: Mapping[str, Any]) -> tuple[dict[str, Any], int] | None:
@@ -199,9 +206,12 @@ def answer_multi(task: Task, body: Mapping[str, Any]) -> tuple[dict[str, Any], i
     if task.kind not in ("map_batch", "map_single", "filter_batch", "filter_single"):
         return None
     instruction = _system_line(body, "Instruction: ")
-    if instruction is None or not instruction.startswith((SCORE_PREFIX, JOIN_PREFIX)):
+    if instruction is not None and instruction.startswith(JOIN_PREFIX):
+        return _pair_reply(task, user)
+    if instruction is None or not instruction.startswith(SCORE_PREFIX):
         return None
+    criterion = instruction[len(SCORE_PREFIX) :]
     if not task.kind.endswith("_batch"):
-        return {"value": _map_value(instruction, task.text)}, 1
-    results = [{"id": rid, "value": _map_value(instruction, text)} for rid, text in task.rows]
+        return {"value": score_value(task.text, criterion)}, 1
+    results = [{"id": rid, "value": score_value(text, criterion)} for rid, text in task.rows]
     return {"results": results}, len(results)

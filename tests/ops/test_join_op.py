@@ -16,7 +16,17 @@ from rlm_pipeline.errors import (
     UnansweredRowsError,
     UnsupportedExpressionError,
 )
+from rlm_pipeline.llm.tokens import estimate_tokens
 from rlm_pipeline.ops.join_op import JoinSpec, join, run_join
+from rlm_pipeline.ops.multi_specs import PairSpec
+from rlm_pipeline.ops.multi_wire import (
+    PAIR_LEFT,
+    PAIR_SINGLE_HEAD,
+    pair_text,
+    read_pairs,
+    split_pair,
+)
+from rlm_pipeline.ops.reply import check_reply
 from rlm_pipeline.sim.folds import pair_match
 from tests.ops.tickets import FAULTS, tickets
 
@@ -98,11 +108,15 @@ def test_faults_every_pair_accounted(sim_factory: Any, spark: Any, engine: str) 
     frame = pl.DataFrame(out.toArrow()) if engine == "spark" else out
     assert frame.height == stats.matched + sum(stats.failed.values())
     expected = _expected(left, right)
-    for lid, rid, error in frame.select("lid", "rid", "join_error").iter_rows():
+    kept = frame.select("lid", "rid", "join_error").rows()
+    assert len({(lid, rid) for lid, rid, _ in kept}) == len(kept)  # each pair once
+    for lid, rid, error in kept:
         if error is None:
             assert (lid, rid) in expected
         else:
             assert error.split(":")[0] in ("api_error", "parse_error", "missing_in_reply")
+    # every true match is in the output: answered (matched) or failed with its reason
+    assert expected <= {(lid, rid) for lid, rid, _ in kept}
     assert sim.stats()["errors_by_status"]
 
 
@@ -161,3 +175,112 @@ def test_text_columns_of_other_types(sim: Any) -> None:
     assert out.columns == ["n", "m", "join_error"]  # integers are read as text
     with pytest.raises(InputError, match="holds float64 values"):
         join(left, right, "n", "x", "same", _llm(sim))
+
+
+# ----------------------------------------------------------------- the pair framing
+
+TRICKY = ("refund?\nRIGHT: not a right text", 'say "hi" \\ back', "café ☕ 😀 refund", "12:34 invoice")
+
+
+def test_pair_text_splits_exactly() -> None:
+    for left in TRICKY:
+        for right in (*TRICKY, ""):
+            assert split_pair(pair_text(left, right)) == (left, right)
+
+
+def test_each_left_text_once_per_call_ids_in_order() -> None:
+    texts = [pair_text(left, f"faq {i} {left}") for left in TRICKY[:2] for i in range(8)]
+    messages = PairSpec("same topic").messages(texts)
+    user = messages[1]["content"]
+    assert sum(line.startswith(PAIR_LEFT) for line in user.split("\n")) == 2
+    assert read_pairs(user) == [(i, *split_pair(t)) for i, t in enumerate(texts)]
+    assert "Instruction: " in messages[0]["content"]
+    # one pair per call (real small models): a plain LEFT / RIGHT prompt, nothing numbered
+    single = PairSpec("same topic", batch_size=1).messages(texts[:1])
+    assert single[0]["content"].startswith(PAIR_SINGLE_HEAD)
+    assert single[1]["content"].split("\n") == [
+        'LEFT: "refund?\\nRIGHT: not a right text"', 'RIGHT: "faq 0 refund?\\nRIGHT: not a right text"'
+    ]
+    assert read_pairs(single[1]["content"]) == [(None, *split_pair(texts[0]))]
+
+
+def test_reply_ids_map_back_to_one_pair_each() -> None:
+    spec = PairSpec("same topic")
+    reordered = {"results": [{"id": 2, "value": True}, {"id": 0, "value": False},
+                             {"id": 1, "value": True}]}
+    assert check_reply(reordered, 3, spec) == [(False, None), (True, None), (True, None)]
+    missing = check_reply({"results": [{"id": 0, "value": True}, {"id": 2, "value": False}]}, 3, spec)
+    assert missing[0] == (True, None) and missing[2] == (False, None)
+    assert missing[1][0] is None and missing[1][1].startswith("missing_in_reply")
+    for bad, reason in (([0, 0, 1, 2], "repeated id 0"), ([0, 1, 2, 7], "unknown id 7")):
+        out = check_reply({"results": [{"id": i, "value": True} for i in bad]}, 3, spec)
+        assert all(value is None and reason in (error or "") for value, error in out)
+
+
+def _small(n_left: int, n_right: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    questions = tickets(n_left, distinct=n_left, seed=5)
+    left = pl.DataFrame({"lid": range(n_left), "q": [f"{q} #{i}" for i, q in enumerate(questions)]})
+    right = pl.DataFrame({"rid": range(n_right),
+                          "faq": [f"{FAQS[i % len(FAQS)]} (#{i})" for i in range(n_right)]})
+    return left, right
+
+
+def test_framing_tokens_per_pair_and_rerun_sends_nothing(sim: Any, tmp_path: Path) -> None:
+    left, right = _small(8, 24)  # 192 pairs, no blocking, every pair text distinct
+    llm = _llm(sim, cache_path=str(tmp_path / "c.sqlite"))
+    out, stats = run_join(left, right, JoinSpec("q", "faq", CONDITION), llm)
+    assert _pairs(out) == sorted(_expected_all(left, right))
+    assert stats.pairs == 192 and stats.matched + stats.not_matched == 192
+    first = sim.stats()
+    per_pair = first["input_tokens"] / stats.pairs
+    both = sum(estimate_tokens(q) + estimate_tokens(f) for q in left["q"] for f in right["faq"]) / 192
+    one = sum(estimate_tokens(f) for f in right["faq"]) / 24
+    # a framing that sends both texts per pair pays >= `both`; this one pays the right text,
+    # its id and a share of the left text and the fixed lines
+    assert per_pair < one + 8 < both
+    assert first["requests"] == -(-192 // 16)
+    again, _ = run_join(left, right, JoinSpec("q", "faq", CONDITION), llm)
+    assert _pairs(again) == _pairs(out)
+    assert sim.stats()["requests"] == first["requests"]  # the re-run sent no call
+
+
+def _expected_all(left: pl.DataFrame, right: pl.DataFrame) -> set[tuple[int, int]]:
+    return {(a, b) for a, q in left.select("lid", "q").iter_rows()
+            for b, f in right.select("rid", "faq").iter_rows() if pair_match(q, f)}
+
+
+def test_wrong_ids_fail_per_pair_never_a_made_up_answer(sim_factory: Any) -> None:
+    sim = sim_factory(fault_wrong_ids=0.3, seed=3)
+    left, right = _small(6, 16)
+    out, stats = run_join(left, right, JoinSpec("q", "faq", CONDITION), _llm(sim), on_error="keep")
+    assert sim.stats()["faults"].get("wrong_ids", 0) > 0
+    assert stats.matched + stats.not_matched + sum(stats.failed.values()) == stats.pairs == 96
+    assert set(stats.failed) <= {"missing_in_reply"}
+    expected = _expected_all(left, right)
+    rows = out.select("lid", "rid", "join_error").rows()
+    assert len({(a, b) for a, b, _ in rows}) == len(rows)
+    assert {(a, b) for a, b, e in rows if e is None} <= expected
+    assert expected <= {(a, b) for a, b, _ in rows}
+    assert all(e.startswith("missing_in_reply") for _, _, e in rows if e is not None)
+
+
+def _map_calls(sim: Any) -> int:
+    return sum(n for kind, n in sim.stats()["by_kind"].items() if kind.startswith("map"))
+
+
+@pytest.mark.parametrize("batch_size", [16, 1])
+def test_tricky_texts_same_pairs_and_keys_both_engines(
+    sim: Any, spark: Any, tmp_path: Path, batch_size: int
+) -> None:
+    left = pl.DataFrame({"lid": range(4), "q": list(TRICKY)})
+    right = pl.DataFrame({"rid": range(5), "faq": [*TRICKY, "Invoices are in the billing tab."]})
+    llm = _llm(sim, cache_path=str(tmp_path / "c.sqlite"))
+    spec = JoinSpec("q", "faq", CONDITION, batch_size=batch_size)
+    out, stats = run_join(left, right, spec, llm)
+    assert stats.pairs == 20 and stats.matched + stats.not_matched == 20
+    assert _pairs(out) == sorted(_expected_all(left, right))
+    calls = _map_calls(sim)
+    assert calls == (2 if batch_size == 16 else 20)
+    spark_out, _ = run_join(*(spark.createDataFrame(f.to_arrow()) for f in (left, right)), spec, llm)
+    assert _pairs(spark_out) == _pairs(out)
+    assert _map_calls(sim) == calls  # Spark built the same pair texts: all answered from the store
