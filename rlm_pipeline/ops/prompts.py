@@ -46,6 +46,7 @@ from typing import Any
 
 from rlm_pipeline.ops.spec_base import BuiltinFields as OpSpec
 from rlm_pipeline.ops.spec_base import ClassifyFields as ClassifySpec
+from rlm_pipeline.ops.spec_base import row_reply_schema
 
 __all__ = [
     "PROMPT_VERSION",
@@ -103,28 +104,12 @@ def _answer_schema(spec: OpSpec) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def reply_schema(spec: OpSpec) -> dict[str, Any]:
-    """JSON Schema of the reply (built once per spec; do not mutate the result)."""
-    key = spec.answer_key
-    answer = _answer_schema(spec)
-    if single_row(spec):
-        return {
-            "type": "object",
-            "properties": {key: answer},
-            "required": [key],
-            "additionalProperties": False,
-        }
-    item = {
-        "type": "object",
-        "properties": {"id": {"type": "integer"}, key: answer},
-        "required": ["id", key],
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {"results": {"type": "array", "items": item}},
-        "required": ["results"],
-        "additionalProperties": False,
-    }
+    """JSON Schema of the reply (built once per spec; do not mutate the result).
+
+    The shape every row-wise operator shares (:func:`~rlm_pipeline.ops.spec_base.row_reply_schema`),
+    with this spec's answer: a label of the set, or a value of the output type.
+    """
+    return row_reply_schema(spec.answer_key, _answer_schema(spec), single=single_row(spec))
 
 
 def reply_name(spec: OpSpec) -> str:
