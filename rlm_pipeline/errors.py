@@ -200,10 +200,15 @@ class LLMError(RLMPipelineError):
 
 
 class LLMResponseParseError(LLMError):
-    """The model's reply did not parse or did not match the requested schema."""
+    """The model's reply did not parse or did not match the requested schema.
 
-    def __init__(self, message: str, *, raw: str, attempts: int = 1):
+    ``raw``: the reply's text; ``reply``: the reply itself (a ``ChatReply``: its
+    tokens were spent and metered) when the client read one, else None.
+    """
+
+    def __init__(self, message: str, *, raw: str, attempts: int = 1, reply: Any = None):
         self.raw = raw
+        self.reply = reply
         super().__init__(f"{message}; raw reply: {raw[:300]!r}", attempts=attempts)
 
 

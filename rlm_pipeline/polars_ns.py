@@ -148,6 +148,7 @@ class RLMExprNamespace:
         makes them True, ``"drop"`` False; blank texts are False.  ``cascade``:
         a :class:`~rlm_pipeline.ops.cascade.Cascade` (its proxy first).
         """
+        from rlm_pipeline.engines.polars import row_failed
         from rlm_pipeline.ops.filter_op import FilterSpec, check_on_error
         from rlm_pipeline.ops.semantic import judge
 
@@ -156,10 +157,8 @@ class RLMExprNamespace:
 
         def keep(op_stats: Any) -> pl.Expr:
             judge(op_stats, on_error, llm)  # raises for failed rows with on_error="raise"
-            error = pl.col(spec.error_column)
-            failed = error.is_not_null() & ~error.str.starts_with("empty_input")
             held = pl.col(spec.output_column).fill_null(False)
-            return held | failed if on_error == "keep" else held
+            return (held | row_failed(pl.col(spec.error_column))) if on_error == "keep" else held
 
         return _expr(self._expr, spec, llm, pl.Boolean, keep, warn=False, cascade=cascade)
 

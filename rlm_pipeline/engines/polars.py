@@ -39,12 +39,14 @@ from rlm_pipeline.engines.work import (
     view_rows_error,
 )
 from rlm_pipeline.errors import (
+    BudgetExceededError,
     EngineError,
     InputError,
+    LLMError,
     LLMResponseParseError,
     UnansweredRowsError,
 )
-from rlm_pipeline.llm.usage import UsageMeter
+from rlm_pipeline.llm.usage import Usage, UsageMeter
 
 if TYPE_CHECKING:
     from rlm_pipeline.engines.base import FailedRows, Fanout, RowProgress
@@ -53,9 +55,12 @@ if TYPE_CHECKING:
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
-__all__ = ["PolarsEngine"]
+__all__ = ["BLANK_REASON", "PolarsEngine", "row_failed"]
 
 logger = logging.getLogger(__name__)
+
+#: The reason of rows never asked because their text is blank: not failed rows.
+BLANK_REASON = "empty_input"
 
 
 class PolarsEngine:
@@ -359,7 +364,7 @@ class PolarsEngine:
         *,
         failed: str | None = None,
         failed_rows: FailedRows = "drop",
-        blank: str = "empty_input",
+        blank: str = BLANK_REASON,
         message: str = "",
     ) -> pl.DataFrame | pl.LazyFrame:
         """Rows where ``holds`` is true, failed rows per ``failed_rows`` (see :meth:`Engine.rows_where`)."""
@@ -367,7 +372,7 @@ class PolarsEngine:
         drop = [holds]
         if failed is not None:
             reason = pl.col(failed)
-            bad = reason.is_not_null() & ~reason.str.starts_with(blank)
+            bad = row_failed(reason, blank)
             if failed_rows == "keep":
                 keep = keep | bad
             else:
@@ -450,14 +455,31 @@ class CountedClient:
 
     Other work (another tool call, a sub-run) may share ``client`` and its
     meter at the same time, so a difference of two meter snapshots would count
-    its calls too; every request of this fan-out goes through :meth:`json`.
-    Everything else is ``client``'s (limits, budget, meter, row store).
+    its calls too.  So every request of this fan-out goes through :meth:`json`
+    and is counted here as the client's meter counts it, and what the operators
+    add to :attr:`meter` themselves (the calls stored row answers saved, as
+    cached calls) goes onto both the shared meter and the tally.  Everything
+    else is ``client``'s (limits, budget, row store).
+
+    Examples
+    --------
+    >>> from rlm_pipeline.llm.usage import Usage
+    >>> class Shared:
+    ...     meter = UsageMeter()
+    >>> counted = CountedClient(Shared())
+    >>> counted.meter.add(Usage(cached_calls=2))  # e.g. rows served from the row store
+    >>> counted.tally.snapshot().cached_calls, Shared.meter.snapshot().cached_calls
+    (2, 2)
     """
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        #: This fan-out's requests: answered calls with their tokens, cache hits as cached calls.
+        #: This fan-out's requests: answered calls with their tokens (a reply that failed
+        #: to parse too), cache hits and calls saved by stored row answers as cached calls,
+        #: requests that failed for good as failed calls.
         self.tally = UsageMeter()
+        #: The meter the operators add to: ``client.meter`` and :attr:`tally` both.
+        self.meter = _BothMeters(client.meter, self.tally)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -466,14 +488,76 @@ class CountedClient:
         """``client.json``, counted."""
         try:
             obj, reply = await self._client.json(*args, **kwargs)
-        except LLMResponseParseError:
-            self.tally.record(input_tokens=0, output_tokens=0, cost_usd=0.0)  # it was answered
+        except LLMResponseParseError as exc:
+            self._spent(exc.reply)  # a reply came back (tokens spent), or a body that was not JSON
             raise
+        except BudgetExceededError as exc:
+            cause = exc.__cause__  # a reply cut by the budget's allowance: its tokens were spent
+            if isinstance(cause, LLMResponseParseError) and cause.reply is not None:
+                self._spent(cause.reply)
+            raise
+        except LLMError:
+            self.tally.record_failure()
+            raise
+        self._spent(reply)
+        return obj, reply
+
+    def _spent(self, reply: Any) -> None:
+        """Count ``reply`` as the client's meter did (None: a request that failed for good)."""
+        if reply is None:
+            self.tally.record_failure()
+            return
         tokens = reply.input_tokens, reply.output_tokens
         cost = self._client.config.price().cost(*tokens) if not reply.cached else 0.0
         self.tally.record(input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=cost,
                           cached=reply.cached)
-        return obj, reply
+
+
+class _BothMeters:
+    """``shared`` as the operators use it, with every addition made on ``own`` too.
+
+    Reads (:meth:`snapshot`) are ``shared``'s: the whole run's usage.
+    """
+
+    def __init__(self, shared: UsageMeter, own: UsageMeter) -> None:
+        self._shared = shared
+        self._own = own
+
+    def add(self, usage: Usage) -> None:
+        """Add ``usage`` to both meters."""
+        self._shared.add(usage)
+        self._own.add(usage)
+
+    def record(self, **kwargs: Any) -> None:
+        """Record one request on both meters."""
+        self._shared.record(**kwargs)
+        self._own.record(**kwargs)
+
+    def record_failure(self) -> None:
+        """Count one failed request on both meters."""
+        self._shared.record_failure()
+        self._own.record_failure()
+
+    def snapshot(self) -> Usage:
+        """The shared meter's totals."""
+        return self._shared.snapshot()
+
+
+def row_failed(reason: pl.Expr, blank: str = BLANK_REASON) -> pl.Expr:
+    """True where a row failed: it has a ``reason`` that does not start with ``blank``.
+
+    The one Polars definition of a failed row (a filter's ``on_error``, the
+    engine's :meth:`~PolarsEngine.rows_where`): a row without an answer for
+    any reason but a blank text (``input_too_long`` is a failure).  False
+    for rows without a reason.
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"why": [None, "empty_input", "api_error: 500", "input_too_long"]})
+    >>> frame.select(row_failed(pl.col("why")))["why"].to_list()
+    [False, False, True, True]
+    """
+    return reason.is_not_null() & ~reason.str.starts_with(blank)
 
 
 def _no_reason(reasons: pl.Series, message: str) -> pl.Series:

@@ -459,12 +459,13 @@ class LLMClient:
             if validator is not None:
                 check_schema(value, validator, raw=reply.content or "")
         except LLMResponseParseError as exc:
+            exc.reply = reply  # its tokens were spent (callers counting their own calls read them)
             if reply.finish_reason != "length":
                 raise
             if allowance.cut_by_budget and self.guard is not None:
                 raise self.guard.exhausted() from exc  # the budget, not the model, cut it
             msg = f"reply cut at the {allowance.sent}-token limit (finish_reason 'length')"
-            raise LLMResponseParseError(msg, raw=exc.raw) from exc
+            raise LLMResponseParseError(msg, raw=exc.raw, reply=reply) from exc
         return value
 
     def _served(self) -> None:
@@ -671,9 +672,7 @@ class LLMClient:
         )
         if self._tpm is not None:
             self._tpm.adjust(input_tokens + output_tokens - projected_tokens)
-        if not done.has_message:
-            raise LLMResponseParseError("reply has no choices", raw=_body_text(response))
-        return ChatReply(
+        reply = ChatReply(
             content=done.content,
             tool_calls=done.tool_calls,
             input_tokens=input_tokens,
@@ -682,6 +681,9 @@ class LLMClient:
             finish_reason=done.finish_reason,
             logprobs=done.logprobs,
         )
+        if not done.has_message:
+            raise LLMResponseParseError("reply has no choices", raw=_body_text(response), reply=reply)
+        return reply
 
 
 def _meter_and_guard(
