@@ -507,10 +507,16 @@ class CountedClient:
         if reply is None:
             self.tally.record_failure()
             return
-        tokens = reply.input_tokens, reply.output_tokens
-        cost = self._client.config.price().cost(*tokens) if not reply.cached else 0.0
-        self.tally.record(input_tokens=tokens[0], output_tokens=tokens[1], cost_usd=cost,
-                          cached=reply.cached)
+        if reply.cached:
+            self.tally.record(input_tokens=0, output_tokens=0, cost_usd=0.0, cached=True)
+            return
+        tokens = reply.input_tokens, reply.output_tokens, reply.cached_tokens
+        self.tally.record(
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            cost_usd=self._client.config.price().cost(*tokens),
+            cached_tokens=tokens[2],
+        )
 
 
 class _BothMeters:

@@ -680,6 +680,7 @@ class LLMClient:
             cached=False,
             finish_reason=done.finish_reason,
             logprobs=done.logprobs,
+            cached_tokens=cached_tokens,
         )
         if not done.has_message:
             raise LLMResponseParseError("reply has no choices", raw=_body_text(response), reply=reply)

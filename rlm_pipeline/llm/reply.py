@@ -47,6 +47,9 @@ class ChatReply:
         ``(token, logprob)`` per reply token when the request asked for them
         (``LLM(logprobs=N)``) and the server returned them; else None.  Kept in
         the response cache with the reply.
+    cached_tokens
+        Of ``input_tokens``, those the provider's prompt cache served (as the
+        meter recorded them; not kept in the response cache: a hit costs nothing).
 
     Examples
     --------
@@ -62,6 +65,7 @@ class ChatReply:
     cached: bool = False
     finish_reason: str | None = None
     logprobs: tuple[tuple[str, float], ...] | None = None
+    cached_tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the cache's stored form, without ``cached``)."""

@@ -11,6 +11,7 @@ calls (as plain ``classify`` does) and no call.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,10 @@ def test_malformed_replies_count_their_tokens(sim_factory: Any, tool: str) -> No
     assert (usage.calls, usage.input_tokens, usage.output_tokens) == (
         served["ok"], served["input_tokens"], served["output_tokens"]
     )
-    assert usage.input_tokens == meter.snapshot().input_tokens  # the run's meter agrees
+    run = meter.snapshot()  # nothing else ran: the run's meter agrees in every count
+    assert replace(usage, cost_usd=0.0) == replace(run, cost_usd=0.0)
+    assert usage.cost_usd == pytest.approx(run.cost_usd) and usage.cost_usd > 0
+    assert usage.cached_tokens == served["cached_tokens"] > 0  # the prompt cache's share, priced
     assert stats.rows == 48
 
 
