@@ -346,8 +346,10 @@ class _Folder:
                 )
             except BudgetExceededError as exc:
                 return None, f"budget_exceeded: {exc}"
-            except LLMResponseParseError:
-                self.tally.record(input_tokens=0, output_tokens=0, cost_usd=0.0)  # it was sent
+            except LLMResponseParseError as exc:
+                sent = exc.reply  # it was sent and paid for: its tokens count
+                self.tally.record(input_tokens=sent.input_tokens if sent else 0,
+                                  output_tokens=sent.output_tokens if sent else 0, cost_usd=0.0)
                 self.breaker.record(reason, self.client.config)
                 continue
             except LLMEndpointError:

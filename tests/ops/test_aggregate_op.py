@@ -149,3 +149,30 @@ def test_bad_arguments_one_line(sim: Any) -> None:
     with pytest.raises(InputError, match="instruction must be"):
         aggregate(df, "q", " ", _llm(sim))
     assert sim.stats()["requests"] == 0
+
+
+def test_fold_tally_counts_the_tokens_of_unparsable_replies(sim_factory: Any) -> None:
+    """The tally the root's aggregate tool reports: a reply that failed to parse was sent and
+    paid for, so its tokens count (the simulator's own counters are the truth)."""
+    import asyncio
+
+    from rlm_pipeline.llm.client import LLMClient
+    from rlm_pipeline.ops.aggregate_op import _COUNT, _TEXT, _fold_all, _groups
+
+    sim = sim_factory(fault_malformed=0.3, seed=11)
+    texts = list(tickets(600, distinct=600, seed=3))
+    table = pl.DataFrame({_TEXT: texts, _COUNT: [1] * len(texts)})
+    spec = AggregateSpec("q", "main complaints", max_prompt_tokens=BUDGET, summary_tokens=64)
+    tally = UsageMeter()
+
+    async def fold() -> list[GroupFold]:
+        async with LLMClient(_llm(sim, max_retries=2)) as client:
+            return await _fold_all(client, spec, _groups(table, spec), tally)
+
+    (group,) = asyncio.run(fold())
+    served = sim.stats(log=False)
+    assert served["faults"].get("malformed", 0) >= 1
+    used = tally.snapshot()
+    assert (used.calls, used.input_tokens, used.output_tokens) == (
+        served["ok"], served["input_tokens"], served["output_tokens"])
+    assert group.rows == 600
