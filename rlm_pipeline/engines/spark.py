@@ -73,6 +73,9 @@ _POSITION_BITS = 33  # monotonically_increasing_id = partition index << 33 | pos
 class _SparkView:
     frame: SparkDataFrame
     temp_name: str
+    #: Registered by the host (the caller's frame, an Arrow table): its plan names no view of
+    #: this engine.  Views the engine builds may (SQL text over the temp names).
+    host: bool = False
 
 
 class SparkEngine:
@@ -132,8 +135,23 @@ class SparkEngine:
         return self._views.get(view).frame
 
     def frame_like(self, view: str, given: Any) -> SparkDataFrame:
-        """The DataFrame of ``view`` (whatever the caller gave: Spark hands back Spark)."""
-        return self._views.get(view).frame
+        """The DataFrame of ``view`` (whatever the caller gave: Spark hands back Spark).
+
+        It stays usable after the engine's views are dropped.  A classic DataFrame
+        holds its analysed plan; a Spark Connect one is analysed again by the server
+        at every action, so a view the engine built (SQL text naming its temp views)
+        is checkpointed first on Connect (``localCheckpoint(eager=True)``: one job,
+        the rows stay in the executors, none reach the driver; released when the
+        frame is garbage-collected).  A view the host registered (the caller's
+        frame, an Arrow table) names no view of the engine and is handed back as is.
+        """
+        from rlm_pipeline.engines.spark_workers import is_connect
+
+        entry = self._views.get(view)
+        if entry.host or not is_connect(self._session):
+            return entry.frame
+        with _spark_errors(f"checkpoint view {view!r}"), spark_job(self._session):
+            return entry.frame.localCheckpoint(eager=True)
 
     def open_child(self, data: Any) -> SparkEngine:
         """A new SparkEngine on the same session holding ``data`` as view ``context``."""
@@ -151,10 +169,12 @@ class SparkEngine:
         """Forget view ``name`` and drop its temp view from the session; none: nothing to do.
 
         Host-side (an operator's scratch view, or its input).  Frames already built
-        over the view keep working: Spark resolved the view into their plans.  Only
+        over the view keep working: classic Spark resolved the view into their plans
+        (on Spark Connect, :meth:`frame_like` checkpointed what it handed back).  Only
         the name goes: ``spark.catalog.dropTempView`` would also uncache the view's
-        plan — a DataFrame the caller cached and handed in (on Spark Connect, where
-        the session's catalog is the only way, it does).
+        plan — a DataFrame the caller cached and handed in.  On Spark Connect the
+        session's catalog is the only way; there the temp view reads the frame through
+        a filter that keeps every row (:meth:`_store`), so its plan is not the cached one.
         """
         if name not in self._views:
             return
@@ -170,11 +190,22 @@ class SparkEngine:
     def _store(
         self, name: str, frame: SparkDataFrame, *, host: bool = False, replace: bool = True
     ) -> None:
+        from rlm_pipeline.engines.spark_workers import is_connect
+
         temp_name = f"{self._prefix}_{next(self._serial)}"
         with _spark_errors(f"register view {name!r}"):
-            frame.createOrReplaceTempView(temp_name)
+            shown = frame
+            if is_connect(self._session):
+                # Connect drops a temp view through the session catalog, which also
+                # uncaches a cached plan equal to the view's (a caller's cached frame).
+                # Behind a filter that keeps every row the view's plan differs from it;
+                # queries over the view still read the cache (the optimizer drops the filter).
+                from pyspark.sql import functions as F
+
+                shown = frame.where(F.lit(True))
+            shown.createOrReplaceTempView(temp_name)
         old = self._views.get(name).temp_name if name in self._views else None
-        self._views.put(name, _SparkView(frame, temp_name), host=host, replace=replace)
+        self._views.put(name, _SparkView(frame, temp_name, host), host=host, replace=replace)
         if old is not None:
             self._drop(old)
 
