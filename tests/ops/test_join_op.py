@@ -281,6 +281,8 @@ def test_tricky_texts_same_pairs_and_keys_both_engines(
     assert _pairs(out) == sorted(_expected_all(left, right))
     calls = _map_calls(sim)
     assert calls == (2 if batch_size == 16 else 20)
+    if batch_size == 1:  # the pair texts do not depend on the batch size: Spark once is enough
+        return
     spark_out, _ = run_join(*(spark.createDataFrame(f.to_arrow()) for f in (left, right)), spec, llm)
     assert _pairs(spark_out) == _pairs(out)
     assert _map_calls(sim) == calls  # Spark built the same pair texts: all answered from the store
