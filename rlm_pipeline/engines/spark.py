@@ -5,6 +5,13 @@ starts a JVM.  Every view gets a temp view named ``rlm_<engine id>_<n>``; the
 model only ever sees its own view names, which are mapped to those private
 names when its SQL is compiled, so it cannot reach or overwrite anything else
 in the session.
+
+On Spark Connect no temp view is registered: the server analyses a plan again
+at every action, so SQL naming a temp view would fail once the view is dropped
+or replaced (a frame handed back after an operator ended, a view the model
+redefined over itself).  There the compiled SQL carries the views' frames
+instead (``spark.sql(text, v0=frame, ...)``, the frames inlined in its plan),
+like a classic plan that resolved the views when it was built.
 """
 
 from __future__ import annotations
@@ -73,9 +80,6 @@ _POSITION_BITS = 33  # monotonically_increasing_id = partition index << 33 | pos
 class _SparkView:
     frame: SparkDataFrame
     temp_name: str
-    #: Registered by the host (the caller's frame, an Arrow table): its plan names no view of
-    #: this engine.  Views the engine builds may (SQL text over the temp names).
-    host: bool = False
 
 
 class SparkEngine:
@@ -137,21 +141,11 @@ class SparkEngine:
     def frame_like(self, view: str, given: Any) -> SparkDataFrame:
         """The DataFrame of ``view`` (whatever the caller gave: Spark hands back Spark).
 
-        It stays usable after the engine's views are dropped.  A classic DataFrame
-        holds its analysed plan; a Spark Connect one is analysed again by the server
-        at every action, so a view the engine built (SQL text naming its temp views)
-        is checkpointed first on Connect (``localCheckpoint(eager=True)``: one job,
-        the rows stay in the executors, none reach the driver; released when the
-        frame is garbage-collected).  A view the host registered (the caller's
-        frame, an Arrow table) names no view of the engine and is handed back as is.
+        It stays usable after the engine's views are dropped: its plan names no
+        temp view (classic Spark resolved them when it was built; on Spark Connect
+        the engine's SQL carries the frames, see the module docstring).
         """
-        from rlm_pipeline.engines.spark_workers import is_connect
-
-        entry = self._views.get(view)
-        if entry.host or not is_connect(self._session):
-            return entry.frame
-        with _spark_errors(f"checkpoint view {view!r}"), spark_job(self._session):
-            return entry.frame.localCheckpoint(eager=True)
+        return self._views.get(view).frame
 
     def open_child(self, data: Any) -> SparkEngine:
         """A new SparkEngine on the same session holding ``data`` as view ``context``."""
@@ -169,12 +163,10 @@ class SparkEngine:
         """Forget view ``name`` and drop its temp view from the session; none: nothing to do.
 
         Host-side (an operator's scratch view, or its input).  Frames already built
-        over the view keep working: classic Spark resolved the view into their plans
-        (on Spark Connect, :meth:`frame_like` checkpointed what it handed back).  Only
-        the name goes: ``spark.catalog.dropTempView`` would also uncache the view's
-        plan — a DataFrame the caller cached and handed in.  On Spark Connect the
-        session's catalog is the only way; there the temp view reads the frame through
-        a filter that keeps every row (:meth:`_store`), so its plan is not the cached one.
+        over the view keep working: their plans name no temp view.  Only the name
+        goes: ``spark.catalog.dropTempView`` would also uncache the view's plan — a
+        DataFrame the caller cached and handed in.  On Spark Connect there is no
+        temp view to drop.
         """
         if name not in self._views:
             return
@@ -182,34 +174,60 @@ class SparkEngine:
         self._ledger.scans.pop(name, None)
         jsession = getattr(self._session, "_jsparkSession", None)
         if jsession is None:
-            self._drop(temp_name)
-            return
+            return  # Spark Connect: no temp view (see the module docstring)
         with _spark_errors("drop a temp view"):
             jsession.sessionState().catalog().dropTempView(temp_name)
 
     def _store(
         self, name: str, frame: SparkDataFrame, *, host: bool = False, replace: bool = True
     ) -> None:
-        from rlm_pipeline.engines.spark_workers import is_connect
-
         temp_name = f"{self._prefix}_{next(self._serial)}"
-        with _spark_errors(f"register view {name!r}"):
-            shown = frame
-            if is_connect(self._session):
-                # Connect drops a temp view through the session catalog, which also
-                # uncaches a cached plan equal to the view's (a caller's cached frame).
-                # Behind a filter that keeps every row the view's plan differs from it;
-                # queries over the view still read the cache (the optimizer drops the filter).
-                from pyspark.sql import functions as F
-
-                shown = frame.where(F.lit(True))
-            shown.createOrReplaceTempView(temp_name)
+        if not self._connect:
+            with _spark_errors(f"register view {name!r}"):
+                frame.createOrReplaceTempView(temp_name)
         old = self._views.get(name).temp_name if name in self._views else None
-        self._views.put(name, _SparkView(frame, temp_name, host), host=host, replace=replace)
+        self._views.put(name, _SparkView(frame, temp_name), host=host, replace=replace)
         if old is not None:
             self._drop(old)
 
+    @property
+    def _connect(self) -> bool:
+        """A Spark Connect session: no temp views (see the module docstring)."""
+        from rlm_pipeline.engines.spark_workers import is_connect
+
+        return is_connect(self._session)
+
+    def _query(self, checked: Any) -> SparkDataFrame:
+        """Spark's DataFrame for a checked query over registered views.
+
+        Classic: the SQL names the views' temp views (resolved now, once).  Spark
+        Connect: the SQL carries the views' frames, ``spark.sql(text, v0=frame, ...)``
+        (the text's braces doubled, as ``str.format`` reads them).  The server
+        resolves those through temp views it drops right after, and dropping a
+        temp view uncaches a cached plan equal to its own (a caller's cached
+        frame): each frame goes in behind a filter that keeps every row, so the
+        plans differ and the cache stays (queries still read it; the optimizer
+        removes the filter).
+        """
+        from pyspark.sql import functions as F
+
+        from rlm_pipeline.expr import to_spark_sql
+
+        temp_names = {v: self._views.get(v).temp_name for v in checked.views_used}
+        text = to_spark_sql(checked, temp_names)
+        if not self._connect:
+            return self._session.sql(text)
+        text = text.replace("{", "{{").replace("}", "}}")
+        frames: dict[str, Any] = {}
+        for view, temp_name in temp_names.items():
+            key = f"v{len(frames)}"
+            text = text.replace(f"`{temp_name}`", "{" + key + "}")
+            frames[key] = self._views.get(view).frame.where(F.lit(True))
+        return self._session.sql(text, **frames)
+
     def _drop(self, temp_name: str) -> None:
+        if self._connect:
+            return  # no temp view on Spark Connect
         with _spark_errors("drop a temp view"):
             self._session.catalog.dropTempView(temp_name)
 
@@ -403,7 +421,7 @@ class SparkEngine:
 
     def sql(self, query: str, name: str) -> int:
         """Run a checked SELECT over registered views and register it as ``name``."""
-        from rlm_pipeline.expr import compile_select, to_spark_sql
+        from rlm_pipeline.expr import compile_select
         from rlm_pipeline.expr.estimate import plan_scans
 
         self._check_new(name)
@@ -416,11 +434,9 @@ class SparkEngine:
         scans = plan_scans(checked, self._ledger.scans)
         if scans > MAX_PLAN_SCANS:
             raise scans_error(scans)
-        temp_names = {v: self._views.get(v).temp_name for v in checked.views_used}
-        self._check_joins(checked, schemas, temp_names)
-        text = to_spark_sql(checked, temp_names)
+        self._check_joins(checked, schemas)
         with _spark_errors("run the query"):
-            result = self._session.sql(text)
+            result = self._query(checked)
         rows = self._capped_count(result, name, "run the query")
         self._store(name, result)
         self._ledger.scans[name] = scans
@@ -558,17 +574,13 @@ class SparkEngine:
         self._ledger.add_rows(rows, limits_now())
         return rows
 
-    def _check_joins(
-        self, checked: Any, schemas: dict[str, dict[str, str]], temp_names: dict[str, str]
-    ) -> None:
+    def _check_joins(self, checked: Any, schemas: dict[str, dict[str, str]]) -> None:
         """Refuse the query if one of its joins would pass ``max_view_rows`` (probed first)."""
-        from rlm_pipeline.expr import to_spark_sql
 
         def run_probe(probe: Any, joined: str) -> Any:
-            text = to_spark_sql(probe, temp_names)
             what = f"estimate the size of the join with {joined!r}"
             with _spark_errors(what), spark_job(self._session):
-                return self._session.sql(text).collect()[0][0]
+                return self._query(probe).collect()[0][0]
 
         check_joins(checked, schemas, self._view_cap, run_probe)
 

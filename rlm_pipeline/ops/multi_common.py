@@ -8,11 +8,11 @@ frame they got (a Polars ``DataFrame`` for other inputs).
 Scratch views (groups, candidates, pairs, ...) are named by
 :meth:`InputFrame.fresh` (``_rlm_op_<what>_<random>``: hidden from the root
 model's view list and not counted in its ``max_views``) and dropped when the
-operator ends, also on error (:meth:`InputFrame.release`; on Spark that drops
-the session's temp views).  A frame handed back stays usable: a classic Spark
-DataFrame resolved the views into its plan, and on Spark Connect (where the
-server analyses a plan again at every action) ``Engine.frame_like`` hands back
-a checkpoint of any view built from SQL over the scratch views.
+operator ends, also on error (:meth:`InputFrame.release`; on classic Spark that
+drops the session's temp views).  A frame handed back stays usable: its plan names
+no temp view (a classic Spark DataFrame resolved them when it was built; on
+Spark Connect, where the server analyses a plan again at every action, the
+engine's SQL carries the views' frames instead of their names).
 
 Examples
 --------
@@ -154,10 +154,9 @@ class InputFrame:
         """Drop the scratch views (every view of the engine when :attr:`owned`); never raises.
 
         Called when the operator ends, also on error.  Frames already handed
-        back stay usable (a Polars plan holds its data; classic Spark resolved
-        the views into the plan; on Spark Connect :meth:`back` checkpointed a
-        result that names them), and a DataFrame the caller cached stays
-        cached (``Engine.drop`` drops names only).
+        back stay usable (a Polars plan holds its data; a Spark plan names no
+        temp view, on Spark Connect too), and a DataFrame the caller cached
+        stays cached (``Engine.drop`` drops names only).
         """
         names, self.scratch[:] = list(self.scratch), []
         if self.owned:
@@ -173,11 +172,7 @@ class InputFrame:
         self.eng.register(name, data, replace=True)
 
     def back(self, out: pl.DataFrame | str) -> Any:
-        """``out`` (a frame, or a view's name) as the kind of frame the caller gave.
-
-        Call it before :meth:`release`: on Spark Connect ``Engine.frame_like``
-        checkpoints a view built over the scratch views while they still exist.
-        """
+        """``out`` (a frame, or a view's name) as the kind of frame the caller gave."""
         if isinstance(out, pl.DataFrame):
             name = self.fresh("out")
             self.put(name, out.to_arrow())
