@@ -51,10 +51,11 @@ from sqlglot import exp
 
 from rlm_pipeline.errors import ExpressionError, InputError, UnansweredRowsError
 from rlm_pipeline.llm.config import LLM, Budget
+from rlm_pipeline.llm.tokens import CHARS_PER_TOKEN
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, run_spec
 from rlm_pipeline.ops.multi_specs import PAIR_COLUMN, PairSpec
-from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS
+from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, TRUNCATED_MARKER
 from rlm_pipeline.ops.stats import OpStats, failure_summary
 
 __all__ = ["DEFAULT_MAX_PAIRS", "JoinSpec", "JoinStats", "join", "run_join", "split_block"]
@@ -223,13 +224,35 @@ def _select_list(
 
     The pair text is :func:`~rlm_pipeline.ops.multi_wire.pair_text` in SQL
     (``LENGTH`` counts characters on both engines); null when a side is null.
+    With ``truncate`` each side is cut to half the row limit (:func:`_cut_side`),
+    so the model sees both and pairs that differ only past the cut stay apart.
     """
     from rlm_pipeline.expr.sqltext import ident
 
     items = [f"l.{ident(c)} AS {ident(c)}" for c in left_cols]
     items += [f"r.{ident(old)} AS {ident(new)}" for old, new in names.items()]
-    text = f"CAST(LENGTH({texts[0]}) AS VARCHAR) || ':' || {texts[0]} || {texts[1]}"
+    left, right = (_cut_side(t, spec) for t in texts) if spec.truncate else texts
+    text = f"CAST(LENGTH({left}) AS VARCHAR) || ':' || {left} || {right}"
     return ", ".join([*items, f"{text} AS {ident(_PAIR)}"])
+
+
+def _cut_side(text_sql: str, spec: JoinSpec) -> str:
+    """SQL cutting one side to half of ``max_row_tokens`` (ending with the truncation marker).
+
+    Both halves and the length prefix fit the row limit, so the fan-out never
+    cuts a pair text (a cut at the end could hide the right text and make
+    pairs of one long left text the same text, asked once).
+    """
+    from rlm_pipeline.expr.sqltext import sql_literal
+
+    limit = spec.max_row_tokens * CHARS_PER_TOKEN
+    half = (limit - len(str(limit)) - 1) // 2
+    keep = max(0, half - len(TRUNCATED_MARKER))
+    return (
+        f"CASE WHEN LENGTH({text_sql}) > {half} "
+        f"THEN SUBSTRING({text_sql}, 1, {keep}) || {sql_literal(TRUNCATED_MARKER)} "
+        f"ELSE {text_sql} END"
+    )
 
 
 def _right_names(left_cols: list[str], right_cols: list[str]) -> dict[str, str]:

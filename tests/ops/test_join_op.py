@@ -286,3 +286,18 @@ def test_tricky_texts_same_pairs_and_keys_both_engines(
     spark_out, _ = run_join(*(spark.createDataFrame(f.to_arrow()) for f in (left, right)), spec, llm)
     assert _pairs(spark_out) == _pairs(out)
     assert _map_calls(sim) == calls  # Spark built the same pair texts: all answered from the store
+
+
+@pytest.mark.parametrize("engine", ["polars", "spark"])
+def test_truncate_cuts_each_side_so_pairs_stay_apart(sim: Any, spark: Any, engine: str) -> None:
+    long_left = "refund my invoice please, " * 20  # 520 chars: past the 80-char pair limit
+    left = pl.DataFrame({"lid": [0], "q": [long_left]})
+    right = pl.DataFrame({"rid": [0, 1], "faq": ["Invoices are in the billing tab.",
+                                                  "Our office is in Lisbon, see you there."]})
+    data = [spark.createDataFrame(f.to_arrow()) for f in (left, right)] if engine == "spark" \
+        else [left, right]
+    out, stats = run_join(*data, JoinSpec("q", "faq", CONDITION, max_row_tokens=20, truncate=True),
+                          _llm(sim))
+    # both pairs asked apart (a cut at the end of the pair text would have left one text)
+    assert (stats.pairs, stats.matched, stats.not_matched) == (2, 1, 1)
+    assert _pairs(out) == [(0, 0)]
