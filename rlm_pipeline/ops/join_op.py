@@ -88,7 +88,7 @@ class JoinSpec:
     max_pairs
         Most candidate pairs allowed (checked before any call).
     max_row_tokens, truncate
-        Per-pair input limit (as for classify).
+        Per-pair input limit (both texts); with ``truncate`` each side is cut to half of it.
     """
 
     left_column: str
@@ -459,7 +459,8 @@ def join(
     budget, meter
         Spending limits, and where usage is recorded.
     max_row_tokens, truncate
-        Per-pair input limit.
+        Per-pair input limit (both texts): a longer pair fails with ``input_too_long``,
+        or with ``truncate=True`` each side is cut to half of it.
 
     Returns
     -------
