@@ -10,6 +10,8 @@ oracle's endpoint unless ``--cascade-base-url`` names another, and the same
 flags set the :class:`~rlm_pipeline.ops.cascade.Cascade` fields:
 ``--cascade-target`` (0.95), ``--cascade-sample`` (200), ``--cascade-delta``
 (0.05) and ``--cascade-confidence`` (``auto``, ``logprobs`` or ``verbal``).
+``classify`` on Polars streams the cascade in bounded memory (both passes
+through scratch Parquet files next to ``--output``).
 
 Examples
 --------
@@ -57,7 +59,8 @@ def add_cascade_arguments(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group(
         "cascade",
-        "a cheap proxy model first, only its uncertain rows to --model (docs/cascades.md)",
+        "a cheap proxy model first, only its uncertain rows to --model (docs/cascades.md); "
+        "classify on Polars streams it (scratch Parquet files next to --output)",
     )
     g.add_argument("--cascade-model", default=None, metavar="M", help="the proxy model")
     g.add_argument(

@@ -443,9 +443,9 @@ def _classify(
 ) -> tuple[int, Any]:
     """Run the operator over the engine's ``context`` into ``tmp``; the input row count and the stats.
 
-    With ``cascade`` the run is :func:`~rlm_pipeline.ops.cascade.run_cascade`'s
-    (proxy pass, calibration, oracle pass), written to ``tmp`` when it ends
-    (:func:`write_cascade`); the progress follows the proxy's pass.
+    With ``cascade`` the run is a cascade (proxy pass, calibration, oracle pass),
+    streamed into ``tmp`` on Polars (:func:`write_cascade`); the progress follows
+    the proxy's pass.
     """
     from rlm_pipeline.engines.views import CONTEXT_VIEW
     from rlm_pipeline.ops.fanout import FANOUT
@@ -486,11 +486,29 @@ def write_cascade(
 ) -> Any:
     """The cascade over the engine's ``context``, written to the Parquet file ``tmp``; its stats.
 
-    The output columns were checked before any call, so they are replaced here.
+    Polars: streamed, bounded memory (:func:`~rlm_pipeline.ops.cascade.cascade_to_parquet`:
+    both passes stream through scratch Parquet files next to ``tmp``).  Spark: the
+    passes run as executor tasks, then the result is written from the driver (as
+    the plain Spark path does).  The output columns were checked before any call,
+    so they are replaced here.
     """
+    from rlm_pipeline.engines.views import CONTEXT_VIEW
+
+    if not engine.fans_out_in_tasks:  # Polars: streamed
+        from rlm_pipeline.ops.cascade import cascade_to_parquet
+
+        return cascade_to_parquet(
+            engine.frame(CONTEXT_VIEW),
+            spec,
+            llm,
+            cascade,
+            tmp,
+            meter=meter,
+            budget=budget,
+            progress=progress,
+        )
     import pyarrow.parquet as pq
 
-    from rlm_pipeline.engines.views import CONTEXT_VIEW
     from rlm_pipeline.ops.api import run_op
 
     out, stats = run_op(

@@ -553,7 +553,11 @@ class LLMClient:
                         attempt += 1
                         await self._pace(projected_tokens)
                         with mapped_errors():
-                            response = await self._post(params)
+                            try:
+                                response = await self._post(params)
+                            except asyncio.CancelledError:
+                                self._spent_unanswered(prompt_tokens, projected_tokens)
+                                raise
                 except TryFailed as failed:
                     if failed.connect and self._breaker.armed:
                         leading = await self._gate.connect_failed(
@@ -572,6 +576,19 @@ class LLMClient:
         finally:
             if leading:
                 self._gate.end_reconnect()
+
+    def _spent_unanswered(self, prompt_tokens: int, projected_tokens: int) -> None:
+        """A request cancelled in flight (it may have been answered): one call, its booked tokens.
+
+        So the meter never shows less than the server may bill, and a budget over
+        several tasks (one cancelled with its siblings) cannot be passed by them.
+        """
+        reply_tokens = max(0, projected_tokens - prompt_tokens)
+        self.meter.record(
+            input_tokens=prompt_tokens,
+            output_tokens=reply_tokens,
+            cost_usd=self._price.cost(prompt_tokens, reply_tokens),
+        )
 
     async def _pace(self, projected_tokens: int) -> None:
         """Wait for the rpm and tpm limiters (inside a concurrency slot)."""

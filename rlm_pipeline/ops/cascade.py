@@ -48,8 +48,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    nullcontext,
+)
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from rlm_pipeline.errors import InputError, LLMEndpointError, LLMError
 from rlm_pipeline.llm.config import LLM, Budget
@@ -58,11 +68,21 @@ from rlm_pipeline.ops.cascade_frames import CascadeColumns, CascadeFrames, frame
 from rlm_pipeline.ops.cascade_report import CascadeReport
 from rlm_pipeline.ops.cascade_spec import ConfidenceSpec
 from rlm_pipeline.ops.cascade_stats import Calibration, calibrate, min_rows
-from rlm_pipeline.ops.core import RowProgress
+from rlm_pipeline.ops.core import OpsClient, RowProgress
 from rlm_pipeline.ops.spec_base import OpSpec
 from rlm_pipeline.ops.stats import OpStats, StatsCounter
 
-__all__ = ["CONFIDENCE_SOURCES", "Cascade", "run_cascade"]
+__all__ = [
+    "CONFIDENCE_SOURCES",
+    "Cascade",
+    "CascadeCalls",
+    "EngineCalls",
+    "StreamedCalls",
+    "cascade_frame",
+    "cascade_to_parquet",
+    "proxy_config",
+    "run_cascade",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +180,9 @@ def run_cascade(
         is taken, or the operator has more than one value column.
     """
     from rlm_pipeline.engines.load import engine_for
-    from rlm_pipeline.ops.fanout import FANOUT
+    from rlm_pipeline.ops.runner import run_sync
 
-    if not isinstance(cascade, Cascade):
-        msg = f"cascade must be an rlm_pipeline.Cascade, got {type(cascade).__name__}"
-        raise InputError(msg)
+    _check_cascade(cascade)
     # A cost budget needs both prices before the proxy pass spends anything.
     cascade.proxy.require_price(budget)
     llm.require_price(budget)
@@ -173,7 +191,251 @@ def run_cascade(
     lazy = _is_lazy(frame)
     if lazy:
         frame = frame.collect()
-    frames = frames_for(chosen.name)
+    calls = EngineCalls(chosen, meter, budget)
+
+    async def run() -> tuple[Any, OpStats]:
+        return await cascade_frame(
+            frame, spec, llm, cascade, calls, engine=chosen.name, progress=progress,
+            overwrite=overwrite,
+        )
+
+    out, stats = run_sync(run)
+    return (out.lazy() if lazy else out), stats
+
+
+def cascade_to_parquet(
+    source: Any,
+    spec: OpSpec,
+    llm: LLM,
+    cascade: Cascade,
+    path: str | os.PathLike[str],
+    *,
+    meter: UsageMeter | None = None,
+    budget: Budget | None = None,
+    progress: RowProgress | None = None,
+) -> OpStats:
+    """The cascade over a Polars ``LazyFrame`` streamed into the Parquet file ``path``.
+
+    Bounded memory, every row once (what ``rlm-pipeline classify --cascade-model``
+    runs on Polars): the proxy's pass is streamed into a scratch Parquet file
+    next to ``path`` (answers also in the row store when the proxy has a
+    ``cache_path``); the calibration sample is drawn from it a batch at a time
+    (``sample`` texts held); the oracle's pass streams that file, with the rows
+    to escalate marked, into a second scratch file; the combination is sunk
+    into ``path``.  The scratch files are removed at the end.  Output columns
+    already in ``source`` are replaced.  Returns the stats, with the report
+    in ``stats.cascade``.
+    """
+    import polars as pl
+
+    from rlm_pipeline.engines.polars import PolarsEngine
+    from rlm_pipeline.ops.runner import run_sync
+
+    _check_cascade(cascade)
+    cascade.proxy.require_price(budget)
+    llm.require_price(budget)
+    target = Path(os.fspath(path))
+    with tempfile.TemporaryDirectory(prefix=".rlm-cascade-", dir=target.parent) as scratch:
+        calls = StreamedCalls(PolarsEngine(), meter, budget, Path(scratch))
+
+        async def run() -> tuple[Any, OpStats]:
+            return await cascade_frame(
+                source.lazy(), spec, llm, cascade, calls, engine="polars", progress=progress,
+                overwrite=True,
+            )
+
+        out, stats = run_sync(run)
+        try:
+            out.sink_parquet(target)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            msg = f"cannot write {os.fspath(path)!r}: {str(exc).splitlines()[0]}"
+            raise InputError(msg) from exc
+    found: OpStats = stats
+    return found
+
+
+def _check_cascade(cascade: Any) -> None:
+    if not isinstance(cascade, Cascade):
+        msg = f"cascade must be an rlm_pipeline.Cascade, got {type(cascade).__name__}"
+        raise InputError(msg)
+
+
+Role = Literal["proxy", "oracle"]
+
+
+class CascadeCalls(Protocol):
+    """How a cascade's model calls are made, and whose they are.
+
+    :class:`EngineCalls` (:func:`run_cascade`): each step its own client, each
+    pass through ``Engine.map_frame`` (Spark: executor tasks), each within what
+    the budget has left.  :class:`~rlm_pipeline.rlm.cascade_tool.RunCalls`
+    (``rp.RLM(cascade=...)`` on Polars): every call through the run's clients,
+    in the run's event loop, under its one budget guard and limits.
+    ``spent`` is each model's usage in this cascade (for the report).
+    """
+
+    spent: dict[str, Usage]
+
+    def client(self, role: Role, config: LLM) -> AbstractAsyncContextManager[OpsClient]:
+        """A client for one driver step (the probe, the calibration sample)."""
+        ...
+
+    async def map(
+        self, role: Role, frame: Any, spec: Any, config: LLM, progress: RowProgress | None
+    ) -> tuple[Any, OpStats]:
+        """One pass of ``spec`` over ``frame``: the frame with its output columns, the stats."""
+        ...
+
+    async def confidence(self, probe: Callable[[], Awaitable[str]]) -> str:
+        """The confidence mode of ``"auto"``: ``probe()``'s (a run may keep it for later calls)."""
+        ...
+
+
+class EngineCalls:
+    """:class:`CascadeCalls` of :func:`run_cascade`: the engine's passes, clients of their own.
+
+    Each step gets the budget less what both models spent so far in it, and
+    its usage goes onto ``meter``.  The passes run on the engine (blocking
+    the cascade's own loop, which runs nothing else).  Under an RLM tool call
+    (Spark), a cancelled work stops the cascade before its next step, and the
+    passes' Spark jobs carry the work's tags (cancelled with it).
+    """
+
+    def __init__(self, engine: Any, meter: UsageMeter | None, budget: Budget | None) -> None:
+        self.engine = engine
+        self.meter = meter if meter is not None else UsageMeter()
+        self.budget = budget
+        self.spent: dict[str, Usage] = {"proxy": Usage(), "oracle": Usage()}
+
+    def add(self, role: str, usage: Usage) -> None:
+        """``usage`` of model ``role`` in this cascade, also onto the caller's meter."""
+        self.spent[role] = self.spent[role] + usage
+        self.meter.add(usage)
+
+    def left(self) -> Budget | None:
+        """The budget less what both models spent so far (None: no budget)."""
+        if self.budget is None:
+            return None
+        return self.budget.less(self.spent["proxy"] + self.spent["oracle"])
+
+    @asynccontextmanager
+    async def client(self, role: Role, config: LLM) -> AsyncIterator[OpsClient]:
+        from rlm_pipeline.llm.client import LLMClient
+
+        _check_work()
+        meter = UsageMeter()
+        try:
+            async with LLMClient(config, meter=meter, budget=self.left()) as client:
+                yield client
+        finally:
+            self.add(role, meter.snapshot())
+
+    async def map(
+        self, role: Role, frame: Any, spec: Any, config: LLM, progress: RowProgress | None
+    ) -> tuple[Any, OpStats]:
+        from rlm_pipeline.ops.fanout import FANOUT
+
+        _check_work()
+        meter = UsageMeter()
+        try:
+            with _spark_job(self.engine, frame):
+                out: tuple[Any, OpStats] = self.engine.map_frame(
+                    frame,
+                    spec,
+                    config,
+                    fanout=FANOUT,
+                    meter=meter,
+                    budget=self.left(),
+                    progress=progress,
+                    overwrite=True,
+                )
+            return out
+        finally:
+            self.add(role, meter.snapshot())
+
+    async def confidence(self, probe: Callable[[], Awaitable[str]]) -> str:
+        return await probe()
+
+
+class StreamedCalls(EngineCalls):
+    """:class:`EngineCalls` whose passes stream into Parquet files in ``scratch`` (Polars).
+
+    Each pass is ``PolarsEngine.map_frame(..., write_to=...)`` (bounded memory)
+    and gives back a scan of its file.
+    """
+
+    def __init__(
+        self, engine: Any, meter: UsageMeter | None, budget: Budget | None, scratch: Path
+    ) -> None:
+        super().__init__(engine, meter, budget)
+        self.scratch = scratch
+
+    async def map(
+        self, role: Role, frame: Any, spec: Any, config: LLM, progress: RowProgress | None
+    ) -> tuple[Any, OpStats]:
+        import polars as pl
+
+        from rlm_pipeline.ops.fanout import FANOUT
+
+        written = self.scratch / f"{role}.parquet"
+        meter = UsageMeter()
+        try:
+            _, stats = self.engine.map_frame(
+                frame.lazy(),
+                spec,
+                config,
+                fanout=FANOUT,
+                meter=meter,
+                budget=self.left(),
+                progress=progress,
+                overwrite=True,
+                write_to=written,
+            )
+        finally:
+            self.add(role, meter.snapshot())
+        found: OpStats = stats
+        return pl.scan_parquet(written), found
+
+
+def _check_work() -> None:
+    """Stop here when the RLM tool call this cascade runs under was cancelled."""
+    from rlm_pipeline.engines.work import current_work
+
+    work = current_work()
+    if work is not None:
+        work.check()
+
+
+def _spark_job(engine: Any, frame: Any) -> AbstractContextManager[None]:
+    """Spark: the pass's jobs tagged with the current work (cancellable); else nothing."""
+    if not engine.fans_out_in_tasks:
+        return nullcontext()
+    from rlm_pipeline.engines.work import spark_job
+
+    return spark_job(frame.sparkSession)
+
+
+async def cascade_frame(
+    frame: Any,
+    spec: OpSpec,
+    llm: LLM,
+    cascade: Cascade,
+    calls: CascadeCalls,
+    *,
+    engine: str,
+    progress: RowProgress | None = None,
+    overwrite: bool = False,
+) -> tuple[Any, OpStats]:
+    """The cascade over an eager ``frame`` (Polars ``DataFrame`` or Spark ``DataFrame``).
+
+    The steps of :func:`run_cascade`, with every model call made through
+    ``calls`` (:class:`CascadeCalls`): :func:`run_cascade` passes
+    :class:`EngineCalls`; ``rp.RLM(cascade=...)`` on Polars passes the run's
+    own (its clients, budget guard and limits).  ``llm`` is the oracle's
+    config (the one ``calls`` holds for ``"oracle"``).
+    """
+    _check_cascade(cascade)
+    frames = frames_for(engine)
     out_col = spec.output_column
     cols = CascadeColumns(
         text=spec.column,
@@ -183,46 +445,23 @@ def run_cascade(
         confidence=f"{out_col}_confidence",
     )
     frame = _checked(frames, frame, cols, overwrite=overwrite)
-    job = _Job(meter if meter is not None else UsageMeter(), budget)
 
     mode = cascade.confidence
     if mode == "auto":
-        mode = _probe_mode(spec, cascade.proxy, job)
-    proxy_llm = cascade.proxy
-    if mode == "logprobs" and proxy_llm.logprobs is None:
-        proxy_llm = dataclasses.replace(proxy_llm, logprobs=DEFAULT_TOP_LOGPROBS)
+        mode = await calls.confidence(lambda: _probe_mode(spec, cascade.proxy, calls))
+    proxy_llm = proxy_config(cascade.proxy, mode)
     proxy_spec = ConfidenceSpec(spec, mode, cols.confidence)
-
-    pass_meter = UsageMeter()
-    passed, proxy_stats = chosen.map_frame(
-        frame,
-        proxy_spec,
-        proxy_llm,
-        fanout=FANOUT,
-        meter=pass_meter,
-        budget=job.left(),
-        progress=progress,
-        overwrite=True,
-    )
-    job.add("proxy", pass_meter.snapshot())
+    passed, proxy_stats = await calls.map("proxy", frame, proxy_spec, proxy_llm, progress)
 
     oracle_spec = _scratch_spec(spec, cols)
     sampled = frames.sample(
         passed, cols.text, cols.value, cols.confidence, n=cascade.sample, seed=cascade.seed
     )
-    answered, calibration, sample_cached = _calibrate(sampled, oracle_spec, llm, cascade, job)
-    marked = frames.mark(passed, cols, calibration.threshold, answered)
-    pass_meter = UsageMeter()
-    asked, oracle_stats = chosen.map_frame(
-        marked,
-        oracle_spec,
-        llm,
-        fanout=FANOUT,
-        meter=pass_meter,
-        budget=job.left(),
-        overwrite=True,
+    answered, calibration, sample_cached = await _calibrate(
+        sampled, oracle_spec, llm, cascade, calls
     )
-    job.add("oracle", pass_meter.snapshot())
+    marked = frames.mark(passed, cols, calibration.threshold, answered)
+    asked, oracle_stats = await calls.map("oracle", marked, oracle_spec, llm, None)
     out = frames.combine(asked, cols, answered)
 
     stats, report = _report(
@@ -234,7 +473,7 @@ def run_cascade(
         cascade,
         mode,
         calibration,
-        job,
+        calls.spent,
         escalated=oracle_stats.rows - oracle_stats.errors.get("empty_input", 0),
         cached_rows=proxy_stats.cached_rows + oracle_stats.cached_rows + sample_cached,
     )
@@ -242,26 +481,22 @@ def run_cascade(
         logger.info("%s", report.summary())
     else:
         logger.warning("%s", report.summary())
-    return (out.lazy() if lazy else out), stats
+    return out, stats
 
 
-class _Job:
-    """The usage of a cascade's passes, per model, onto the caller's meter; the budget left."""
+def proxy_config(proxy: LLM, mode: str) -> LLM:
+    """The proxy's config for ``mode``: log-probabilities asked for in ``logprobs`` mode.
 
-    def __init__(self, meter: UsageMeter, budget: Budget | None) -> None:
-        self.meter = meter
-        self.budget = budget
-        self.spent = {"proxy": Usage(), "oracle": Usage()}
-
-    def add(self, role: str, usage: Usage) -> None:
-        self.spent[role] = self.spent[role] + usage
-        self.meter.add(usage)
-
-    def left(self) -> Budget | None:
-        """The budget less what both models spent so far (None: no budget)."""
-        if self.budget is None:
-            return None
-        return self.budget.less(self.spent["proxy"] + self.spent["oracle"])
+    Examples
+    --------
+    >>> proxy_config(LLM(model="small"), "logprobs").logprobs
+    1
+    >>> proxy_config(LLM(model="small"), "verbal").logprobs is None
+    True
+    """
+    if mode == "logprobs" and proxy.logprobs is None:
+        return dataclasses.replace(proxy, logprobs=DEFAULT_TOP_LOGPROBS)
+    return proxy
 
 
 def _is_lazy(frame: Any) -> bool:
@@ -306,40 +541,33 @@ def _scratch_spec(spec: OpSpec, cols: CascadeColumns) -> OpSpec:
 PROBE_TEXT = "Hello, I have a question about my account."
 
 
-def _probe_mode(spec: OpSpec, proxy: LLM, job: _Job) -> str:
+async def _probe_mode(spec: OpSpec, proxy: LLM, calls: CascadeCalls) -> str:
     """``"logprobs"`` when the proxy's reply to one row carries log-probabilities, else ``"verbal"``.
 
     The row is :data:`PROBE_TEXT`, not the data's: no engine work before the
-    proxy's pass (on Spark a first row would cost a job).
+    proxy's pass (on Spark a first row would cost a job).  The reply goes
+    through the operator's own row check (:func:`~rlm_pipeline.ops.reply.check_reply`),
+    so a reply that fails it is never cached (only its form is used here).
     """
-    text = PROBE_TEXT
-    from rlm_pipeline.llm.client import LLMClient
-    from rlm_pipeline.ops.runner import run_sync
+    from rlm_pipeline.ops.reply import check_reply
 
-    config = dataclasses.replace(
-        proxy, logprobs=proxy.logprobs if proxy.logprobs is not None else DEFAULT_TOP_LOGPROBS
-    )
-    meter = UsageMeter()
-
-    async def ask() -> bool:
-        async with LLMClient(config, meter=meter, budget=job.left()) as client:
-            _, reply = await client.json(
-                spec.messages([text]),
-                spec.reply_schema(),
-                name=spec.reply_name(),
-                accept=lambda _obj: True,
-            )
-            return reply.logprobs is not None
+    def accept(obj: dict[str, Any]) -> bool:
+        return all(error is None for _, error in check_reply(obj, 1, spec))
 
     try:
-        has = run_sync(ask)
+        async with calls.client("proxy", proxy_config(proxy, "logprobs")) as client:
+            _, reply = await client.json(
+                spec.messages([PROBE_TEXT]),
+                spec.reply_schema(),
+                name=spec.reply_name(),
+                accept=accept,
+            )
+        has = reply.logprobs is not None
     except LLMEndpointError:
         raise
     except LLMError as exc:  # also parse errors and budget stops: the proxy pass will say more
         logger.warning("cascade: the confidence probe failed (%s); using verbal confidences", exc)
         has = False
-    finally:
-        job.add("proxy", meter.snapshot())
     mode = "logprobs" if has else "verbal"
     logger.info(
         "cascade: proxy %s %s log-probabilities: confidence=%s",
@@ -350,30 +578,22 @@ def _probe_mode(spec: OpSpec, proxy: LLM, job: _Job) -> str:
     return mode
 
 
-def _calibrate(
+async def _calibrate(
     sampled: list[tuple[str, Any, float]],
     oracle_spec: OpSpec,
     llm: LLM,
     cascade: Cascade,
-    job: _Job,
+    calls: CascadeCalls,
 ) -> tuple[dict[str, Any], Calibration, int]:
     """The oracle's answers to the sample (text -> value), the calibration, rows from the store."""
-    from rlm_pipeline.llm.client import LLMClient
     from rlm_pipeline.ops.core import Tally, apply_texts
-    from rlm_pipeline.ops.runner import run_sync
 
     texts = [text for text, _, _ in sampled]
-    meter = UsageMeter()
     tally = Tally()
-
-    async def ask() -> list[tuple[Any, str | None]]:
-        async with LLMClient(llm, meter=meter, budget=job.left()) as client:
-            return await apply_texts(texts, client, oracle_spec, tally=tally)
-
-    try:
-        results = run_sync(ask) if texts else []
-    finally:
-        job.add("oracle", meter.snapshot())
+    results: list[tuple[Any, str | None]] = []
+    if texts:
+        async with calls.client("oracle", llm) as client:
+            results = await apply_texts(texts, client, oracle_spec, tally=tally)
     answered: dict[str, Any] = {}
     pairs: list[tuple[float, bool]] = []
     failed = 0
@@ -407,7 +627,7 @@ def _report(
     cascade: Cascade,
     mode: str,
     calibration: Calibration,
-    job: _Job,
+    spent: dict[str, Usage],
     *,
     escalated: int,
     cached_rows: int,
@@ -431,10 +651,10 @@ def _report(
         proxy_rows=by_source["proxy"],
         oracle_rows=by_source["oracle"],
         escalated_rows=escalated,
-        proxy_usage=job.spent["proxy"],
-        oracle_usage=job.spent["oracle"],
+        proxy_usage=spent["proxy"],
+        oracle_usage=spent["oracle"],
     )
-    usage = job.spent["proxy"] + job.spent["oracle"]
+    usage = spent["proxy"] + spent["oracle"]
     stats = dataclasses.replace(
         counter.stats(), usage=usage, cached_rows=cached_rows, cascade=report
     )

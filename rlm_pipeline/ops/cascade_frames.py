@@ -22,11 +22,19 @@ Examples
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import heapq
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-__all__ = ["CascadeColumns", "CascadeFrames", "frames_for", "sample_key"]
+__all__ = [
+    "CascadeColumns",
+    "CascadeFrames",
+    "PolarsFrames",
+    "frames_for",
+    "sample_key",
+    "smallest_rows",
+]
 
 #: Reasons of rows no model is asked about (the proxy's reason stands).
 UNSENT_KINDS = ("empty_input", "input_too_long")
@@ -119,14 +127,55 @@ def _smallest(
     return keyed[:n]
 
 
+def smallest_rows(
+    rows: Iterable[tuple[Any, Any, Any]], n: int, seed: int
+) -> list[tuple[str, Any, float]]:
+    """The ``n`` distinct texts with the smallest sampling keys, each with its first row's answer.
+
+    One pass over ``rows`` (``(text, value, confidence)``, in order) holding at most
+    ``n`` of them: a text is kept at its first row, and a text once turned away (its
+    key above the ``n`` smallest so far) can never come back, since that bound only
+    falls.  The same rows as sorting the distinct texts by key and taking ``n``.
+
+    Examples
+    --------
+    >>> rows = [("a", 1, 0.5), ("b", 2, 0.6), ("a", 3, 0.7), ("c", 4, 0.8), (None, 5, 0.9)]
+    >>> smallest_rows(rows, 2, 0) == _smallest([rows[0], rows[1], rows[3]], 2, 0)
+    True
+    """
+    heap: list[tuple[int, str]] = []  # (-key, text): the largest kept key on top
+    kept: dict[str, tuple[str, Any, float]] = {}
+    for text, value, conf in rows:
+        if text is None or text in kept:
+            continue
+        key = int(sample_key(seed, text), 16)
+        if len(heap) < n:
+            heapq.heappush(heap, (-key, text))
+        elif n > 0 and key < -heap[0][0]:
+            _, dropped = heapq.heappushpop(heap, (-key, text))
+            del kept[dropped]
+        else:
+            continue
+        kept[text] = (text, value, float(conf))
+    return sorted(kept.values(), key=lambda row: sample_key(seed, row[0]))
+
+
+def _batch_rows(frame: Any) -> Iterator[tuple[Any, ...]]:
+    """The rows of a ``LazyFrame``, read a batch at a time."""
+    for batch in frame.collect_batches(maintain_order=True):
+        yield from batch.iter_rows()
+
+
 class PolarsFrames:
-    """Polars ``DataFrame`` (eager: the proxy's pass is in memory)."""
+    """Polars ``DataFrame`` (the proxy's pass in memory) or ``LazyFrame`` (e.g. a scan of the
+    pass streamed to Parquet: the sample is drawn batch by batch, the rest are expressions)."""
 
     def columns(self, frame: Any) -> list[str]:
-        return list(frame.columns)
+        return list(frame.collect_schema().names())
 
     def drop(self, frame: Any, names: Sequence[str]) -> Any:
-        return frame.drop([name for name in names if name in frame.columns])
+        present = set(self.columns(frame))
+        return frame.drop([name for name in names if name in present])
 
     def sample(
         self, frame: Any, text: str, value: str, confidence: str, *, n: int, seed: int
@@ -134,12 +183,11 @@ class PolarsFrames:
         import polars as pl
 
         rows = (
-            frame.filter(pl.col(confidence).is_not_null())
+            frame.lazy()
+            .filter(pl.col(confidence).is_not_null())
             .select(pl.col(text).cast(pl.String), value, confidence)
-            .unique(subset=text, keep="first", maintain_order=True)
-            .rows()
         )
-        return _smallest([(t, v, float(c)) for t, v, c in rows if t is not None], n, seed)
+        return smallest_rows(_batch_rows(rows), n, seed)
 
     def mark(
         self,
@@ -166,7 +214,7 @@ class PolarsFrames:
         import polars as pl
 
         text = pl.col(cols.text).cast(pl.String)
-        dtype = frame.schema[cols.value]
+        dtype = frame.collect_schema()[cols.value]
         from_sample = text.is_in(list(answered)).fill_null(False)
         sample_value = text.replace_strict(
             list(answered), list(answered.values()), default=None, return_dtype=dtype
@@ -199,7 +247,8 @@ class PolarsFrames:
         out = frame.with_columns(
             value.alias(cols.value), error.alias(cols.error), source.alias(cols.source)
         )
-        keep = [c for c in out.columns if c not in (*cols.scratch, *cols.outputs)]
+        names = out.collect_schema().names()
+        keep = [c for c in names if c not in (*cols.scratch, *cols.outputs)]
         return out.select([*keep, *cols.outputs])
 
     def counts(
@@ -208,11 +257,18 @@ class PolarsFrames:
         import polars as pl
 
         kind = pl.col(cols.error).str.split(":").list.first().str.strip_chars()
-        grouped = frame.group_by(pl.col(cols.value), kind.alias("kind"), pl.col(cols.source)).len()
+        grouped = (
+            frame.lazy()
+            .group_by(pl.col(cols.value), kind.alias("kind"), pl.col(cols.source))
+            .len()
+            .collect()
+        )
         return [(v, k, s, int(n)) for v, k, s, n in grouped.rows()]
 
     def escalated(self, frame: Any, cols: CascadeColumns) -> int:
-        return int(frame.get_column(cols.ask).is_not_null().sum())
+        import polars as pl
+
+        return int(frame.lazy().select(pl.col(cols.ask).is_not_null().sum()).collect().item())
 
 
 class SparkFrames:

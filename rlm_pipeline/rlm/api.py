@@ -37,6 +37,7 @@ from rlm_pipeline.errors import (
 from rlm_pipeline.llm.config import LLM, Budget
 from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.cascade import Cascade
+from rlm_pipeline.rlm.cascade_tool import CascadeRun, check_engine
 from rlm_pipeline.rlm.guard import cancel_run
 from rlm_pipeline.rlm.loop import (
     ANSWER_RESERVE,
@@ -185,7 +186,10 @@ class RLM:
         below the threshold; the tool's view also gets ``label_source`` and
         ``label_confidence``, and its trace record the report
         (``extra.cascade``).  The root's ``filter`` tool is SQL only (no model
-        call), so it has nothing to cascade.
+        call), so it has nothing to cascade.  The run's limits hold for it:
+        on Polars its calls go through the run's clients (one budget guard;
+        one proxy client per run), on Spark it needs ``max_parallel=1``
+        (:mod:`rlm_pipeline.rlm.cascade_tool`).
 
     Notes
     -----
@@ -345,6 +349,7 @@ class RLM:
         if not isinstance(question, str) or not question.strip():
             raise InputError("question must be a non-empty string")
         engine = open_engine(data, engine=self.engine, spark=self.spark)
+        check_engine(self.cascade, in_tasks=engine.fans_out_in_tasks, max_parallel=self.max_parallel)
         if text_column is not None and text_column not in engine.schema("context"):
             known = ", ".join(engine.schema("context"))
             raise InputError(f"text column {text_column!r} not in the data; columns: {known}")
@@ -389,7 +394,9 @@ class RLM:
             sub_batch_size=self.sub_batch_size,
             deadline=None if self.timeout_s is None else started + self.timeout_s,
             answer_reserve_s=0.0 if self.timeout_s is None else ANSWER_RESERVE * self.timeout_s,
-            cascade=self.cascade,
+            cascade=None if self.cascade is None else CascadeRun(
+                self.cascade, meter=meter, budget=self.budget
+            ),
         )
         scope = Scope(state, engine, 0, "root", text_column, client=sub_client, llm=self.sub)
         work = Work("run", limits=self.limits)  # every engine call of the run, cancellable
@@ -427,6 +434,8 @@ class RLM:
                 await root_client.aclose()
                 if sub_client is not root_client:
                     await sub_client.aclose()
+                if state.cascade is not None:
+                    await state.cascade.aclose()
             finally:
                 steps.close()
 

@@ -75,8 +75,8 @@ class RunState:
     #: back before it for the forced answer turn (the root loop stops planning then).
     deadline: float | None = None
     answer_reserve_s: float = 0.0
-    #: ``RLM(cascade=...)``: the :class:`~rlm_pipeline.ops.cascade.Cascade` the `classify`
-    #: tool's sub-calls go through (proxy first, ``sub`` for the uncertain rows), or None.
+    #: ``RLM(cascade=...)``: the run's :class:`~rlm_pipeline.rlm.cascade_tool.CascadeRun` (the
+    #: cascade the `classify` tool's sub-calls go through, its proxy client), or None.
     cascade: Any = None
 
 

@@ -397,25 +397,38 @@ async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> OpStats:
     return await scope.engine.map_llm(view, spec, scope.client, name, fanout=FANOUT)
 
 
-async def _cascade_map(scope: Scope, view: str, spec: Any, name: str, cascade: Any) -> OpStats:
+async def _cascade_map(scope: Scope, view: str, spec: Any, name: str, run: Any) -> OpStats:
     """``spec`` over ``view`` through the run's cascade into view ``name`` (``RLM(cascade=...)``).
 
-    :func:`~rlm_pipeline.ops.api.run_op` with the cascade, in a worker thread
-    (its passes run their own event loops): the proxy is ``cascade.proxy``,
-    the oracle the scope's ``llm`` (``sub``, or its share on Spark).  Both
-    models' usage goes onto the run's meter, within what is left of the run's
-    budget.  Unlike the plain fan-out, the cascade's calls go through clients
-    of their own, so ``sub``'s concurrency and rate limits hold per cascade
-    call, not together with sub-calls that run at the same time (parallel
-    ``recurse`` sub-runs on Polars).
+    ``run`` is the run's :class:`~rlm_pipeline.rlm.cascade_tool.CascadeRun`; the
+    proxy is ``run.cascade.proxy``, the oracle the scope's ``sub`` client.  On
+    Polars the cascade runs in the run's event loop through the run's clients
+    (one budget guard, one concurrency and rate limit per model for the whole
+    run; cancelling the tool call cancels its calls).  On Spark its passes are
+    executor tasks (:func:`~rlm_pipeline.ops.cascade.run_cascade` in a worker
+    thread, within what the run's budget has left; ``max_parallel=1`` is
+    required, see :mod:`rlm_pipeline.rlm.cascade_tool`).
     """
+    from rlm_pipeline.rlm.cascade_tool import run_in_loop
+
+    frame = await _engine(scope.engine.frame, view)
+    if not scope.engine.fans_out_in_tasks:  # Polars: in the run's loop
+        out, stats = await run_in_loop(run, frame, spec, scope.client, scope.llm)
+    else:
+        out, stats = await _spark_cascade(scope, frame, spec, run.cascade)
+    await _engine(scope.engine.register, name, out, replace=True)
+    found: OpStats = stats
+    return found
+
+
+async def _spark_cascade(scope: Scope, frame: Any, spec: Any, cascade: Any) -> Any:
+    """:func:`~rlm_pipeline.ops.api.run_op` with the cascade, in a worker thread (Spark)."""
     from rlm_pipeline.llm.usage import UsageMeter
     from rlm_pipeline.ops.api import run_op
 
-    frame = await _engine(scope.engine.frame, view)
     meter = UsageMeter()
     try:
-        out, stats = await _engine(
+        return await _engine(
             run_op,
             frame,
             spec,
@@ -428,9 +441,6 @@ async def _cascade_map(scope: Scope, view: str, spec: Any, name: str, cascade: A
         )
     finally:
         scope.state.meter.add(meter.snapshot())
-    await _engine(scope.engine.register, name, out, replace=True)
-    found: OpStats = stats
-    return found
 
 
 def _budget_left(scope: Scope) -> Any:
