@@ -261,14 +261,15 @@ class PolarsFrames:
             frame.lazy()
             .group_by(pl.col(cols.value), kind.alias("kind"), pl.col(cols.source))
             .len()
-            .collect()
+            .collect(engine="streaming")  # a scan of a streamed pass: never all in memory
         )
         return [(v, k, s, int(n)) for v, k, s, n in grouped.rows()]
 
     def escalated(self, frame: Any, cols: CascadeColumns) -> int:
         import polars as pl
 
-        return int(frame.lazy().select(pl.col(cols.ask).is_not_null().sum()).collect().item())
+        counted = frame.lazy().select(pl.col(cols.ask).is_not_null().sum())
+        return int(counted.collect(engine="streaming").item())
 
 
 class SparkFrames:

@@ -91,6 +91,8 @@ def test_classify_cascade_writes_source_and_confidence_and_prints_the_report(
     assert "all through the oracle" in line
     assert "wrote 600 rows" in captured.out
     assert 0 < oracle.stats()["requests"] and 0 < proxy.stats()["requests"]
+    # streamed through scratch Parquet files next to the output, removed at the end
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".rlm-cascade-")]
 
 
 def test_filter_cascade_keeps_the_right_rows(
