@@ -118,3 +118,21 @@ def test_spark_cascade_with_parallel_sub_runs_is_refused(spark: Any, sim: Any) -
     with pytest.raises(InputError, match="on Spark needs max_parallel=1"):
         rlm.run(QUESTION, pl.DataFrame({"question": ["a"]}), text_column="question")
     assert sim.stats()["requests"] == 0
+
+
+@pytest.mark.spark
+def test_spark_cascade_with_one_sub_run_at_a_time(spark: Any, sim_factory: Any) -> None:
+    root_sim = sim_factory()
+    proxy_sim = sim_factory(accuracy=1.0)
+    oracle, proxy = _models(root_sim, proxy_sim)
+    frame = tickets(300, seed=3)
+    rlm = rp.RLM(oracle, engine="spark", spark=spark, max_depth=1, max_parallel=1,
+                 budget=rp.Budget(max_calls=500),
+                 cascade=rp.Cascade(proxy, target=0.9, sample=100))
+    res = rlm.run(QUESTION, frame.drop("true_label"), text_column="question")
+    assert res.value == label_count(frame, "billing")
+    step = next(r for r in res.trace if r.get("tool") == "classify")
+    record = step["extra"]["cascade"]
+    assert record["proxy_rows"] + record["oracle_rows"] == 300
+    # both models' calls are on the run's meter
+    assert res.usage.calls >= _requests(root_sim, proxy_sim) > 0
