@@ -50,16 +50,11 @@ import dataclasses
 import logging
 import os
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    asynccontextmanager,
-    nullcontext,
-)
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from rlm_pipeline.errors import InputError, LLMEndpointError, LLMError
 from rlm_pipeline.llm.config import LLM, Budget
@@ -180,7 +175,6 @@ def run_cascade(
         is taken, or the operator has more than one value column.
     """
     from rlm_pipeline.engines.load import engine_for
-    from rlm_pipeline.ops.runner import run_sync
 
     _check_cascade(cascade)
     # A cost budget needs both prices before the proxy pass spends anything.
@@ -199,7 +193,7 @@ def run_cascade(
             overwrite=overwrite,
         )
 
-    out, stats = run_sync(run)
+    out, stats = _drive(run())
     return (out.lazy() if lazy else out), stats
 
 
@@ -229,7 +223,6 @@ def cascade_to_parquet(
     import polars as pl
 
     from rlm_pipeline.engines.polars import PolarsEngine
-    from rlm_pipeline.ops.runner import run_sync
 
     _check_cascade(cascade)
     cascade.proxy.require_price(budget)
@@ -244,7 +237,7 @@ def cascade_to_parquet(
                 overwrite=True,
             )
 
-        out, stats = run_sync(run)
+        out, stats = _drive(run())
         try:
             out.sink_parquet(target)
         except (OSError, pl.exceptions.PolarsError) as exc:
@@ -252,6 +245,27 @@ def cascade_to_parquet(
             raise InputError(msg) from exc
     found: OpStats = stats
     return found
+
+
+T = TypeVar("T")
+
+
+def _drive(steps: Coroutine[Any, Any, T]) -> T:
+    """Run :func:`cascade_frame` with :class:`EngineCalls`, whose steps never suspend.
+
+    Each step of :class:`EngineCalls` is a blocking call (a pass on the engine, or
+    a driver step on an event loop of its own), so the core completes in one
+    ``send``: no loop runs around it, and the passes' own loops are top-level
+    ones (Ctrl-C stops them at once, as for a plain operator).
+    """
+    try:
+        steps.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    steps.close()
+    msg = "a cascade step waited outside an event loop"  # pragma: no cover - a bug
+    raise RuntimeError(msg)  # pragma: no cover
 
 
 def _check_cascade(cascade: Any) -> None:
@@ -276,8 +290,10 @@ class CascadeCalls(Protocol):
 
     spent: dict[str, Usage]
 
-    def client(self, role: Role, config: LLM) -> AbstractAsyncContextManager[OpsClient]:
-        """A client for one driver step (the probe, the calibration sample)."""
+    async def ask(
+        self, role: Role, config: LLM, call: Callable[[OpsClient], Awaitable[T]]
+    ) -> T:
+        """``call(client)`` with a client for model ``role`` (the probe, the calibration sample)."""
         ...
 
     async def map(
@@ -295,8 +311,9 @@ class EngineCalls:
     """:class:`CascadeCalls` of :func:`run_cascade`: the engine's passes, clients of their own.
 
     Each step gets the budget less what both models spent so far in it, and
-    its usage goes onto ``meter``.  The passes run on the engine (blocking
-    the cascade's own loop, which runs nothing else).  Under an RLM tool call
+    its usage goes onto ``meter``.  Every step blocks until it is done (the
+    passes on the engine, the driver steps on a loop of their own), so no
+    loop runs around the cascade (:func:`_drive`).  Under an RLM tool call
     (Spark), a cancelled work stops the cascade before its next step, and the
     passes' Spark jobs carry the work's tags (cancelled with it).
     """
@@ -318,15 +335,23 @@ class EngineCalls:
             return None
         return self.budget.less(self.spent["proxy"] + self.spent["oracle"])
 
-    @asynccontextmanager
-    async def client(self, role: Role, config: LLM) -> AsyncIterator[OpsClient]:
+    async def ask(
+        self, role: Role, config: LLM, call: Callable[[OpsClient], Awaitable[T]]
+    ) -> T:
+        """``call`` with a client of its own, on a loop of its own (blocking: see :func:`_drive`)."""
         from rlm_pipeline.llm.client import LLMClient
+        from rlm_pipeline.ops.runner import run_sync
 
         _check_work()
         meter = UsageMeter()
+        budget = self.left()
+
+        async def run() -> T:
+            async with LLMClient(config, meter=meter, budget=budget) as client:
+                return await call(client)
+
         try:
-            async with LLMClient(config, meter=meter, budget=self.left()) as client:
-                yield client
+            return run_sync(run)
         finally:
             self.add(role, meter.snapshot())
 
@@ -555,13 +580,16 @@ async def _probe_mode(spec: OpSpec, proxy: LLM, calls: CascadeCalls) -> str:
         return all(error is None for _, error in check_reply(obj, 1, spec))
 
     try:
-        async with calls.client("proxy", proxy_config(proxy, "logprobs")) as client:
+        async def ask(client: OpsClient) -> Any:
             _, reply = await client.json(
                 spec.messages([PROBE_TEXT]),
                 spec.reply_schema(),
                 name=spec.reply_name(),
                 accept=accept,
             )
+            return reply
+
+        reply = await calls.ask("proxy", proxy_config(proxy, "logprobs"), ask)
         has = reply.logprobs is not None
     except LLMEndpointError:
         raise
@@ -592,8 +620,9 @@ async def _calibrate(
     tally = Tally()
     results: list[tuple[Any, str | None]] = []
     if texts:
-        async with calls.client("oracle", llm) as client:
-            results = await apply_texts(texts, client, oracle_spec, tally=tally)
+        results = await calls.ask(
+            "oracle", llm, lambda client: apply_texts(texts, client, oracle_spec, tally=tally)
+        )
     answered: dict[str, Any] = {}
     pairs: list[tuple[float, bool]] = []
     failed = 0

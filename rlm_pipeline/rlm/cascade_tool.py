@@ -35,9 +35,8 @@ rlm_pipeline.errors.InputError: RLM(cascade=...) on Spark needs max_parallel=1 (
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlm_pipeline.errors import InputError
 from rlm_pipeline.llm.usage import Usage
@@ -51,6 +50,8 @@ if TYPE_CHECKING:
     from rlm_pipeline.ops.stats import OpStats
 
 __all__ = ["CascadeRun", "RunCalls", "check_engine", "run_in_loop"]
+
+T = TypeVar("T")
 
 
 def check_engine(cascade: Cascade | None, *, in_tasks: bool, max_parallel: int) -> None:
@@ -128,12 +129,13 @@ class RunCalls:
     def _add(self, role: Role, counted: Any) -> None:
         self.spent[role] = self.spent[role] + counted.tally.snapshot()
 
-    @asynccontextmanager
-    async def client(self, role: Role, config: LLM) -> AsyncIterator[OpsClient]:
-        """A counting view of the run's client for ``role``."""
+    async def ask(
+        self, role: Role, config: LLM, call: Callable[[OpsClient], Awaitable[T]]
+    ) -> T:
+        """``call`` with a counting view of the run's client for ``role``, in the running loop."""
         counted = self._counted(role, config)
         try:
-            yield counted
+            return await call(counted)
         finally:
             self._add(role, counted)
 

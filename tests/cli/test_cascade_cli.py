@@ -221,3 +221,39 @@ def test_existing_source_column_is_refused(
     err = capsys.readouterr().err
     assert code == 2 and "label_source" in err and "--overwrite-column" in err
     assert sim.stats()["requests"] == 0
+
+
+def test_sigterm_stops_the_streamed_cascade_at_once(
+    sim_factory: Any, tickets_file: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # the proxy's pass: 38 calls of 16 rows, 2 at a time, 1 s each (about 19 s)
+    proxy, oracle = sim_factory(accuracy=0.85, latency_ms=1000), sim_factory()
+    out = tmp_path / "out" / "labels.parquet"
+    out.parent.mkdir()
+    cmd = [sys.executable, "-m", "rlm_pipeline", *_args(
+        oracle, proxy, "classify", str(tickets_file), "--column", "question",
+        "--labels", ",".join(LABELS), "--output", str(out), "--concurrency", "2",
+    )]
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while proxy.stats()["ok"] < 2:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)  # not after the whole pass
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and "interrupted" in err
+    after = proxy.stats()["requests"]
+    assert after < 38
+    time.sleep(1.0)
+    assert proxy.stats()["requests"] == after
+    assert list(out.parent.iterdir()) == []  # no output, no scratch folder
