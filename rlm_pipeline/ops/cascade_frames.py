@@ -160,10 +160,10 @@ def smallest_rows(
     return sorted(kept.values(), key=lambda row: sample_key(seed, row[0]))
 
 
-def _batch_rows(frame: Any) -> Iterator[tuple[Any, ...]]:
-    """The rows of a ``LazyFrame``, read a batch at a time."""
+def _batch_rows(frame: Any, first_of: str) -> Iterator[tuple[Any, ...]]:
+    """The rows of a ``LazyFrame``, read a batch at a time (each batch's first row per ``first_of``)."""
     for batch in frame.collect_batches(maintain_order=True):
-        yield from batch.iter_rows()
+        yield from batch.unique(subset=first_of, keep="first", maintain_order=True).iter_rows()
 
 
 class PolarsFrames:
@@ -187,7 +187,10 @@ class PolarsFrames:
             .filter(pl.col(confidence).is_not_null())
             .select(pl.col(text).cast(pl.String), value, confidence)
         )
-        return smallest_rows(_batch_rows(rows), n, seed)
+        if isinstance(frame, pl.LazyFrame):  # a streamed pass: one batch at a time
+            return smallest_rows(_batch_rows(rows, text), n, seed)
+        first = rows.unique(subset=text, keep="first", maintain_order=True).collect().rows()
+        return _smallest([(t, v, float(c)) for t, v, c in first if t is not None], n, seed)
 
     def mark(
         self,
