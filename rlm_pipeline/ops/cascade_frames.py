@@ -68,6 +68,9 @@ class CascadeColumns:
     confidence: str
     ask: str = "__rlm_cascade_ask"
     oracle: str = "__rlm_cascade_oracle"
+    #: The text as the sample's join key, and the sample's oracle answer (Polars' combine).
+    key: str = "__rlm_cascade_key"
+    sampled: str = "__rlm_cascade_sampled"
 
     @property
     def oracle_error(self) -> str:
@@ -77,7 +80,7 @@ class CascadeColumns:
     @property
     def scratch(self) -> tuple[str, ...]:
         """The scratch columns."""
-        return (self.ask, self.oracle, self.oracle_error)
+        return (self.ask, self.oracle, self.oracle_error, self.key, self.sampled)
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -219,9 +222,19 @@ class PolarsFrames:
         text = pl.col(cols.text).cast(pl.String)
         dtype = frame.collect_schema()[cols.value]
         from_sample = text.is_in(list(answered)).fill_null(False)
-        sample_value = text.replace_strict(
-            list(answered), list(answered.values()), default=None, return_dtype=dtype
+        # The sample's answers by a left join on the text (a join streams; replace_strict
+        # would make Polars read a streamed pass whole).
+        sample = pl.DataFrame(
+            {cols.key: list(answered), cols.sampled: list(answered.values())},
+            schema={cols.key: pl.String, cols.sampled: dtype},
         )
+        frame = frame.with_columns(text.alias(cols.key)).join(
+            sample.lazy() if isinstance(frame, pl.LazyFrame) else sample,
+            on=cols.key,
+            how="left",
+            maintain_order="left",
+        )
+        sample_value = pl.col(cols.sampled)
         asked = pl.col(cols.ask).is_not_null()
         unsent = pl.col(cols.error).str.starts_with(UNSENT_KINDS[0]) | pl.col(
             cols.error
