@@ -10,8 +10,8 @@ oracle's endpoint unless ``--cascade-base-url`` names another, and the same
 flags set the :class:`~rlm_pipeline.ops.cascade.Cascade` fields:
 ``--cascade-target`` (0.95), ``--cascade-sample`` (200), ``--cascade-delta``
 (0.05) and ``--cascade-confidence`` (``auto``, ``logprobs`` or ``verbal``).
-``classify`` on Polars streams the cascade in bounded memory (both passes
-through scratch Parquet files next to ``--output``).
+``classify`` on Polars streams the cascade (both passes through scratch
+Parquet files next to ``--output``; its peak memory: docs/cascades.md).
 
 Examples
 --------

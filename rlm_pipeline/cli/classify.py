@@ -486,8 +486,8 @@ def write_cascade(
 ) -> Any:
     """The cascade over the engine's ``context``, written to the Parquet file ``tmp``; its stats.
 
-    Polars: streamed, bounded memory (:func:`~rlm_pipeline.ops.cascade.cascade_to_parquet`:
-    both passes stream through scratch Parquet files next to ``tmp``).  Spark: the
+    Polars: streamed (:func:`~rlm_pipeline.ops.cascade.cascade_to_parquet`: both passes
+    stream through scratch Parquet files next to ``tmp``; peak memory in docs/cascades.md).  Spark: the
     passes run as executor tasks, then the result is written from the driver (as
     the plain Spark path does).  The output columns were checked before any call,
     so they are replaced here.

@@ -210,8 +210,9 @@ def cascade_to_parquet(
 ) -> OpStats:
     """The cascade over a Polars ``LazyFrame`` streamed into the Parquet file ``path``.
 
-    Bounded memory, every row once (what ``rlm-pipeline classify --cascade-model``
-    runs on Polars): the proxy's pass is streamed into a scratch Parquet file
+    Every row once, without holding a pass in memory (what ``rlm-pipeline classify
+    --cascade-model`` runs on Polars; the measured peak is in ``docs/cascades.md``:
+    lower than in memory, not yet flat in the input's size): the proxy's pass is streamed into a scratch Parquet file
     next to ``path`` (answers also in the row store when the proxy has a
     ``cache_path``); the calibration sample is drawn from it a batch at a time
     (``sample`` texts held); the oracle's pass streams that file, with the rows
