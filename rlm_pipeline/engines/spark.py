@@ -172,11 +172,7 @@ class SparkEngine:
             return
         temp_name = self._views.pop(name).temp_name
         self._ledger.scans.pop(name, None)
-        jsession = getattr(self._session, "_jsparkSession", None)
-        if jsession is None:
-            return  # Spark Connect: no temp view (see the module docstring)
-        with _spark_errors("drop a temp view"):
-            jsession.sessionState().catalog().dropTempView(temp_name)
+        self._drop(temp_name)
 
     def _store(
         self, name: str, frame: SparkDataFrame, *, host: bool = False, replace: bool = True
@@ -226,10 +222,17 @@ class SparkEngine:
         return self._session.sql(text, **frames)
 
     def _drop(self, temp_name: str) -> None:
-        if self._connect:
-            return  # no temp view on Spark Connect
+        """Drop the temp view's name only, through the session's catalog in the JVM.
+
+        ``spark.catalog.dropTempView`` would also uncache every cached plan equal to
+        the view's (the caller's cached input, or a model's ``SELECT * FROM context``
+        over it).  Spark Connect: there is no temp view (see the module docstring).
+        """
+        jsession = getattr(self._session, "_jsparkSession", None)
+        if jsession is None:
+            return
         with _spark_errors("drop a temp view"):
-            self._session.catalog.dropTempView(temp_name)
+            jsession.sessionState().catalog().dropTempView(temp_name)
 
     # -- reading ------------------------------------------------------------------
 

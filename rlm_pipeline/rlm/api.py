@@ -349,11 +349,15 @@ class RLM:
         if not isinstance(question, str) or not question.strip():
             raise InputError("question must be a non-empty string")
         engine = open_engine(data, engine=self.engine, spark=self.spark)
-        check_engine(self.cascade, in_tasks=engine.fans_out_in_tasks, max_parallel=self.max_parallel)
-        if text_column is not None and text_column not in engine.schema("context"):
-            known = ", ".join(engine.schema("context"))
-            raise InputError(f"text column {text_column!r} not in the data; columns: {known}")
-        return _run_sync(self._arun(question, engine, text_column, trace_path, on_step))
+        try:
+            check_engine(self.cascade, in_tasks=engine.fans_out_in_tasks,
+                         max_parallel=self.max_parallel)
+            if text_column is not None and text_column not in engine.schema("context"):
+                known = ", ".join(engine.schema("context"))
+                raise InputError(f"text column {text_column!r} not in the data; columns: {known}")
+            return _run_sync(self._arun(question, engine, text_column, trace_path, on_step))
+        finally:
+            engine.close()  # the run's views (Spark: its temp views leave the session)
 
     async def _arun(
         self,

@@ -238,7 +238,10 @@ async def _answer_part(
         engine = await asyncio.to_thread(scope.engine.open_child, data)
         client, llm = branch
         sub = Scope(state, engine, scope.depth + 1, path, scope.text_column, client=client, llm=llm)
-        result = await state.run_loop(sub, query)
+        try:
+            result = await state.run_loop(sub, query)
+        finally:
+            await asyncio.to_thread(engine.close)  # the sub-run's views go with it
         if not result.answered:
             return None, f"sub-run gave no answer ({result.stop_reason})"
         return result.value, None
