@@ -20,7 +20,9 @@ import asyncio
 import itertools
 import logging
 import os
+import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +53,7 @@ from rlm_pipeline.engines.work import (
     ViewLedger,
     check_joins,
     check_new_view,
+    current_work,
     limits_now,
     scans_error,
     spark_job,
@@ -546,7 +549,7 @@ class SparkEngine:
         frame = self.frame(view)
         self._check_new(name)
         budget = client.guard.budget if client.guard is not None else None
-        with spark_job(self._session):
+        with _one_fanout_per_meter(client.meter), spark_job(self._session):
             result, stats = fanout.spark(
                 frame, spec, client.config, meter=client.meter, budget=budget
             )
@@ -586,6 +589,35 @@ class SparkEngine:
                 return self._query(probe).collect()[0][0]
 
         check_joins(checked, schemas, self._view_cap, run_probe)
+
+
+#: One lock per meter (a run's): its Spark fan-outs run one at a time (see below).
+_FANOUT_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_FANOUT_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_fanout_per_meter(meter: Any) -> Iterator[None]:
+    """Run the block when no other Spark fan-out on ``meter`` runs (a run's parallel sub-runs).
+
+    A fan-out's tasks get their limits when it starts: the budget that is left
+    (``Budget.less`` of what the meter shows) and the client's concurrency and
+    rates.  Two at once would each get all of it, so a run's budget and limits
+    could be passed; one at a time, each starts from what the last one spent.
+    Waiting stops when the current work is cancelled.
+    """
+    with _FANOUT_LOCKS_GUARD:
+        lock = _FANOUT_LOCKS.get(meter)
+        if lock is None:
+            lock = _FANOUT_LOCKS[meter] = threading.Lock()
+    work = current_work()
+    while not lock.acquire(timeout=0.25):
+        if work is not None:
+            work.check()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _col(name: str) -> Column:
