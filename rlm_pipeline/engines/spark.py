@@ -17,6 +17,7 @@ like a classic plan that resolved the views when it was built.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -549,7 +550,10 @@ class SparkEngine:
         frame = self.frame(view)
         self._check_new(name)
         budget = client.guard.budget if client.guard is not None else None
-        with _one_fanout_per_meter(client.meter), spark_job(self._session):
+        limited = budget is not None and (
+            budget.max_calls, budget.max_tokens, budget.max_cost_usd) != (None, None, None)
+        turn = _one_fanout_per_meter(client.meter) if limited else contextlib.nullcontext()
+        with turn, spark_job(self._session):
             result, stats = fanout.spark(
                 frame, spec, client.config, meter=client.meter, budget=budget
             )
@@ -600,10 +604,11 @@ _FANOUT_LOCKS_GUARD = threading.Lock()
 def _one_fanout_per_meter(meter: Any) -> Iterator[None]:
     """Run the block when no other Spark fan-out on ``meter`` runs (a run's parallel sub-runs).
 
-    A fan-out's tasks get their limits when it starts: the budget that is left
-    (``Budget.less`` of what the meter shows) and the client's concurrency and
-    rates.  Two at once would each get all of it, so a run's budget and limits
-    could be passed; one at a time, each starts from what the last one spent.
+    A fan-out's tasks get their budget when it starts: what is left
+    (``Budget.less`` of what the meter shows).  Two at once would each get all
+    of it, so a run's budget could be passed; one at a time, each starts from
+    what the last one spent.  Only fan-outs under a budget wait (concurrency and
+    rates are shared out between parallel sub-runs already: ``LLM.share``).
     Waiting stops when the current work is cancelled.
     """
     with _FANOUT_LOCKS_GUARD:

@@ -211,7 +211,9 @@ class RLM:
       again over their tasks.  The sum never passes ``sub``'s limits.  The
       trade-off: a share left idle by one sub-run is not lent to another, and
       when a Spark job takes over from the driver client of the same sub-run
-      its fresh limiter may start one request early at the hand-over.
+      its fresh limiter may start one request early at the hand-over.  Under a
+      budget the run's Spark fan-outs run one at a time, each given what is
+      left when it starts (two at once would each be given all of it).
 
     Examples
     --------
