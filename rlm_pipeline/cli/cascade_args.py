@@ -10,7 +10,7 @@ oracle's endpoint unless ``--cascade-base-url`` names another, and the same
 flags set the :class:`~rlm_pipeline.ops.cascade.Cascade` fields:
 ``--cascade-target`` (0.95), ``--cascade-sample`` (200), ``--cascade-delta``
 (0.05) and ``--cascade-confidence`` (``auto``, ``logprobs`` or ``verbal``).
-``classify`` on Polars streams the cascade (both passes through scratch
+``classify`` and ``filter`` on Polars stream the cascade (both passes through scratch
 Parquet files next to ``--output``; its peak memory: docs/cascades.md).
 
 Examples
@@ -60,7 +60,7 @@ def add_cascade_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "cascade",
         "a cheap proxy model first, only its uncertain rows to --model (docs/cascades.md); "
-        "classify on Polars streams it (scratch Parquet files next to --output)",
+        "classify and filter on Polars stream it (scratch Parquet files next to --output)",
     )
     g.add_argument("--cascade-model", default=None, metavar="M", help="the proxy model")
     g.add_argument(

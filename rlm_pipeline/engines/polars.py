@@ -459,7 +459,8 @@ class CountedClient:
     and is counted here as the client's meter counts it, and what the operators
     add to :attr:`meter` themselves (the calls stored row answers saved, as
     cached calls) goes onto both the shared meter and the tally.  Everything
-    else is ``client``'s (limits, budget, row store).
+    else is ``client``'s (limits, budget, row store).  One exception: a request
+    cancelled while in flight (the run stopped) is on the shared meter only.
 
     Examples
     --------

@@ -158,10 +158,19 @@ class SparkEngine:
         return child
 
     def close(self) -> None:
-        """Drop this engine's temp views from the session and forget every view."""
-        for name in self._views.names():
-            self._drop(self._views.get(name).temp_name)
-        self._views.clear()
+        """Drop this engine's temp views from the session and forget every view.
+
+        Never raises (it runs in ``finally`` blocks): a view that cannot be
+        dropped is logged and left to the session.
+        """
+        try:
+            for name in self._views.names():
+                try:
+                    self._drop(self._views.get(name).temp_name)
+                except EngineError as exc:
+                    logger.debug("could not drop view %r: %s", name, exc)
+        finally:
+            self._views.clear()
 
     def drop(self, name: str) -> None:
         """Forget view ``name`` and drop its temp view from the session; none: nothing to do.

@@ -67,6 +67,8 @@ DEFAULT_MAX_PAIRS = 100_000
 _LID = "__rp_lid"
 _RID = "__rp_rid"
 _PAIR = PAIR_COLUMN
+#: A side holding only these (real characters, not escapes: SQL and regex dialects differ).
+_BLANK_PATTERN = "^[ \t\n\r\f\v]*$"
 _MATCH = "__rp_match"
 OnError = Literal["raise", "keep", "drop"]
 
@@ -223,17 +225,21 @@ def _select_list(
     """The pairs' columns: left ones, right ones (renamed on a clash), the pair text.
 
     The pair text is :func:`~rlm_pipeline.ops.multi_wire.pair_text` in SQL
-    (``LENGTH`` counts characters on both engines); null when a side is null.
-    With ``truncate`` each side is cut to half the row limit (:func:`_cut_side`),
-    so the model sees both and pairs that differ only past the cut stay apart.
+    (``LENGTH`` counts characters on both engines); null when a side is null or
+    blank (spaces, tabs, line breaks only: the same characters on both engines),
+    so such a pair is never sent (``empty_input``).  With ``truncate`` each side
+    is cut to half the row limit (:func:`_cut_side`), so the model always sees
+    both sides (two texts that differ only past the cut become one text).
     """
-    from rlm_pipeline.expr.sqltext import ident
+    from rlm_pipeline.expr.sqltext import ident, sql_literal
 
     items = [f"l.{ident(c)} AS {ident(c)}" for c in left_cols]
     items += [f"r.{ident(old)} AS {ident(new)}" for old, new in names.items()]
+    blank = sql_literal(_BLANK_PATTERN)
+    empty = " OR ".join(f"regexp_like({t}, {blank})" for t in texts)
     left, right = (_cut_side(t, spec) for t in texts) if spec.truncate else texts
     text = f"CAST(LENGTH({left}) AS VARCHAR) || ':' || {left} || {right}"
-    return ", ".join([*items, f"{text} AS {ident(_PAIR)}"])
+    return ", ".join([*items, f"CASE WHEN {empty} THEN NULL ELSE {text} END AS {ident(_PAIR)}"])
 
 
 def _cut_side(text_sql: str, spec: JoinSpec) -> str:

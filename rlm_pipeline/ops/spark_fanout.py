@@ -149,20 +149,25 @@ def apply(
     llm = _absolute_cache(llm)
     _preflight(llm, meter, budget)
     left = budget.less(meter.snapshot()) if budget is not None else None
+    reports = None
     try:
         with known_warnings_filtered():  # PySpark's pandas-version FutureWarning (we use Arrow)
             mapped, reports = plan(df, spec, llm, budget=left, parallelism=parallelism)
             assert reports is not None  # a classic session (checked above)
+            watched = reports
             with (
-                ReportWatcher(lambda: reports.value, progress)
+                ReportWatcher(lambda: watched.value, progress)
                 if progress is not None
                 else nullcontext()
             ):
                 result = mapped.localCheckpoint(eager=True)
     except PySparkException as exc:
         raise _task_error(exc, spec, llm) from exc
-    report: TaskReport = reports.value
-    meter.add(report.usage)
+    finally:  # what a failed or cancelled job's finished tasks spent goes on the meter too
+        report: TaskReport | None = reports.value if reports is not None else None
+        if report is not None:
+            meter.add(report.usage)
+    assert report is not None
     return result, _stats(report, spec)
 
 

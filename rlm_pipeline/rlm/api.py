@@ -213,7 +213,10 @@ class RLM:
       when a Spark job takes over from the driver client of the same sub-run
       its fresh limiter may start one request early at the hand-over.  Under a
       budget the run's Spark fan-outs run one at a time, each given what is
-      left when it starts (two at once would each be given all of it).
+      left when it starts (two at once would each be given all of it).  The
+      calls other sub-runs make on the driver meanwhile (their root turns) are
+      checked against the spend from before the fan-out, so together with it
+      they can pass the budget by what those calls spend.
 
     Examples
     --------

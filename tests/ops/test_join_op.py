@@ -120,13 +120,20 @@ def test_faults_every_pair_accounted(sim_factory: Any, spark: Any, engine: str) 
     assert sim.stats()["errors_by_status"]
 
 
-def test_small_inputs_nested_loop_and_blank_sides(sim: Any) -> None:
-    left = pl.DataFrame({"q": ["refund my invoice", None, "app crashes"]})
-    right = pl.DataFrame({"faq": ["Invoices are in the billing tab.", "Our office is in Lisbon."]})
-    out, stats = run_join(left, right, JoinSpec("q", "faq", CONDITION), _llm(sim))
-    assert (stats.pairs, stats.blank) == (6, 2)
-    assert stats.matched + stats.not_matched == 4
-    assert out.select("q", "faq").rows() == [("refund my invoice", "Invoices are in the billing tab.")]
+@pytest.mark.parametrize("engine", ["polars", "spark"])
+def test_small_inputs_nested_loop_and_blank_sides(sim: Any, spark: Any, engine: str) -> None:
+    """A pair with a null, empty or whitespace-only side is never sent (``empty_input``)."""
+    left = pl.DataFrame({"q": ["refund my invoice", None, "", " \n\t ", "app crashes"]})
+    right = pl.DataFrame({"faq": ["Invoices are in the billing tab.", "  ",
+                                  "Our office is in Lisbon."]})
+    data = [spark.createDataFrame(f.to_arrow()) for f in (left, right)] if engine == "spark" \
+        else [left, right]
+    out, stats = run_join(*data, JoinSpec("q", "faq", CONDITION), _llm(sim))
+    assert (stats.pairs, stats.blank) == (15, 11)  # 3 blank left rows x 3, 2 others x "  "
+    assert stats.matched + stats.not_matched == 4  # only these were asked
+    frame = pl.DataFrame(out.toArrow()) if engine == "spark" else out
+    assert frame.select("q", "faq").rows() == [
+        ("refund my invoice", "Invoices are in the billing tab.")]
 
 
 def test_unblocked_cross_product_refused_before_any_call(sim: Any) -> None:

@@ -6,7 +6,7 @@ is analysed again by the server at every action, so a result whose plan still
 named a dropped view would fail later (``TABLE_OR_VIEW_NOT_FOUND``) when the
 caller collects, counts or writes it.  On Connect, top_k and join refuse to run
 (their row pass needs accumulators) and aggregate's result is built from Arrow;
-the engine checkpoints any other view it hands back (``SparkEngine.frame_like``).
+on Connect the engine makes no temp views at all (its SQL carries the frames).
 Both sessions, over real HTTP against the simulator; the actions run after the
 operators have returned.
 """
