@@ -125,7 +125,8 @@ async def aggregate_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     keys = [key for key, _ in groups]
     scope.state.steps.note(scope.path, sample=group_sample(column, spec.by, keys, folds))
     text = _result(name, out, spec, rows, calls, used.failed_calls)
-    return ToolOutcome(text=bound(text), rows_in=rows, rows_out=out.height, sub_calls=calls)
+    return ToolOutcome(text=bound(text), rows_in=rows, rows_out=out.height, sub_calls=calls,
+                       usage=used)
 
 
 def _result(name: str, out: pl.DataFrame, spec: Any, rows: int, calls: int, failed: int) -> str:

@@ -86,6 +86,7 @@ from typing import Any
 from rlm_pipeline.errors import LLMError, LLMResponseParseError
 from rlm_pipeline.llm.cache import endpoint_id
 from rlm_pipeline.llm.tokens import estimate_tokens
+from rlm_pipeline.llm.usage import Usage
 from rlm_pipeline.rlm.actions import MAX_TEXT_ACTIONS, correction_message, parse_actions
 from rlm_pipeline.rlm.conversation import Conversation
 from rlm_pipeline.rlm.limits import wire_schema
@@ -123,7 +124,14 @@ from rlm_pipeline.rlm.protocol import (
 from rlm_pipeline.rlm.render import bound, cut, jsonable
 from rlm_pipeline.rlm.scope import Scope
 from rlm_pipeline.rlm.steps import model_details, run_models
-from rlm_pipeline.rlm.tools import MAX_PEEK_ROWS, TOOL_NAMES, TOOLS, ToolOutcome, dispatch
+from rlm_pipeline.rlm.tools import (
+    MAX_PEEK_ROWS,
+    MODEL_TOOLS,
+    TOOL_NAMES,
+    TOOLS,
+    ToolOutcome,
+    dispatch,
+)
 from rlm_pipeline.rlm.views import check_view
 
 __all__ = [
@@ -1020,7 +1028,15 @@ async def _run_call(
             outcome.text = f"{note}\n{outcome.text}"
     if outcome.error is None and not outcome.final:
         channel.numbers.update(_number_key(m) for m in _NUMBER.findall(outcome.text[:20000]))
-    spent = state.meter.snapshot() - before  # sub-calls of this tool (approximate under recursion)
+    # The tool's own count where it keeps one; none for a tool that never calls the model;
+    # else (recurse, a fan-out that failed) the meter's difference, which may also hold what
+    # parallel sub-runs spent meanwhile.
+    if outcome.usage is not None:
+        spent = outcome.usage
+    elif call.name in MODEL_TOOLS:
+        spent = state.meter.snapshot() - before
+    else:
+        spent = Usage()
     if outcome.error is not None:
         state.errors += 1
     elif scope.depth == 0 and not outcome.final:

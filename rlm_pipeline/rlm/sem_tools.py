@@ -137,7 +137,8 @@ async def extract_tool(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     sample = await row_sample(scope.engine, name, column, list(spec.names), spec.error_column,
                               rows=rows, any_failed=bool(failures))  # for the trace page
     scope.state.steps.note(scope.path, sample=sample)
-    return ToolOutcome(text=bound(text), rows_in=rows, rows_out=rows, sub_calls=calls)
+    return ToolOutcome(text=bound(text), rows_in=rows, rows_out=rows, sub_calls=calls,
+                       usage=stats.usage)
 
 
 async def _failures(scope: Scope, name: str, error_column: str, rows: int) -> str:

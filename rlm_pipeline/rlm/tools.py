@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PEEK_ROWS",
     "MAX_RECURSE_PARTITIONS",
+    "MODEL_TOOLS",
     "TOOLS",
     "TOOL_NAMES",
     "TOOL_SPECS",
@@ -191,6 +192,8 @@ TOOL_SPECS: list[dict[str, Any]] = [
 #: take them) and enforced after parsing, by validation against :data:`TOOL_SPECS`.
 TOOLS: list[dict[str, Any]] = [wire_schema(t) for t in TOOL_SPECS]
 TOOL_NAMES: tuple[str, ...] = tuple(t["function"]["name"] for t in TOOLS)
+#: The tools that call the model; the others (peek, filter, partition, sql, answer) never do.
+MODEL_TOOLS = frozenset({"classify", "llm_map", "extract", "aggregate", "recurse"})
 _VALIDATORS = {
     t["function"]["name"]: jsonschema.Draft202012Validator(t["function"]["parameters"])
     for t in TOOL_SPECS
@@ -293,7 +296,8 @@ async def _classify(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     scope.state.steps.note(scope.path, sample=sample)
     if stats.cascade is not None:
         scope.state.steps.note(scope.path, cascade=cascade_record(stats.cascade))
-    return ToolOutcome(text=bound(text), rows_in=total, rows_out=total, sub_calls=calls)
+    return ToolOutcome(text=bound(text), rows_in=total, rows_out=total, sub_calls=calls,
+                       usage=stats.usage)
 
 
 #: Characters of a classify result given to its label counts: the rest of the ~2,000
@@ -373,7 +377,8 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
         batch_size=scope.state.sub_batch_size,
         output_column="value",
     )
-    calls = (await _map_llm(scope, view, spec, name)).usage.calls  # this call's own
+    stats = await _map_llm(scope, view, spec, name)
+    calls = stats.usage.calls  # this call's own
     rows = int(await _engine(scope.engine.count, name))
     failures = await _failures(scope, name, "value_error", rows, "value")
     sample = await row_sample(scope.engine, name, column, "value", "value_error", rows=rows,
@@ -381,7 +386,7 @@ async def _llm_map(args: dict[str, Any], scope: Scope) -> ToolOutcome:
     scope.state.steps.note(scope.path, sample=sample)
     text = await describe_view(scope, name, rows, preview=5)
     text = bound(f"{calls} sub-calls{failures}; " + text)
-    return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls)
+    return ToolOutcome(text=text, rows_in=rows, rows_out=rows, sub_calls=calls, usage=stats.usage)
 
 
 async def _map_llm(scope: Scope, view: str, spec: Any, name: str) -> OpStats:

@@ -14,6 +14,7 @@ from typing import Any
 
 from rlm_pipeline.engines.views import check_columns as engine_check_columns
 from rlm_pipeline.errors import InputError, ToolError
+from rlm_pipeline.llm.usage import Usage
 from rlm_pipeline.rlm.render import MAX_RESULT_CHARS, bound, cut, rows_as_json_lines, schema_line
 from rlm_pipeline.rlm.scope import Scope
 
@@ -46,6 +47,9 @@ class ToolOutcome:
     rows_in: int | None = None
     rows_out: int | None = None
     sub_calls: int = 0
+    #: This call's own spend when the tool counts it (its fan-out's requests); else the
+    #: trace takes the run meter's difference over the call (other work may share it).
+    usage: Usage | None = None
     final: bool = False
     value: Any = None
     explanation: str | None = None
