@@ -99,6 +99,7 @@ from rlm_pipeline.ops.core import Tally
 from rlm_pipeline.ops.memo import RowResult
 from rlm_pipeline.ops.spark_task import ReportSum, TaskReport
 from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, ClassifySpec
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 __all__ = ["SQL_FUNCTIONS", "SqlFunctions", "register"]
 
@@ -121,7 +122,7 @@ _NO_ARGUMENT = {
 }
 _BAD_ARGUMENT = {
     "rlm_classify": "invalid_label",
-    "rlm_filter": "empty_input",
+    "rlm_filter": EMPTY_INPUT,
     "rlm_extract": "parse_error",
 }
 #: A SQL function name :func:`register` accepts for a typed extract function.

@@ -29,6 +29,7 @@ from typing import Any
 from rlm_pipeline._quiet import known_warnings_filtered
 from rlm_pipeline.cli.outputs import check_output_path, staged_output
 from rlm_pipeline.errors import InputError
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 __all__ = ["add_parser", "run"]
 
@@ -113,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     out, stats = run_aggregate(args.input, spec, llm, engine=args.engine, meter=meter,
                                budget=budget)
     table = out.toArrow() if args.engine == "spark" else out.to_arrow()
-    missing = [fold for fold in stats.groups if fold.error not in (None, "empty_input")]
+    missing = [fold for fold in stats.groups if fold.error not in (None, EMPTY_INPUT)]
     if missing and not args.allow_errors:
         _refuse(missing, len(stats.groups), args.output)
         return 1

@@ -50,6 +50,7 @@ from rlm_pipeline.cli.failures import FailureReport, rerun_command
 from rlm_pipeline.cli.labels import add_label_arguments, labels_from_args
 from rlm_pipeline.cli.outputs import check_output_path, staged_output
 from rlm_pipeline.errors import InputError, RLMPipelineError
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 DEFAULT_CACHE = os.path.join("~", ".cache", "rlm_pipeline", "responses.sqlite")
 
@@ -341,7 +342,7 @@ def _run(args: argparse.Namespace) -> int:
         staged.commit()
     _report(stats, meter, Path(args.output), spec.output_column)
     # Blank inputs are not failures: they are in the report on stdout, not warned about.
-    if failures.failed > failures.errors.get("empty_input", 0):
+    if failures.failed > failures.errors.get(EMPTY_INPUT, 0):
         _warn_failures(failures, args)
     return 0
 
@@ -420,7 +421,7 @@ def _refuse_all_failed(failures: FailureReport, args: argparse.Namespace) -> Non
     err = sys.stderr
     _print_failures(failures, args, "", _RERUN if failures.transient else None)
     print("rlm-pipeline: or write the output anyway with --allow-errors", file=err)
-    blank = failures.errors.get("empty_input", 0)
+    blank = failures.errors.get(EMPTY_INPUT, 0)
     print(
         f"rlm-pipeline: error: no row got a label ({failures.rows - blank:,} non-blank rows "
         f"failed); nothing written to {args.output}",

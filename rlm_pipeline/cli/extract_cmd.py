@@ -30,6 +30,7 @@ from rlm_pipeline.cli.op_cmd import (
     validated,
 )
 from rlm_pipeline.errors import InputError
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 __all__ = ["add_parser", "run"]
 
@@ -130,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     for kind, count in sorted(stats.errors.items()):
         print(f"  no values ({kind}): {count:,}")
     print_usage(meter)
-    if failures.failed > failures.errors.get("empty_input", 0):
+    if failures.failed > failures.errors.get(EMPTY_INPUT, 0):
         print_failures(failures, args, "values", refused=None)
     return 0
 

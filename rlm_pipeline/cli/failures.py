@@ -28,6 +28,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from rlm_pipeline.ops.stats import EMPTY_INPUT
+
 __all__ = ["TRANSIENT", "FailureReport", "rerun_command"]
 
 #: Reasons a re-run can fix; an output holding any is refused unless accepted.
@@ -68,7 +70,7 @@ class FailureReport:
     @property
     def all_failed(self) -> bool:
         """True when there are non-blank rows and none of them got a value."""
-        blank = self.errors.get("empty_input", 0)
+        blank = self.errors.get(EMPTY_INPUT, 0)
         return self.rows > blank and self.failed - blank >= self.rows - blank
 
     def accepted(self, max_error_rate: float | None) -> bool:

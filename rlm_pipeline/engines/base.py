@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from rlm_pipeline.ops.stats import EMPTY_INPUT
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -304,7 +306,7 @@ class Engine(Protocol):
         *,
         failed: str | None = None,
         failed_rows: FailedRows = "drop",
-        blank: str = "empty_input",
+        blank: str = EMPTY_INPUT,
         message: str = "",
     ) -> Any:
         """The rows of a native ``frame`` where the boolean column ``holds`` is true (the filter's keep/drop).

@@ -47,6 +47,7 @@ from rlm_pipeline.errors import (
     UnansweredRowsError,
 )
 from rlm_pipeline.llm.usage import Usage, UsageMeter
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 if TYPE_CHECKING:
     from rlm_pipeline.engines.base import FailedRows, Fanout, RowProgress
@@ -55,12 +56,10 @@ if TYPE_CHECKING:
     from rlm_pipeline.ops.spec_base import OpSpec
     from rlm_pipeline.ops.stats import OpStats
 
-__all__ = ["BLANK_REASON", "PolarsEngine", "row_failed"]
+__all__ = ["PolarsEngine", "row_failed"]
 
 logger = logging.getLogger(__name__)
 
-#: The reason of rows never asked because their text is blank: not failed rows.
-BLANK_REASON = "empty_input"
 
 
 class PolarsEngine:
@@ -364,7 +363,7 @@ class PolarsEngine:
         *,
         failed: str | None = None,
         failed_rows: FailedRows = "drop",
-        blank: str = BLANK_REASON,
+        blank: str = EMPTY_INPUT,
         message: str = "",
     ) -> pl.DataFrame | pl.LazyFrame:
         """Rows where ``holds`` is true, failed rows per ``failed_rows`` (see :meth:`Engine.rows_where`)."""
@@ -550,7 +549,7 @@ class _BothMeters:
         return self._shared.snapshot()
 
 
-def row_failed(reason: pl.Expr, blank: str = BLANK_REASON) -> pl.Expr:
+def row_failed(reason: pl.Expr, blank: str = EMPTY_INPUT) -> pl.Expr:
     """True where a row failed: it has a ``reason`` that does not start with ``blank``.
 
     The one Polars definition of a failed row (a filter's ``on_error``, the

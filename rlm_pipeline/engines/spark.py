@@ -61,6 +61,7 @@ from rlm_pipeline.engines.work import (
     view_rows_error,
 )
 from rlm_pipeline.errors import EngineError, InputError
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
@@ -509,7 +510,7 @@ class SparkEngine:
         *,
         failed: str | None = None,
         failed_rows: FailedRows = "drop",
-        blank: str = "empty_input",
+        blank: str = EMPTY_INPUT,
         message: str = "",
     ) -> SparkDataFrame:
         """Rows where ``holds`` is true, failed rows per ``failed_rows`` (see :meth:`Engine.rows_where`).

@@ -84,6 +84,7 @@ from rlm_pipeline.ops.multi_wire import (
     leaf_row,
 )
 from rlm_pipeline.ops.spec import TRUNCATED_MARKER
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 __all__ = [
     "AGGREGATE_COLUMNS",
@@ -395,7 +396,7 @@ class _Folder:
         """Fold one group's distinct ``texts`` (with row ``counts``); ``blank`` rows aside."""
         total = sum(counts) + blank
         if not texts:
-            return GroupFold(None, "empty_input", total, 0)
+            return GroupFold(None, EMPTY_INPUT, total, 0)
         lines, kept, left_out = self.leaf_lines(texts, counts)
         nodes: list[FoldNode] = []
         failed: dict[str, int] = dict(left_out)
@@ -633,7 +634,7 @@ def run_aggregate(
             groups=tuple(folds),
             usage=meter.snapshot() - before,
         )
-        bad = [f for f in folds if f.error is not None and f.error != "empty_input"]
+        bad = [f for f in folds if f.error is not None and f.error != EMPTY_INPUT]
         if bad:
             missing = sum(f.rows - f.rows_summarised for f in bad)
             logger.warning(

@@ -65,7 +65,7 @@ from rlm_pipeline.ops.cascade_spec import ConfidenceSpec
 from rlm_pipeline.ops.cascade_stats import Calibration, calibrate, min_rows
 from rlm_pipeline.ops.core import OpsClient, RowProgress
 from rlm_pipeline.ops.spec_base import OpSpec
-from rlm_pipeline.ops.stats import OpStats, StatsCounter
+from rlm_pipeline.ops.stats import EMPTY_INPUT, OpStats, StatsCounter
 
 __all__ = [
     "CONFIDENCE_SOURCES",
@@ -500,7 +500,7 @@ async def cascade_frame(
         mode,
         calibration,
         calls.spent,
-        escalated=oracle_stats.rows - oracle_stats.errors.get("empty_input", 0),
+        escalated=oracle_stats.rows - oracle_stats.errors.get(EMPTY_INPUT, 0),
         cached_rows=proxy_stats.cached_rows + oracle_stats.cached_rows + sample_cached,
     )
     if report.reached:

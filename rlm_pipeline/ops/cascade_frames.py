@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from rlm_pipeline.ops.stats import EMPTY_INPUT
+
 __all__ = [
     "CascadeColumns",
     "CascadeFrames",
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 #: Reasons of rows no model is asked about (the proxy's reason stands).
-UNSENT_KINDS = ("empty_input", "input_too_long")
+UNSENT_KINDS = (EMPTY_INPUT, "input_too_long")
 
 
 def sample_key(seed: int, text: str) -> str:

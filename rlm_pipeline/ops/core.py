@@ -103,9 +103,9 @@ from rlm_pipeline.ops.memo import Claim, Memo, RowResult, RowStore
 from rlm_pipeline.ops.prompts import PROMPT_VERSION
 from rlm_pipeline.ops.reply import check_reply, parse_raw
 from rlm_pipeline.ops.spec_base import OpSpec, fit_text
+from rlm_pipeline.ops.stats import EMPTY_INPUT
 
 __all__ = [
-    "EMPTY_INPUT",
     "REPLY_BREAKER_CALLS",
     "REPLY_SHAPE_KINDS",
     "CachedRowsProgress",
@@ -124,7 +124,6 @@ logger = logging.getLogger(__name__)
 #: Called with (rows finished, of which failed) as rows finish; must be cheap and not raise.
 RowProgress = Callable[[int, int], None]
 
-EMPTY_INPUT = "empty_input"
 _EMPTY: RowResult = (None, EMPTY_INPUT)
 _LOST: RowResult = (None, "missing_in_reply: internal bookkeeping lost this row")
 

@@ -56,7 +56,7 @@ from rlm_pipeline.llm.usage import Usage, UsageMeter
 from rlm_pipeline.ops.multi_common import InputFrame, check_llm, read_input, run_spec
 from rlm_pipeline.ops.multi_specs import PAIR_COLUMN, PairSpec
 from rlm_pipeline.ops.spec import DEFAULT_BATCH_SIZE, DEFAULT_MAX_ROW_TOKENS, TRUNCATED_MARKER
-from rlm_pipeline.ops.stats import OpStats, failure_summary
+from rlm_pipeline.ops.stats import EMPTY_INPUT, OpStats, failure_summary
 
 __all__ = ["DEFAULT_MAX_PAIRS", "JoinSpec", "JoinStats", "join", "run_join", "split_block"]
 
@@ -346,7 +346,7 @@ def _kept(lhs: InputFrame, answered: str, pairs: _Pairs, keep_failed: bool) -> s
     error = ident(f"{_MATCH}_error")
     keep = f"{ident(_MATCH)} = TRUE"
     if keep_failed:
-        keep = f"({keep} OR ({error} IS NOT NULL AND NOT {error} LIKE 'empty_input%'))"
+        keep = f"({keep} OR ({error} IS NOT NULL AND NOT {error} LIKE '{EMPTY_INPUT}%'))"
     columns = [*pairs.left_columns, *pairs.names.values()]
     select = ", ".join([*(ident(c) for c in columns), f"{error} AS {ident('join_error')}"])
     kept = lhs.fresh("kept")
@@ -355,7 +355,7 @@ def _kept(lhs: InputFrame, answered: str, pairs: _Pairs, keep_failed: bool) -> s
 
 
 def _stats(n_left: int, n_right: int, scoring: OpStats, usage: Usage) -> JoinStats:
-    failed = {k: n for k, n in scoring.errors.items() if k != "empty_input" and n}
+    failed = {k: n for k, n in scoring.errors.items() if k != EMPTY_INPUT and n}
     return JoinStats(
         left_rows=n_left,
         right_rows=n_right,
@@ -363,7 +363,7 @@ def _stats(n_left: int, n_right: int, scoring: OpStats, usage: Usage) -> JoinSta
         matched=scoring.values.get("true", 0),
         not_matched=scoring.values.get("false", 0),
         failed=failed,
-        blank=scoring.errors.get("empty_input", 0),
+        blank=scoring.errors.get(EMPTY_INPUT, 0),
         usage=usage,
     )
 

@@ -43,7 +43,7 @@ from rlm_pipeline.ops.core import RowProgress
 from rlm_pipeline.ops.extract_op import ExtractSpec, FieldType
 from rlm_pipeline.ops.filter_op import FilterSpec, OnError, check_on_error
 from rlm_pipeline.ops.spark_step import SparkStep
-from rlm_pipeline.ops.stats import OpStats, failure_summary
+from rlm_pipeline.ops.stats import EMPTY_INPUT, OpStats, failure_summary
 
 if TYPE_CHECKING:
     from rlm_pipeline.engines.base import Engine
@@ -62,7 +62,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_EMPTY = "empty_input"
 #: Start of the error a lazy Spark filter's action fails with (then the first failed row's reason).
 UNANSWERED_AT_ACTION = "filter: rows have no answer; nothing returned. First failed row: "
 _AT_ACTION = re.compile(re.escape(UNANSWERED_AT_ACTION) + r"([^\n]*?)(?:\s+SQLSTATE: \w+)?(?:\n|$)")
@@ -111,8 +110,8 @@ class FilterStats:
     @classmethod
     def of(cls, stats: OpStats, on_error: str) -> FilterStats:
         """From the fan-out's counts (``true`` / ``false`` values, errors by kind)."""
-        errors = {k: n for k, n in stats.errors.items() if k != _EMPTY}
-        blank = stats.errors.get(_EMPTY, 0)
+        errors = {k: n for k, n in stats.errors.items() if k != EMPTY_INPUT}
+        blank = stats.errors.get(EMPTY_INPUT, 0)
         kept = stats.values.get("true", 0)
         failed = sum(errors.values())
         returned = kept + (failed if on_error == "keep" else 0)
@@ -225,7 +224,7 @@ def run_filter(
         spec.output_column,
         failed=spec.error_column,
         failed_rows="keep" if on_error == "keep" else "drop",
-        blank=_EMPTY,
+        blank=EMPTY_INPUT,
     )
     return kept, stats
 
@@ -261,7 +260,7 @@ class FilterStep(SparkStep):
             self.spec.output_column,
             failed=self.spec.error_column,
             failed_rows=self.on_error,
-            blank=_EMPTY,
+            blank=EMPTY_INPUT,
             message=UNANSWERED_AT_ACTION,
         )
 

@@ -33,6 +33,7 @@ from rlm_pipeline.llm.usage import Usage
 from rlm_pipeline.ops.spec_base import OpSpec
 
 __all__ = [
+    "EMPTY_INPUT",
     "ERROR_KINDS",
     "MAX_VALUES",
     "OpStats",
@@ -46,9 +47,11 @@ __all__ = [
 #: llm_map stats count at most this many distinct values (classify counts every label).
 MAX_VALUES = 1000
 
+#: The reason of a row whose text is null or blank (never sent; not a failure).
+EMPTY_INPUT = "empty_input"
 #: Every reason in an error column starts with one of these.
 ERROR_KINDS = (
-    "empty_input",
+    EMPTY_INPUT,
     "input_too_long",
     "parse_error",
     "invalid_label",
@@ -144,7 +147,7 @@ def failure_summary(op: str, stats: OpStats, noun: str, *, cached: bool = False)
     >>> failure_summary("classify", OpStats(rows=9, answered=8, errors={"input_too_long": 1}), "label")
     'classify: 1 of 9 rows have no label: input_too_long 1 — pass truncate=True or a larger max_row_tokens'
     """
-    failed = {kind: n for kind, n in sorted(stats.errors.items()) if kind != "empty_input" and n}
+    failed = {kind: n for kind, n in sorted(stats.errors.items()) if kind != EMPTY_INPUT and n}
     if not failed:
         return None
     counts = ", ".join(f"{kind} {n:,}" for kind, n in failed.items())
