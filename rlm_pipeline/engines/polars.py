@@ -61,7 +61,6 @@ __all__ = ["PolarsEngine", "row_failed"]
 logger = logging.getLogger(__name__)
 
 
-
 class PolarsEngine:
     """Views over Polars LazyFrames.
 

@@ -359,6 +359,13 @@ class EngineCalls:
     async def map(
         self, role: Role, frame: Any, spec: Any, config: LLM, progress: RowProgress | None
     ) -> tuple[Any, OpStats]:
+        return self._pass(role, frame, spec, config, progress)
+
+    def _pass(
+        self, role: Role, frame: Any, spec: Any, config: LLM, progress: RowProgress | None,
+        **options: Any,
+    ) -> tuple[Any, OpStats]:
+        """One ``Engine.map_frame`` pass within what is left, its usage added for ``role``."""
         from rlm_pipeline.ops.fanout import FANOUT
 
         _check_work()
@@ -374,6 +381,7 @@ class EngineCalls:
                     budget=self.left(),
                     progress=progress,
                     overwrite=True,
+                    **options,
                 )
             return out
         finally:
@@ -401,26 +409,9 @@ class StreamedCalls(EngineCalls):
     ) -> tuple[Any, OpStats]:
         import polars as pl
 
-        from rlm_pipeline.ops.fanout import FANOUT
-
         written = self.scratch / f"{role}.parquet"
-        meter = UsageMeter()
-        try:
-            _, stats = self.engine.map_frame(
-                frame.lazy(),
-                spec,
-                config,
-                fanout=FANOUT,
-                meter=meter,
-                budget=self.left(),
-                progress=progress,
-                overwrite=True,
-                write_to=written,
-            )
-        finally:
-            self.add(role, meter.snapshot())
-        found: OpStats = stats
-        return pl.scan_parquet(written), found
+        _, stats = self._pass(role, frame.lazy(), spec, config, progress, write_to=written)
+        return pl.scan_parquet(written), stats
 
 
 def _check_work() -> None:
